@@ -1,0 +1,32 @@
+"""Configuration from the environment (names fixed by DESIGN.md).
+
+`ACEIOT_API_URL` and `ACEIOT_API_KEY` match the official `aceiot-models` client so one environment serves both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from extract.errors import ConfigError
+
+DEFAULT_API_URL = "https://flightdeck.aceiot.cloud/api"
+
+
+class Settings(BaseSettings):
+    """Environment configuration. The key is a SecretStr so it never shows in reprs or logs."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    api_url: str = Field(default=DEFAULT_API_URL, validation_alias="ACEIOT_API_URL")
+    api_key: SecretStr | None = Field(default=None, validation_alias="ACEIOT_API_KEY")
+    data_dir: Path = Field(default=Path("data"), validation_alias="ACE_ETL_DATA_DIR")
+
+    def require_key(self) -> SecretStr:
+        if self.api_key is None or not self.api_key.get_secret_value().strip():
+            raise ConfigError(
+                "no API key: set ACEIOT_API_KEY to your ACE IoT API key (or try `ace-etl demo`, which needs none)"
+            )
+        return self.api_key

@@ -1,0 +1,54 @@
+"""Typed failures. Every message is one line that names the problem and the fix.
+
+Callers (the CLI, Prefect flows) map these to exit statuses and task states; nothing returns status dicts.
+"""
+
+from __future__ import annotations
+
+
+class AceEtlError(Exception):
+    """Base class of every error ace-etl raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(AceEtlError):
+    """Bad usage or configuration (exit status 2)."""
+
+    exit_code = 2
+
+
+class ApiError(AceEtlError):
+    """The API answered with an error that retrying cannot fix."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(ApiError):
+    """401/403: the key was rejected."""
+
+
+class SiteNotFoundError(ApiError):
+    """404: the site does not exist (or the key cannot see it)."""
+
+
+class BadRequestError(ApiError):
+    """400 that is not about the cursor: the query itself is wrong."""
+
+
+class CursorError(BadRequestError):
+    """The cursor was rejected or expired: the caller restarts the window from its beginning."""
+
+
+class RetriesExhaustedError(ApiError):
+    """A transient failure (429, 5xx, network, truncated body) outlasted the retry policy."""
+
+
+class PaginationError(AceEtlError):
+    """The server's pagination misbehaved, e.g. it handed back a cursor it had already given."""
+
+
+class InvalidBodyError(AceEtlError):
+    """A 200 response whose body is not the JSON we expect (truncated or malformed); retried."""

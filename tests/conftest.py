@@ -1,0 +1,16 @@
+"""Test-wide environment: everything local, nothing leaves loopback, Prefect state inside a temp dir."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Set before any Prefect import so that every module sees a private, quiet Prefect home.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="ace-etl-prefect-")
+os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+# Tests must never reach the real API, even by accident.
+os.environ["ACEIOT_API_URL"] = "http://127.0.0.1:9/api"
+os.environ.pop("ACEIOT_API_KEY", None)
