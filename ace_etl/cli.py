@@ -1,7 +1,17 @@
-"""The `ace-etl` command line. Heavy modules (Prefect, dbt, Polars) are imported inside commands so
-`ace-etl --help` stays fast."""
+"""The `ace-etl` command line.
+
+Heavy modules (Polars, Prefect, dbt) are imported inside the commands so that `ace-etl --help` stays fast.
+Exit status: 0 success, 1 the run failed, 2 bad usage or configuration (DESIGN.md).
+"""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -9,13 +19,184 @@ from ace_etl.simulator.cli import simulator
 
 app = typer.Typer(
     name="ace-etl",
-    help="Pull ACE IoT building telemetry into Parquet and DuckDB. Start with `ace-etl demo`.",
+    help=(
+        "Pull ACE IoT building telemetry into Parquet and a DuckDB warehouse.\n\n"
+        "New here? `ace-etl demo` runs the whole pipeline against a bundled API simulator: no key, no setup."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 app.command("simulator")(simulator)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Root of the landing files, checkpoints and warehouse.duckdb. [env: ACE_ETL_DATA_DIR; default ./data]",
+        show_default=False,
+    ),
+]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    # One line on stderr, then the exit status: scripts and schedulers read both.
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """Turn the library's typed errors into a one-line message and the documented exit status."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from extract.errors import AceEtlError
+
+        try:
+            return func(*args, **kwargs)
+        except AceEtlError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; completed pages are checkpointed, re-run the same command to resume", 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_when(value: str | None, option: str) -> datetime | None:
+    """ISO date or datetime -> aware UTC datetime. A value without offset is UTC, as in the API."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = datetime.combine(date.fromisoformat(value), time())
+        except ValueError:
+            raise _fail(f"{option} {value!r} is not an ISO date or time; use e.g. 2026-11-27 or 2026-11-27T06:00:00Z", 2) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def resolve_range(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """Default: the previous full UTC day. A lone --start runs one day from it; a lone --end the day before it."""
+    today = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
+    if start is None and end is None:
+        start, end = today - timedelta(days=1), today
+    elif start is None:
+        assert end is not None
+        start = end - timedelta(days=1)
+    elif end is None:
+        end = start + timedelta(days=1)
+    if start >= end:
+        raise _fail(f"--start ({start.isoformat()}) must be before --end ({end.isoformat()})", 2)
+    return start, end
+
+
+@app.command()
+@handles_errors
+def run(
+    site: Annotated[
+        list[str],
+        typer.Option("--site", help="Site name as in FlightDeck; repeat for several sites.", show_default=False),
+    ],
+    start: Annotated[
+        str | None, typer.Option(help="Start of the range (ISO; inclusive). Default: yesterday 00:00 UTC.", show_default=False)
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="End of the range (ISO; exclusive). Default: today 00:00 UTC.", show_default=False)
+    ] = None,
+    points: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated point names or glob patterns, e.g. '*/ahu-1/*,site/meter-1/kw'.", show_default=False),
+    ] = None,
+    points_file: Annotated[
+        Path | None,
+        typer.Option(help="File with one point name or pattern per line ('#' starts a comment).", show_default=False),
+    ] = None,
+    points_from_api: Annotated[
+        bool,
+        typer.Option("--points-from-api", help="Keep the site's configured points with collect_enabled (the default)."),
+    ] = False,
+    data_dir: DataDirOption = None,
+    page_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per API page (the API allows 100,000).")] = 100_000,
+    window_hours: Annotated[
+        float, typer.Option(min=0.01, help="Split the range into windows of this many hours; each is checkpointed.")
+    ] = 24.0,
+    max_requests_per_minute: Annotated[
+        float, typer.Option(min=0.1, help="Client-side rate limit shared by every window and site of the run.")
+    ] = 100.0,
+    no_transform: Annotated[bool, typer.Option("--no-transform", help="Only extract and land; skip `dbt build`.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-extract windows that are already complete.")] = False,
+) -> None:
+    """Extract a time range for one or more sites, land it as Parquet, then build the warehouse.
+
+    Needs `ACEIOT_API_KEY` (and `ACEIOT_API_URL` for a non-default API). Completed windows are skipped on a
+    re-run (use `--force` to redo them); an interrupted window resumes from its last landed page.
+    """
+    from ace_etl.runner import RunOptions, run_pipeline
+    from extract.config import Settings
+
+    if sum((points is not None, points_file is not None, points_from_api)) > 1:
+        raise _fail("give only one of --points, --points-file and --points-from-api", 2)
+    begin, finish = resolve_range(parse_when(start, "--start"), parse_when(end, "--end"), datetime.now(UTC))
+    settings = Settings()
+    options = RunOptions(
+        sites=tuple(site),
+        start=begin,
+        end=finish,
+        points=points.split(",") if points is not None else points_file,
+        data_dir=data_dir or settings.data_dir,
+        page_size=page_size,
+        window_hours=window_hours,
+        requests_per_minute=max_requests_per_minute,
+        transform=not no_transform,
+        force=force,
+    )
+    run_pipeline(settings, options)
+
+
+@app.command()
+@handles_errors
+def demo(
+    data_dir: DataDirOption = None,
+    site: Annotated[str, typer.Option(help="Name of the simulated site.")] = "demo-site",
+    points: Annotated[int, typer.Option(min=1, max=20_000, help="Number of simulated points.")] = 200,
+    hours: Annotated[int, typer.Option(min=1, max=24 * 31, help="Hours of history, ending today 00:00 UTC.")] = 24,
+) -> None:
+    """Run the whole pipeline against the bundled API simulator: extract, land, dbt build, summary.
+
+    No key and no setup needed. Run it twice: the second run skips the complete windows.
+    """
+    from ace_etl.runner import run_demo
+    from extract.config import Settings
+
+    run_demo(data_dir or Settings().data_dir, site=site, points=points, hours=hours)
+
+
+@app.command()
+@handles_errors
+def transform(data_dir: DataDirOption = None) -> None:
+    """Build (or update) the DuckDB warehouse from the landing with `dbt build`, then publish it atomically."""
+    from ace_etl.runner import run_transform
+    from extract.config import Settings
+
+    run_transform(data_dir or Settings().data_dir)
+
+
+@app.command()
+@handles_errors
+def status(data_dir: DataDirOption = None) -> None:
+    """Show what is landed per site, unfinished windows, the last runs and the warehouse."""
+    from ace_etl.status import print_status
+    from extract.config import Settings
+
+    print_status(data_dir or Settings().data_dir)
+
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        sys.exit(exc.code)

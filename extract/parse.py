@@ -2,38 +2,63 @@
 
 Both API shapes of DESIGN.md are read in one pass: the schema lists the keys of both and Polars leaves the
 absent ones null, which also tells us which shape arrived.
+
+Every fetched sample ends up in exactly one of kept / filtered out / rejected, decided in this order:
+1. no point name                      -> rejected `missing_point_name`
+2. point not selected                 -> filtered out (a bad sample of an unwanted point is not our problem)
+3. timestamp unreadable               -> rejected `bad_timestamp`
+4. timestamp outside `[start, end)`   -> filtered out (it belongs to another window)
+5. value null / text / NaN / infinite -> rejected `null_value` / `non_numeric_value` / `non_finite_value`
+6. otherwise                          -> kept
+
+Absent fields get explicit values rather than nulls: `quality` is `unknown` and `metadata` is `{}` (valid JSON
+text, so readers can apply JSON functions without a null check).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 import polars as pl
 
 from extract.errors import InvalidBodyError
+from extract.points import PointSelector
+from extract.windows import Window
 
 # Every sample column is read as text: a real server may send numbers, numeric strings or booleans in
 # `value`, and timestamps in several ISO spellings; coercion happens below, vectorized, with reasons.
 RAW_COLUMNS = ("point_name", "timestamp", "value", "quality", "metadata")
-RAW_SCHEMA = {name: pl.String for name in RAW_COLUMNS}
+RAW_SCHEMA = {name: pl.String() for name in RAW_COLUMNS}
 
-_REAL_SAMPLE = pl.Struct({"name": pl.String, "time": pl.String, "value": pl.String})
+_REAL_SAMPLE = pl.Struct({"name": pl.String(), "time": pl.String(), "value": pl.String()})
 _SEED_SAMPLE = pl.Struct(
-    {"point_name": pl.String, "timestamp": pl.String, "value": pl.String, "quality": pl.String, "metadata": pl.String}
+    {
+        "point_name": pl.String(),
+        "timestamp": pl.String(),
+        "value": pl.String(),
+        "quality": pl.String(),
+        "metadata": pl.String(),
+    }
 )
 _SEED_SAMPLE_NO_METADATA = pl.Struct(
-    {"point_name": pl.String, "timestamp": pl.String, "value": pl.String, "quality": pl.String}
+    {"point_name": pl.String(), "timestamp": pl.String(), "value": pl.String(), "quality": pl.String()}
 )
-_PAGINATION = pl.Struct({"next_cursor": pl.String, "has_more": pl.Boolean})
+_PAGINATION = pl.Struct({"next_cursor": pl.String(), "has_more": pl.Boolean()})
 
 
 def _page_schema(seed_sample: pl.Struct) -> dict[str, pl.DataType]:
     return {
         "point_samples": pl.List(_REAL_SAMPLE),
         "data": pl.List(seed_sample),
-        "next_cursor": pl.String,
-        "has_more": pl.Boolean,
+        "next_cursor": pl.String(),
+        "has_more": pl.Boolean(),
         "pagination": _PAGINATION,
     }
 
@@ -65,7 +90,7 @@ def decode_timeseries_page(body: bytes) -> RawPage:
             envelope.select(pl.col("point_samples").explode(empty_as_null=False))
             .unnest("point_samples")
             .rename({"name": "point_name", "time": "timestamp"})
-            .with_columns(quality=pl.lit(None, pl.String), metadata=pl.lit(None, pl.String))
+            .with_columns(quality=pl.lit(None, pl.String()), metadata=pl.lit(None, pl.String()))
         )
         next_cursor, has_more = row["next_cursor"], row["has_more"]
     elif row["data"] is not None:
@@ -79,7 +104,7 @@ def decode_timeseries_page(body: bytes) -> RawPage:
             f"timeseries page has neither 'point_samples' nor 'data' ({len(body)} bytes): not an ACE IoT API response"
         )
     return RawPage(
-        samples=samples.select(pl.col(c).cast(pl.String) for c in RAW_COLUMNS),
+        samples=samples.select(pl.col(c).cast(pl.String()) for c in RAW_COLUMNS),
         next_cursor=next_cursor or None,
         has_more=bool(has_more) if has_more is not None else next_cursor is not None,
     )
@@ -91,7 +116,242 @@ def _decode_with_object_metadata(body: bytes) -> tuple[pl.DataFrame, pl.Series]:
         inferred = pl.read_json(io.BytesIO(body), infer_schema_length=None)
         metadata = inferred.select(pl.col("data").explode().struct.field("metadata")).to_series()
     except pl.exceptions.PolarsError as exc:
-        raise InvalidBodyError(f"timeseries page is not valid JSON ({len(body)} bytes): {exc}".splitlines()[0]) from exc
-    if metadata.dtype != pl.String:
+        raise InvalidBodyError(
+            f"timeseries page is not valid JSON ({len(body)} bytes): {exc}".splitlines()[0]
+        ) from exc
+    if metadata.dtype != pl.String():
         metadata = metadata.to_frame().select(pl.col("metadata").struct.json_encode()).to_series()
     return envelope, metadata
+
+
+UTC_US = pl.Datetime("us", "UTC")
+TIMESERIES_SCHEMA = pl.Schema(
+    {
+        "site_name": pl.String(),
+        "point_name": pl.String(),
+        "timestamp": UTC_US,
+        "value": pl.Float64(),
+        "quality": pl.String(),
+        "metadata": pl.String(),
+        "collected_at": UTC_US,
+    }
+)
+REJECTS_SCHEMA = pl.Schema(
+    {
+        "site_name": pl.String(),
+        "point_name": pl.String(),
+        "timestamp_raw": pl.String(),
+        "value_raw": pl.String(),
+        "reason": pl.String(),
+        "collected_at": UTC_US,
+    }
+)
+WEATHER_COLUMNS = ("temperature", "humidity", "precipitation", "wind_speed")
+WEATHER_SCHEMA = pl.Schema(
+    {
+        "site_name": pl.String(),
+        "timestamp": UTC_US,
+        **{name: pl.Float64() for name in WEATHER_COLUMNS},
+        "conditions": pl.String(),
+        "metadata": pl.String(),
+        "collected_at": UTC_US,
+    }
+)
+UNKNOWN_QUALITY = "unknown"
+EMPTY_METADATA = "{}"
+
+
+class Reason(StrEnum):
+    """Why a sample was rejected (the `reason` column of the rejects)."""
+
+    MISSING_POINT_NAME = "missing_point_name"
+    BAD_TIMESTAMP = "bad_timestamp"
+    NULL_VALUE = "null_value"
+    NON_NUMERIC_VALUE = "non_numeric_value"
+    NON_FINITE_VALUE = "non_finite_value"
+
+
+_TRUE_WORDS = ("true", "on", "active")
+_FALSE_WORDS = ("false", "off", "inactive")
+_BOOLEAN_WORDS = {**dict.fromkeys(_TRUE_WORDS, 1.0), **dict.fromkeys(_FALSE_WORDS, 0.0)}
+# `%.f` makes the fraction optional and `%#z` accepts `Z`, `+hh:mm`, `+hhmm` and `+hh`.
+_WITH_OFFSET = "%Y-%m-%dT%H:%M:%S%.f%#z"
+_WITHOUT_OFFSET = "%Y-%m-%dT%H:%M:%S%.f"
+
+
+def parse_timestamps(text: pl.Expr) -> pl.Expr:
+    """ISO-8601 text -> UTC microseconds; null where unreadable. No offset means UTC; `T` or space separator,
+    any fraction, `Z`/`z` or a numeric offset."""
+    canonical = text.str.strip_chars().str.to_uppercase().str.replace(" ", "T", literal=True)
+    return pl.coalesce(
+        canonical.str.to_datetime(_WITH_OFFSET, time_unit="us", time_zone="UTC", strict=False),
+        canonical.str.to_datetime(_WITHOUT_OFFSET, time_unit="us", strict=False).dt.replace_time_zone("UTC"),
+    )
+
+
+def coerce_values(text: pl.Expr) -> pl.Expr:
+    """Value text -> float64: numbers and numeric strings parsed, boolean words (any case) to 1.0/0.0, anything
+    else null. NaN and infinities pass through as such; `reject_reason` turns them into rejects."""
+    stripped = text.str.strip_chars()
+    return pl.coalesce(
+        stripped.cast(pl.Float64(), strict=False),
+        stripped.str.to_lowercase().replace_strict(_BOOLEAN_WORDS, default=None, return_dtype=pl.Float64()),
+    )
+
+
+def reject_reason(name: pl.Expr, timestamp: pl.Expr, value_raw: pl.Expr, value: pl.Expr) -> pl.Expr:
+    """The first thing wrong with a sample, or null when it is usable."""
+    return (
+        pl.when(name.is_null() | (name.str.len_bytes() == 0))
+        .then(pl.lit(Reason.MISSING_POINT_NAME.value))
+        .when(timestamp.is_null())
+        .then(pl.lit(Reason.BAD_TIMESTAMP.value))
+        .when(value_raw.is_null())
+        .then(pl.lit(Reason.NULL_VALUE.value))
+        .when(value.is_null())
+        .then(pl.lit(Reason.NON_NUMERIC_VALUE.value))
+        .when(~value.is_finite())
+        .then(pl.lit(Reason.NON_FINITE_VALUE.value))
+    )
+
+
+@dataclass(frozen=True)
+class PageRows:
+    """One page split three ways. `fetched == kept.height + filtered + rejects.height` always holds."""
+
+    kept: pl.DataFrame
+    rejects: pl.DataFrame
+    filtered: int
+    fetched: int
+
+
+def normalize_samples(
+    raw: pl.DataFrame, *, site: str, collected_at: datetime, window: Window, selector: PointSelector
+) -> PageRows:
+    """Raw text samples (RAW_COLUMNS) -> kept rows (TIMESERIES_SCHEMA, sorted by point_name, timestamp),
+    rejects (REJECTS_SCHEMA, with reasons) and the count filtered out; see the module docstring for the rules."""
+    name, timestamp = pl.col("point_name"), pl.col("_timestamp")
+    classified = raw.lazy().with_columns(_timestamp=parse_timestamps(pl.col("timestamp")))
+    classified = classified.with_columns(
+        _value=coerce_values(pl.col("value")), _selected=selector.expr("point_name")
+    ).with_columns(
+        _reason=reject_reason(name, timestamp, pl.col("value"), pl.col("_value")),
+        _in_window=(timestamp >= window.start) & (timestamp < window.end),
+    )
+    reason, in_window, selected = pl.col("_reason"), pl.col("_in_window"), pl.col("_selected")
+    missing_name = reason == Reason.MISSING_POINT_NAME.value
+    is_reject = missing_name | (selected & (timestamp.is_null() | (in_window & reason.is_not_null())))
+    is_kept = selected & in_window.fill_null(False) & reason.is_null()
+    site_lit, collected_lit = pl.lit(site, pl.String()), pl.lit(collected_at, UTC_US)
+    kept, rejects = pl.collect_all(
+        [
+            classified.filter(is_kept)
+            .select(
+                site_name=site_lit,
+                point_name=name,
+                timestamp=timestamp,
+                value=pl.col("_value"),
+                quality=pl.col("quality").fill_null(UNKNOWN_QUALITY),
+                # Object metadata re-encoded by the decoder reads `null` where a sample had none.
+                metadata=pl.when(pl.col("metadata") != "null").then(pl.col("metadata")).otherwise(pl.lit(EMPTY_METADATA)),
+                collected_at=collected_lit,
+            )
+            .sort("point_name", "timestamp", maintain_order=True),
+            classified.filter(is_reject.fill_null(False))
+            .select(
+                site_name=site_lit,
+                point_name=name,
+                timestamp_raw=pl.col("timestamp"),
+                value_raw=pl.col("value"),
+                reason=reason,
+                collected_at=collected_lit,
+            )
+            .sort("point_name", "timestamp_raw", nulls_last=True, maintain_order=True),
+        ]
+    )
+    return PageRows(
+        kept=kept,
+        rejects=rejects,
+        filtered=raw.height - kept.height - rejects.height,
+        fetched=raw.height,
+    )
+
+
+def parse_weather(body: Mapping[str, Any], *, site: str, collected_at: datetime) -> pl.DataFrame:
+    """Weather JSON of either shape -> WEATHER_SCHEMA rows; rows without a readable timestamp are dropped.
+
+    Real API (current conditions, one row): each field is `{"value", "time", "units", "source", ...}`; the
+    temperature comes from `temp` and the timestamp from its `time`. Seed shape: `{"data": [flat rows]}`.
+    Everything not mapped to a column (other fields, units, source, ...) goes into `metadata` as JSON.
+    """
+    records = body.get("data")
+    rows = [_seed_weather_row(r) for r in records] if isinstance(records, list) else [_real_weather_row(body)]
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "timestamp": pl.String(),
+            **{n: pl.Float64() for n in WEATHER_COLUMNS},
+            "conditions": pl.String(),
+            "metadata": pl.String(),
+        },
+        orient="row",
+    )
+    return (
+        frame.with_columns(timestamp=parse_timestamps(pl.col("timestamp")))
+        .filter(pl.col("timestamp").is_not_null())
+        .with_columns(site_name=pl.lit(site, pl.String()), collected_at=pl.lit(collected_at, UTC_US))
+        .select(WEATHER_SCHEMA.names())
+        .sort("timestamp", maintain_order=True)
+    )
+
+
+# Real-API field names -> our columns (only the temperature differs).
+_REAL_WEATHER_FIELDS = {"temp": "temperature", **{n: n for n in WEATHER_COLUMNS if n != "temperature"}}
+
+
+def _real_weather_row(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    fields = {key: value if isinstance(value, Mapping) else {"value": value} for key, value in body.items()}
+    times = [f.get("time") for key in ("temp", *fields) if (f := fields.get(key)) and f.get("time")]
+    columns = {
+        column: _to_float(fields.get(key, {}).get("value")) for key, column in _REAL_WEATHER_FIELDS.items()
+    }
+    conditions = fields.get("conditions", {}).get("value")
+    metadata = {
+        key: {k: v for k, v in field.items() if k != "value"}
+        if key in _REAL_WEATHER_FIELDS or key == "conditions"
+        else field
+        for key, field in fields.items()
+    }
+    metadata = {key: field for key, field in metadata.items() if field}
+    return (
+        times[0] if times else None,
+        *(columns[c] for c in WEATHER_COLUMNS),
+        None if conditions is None else str(conditions),
+        _json_text(metadata),
+    )
+
+
+def _seed_weather_row(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    mapped = {"timestamp", *WEATHER_COLUMNS, "conditions"}
+    conditions = record.get("conditions")
+    return (
+        record.get("timestamp"),
+        *(_to_float(record.get(c)) for c in WEATHER_COLUMNS),
+        None if conditions is None else str(conditions),
+        _json_text({k: v for k, v in record.items() if k not in mapped}),
+    )
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _json_text(obj: Mapping[str, Any]) -> str:
+    # Sorted keys: the same input always lands the same bytes.
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str) if obj else EMPTY_METADATA

@@ -1,0 +1,98 @@
+"""The run summary, one table per run with a row per site. The CLI prints it with rich; Prefect flows
+publish the same table as a markdown artifact, so both audiences read the same numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+COLUMNS = (
+    ("site", "site"),
+    ("windows", "windows"),
+    ("skipped", "skipped"),
+    ("failed", "failed"),
+    ("pages", "pages"),
+    ("requests", "requests"),
+    ("retries", "retries"),
+    ("kept", "kept"),
+    ("filtered", "filtered out"),
+    ("rejected", "rejected"),
+    ("duration_s", "duration (s)"),
+    ("gaps", "gaps found"),
+)
+
+
+@dataclass
+class SiteSummary:
+    site: str
+    windows: int = 0
+    skipped: int = 0
+    failed: int = 0
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    kept: int = 0
+    filtered: int = 0
+    rejected: int = 0
+    duration_s: float = 0.0
+    gaps: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def summarize(windows: Iterable[Any], gaps_by_site: Mapping[str, int] | None = None) -> list[SiteSummary]:
+    """Fold per-window results (anything with the runs-row attributes) into one row per site."""
+    sites: dict[str, SiteSummary] = {}
+    for w in windows:
+        s = sites.setdefault(w.site_name, SiteSummary(w.site_name))
+        s.windows += 1
+        s.skipped += w.status == "skipped"
+        s.failed += w.status == "failed"
+        s.pages += w.pages
+        s.requests += w.api_requests
+        s.retries += w.retries
+        s.kept += w.records_kept
+        s.filtered += w.records_filtered
+        s.rejected += w.records_rejected
+        s.duration_s += w.duration_s
+        if w.error:
+            s.errors.append(w.error)
+    for site, gaps in (gaps_by_site or {}).items():
+        if site in sites:
+            sites[site].gaps = gaps
+    return sorted(sites.values(), key=lambda s: s.site)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def rows(summaries: Iterable[SiteSummary]) -> list[list[str]]:
+    return [[_cell(getattr(s, key)) for key, _ in COLUMNS] for s in summaries]
+
+
+def to_markdown(summaries: list[SiteSummary], title: str = "ace-etl run summary") -> str:
+    header = [label for _, label in COLUMNS]
+    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(summaries)]
+    errors = [f"- **{s.site}**: {e}" for s in summaries for e in s.errors]
+    if errors:
+        lines += ["", "## Errors", *errors]
+    return "\n".join(lines) + "\n"
+
+
+def to_rich_table(summaries: list[SiteSummary], title: str = "ace-etl run summary") -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for key, label in COLUMNS:
+        table.add_column(label, justify="left" if key == "site" else "right")
+    for r in rows(summaries):
+        table.add_row(*r)
+    return table

@@ -1,0 +1,181 @@
+"""What `ace-etl run`, `demo` and `transform` do, without Prefect: the library's stages in order, rich
+progress on stderr and the run summary on stdout. Prefect flows (`flows/`) wire the same stages as tasks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ace_etl.report import summarize, to_rich_table
+from extract.client import AceClient
+from extract.config import Settings
+from extract.pipeline import OnPage, PointsSource, RunResult, run_extract
+from extract.storage import open_storage
+from extract.windows import Window, split_windows
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    sites: Sequence[str]
+    start: datetime
+    end: datetime
+    data_dir: Path
+    points: PointsSource = None
+    page_size: int = 100_000
+    window_hours: float = 24
+    requests_per_minute: float = 100
+    transform: bool = True
+    force: bool = False
+    max_workers: int = 4
+
+
+@contextmanager
+def page_progress(total_windows: int, console: Console = stderr) -> Iterator[OnPage]:
+    """A rich progress display: one bar over all windows, one line per window with pages and samples.
+
+    A window counts as done when another page of it stops arriving is unknowable here, so the overall bar
+    advances when a window's line is retired at the end; the per-window lines show live page counts."""
+    lock = threading.Lock()
+    lines: dict[tuple[str, Window], tuple[int, int]] = {}
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    ) as progress:
+        overall = progress.add_task("windows", total=total_windows, detail="")
+
+        def on_page(site: str, window: Window, page: int, samples: int) -> None:
+            with lock:
+                key = (site, window)
+                if key not in lines:
+                    task = progress.add_task(f"{site} {window.start:%Y-%m-%d %H:%M}", total=None, detail="")
+                    lines[key] = (task, 0)
+                task, seen = lines[key]
+                seen += samples
+                lines[key] = (task, seen)
+                progress.update(task, completed=page + 1, detail=f"{page + 1} pages, {seen:,} samples")
+
+        yield on_page
+        progress.update(overall, completed=total_windows)
+
+
+def run_pipeline(settings: Settings, options: RunOptions, console: Console = stdout) -> RunResult:
+    """Extract and land every (site, window), then build the warehouse; print the summary.
+
+    Raises the first failure's typed error after the summary, so the caller can set the exit status."""
+    windows = split_windows(options.start, options.end, options.window_hours)
+    storage = open_storage(options.data_dir)
+    with AceClient.from_settings(settings, requests_per_minute=options.requests_per_minute) as client:
+        stderr.print(
+            f"Extracting {len(options.sites)} site(s), {options.start:%Y-%m-%d %H:%M} to {options.end:%Y-%m-%d %H:%M} UTC "
+            f"({len(windows)} window(s) each) into {options.data_dir}"
+        )
+        with page_progress(len(windows) * len(options.sites)) as on_page:
+            result = run_extract(
+                client,
+                storage,
+                options.sites,
+                options.start,
+                options.end,
+                window_hours=options.window_hours,
+                page_size=options.page_size,
+                points=options.points,
+                force=options.force,
+                max_workers=options.max_workers,
+                on_page=on_page,
+            )
+    gaps = None
+    if options.transform and any(w.status != "failed" for w in result.windows):
+        gaps = run_transform(options.data_dir)
+    console.print(to_rich_table(summarize(result.windows, gaps)))
+    result.raise_if_failed()
+    return result
+
+
+def run_transform(data_dir: Path) -> dict[str, int]:
+    """dbt build, then publish the warehouse; returns the gaps found per site."""
+    from ace_etl.transform import build_warehouse, gaps_by_site
+
+    with stderr.status("Building the warehouse (dbt build)..."):
+        result = build_warehouse(data_dir)
+    stderr.print(f"Warehouse ready: {result.warehouse_path}")
+    return gaps_by_site(result.warehouse_path)
+
+
+def demo_range(hours: int, now: datetime) -> tuple[datetime, datetime]:
+    """The last `hours` hours before today 00:00 UTC: fixed for the day, so a second demo run finds every
+    window complete."""
+    end = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
+    return end - timedelta(hours=hours), end
+
+
+EXAMPLE_QUERIES = (
+    (
+        "Samples and average value per device",
+        "select split_part(point_name, '/', 2) as device, count(*) as samples, round(avg(value), 2) as avg_value\n"
+        "from timeseries_raw group by 1 order by samples desc limit 5",
+    ),
+    (
+        "Hourly profile of one point",
+        "select bucket_start, avg_value, min_value, max_value from timeseries_hourly\n"
+        "where point_name = (select min(point_name) from timeseries_hourly) order by bucket_start limit 5",
+    ),
+    (
+        "Points with the lowest coverage",
+        "select point_name, day, expected_samples, received_samples, coverage_ratio from timeseries_coverage\n"
+        "order by coverage_ratio, point_name limit 5",
+    ),
+)
+
+
+def run_demo(data_dir: Path, *, site: str, points: int, hours: int) -> None:
+    """Start the bundled simulator on a free loopback port and run the whole pipeline against it."""
+    from ace_etl.simulator import Simulator, SimulatorConfig
+
+    start, end = demo_range(hours, datetime.now(UTC))
+    config = SimulatorConfig(sites=(site,), points=points, api_key="demo")
+    with Simulator(config) as sim:
+        stderr.print(f"Simulator ready at {sim.url} (site {site!r}, {points} points)")
+        settings = Settings(ACEIOT_API_URL=sim.url, ACEIOT_API_KEY="demo", ACE_ETL_DATA_DIR=data_dir)
+        options = RunOptions(sites=(site,), start=start, end=end, data_dir=data_dir, window_hours=min(hours, 24))
+        run_pipeline(settings, options)
+    show_examples(data_dir)
+
+
+def show_examples(data_dir: Path, console: Console = stdout) -> None:
+    """Run the example queries on the published warehouse (read-only, as an analyst would) and print them."""
+    import duckdb
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    from ace_etl.transform import warehouse_path
+
+    path = warehouse_path(data_dir)
+    console.print(f"\nTry it yourself: duckdb -readonly {path}   (or in Python: duckdb.connect('{path}', read_only=True))")
+    with duckdb.connect(str(path), read_only=True) as con:
+        for title, sql in EXAMPLE_QUERIES:
+            console.print(f"\n[bold]{title}[/bold]")
+            console.print(Syntax(sql, "sql", theme="ansi_dark"))
+            cursor = con.execute(sql)
+            table = Table(*(d[0] for d in cursor.description))
+            for row in cursor.fetchall():
+                table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row))
+            console.print(table)
+    landing = data_dir / "landing" / "timeseries"
+    console.print(f"\nOr query the Parquet landing directly: select count(*) from read_parquet('{landing}/**/*.parquet')")

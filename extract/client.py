@@ -1,0 +1,320 @@
+"""The ACE IoT API client: one connection pool, bearer auth, the retry policy and the shared rate limit.
+
+Every request goes through `AceClient.get`, which sends, reads the whole body and decodes it inside the
+retry loop, so truncated bodies and connections closed mid-body are retried like any other transient
+failure, and nothing above this module retries again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote, unquote
+
+import httpx
+import stamina
+from pydantic import SecretStr
+
+from extract.config import Settings
+from extract.errors import (
+    ApiError,
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    CursorError,
+    InvalidBodyError,
+    RetriesExhaustedError,
+    SiteNotFoundError,
+)
+from extract.ratelimit import RateLimiter, shared_rate_limiter
+from extract.retry import DEFAULT_RETRY_POLICY, RetryPolicy, retry_after_seconds
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+
+# Retrying these cannot help, whatever a policy's retry_statuses say.
+_NEVER_RETRIED = frozenset({400, 401, 403, 404})
+_MESSAGE_LIMIT = 200
+
+# One lock for every RequestStats keeps the dataclass plain (asdict, replace and == keep working);
+# the critical sections are a few integer additions per request.
+_STATS_LOCK = threading.Lock()
+
+
+@dataclass
+class RequestStats:
+    """Request counters; safe to share between threads when updated through `add`."""
+
+    requests: int = 0  # every attempt sent, retries included
+    retries: int = 0  # attempts after the first of each logical request
+    bytes: int = 0  # response body bytes received
+    throttled: int = 0  # 429 responses received
+
+    def add(self, *, requests: int = 0, retries: int = 0, bytes: int = 0, throttled: int = 0) -> None:
+        with _STATS_LOCK:
+            self.requests += requests
+            self.retries += retries
+            self.bytes += bytes
+            self.throttled += throttled
+
+
+def format_time(dt: datetime) -> str:
+    """UTC ISO 8601 with a Z, as the API's query parameters expect; a naive datetime is taken as UTC."""
+    utc = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat() + "Z"
+
+
+def site_path(site: str, *rest: str) -> str:
+    """`/sites/<site>/...` with the site percent-encoded, so no name can change the path (`../x`, `a/b`)."""
+    return "/".join(("", "sites", quote(site, safe=""), *rest))
+
+
+class _Transient(Exception):
+    """A failure the retry policy covers: a one-line reason, and how long the server asked us to wait."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class AceClient:
+    """A synchronous ACE IoT API client. Thread-safe: threads may share one instance and its pool."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr | str,
+        *,
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        requests_per_minute: float | None = 100,
+        rate_limiter: RateLimiter | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        if not self._key.get_secret_value().strip():
+            raise ConfigError("empty API key: set ACEIOT_API_KEY to your ACE IoT API key")
+        self.base_url = base_url
+        self.retry_policy = retry_policy
+        if rate_limiter is None and requests_per_minute is not None:
+            rate_limiter = shared_rate_limiter(requests_per_minute)
+        self.rate_limiter = rate_limiter
+        self.stats = RequestStats()
+        # httpx masks the Authorization header in its reprs; our own messages never include headers.
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {self._key.get_secret_value()}", "Accept": "application/json"},
+            timeout=timeout,
+            verify=True,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> AceClient:
+        """A client for `ACEIOT_API_URL` / `ACEIOT_API_KEY`; ConfigError if no key is set."""
+        return cls(settings.api_url, settings.require_key(), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"AceClient(base_url={self.base_url!r}, rate_limiter={self.rate_limiter!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AceClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, str | int | bool],
+        decode: Callable[[bytes], T],
+        *,
+        stats: RequestStats | None = None,
+    ) -> T:
+        """GET `path` (relative to the base URL) and return `decode(body)`, retrying per the policy.
+
+        Raises AuthError, SiteNotFoundError, CursorError, BadRequestError or ApiError at once, and
+        RetriesExhaustedError when transient failures outlast the attempts or the deadline.
+        """
+        policy = self.retry_policy
+        started = time.monotonic()
+        attempts = 0
+
+        # stamina runs the loop and reports retries to its instrumentation (logging, Prometheus); this hook
+        # decides each wait itself: the server's Retry-After when given, else the policy's backoff, and no
+        # wait that would end past the deadline (stamina's own timeout only stops after such a wait).
+        def wait_before_retry(exc: Exception) -> bool | float:
+            if not isinstance(exc, _Transient) or attempts >= policy.max_attempts:
+                return False
+            wait = exc.retry_after if exc.retry_after is not None else policy.backoff(attempts)
+            if time.monotonic() + wait >= started + policy.deadline:
+                return False
+            log.info(
+                "GET %s: %s; attempt %d of %d in %.2f s",
+                path,
+                exc.reason,
+                attempts + 1,
+                policy.max_attempts,
+                wait,
+            )
+            return wait
+
+        try:
+            for attempt in stamina.retry_context(
+                on=wait_before_retry, attempts=policy.max_attempts, timeout=None
+            ):
+                with attempt:
+                    attempts = attempt.num
+                    return self._attempt(path, params, decode, stats, first=attempts == 1)
+        except _Transient as exc:
+            raise RetriesExhaustedError(
+                f"GET {path} gave up after {attempts} attempt(s) in {time.monotonic() - started:.1f} s "
+                f"(at most {policy.max_attempts} attempts within {policy.deadline:g} s); last failure: {exc.reason}"
+            ) from exc
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    def configured_points(
+        self, site: str, *, per_page: int = 500, stats: RequestStats | None = None
+    ) -> list[dict[str, Any]]:
+        """Every configured point of the site (all pages)."""
+        path = site_path(site, "configured_points")
+        points: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = self.get(path, {"page": page, "per_page": per_page}, _decode_points_page, stats=stats)
+            points.extend(body["items"])
+            if not body["items"] or page >= int(body.get("pages") or 0):
+                return points
+            page += 1
+
+    def weather(
+        self,
+        site: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        stats: RequestStats | None = None,
+    ) -> dict[str, Any]:
+        """The weather endpoint's JSON as sent: current conditions (real API) or, with a range, a series."""
+        params = {
+            name: format_time(value)
+            for name, value in (("start_time", start), ("end_time", end))
+            if value is not None
+        }
+        return self.get(site_path(site, "weather"), params, _decode_object, stats=stats)
+
+    def _attempt(
+        self,
+        path: str,
+        params: Mapping[str, str | int | bool],
+        decode: Callable[[bytes], T],
+        stats: RequestStats | None,
+        *,
+        first: bool,
+    ) -> T:
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        self._count(stats, requests=1, retries=0 if first else 1)
+        try:
+            response = self._http.get(path, params=params)
+        except self.retry_policy.retry_exceptions as exc:
+            raise _Transient(self._describe(exc)) from exc
+        except httpx.HTTPError as exc:
+            raise ApiError(f"GET {path} failed: {self._describe(exc)}") from exc
+        self._count(stats, bytes=len(response.content), throttled=int(response.status_code == 429))
+        if not response.is_success:
+            self._raise_for_status(response, path, params)
+        try:
+            return decode(response.content)
+        except self.retry_policy.retry_exceptions as exc:
+            raise _Transient(self._describe(exc)) from exc
+
+    def _raise_for_status(
+        self, response: httpx.Response, path: str, params: Mapping[str, str | int | bool]
+    ) -> NoReturn:
+        status = response.status_code
+        if status in self.retry_policy.retry_statuses and status not in _NEVER_RETRIED:
+            raise _Transient(f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After")))
+        if status in (401, 403):
+            raise AuthError(
+                f"the API key was rejected (HTTP {status}): set ACEIOT_API_KEY to a valid key", status=status
+            )
+        if status == 404:
+            raise SiteNotFoundError(
+                f"no such site {_site_of(path)!r} (HTTP 404): check the site name, e.g. with the site list in FlightDeck",
+                status=status,
+            )
+        text = self._one_line(_error_text(response.content))
+        if status == 400 and ("cursor" in params or "cursor" in text.lower()):
+            raise CursorError(
+                f"the API rejected the cursor for GET {path} (HTTP 400: {text}): restart the window from its start",
+                status=status,
+            )
+        if status == 400:
+            raise BadRequestError(f"the API rejected GET {path} (HTTP 400): {text}", status=status)
+        raise ApiError(f"GET {path} failed with HTTP {status}: {text}", status=status)
+
+    def _count(self, stats: RequestStats | None, **counts: int) -> None:
+        self.stats.add(**counts)
+        if stats is not None and stats is not self.stats:
+            stats.add(**counts)
+
+    def _describe(self, exc: BaseException) -> str:
+        detail = self._one_line(str(exc))
+        return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+    def _one_line(self, text: str) -> str:
+        """Whitespace collapsed, shortened, and the key masked in case a server or library echoes it."""
+        line = " ".join(text.split()).replace(self._key.get_secret_value(), "***")
+        return line if len(line) <= _MESSAGE_LIMIT else line[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def _site_of(path: str) -> str:
+    parts = path.strip("/").split("/")
+    return unquote(parts[1]) if len(parts) > 1 and parts[0] == "sites" else path
+
+
+def _error_text(body: bytes) -> str:
+    """The server's error message: the `error`/`message`/`detail` field of a JSON body, else the body text."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
+    if isinstance(parsed, dict):
+        for key in ("error", "message", "detail"):
+            if parsed.get(key):
+                return str(parsed[key])
+    return body.decode("utf-8", errors="replace")
+
+
+def _decode_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:
+        raise InvalidBodyError(f"response is not valid JSON ({len(body)} bytes): {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidBodyError(f"response is JSON but not an object ({len(body)} bytes)")
+    return parsed
+
+
+def _decode_points_page(body: bytes) -> dict[str, Any]:
+    page = _decode_object(body)
+    if not isinstance(page.get("items"), list):
+        raise InvalidBodyError(f"configured_points page has no 'items' list ({len(body)} bytes)")
+    return page

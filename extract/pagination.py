@@ -1,0 +1,76 @@
+"""Cursor pagination over a site's timeseries for one window, one page at a time.
+
+A generator, so the caller lands and checkpoints each page before the next is fetched and no window is
+ever held in memory whole. Retries happen inside `AceClient.get`, never here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from extract.client import AceClient, RequestStats, format_time, site_path
+from extract.errors import PaginationError
+from extract.parse import RawPage, decode_timeseries_page
+
+MAX_PAGE_SIZE = 100_000
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int  # 0-based within the window; continues from first_page_number on resume
+    cursor: str | None  # the cursor that produced this page (None for the first page)
+    next_cursor: str | None
+    has_more: bool
+    samples: pl.DataFrame  # RawPage.samples (text columns)
+    nbytes: int
+
+
+def _decode_sized(body: bytes) -> tuple[RawPage, int]:
+    return decode_timeseries_page(body), len(body)
+
+
+def iter_pages(
+    client: AceClient,
+    site: str,
+    start: datetime,
+    end: datetime,
+    *,
+    page_size: int = MAX_PAGE_SIZE,
+    cursor: str | None = None,
+    first_page_number: int = 0,
+    stats: RequestStats | None = None,
+) -> Iterator[Page]:
+    """Yield the raw pages of `[start, end)` for `site`, from the beginning or from a saved `cursor`.
+
+    Stops after a page with `has_more: false` or no next cursor. Raises PaginationError, before yielding
+    the offending page, when the server hands back a cursor already used in this iteration; CursorError
+    (from the client) when the server rejects a cursor, e.g. an expired one.
+    """
+    path = site_path(site, "timeseries", "paginated")
+    base_params: dict[str, str | int | bool] = {
+        "start_time": format_time(start),
+        "end_time": format_time(end),
+        "page_size": page_size,
+        "raw_data": True,
+    }
+    seen = {cursor} if cursor is not None else set()
+    number = first_page_number
+    while True:
+        params = base_params if cursor is None else {**base_params, "cursor": cursor}
+        raw, nbytes = client.get(path, params, _decode_sized, stats=stats)
+        next_cursor = raw.next_cursor if raw.has_more else None
+        if next_cursor in seen:
+            raise PaginationError(
+                f"site {site!r}: the API returned cursor {next_cursor!r} again after page {number}; "
+                "paging on would loop forever: retry the window later"
+            )
+        yield Page(number, cursor, raw.next_cursor, raw.has_more, raw.samples, nbytes)
+        if next_cursor is None:
+            return
+        cursor = next_cursor
+        seen.add(next_cursor)
+        number += 1

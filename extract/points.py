@@ -1,0 +1,172 @@
+"""Which points to keep: exact names and glob patterns, from a list, a file or the API's configured points.
+
+Glob semantics (fnmatch-like, case-sensitive, whole name): `*` matches any run of characters *including* `/`,
+`?` one character, `[abc]`/`[!abc]` a class. `*` crossing `/` is what makes `*/ahu-1/*` mean "every point of
+device ahu-1 of any site", however deep the site or point part of the name is. A name without `*?[` is exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from extract.errors import ConfigError
+
+_GLOB_CHARS = frozenset("*?[")
+_REGEX_META = frozenset("\\.+*?()|[]{}^$#&-~")
+# A trailing comment needs whitespace before `#`, so `#` inside a point name survives.
+_TRAILING_COMMENT = re.compile(r"\s+#.*$")
+
+
+@dataclass(frozen=True)
+class PointSelector:
+    """Exact names plus glob patterns; `expr` applies the selection to a whole column at once."""
+
+    names: frozenset[str]
+    patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def from_list(cls, entries: Iterable[str]) -> PointSelector:
+        """Split entries into exact names and glob patterns; blank entries are ignored."""
+        cleaned = [entry.strip() for entry in entries if entry.strip()]
+        for entry in cleaned:
+            _glob_regex(entry)  # fail early, with the pattern in the message
+        return cls(
+            names=frozenset(e for e in cleaned if not _is_glob(e)),
+            patterns=tuple(dict.fromkeys(e for e in cleaned if _is_glob(e))),
+        )
+
+    def expr(self, column: str = "point_name") -> pl.Expr:
+        """Boolean expression: the point is selected. Null names are never selected."""
+        col = pl.col(column)
+        selected = col.is_in(pl.Series(sorted(self.names), dtype=pl.String()).implode())
+        if self.patterns:
+            selected = selected | col.str.contains("|".join(f"(?:{_glob_regex(p)})" for p in self.patterns))
+        return selected.fill_null(False)
+
+    def matches(self, name: str) -> bool:
+        """The same test as `expr`, for one name."""
+        return name in self.names or any(re.fullmatch(_glob_regex(p), name) for p in self.patterns)
+
+    def __len__(self) -> int:
+        return len(self.names) + len(self.patterns)
+
+    @property
+    def fingerprint(self) -> str:
+        """Short stable digest of the selection; a checkpoint made under another selection is not resumed."""
+        text = json.dumps([sorted(self.names), sorted(self.patterns)])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_points_text(text: str) -> list[str]:
+    """One point or pattern per line; blank lines and `#` comments (whole-line or after whitespace) ignored."""
+    lines = (_TRAILING_COMMENT.sub("", line).strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def read_points_file(path: Path) -> list[str]:
+    """The entries of a points file (see `parse_points_text`)."""
+    try:
+        return parse_points_text(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read points file {path}: {exc.strerror or exc}") from exc
+
+
+def enabled_point_names(items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Names of the API's configured points whose `collect_enabled` is true."""
+    return [str(item["name"]) for item in items if item.get("name") and _truthy(item.get("collect_enabled"))]
+
+
+_POINT_COLUMNS = {
+    "site_name": pl.String(),
+    "point_name": pl.String(),
+    "collect_enabled": pl.Boolean(),
+    "collect_interval": pl.Int64(),
+    "collected_at": pl.Datetime("us", "UTC"),
+}
+
+
+def configured_points_frame(
+    items: Sequence[Mapping[str, Any]], *, site: str, collected_at: datetime
+) -> pl.DataFrame:
+    """The API's configured points as a frame: the fixed columns (`collect_interval` in whole seconds, null
+    when absent or unreadable), then every other field of the items as text (nested values as JSON)."""
+    named = [item for item in items if item.get("name")]
+    extra = sorted({key for item in named for key in item} - {"name", "collect_enabled", "collect_interval"})
+    # An API field that shares a name with one of our columns keeps its value under a prefixed name.
+    renamed = {key: f"api_{key}" if key in _POINT_COLUMNS else key for key in extra}
+    columns: dict[str, list[Any]] = {
+        "site_name": [site] * len(named),
+        "point_name": [str(item["name"]) for item in named],
+        "collect_enabled": [_truthy(item.get("collect_enabled")) for item in named],
+        "collect_interval": [_seconds(item.get("collect_interval")) for item in named],
+        "collected_at": [collected_at] * len(named),
+        **{renamed[key]: [_text(item.get(key)) for item in named] for key in extra},
+    }
+    schema = {**_POINT_COLUMNS, **dict.fromkeys(renamed.values(), pl.String())}
+    return pl.DataFrame(columns, schema=schema).sort("point_name", maintain_order=True)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _seconds(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return round(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _is_glob(entry: str) -> bool:
+    return not _GLOB_CHARS.isdisjoint(entry)
+
+
+def _glob_regex(pattern: str) -> str:
+    """Anchored regex (valid for both Python `re` and Polars' Rust regex) for a glob pattern."""
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        i += 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            close = pattern.find("]", i + 1 if pattern[i : i + 1] in ("!", "]") else i)
+            if close == -1:
+                raise ConfigError(f"bad point pattern {pattern!r}: '[' without a closing ']'")
+            body = pattern[i:close]
+            i = close + 1
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            out.append("[" + ("^" if negate else "") + "".join(_escape_class_char(c) for c in body) + "]")
+        else:
+            out.append(_escape(char))
+    return "^" + "".join(out) + "$"
+
+
+def _escape(char: str) -> str:
+    # Only true metacharacters: Rust's regex gives some escaped letters and `\<`/`\>` a meaning of their own.
+    return "\\" + char if char in _REGEX_META else char
+
+
+def _escape_class_char(char: str) -> str:
+    # Ranges (`a-z`) stay ranges; everything else that is special inside a class is escaped.
+    return "\\" + char if char in "\\^[]&~" else char

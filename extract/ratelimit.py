@@ -1,0 +1,74 @@
+"""Client-side rate limiting, shared by every thread in the process.
+
+Hand-written rather than pyrate-limiter: we need exactly one blocking, thread-safe sliding window with a
+safety margin, and pyrate-limiter's blocking behaviour and bucket API have changed across its major
+versions; the window below is a few lines we can reason about completely.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+
+from extract.errors import ConfigError
+
+# The server stamps a request later than we take its slot (connection setup, TLS, queueing), so two
+# requests a full period apart on our clock can look closer together on the server's. Waiting this much
+# longer than the period absorbs that skew at a cost of at most 2% of the throughput.
+_MARGIN_FRACTION = 0.02
+_MARGIN_MAX = 1.0
+
+
+class RateLimiter:
+    """At most `capacity` requests in any `period` (+ a small margin) seconds: a sliding window."""
+
+    def __init__(self, capacity: int, period: float, *, margin: float | None = None) -> None:
+        if capacity < 1 or period <= 0:
+            raise ConfigError(
+                f"rate limit of {capacity} requests per {period:g} s is not usable: allow at least one request per period"
+            )
+        self.capacity = capacity
+        self.period = period
+        self.margin = min(_MARGIN_MAX, period * _MARGIN_FRACTION) if margin is None else margin
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(capacity={self.capacity}, period={self.period:g}, margin={self.margin:g})"
+
+    def acquire(self) -> None:
+        """Block the calling thread until a request may be sent, and count it as sent now."""
+        window = self.period + self.margin
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._sent and self._sent[0] <= now - window:
+                    self._sent.popleft()
+                if len(self._sent) < self.capacity:
+                    self._sent.append(now)
+                    return
+                delay = self._sent[0] + window - now
+            # Sleep without the lock so other threads can still check; whoever wakes first takes the slot.
+            time.sleep(delay)
+
+
+_SHARED: dict[tuple[float, float], RateLimiter] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_rate_limiter(requests_per_minute: float, *, period: float = 60.0) -> RateLimiter:
+    """The process-wide limiter for this rate, enforced over windows of `period` seconds.
+
+    The window holds `requests_per_minute * period / 60` requests (rounded down, so never faster than asked):
+    100/min over 60 s lets 100 go at once, then one per freed slot; 400/min over 3 s is 20 per 3 s.
+    """
+    key = (float(requests_per_minute), float(period))
+    with _SHARED_LOCK:
+        limiter = _SHARED.get(key)
+        if limiter is None:
+            # The epsilon keeps e.g. 400/min over 3 s at 20, not 19.999...
+            capacity = math.floor(requests_per_minute * period / 60.0 + 1e-9)
+            limiter = _SHARED[key] = RateLimiter(capacity, period)
+        return limiter

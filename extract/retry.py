@@ -1,0 +1,67 @@
+"""Retry policy as data: the one description of how hard the client tries before it gives up.
+
+Only `extract.client` acts on it, so no request is ever retried at two layers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from extract.errors import InvalidBodyError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts, for how long, and how long to wait between them (all times in seconds).
+
+    `deadline` bounds one logical request from its first attempt, waits included: no retry is scheduled
+    that would start after it. `jitter` is the largest random amount added to each exponential backoff.
+    """
+
+    max_attempts: int = 8
+    deadline: float = 600.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    jitter: float = 0.5
+    retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    # Transport errors cover connect errors, read timeouts and connections closed mid-body;
+    # InvalidBodyError covers bodies that arrived truncated or garbled.
+    retry_exceptions: tuple[type[BaseException], ...] = (httpx.TransportError, InvalidBodyError)
+
+    def backoff(self, retry: int) -> float:
+        """The wait before retry number `retry` (1 for the second attempt) when the server gave no Retry-After."""
+        exponential = self.backoff_initial * 2.0 ** (retry - 1)
+        return min(self.backoff_max, exponential + random.uniform(0.0, self.jitter))
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait according to a Retry-After header: delay-seconds or an HTTP date.
+
+    Fractional seconds are accepted (some servers and our simulator send them). A date in the past means
+    no wait. Anything unparseable gives None, so the caller falls back to its own backoff.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -1,0 +1,65 @@
+"""Half-open UTC time windows `[start, end)`: the unit of extraction, checkpointing and file naming."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from extract.errors import ConfigError
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """A half-open UTC interval `[start, end)`; a sample exactly at `end` belongs to the next window."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ConfigError("window bounds must be timezone-aware (UTC)")
+        if self.end <= self.start:
+            raise ConfigError(
+                f"empty window: start {self.start.isoformat()} is not before end {self.end.isoformat()}"
+            )
+
+    @property
+    def key(self) -> str:
+        """Stable, filesystem-safe name, e.g. `20240101T000000Z_20240102T000000Z`; used in file and state names."""
+        return f"{compact_time(self.start)}_{compact_time(self.end)}"
+
+
+def compact_time(moment: datetime) -> str:
+    """`20240101T000000Z` (with `.ffffff` only when there are microseconds): a file-name-safe UTC time."""
+    utc = as_utc(moment)
+    # Microseconds only when present, so whole-second windows keep short names.
+    return utc.strftime("%Y%m%dT%H%M%S") + (f".{utc.microsecond:06d}" if utc.microsecond else "") + "Z"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A naive datetime is taken as UTC (the DESIGN.md rule for timestamps without offset)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def split_windows(start: datetime, end: datetime, hours: float = 24) -> list[Window]:
+    """Cut `[start, end)` into consecutive windows of `hours`, counted from `start`; the last may be shorter."""
+    if hours <= 0:
+        raise ConfigError(f"window length must be positive, got {hours} hours")
+    start, end = as_utc(start), as_utc(end)
+    if end <= start:
+        raise ConfigError(f"empty range: start {start.isoformat()} is not before end {end.isoformat()}")
+    return list(_cut(start, end, timedelta(hours=hours)))
+
+
+def _cut(start: datetime, end: datetime, step: timedelta) -> Iterator[Window]:
+    while start < end:
+        stop = min(start + step, end)
+        yield Window(start, stop)
+        start = stop
+
+
+def previous_utc_day(now: datetime) -> Window:
+    """The full UTC day before `now`: the default range of `ace-etl run`."""
+    today = as_utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    return Window(today - timedelta(days=1), today)

@@ -1,0 +1,195 @@
+"""Prefect flows: the daily ETL, a backfill for long ranges, and hourly weather.
+
+Thin wiring of the `extract` library into tasks. Retries live in one place, the API client (429, 5xx,
+network, truncated bodies, with backoff and a deadline); tasks have no retries of their own, because a task
+retry would repeat the same failures the client already retried. A window that still fails is resumed from
+its checkpoint by the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from ace_etl.report import summarize, to_markdown
+from extract.client import AceClient
+from extract.config import Settings
+from extract.metrics import WindowResult
+from extract.pipeline import (
+    PointsSource,
+    WeatherResult,
+    extract_weather,
+    extract_window,
+    land_points,
+    new_run_id,
+    resolve_selector,
+)
+from extract.points import PointSelector
+from extract.storage import Storage, open_storage
+from extract.windows import Window, split_windows
+from flows.params import BackfillParams, EtlParams, SiteParams
+
+# Tasks receive live objects (client, storage); they are not inputs worth hashing or caching.
+_task = task(cache_policy=NO_CACHE, retries=0)
+
+
+@_task
+def land_points_task(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
+    """Fetch and land the site's configured points."""
+    items = land_points(client, storage, site)
+    get_run_logger().info("site %s: %d configured points landed", site, len(items))
+    return items
+
+
+@task(cache_policy=NO_CACHE, retries=0, task_run_name="extract {site} {window.key}")
+def extract_window_task(
+    client: AceClient,
+    storage: Storage,
+    site: str,
+    window: Window,
+    selector: PointSelector,
+    run_id: str,
+    page_size: int,
+    force: bool,
+) -> WindowResult:
+    """Land one (site, window), resuming from its checkpoint."""
+    logger = get_run_logger()
+
+    def on_page(site: str, window: Window, page: int, samples: int) -> None:
+        logger.info("site %s window %s: page %d landed (%d samples)", site, window.key, page, samples)
+
+    result = extract_window(
+        client, storage, site, window, selector, run_id=run_id, page_size=page_size, force=force, on_page=on_page
+    )
+    logger.info(
+        "site %s window %s: %s, %d pages, %d kept, %d filtered out, %d rejected",
+        site, window.key, result.status, result.pages, result.records_kept, result.records_filtered, result.records_rejected,
+    )  # fmt: skip
+    return result
+
+
+@task(cache_policy=NO_CACHE, retries=0, task_run_name="weather {site}")
+def weather_task(client: AceClient, storage: Storage, site: str, window: Window) -> WeatherResult:
+    """Land the site's weather for the window (current conditions on the real API)."""
+    result = extract_weather(client, storage, site, window.start, window.end)
+    get_run_logger().info("site %s: %d weather rows landed", site, result.rows)
+    return result
+
+
+def build_with_prefect_dbt(data_dir: Path) -> Path:
+    """`dbt build` through prefect-dbt (one Prefect task per dbt node), then publish the warehouse."""
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    from ace_etl.transform import PROJECT_DIR, dbt_environment, publish_warehouse
+
+    with dbt_environment(data_dir):
+        PrefectDbtRunner(settings=PrefectDbtSettings(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)).invoke(
+            ["build"]
+        )
+    return publish_warehouse(data_dir)
+
+
+def _points_source(params: EtlParams) -> PointsSource:
+    if params.points is not None:
+        return params.points
+    if params.points_file is not None:
+        return params.points_file
+    return None
+
+
+def _settings(params: SiteParams) -> tuple[Settings, Storage]:
+    settings = Settings()
+    data_dir = params.data_dir or settings.data_dir
+    return settings.model_copy(update={"data_dir": data_dir}), open_storage(data_dir)
+
+
+def _extract(params: EtlParams, windows: Sequence[Window]) -> list[WindowResult]:
+    """Fan out: per site, points first (they decide the selection), then its windows; weather beside."""
+    settings, storage = _settings(params)
+    run_id = flow_run.get_id() or new_run_id()
+    explicit = _points_source(params)
+    failures: list[BaseException] = []
+    results: list[WindowResult] = []
+    with AceClient.from_settings(settings, requests_per_minute=params.max_requests_per_minute) as client:
+        weather: list[PrefectFuture[WeatherResult]] = []
+        windows_of: list[PrefectFuture[WindowResult]] = []
+        span = Window(windows[0].start, windows[-1].end)
+        for site in params.sites:
+            weather.append(weather_task.submit(client, storage, site, span))
+            points = land_points_task.submit(client, storage, site)
+            try:
+                selector = resolve_selector(explicit, points.result())
+            except Exception as exc:  # the site failed before any window: report it, go on with the others
+                failures.append(exc)
+                continue
+            windows_of += [
+                extract_window_task.submit(client, storage, site, w, selector, run_id, params.page_size, params.force)
+                for w in windows
+            ]
+        for future in [*windows_of, *weather]:
+            try:
+                value = future.result()
+            except Exception as exc:
+                failures.append(exc)
+                continue
+            if isinstance(value, WindowResult):
+                results.append(value)
+    if failures:
+        # Summary first, so the artifact shows what did land, then Prefect sees the typed error.
+        _publish_summary(results, None)
+        raise failures[0]
+    return results
+
+
+def _publish_summary(results: list[WindowResult], gaps: dict[str, int] | None) -> str:
+    markdown = to_markdown(summarize(results, gaps))
+    create_markdown_artifact(markdown=markdown, key="ace-etl-run-summary", description="ace-etl run summary")
+    return markdown
+
+
+def _etl(params: EtlParams) -> list[WindowResult]:
+    assert params.start is not None and params.end is not None  # resolved by EtlParams
+    windows = split_windows(params.start, params.end, params.window_hours)
+    results = _extract(params, windows)
+    gaps = None
+    if params.transform:
+        from ace_etl.transform import gaps_by_site
+
+        gaps = gaps_by_site(build_with_prefect_dbt(_settings(params)[0].data_dir))
+    get_run_logger().info("\n%s", _publish_summary(results, gaps))
+    return results
+
+
+@flow(name="ace-etl-daily", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def daily_etl(params: EtlParams) -> list[WindowResult]:
+    """Extract every site for the range (default: the previous full UTC day), land it, build the warehouse."""
+    return _etl(params)
+
+
+@flow(name="ace-etl-backfill", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def backfill(params: BackfillParams) -> list[WindowResult]:
+    """A long range, window by window (each a task and a checkpoint; complete ones are skipped), then one
+    dbt build at the end rather than one per day."""
+    return _etl(params)
+
+
+@flow(name="ace-etl-weather-hourly", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def weather_hourly(params: SiteParams) -> list[WeatherResult]:
+    """Land the current weather of every site. The real API only returns current conditions, so history
+    comes from calling it often."""
+    from datetime import UTC, datetime, timedelta
+
+    settings, storage = _settings(params)
+    now = datetime.now(UTC)
+    hour = Window(now - timedelta(hours=1), now)
+    with AceClient.from_settings(settings, requests_per_minute=params.max_requests_per_minute) as client:
+        futures = [weather_task.submit(client, storage, site, hour) for site in params.sites]
+        return [f.result() for f in futures]

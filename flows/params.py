@@ -1,0 +1,67 @@
+"""Typed flow parameters. Deployment values live in prefect.yaml; these are the defaults and the checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from extract.windows import previous_utc_day
+
+
+class SiteParams(BaseModel):
+    """What every flow needs: which sites, how hard to hit the API, where the data lives."""
+
+    sites: list[str] = Field(min_length=1, description="Site names as in FlightDeck.")
+    max_requests_per_minute: float = Field(default=100, gt=0, description="Shared client-side rate limit.")
+    data_dir: Path | None = Field(default=None, description="Data dir; default ACE_ETL_DATA_DIR or ./data.")
+
+    @field_validator("sites")
+    @classmethod
+    def _no_blank_sites(cls, sites: list[str]) -> list[str]:
+        if any(not s.strip() for s in sites):
+            raise ValueError("site names must not be blank")
+        return sites
+
+
+class EtlParams(SiteParams):
+    """Parameters of the daily and backfill flows. With no start/end: the previous full UTC day."""
+
+    start: datetime | None = Field(default=None, description="Inclusive start (UTC if no offset).")
+    end: datetime | None = Field(default=None, description="Exclusive end (UTC if no offset).")
+    points: list[str] | None = Field(default=None, description="Point names or glob patterns to keep.")
+    points_file: Path | None = Field(default=None, description="File with one point name or pattern per line.")
+    points_from_api: bool = Field(default=True, description="Keep the site's configured points (collect_enabled).")
+    window_hours: float = Field(default=24, gt=0, description="Window length; each window is a task and a checkpoint.")
+    page_size: int = Field(default=100_000, ge=1, le=100_000, description="Samples per API page.")
+    max_concurrency: int = Field(default=4, ge=1, le=32, description="Windows extracted at once (within the rate limit).")
+    force: bool = Field(default=False, description="Re-extract windows that are already complete.")
+    transform: bool = Field(default=True, description="Run dbt build after extracting.")
+
+    @model_validator(mode="after")
+    def _resolve_range(self) -> EtlParams:
+        day_start, day_end = previous_utc_day(datetime.now(UTC))
+        start = _utc(self.start) if self.start else None
+        end = _utc(self.end) if self.end else None
+        if start is None and end is None:
+            start, end = day_start, day_end
+        elif start is None:
+            start = end - timedelta(days=1)  # type: ignore[operator]
+        elif end is None:
+            end = start + timedelta(days=1)
+        if start >= end:  # type: ignore[operator]
+            raise ValueError(f"start ({start}) must be before end ({end})")
+        self.start, self.end = start, end
+        return self
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class BackfillParams(EtlParams):
+    """A backfill names its range: there is no sensible default for history."""
+
+    start: datetime  # type: ignore[assignment]
+    end: datetime  # type: ignore[assignment]

@@ -1,0 +1,248 @@
+"""AceClient: retries, typed errors, stats and secrecy of the key.
+
+Narrow cases use httpx.MockTransport; every fault is also exercised over loopback HTTP against the
+simulator (exact request counts from its request log, exact samples from `served_samples`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from extract.client import AceClient, RequestStats, format_time, site_path
+from extract.config import Settings
+from extract.errors import (
+    ApiError,
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    CursorError,
+    InvalidBodyError,
+    RetriesExhaustedError,
+    SiteNotFoundError,
+)
+from extract.retry import DEFAULT_RETRY_POLICY, RetryPolicy, retry_after_seconds
+
+KEY = "s3cret-key-do-not-log"
+FAST = RetryPolicy(max_attempts=4, deadline=30.0, backoff_initial=0.01, backoff_max=0.02, jitter=0.0)
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def mock_client(handler: Handler, retry_policy: RetryPolicy = FAST) -> AceClient:
+    return AceClient(
+        "http://api.test/api",
+        KEY,
+        retry_policy=retry_policy,
+        requests_per_minute=None,
+        transport=httpx.MockTransport(handler),
+    )
+
+
+def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
+    """A handler answering with `responses` in order (an exception is raised instead), and its request log."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = responses[len(seen)]
+        seen.append(request)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return handler, seen
+
+
+def ok(payload: object) -> httpx.Response:
+    return httpx.Response(200, json=payload)
+
+
+def decode_json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise InvalidBodyError("bad json") from exc
+
+
+# --- small pure helpers ---------------------------------------------------------------------------
+
+
+def test_retry_after_seconds_reads_seconds_and_http_dates() -> None:
+    now = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds(" 0.25 ") == 0.25
+    assert retry_after_seconds(format_datetime(now + timedelta(seconds=7), usegmt=True), now) == 7.0
+    assert retry_after_seconds("Fri, 27 Nov 2026 11:59:00 GMT", now) == 0.0  # in the past: go now
+    for bad in (None, "", "soon", "-1", "nan", "inf"):
+        assert retry_after_seconds(bad, now) is None
+
+
+def test_format_time_is_utc_with_z() -> None:
+    assert format_time(datetime(2026, 11, 27, tzinfo=UTC)) == "2026-11-27T00:00:00Z"
+    assert format_time(datetime(2026, 11, 27, 1, 30, tzinfo=timezone(timedelta(hours=1)))) == "2026-11-27T00:30:00Z"
+    assert format_time(datetime(2026, 11, 27)) == "2026-11-27T00:00:00Z"
+    assert format_time(datetime(2026, 11, 27, 0, 0, 0, 500, tzinfo=UTC)) == "2026-11-27T00:00:00.000500Z"
+
+
+def test_site_names_are_percent_encoded_into_the_path() -> None:
+    handler, seen = scripted(ok({"temp": {}}))
+    with mock_client(handler) as client:
+        client.weather("../x y/z")
+    assert site_path("../x y/z", "weather") == "/sites/..%2Fx%20y%2Fz/weather"
+    assert seen[0].url.raw_path == b"/api/sites/..%2Fx%20y%2Fz/weather"
+
+
+def test_default_policy_matches_the_contract() -> None:
+    assert DEFAULT_RETRY_POLICY.max_attempts == 8 and DEFAULT_RETRY_POLICY.deadline == 600.0
+    assert DEFAULT_RETRY_POLICY.retry_statuses == {429, 500, 502, 503, 504}
+    for retry in range(1, 12):
+        assert 0.5 <= DEFAULT_RETRY_POLICY.backoff(retry) <= 30.0
+
+
+# --- requests, headers, stats --------------------------------------------------------------------
+
+
+def test_bearer_key_sent_and_stats_counted_per_call_and_in_total() -> None:
+    handler, seen = scripted(httpx.Response(503), httpx.Response(429, headers={"Retry-After": "0"}), ok({"a": 1}))
+    window = RequestStats()
+    with mock_client(handler) as client:
+        assert client.get("/x", {"flag": True, "n": 3}, decode_json, stats=window) == {"a": 1}
+    assert [r.headers["Authorization"] for r in seen] == [f"Bearer {KEY}"] * 3
+    assert seen[0].url.params["flag"] == "true" and seen[0].url.params["n"] == "3"
+    assert window == RequestStats(requests=3, retries=2, bytes=len(b'{"a":1}'), throttled=1)
+    assert client.stats == window
+
+
+def test_invalid_body_and_transport_errors_are_retried() -> None:
+    handler, seen = scripted(
+        httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
+        httpx.ReadTimeout("timed out"),
+        httpx.Response(200, content=b'{"a": '),
+        ok({"a": 2}),
+    )
+    with mock_client(handler) as client:
+        assert client.get("/x", {}, decode_json) == {"a": 2}
+    assert len(seen) == 4
+    assert client.stats.retries == 3
+
+
+def test_attempts_exhausted_names_the_last_failure() -> None:
+    handler, seen = scripted(*[httpx.Response(502)] * 3, httpx.Response(500))
+    with mock_client(handler) as client, pytest.raises(RetriesExhaustedError) as info:
+        client.get("/sites/a/weather", {}, decode_json)
+    assert len(seen) == 4
+    message = str(info.value)
+    assert "after 4 attempt(s)" in message and message.endswith("last failure: HTTP 500")
+    assert "\n" not in message
+
+
+def test_a_retry_after_beyond_the_deadline_gives_up_at_once() -> None:
+    handler, seen = scripted(httpx.Response(429, headers={"Retry-After": "120"}))
+    policy = RetryPolicy(max_attempts=8, deadline=5.0, backoff_initial=0.01, backoff_max=0.02, jitter=0.0)
+    with mock_client(handler, policy) as client, pytest.raises(RetriesExhaustedError, match="HTTP 429"):
+        client.get("/x", {}, decode_json)
+    assert len(seen) == 1
+
+
+def test_the_deadline_bounds_backoff_waits() -> None:
+    handler, seen = scripted(*[httpx.Response(503)] * 8)
+    policy = RetryPolicy(max_attempts=8, deadline=0.5, backoff_initial=0.2, backoff_max=10.0, jitter=0.0)
+    with mock_client(handler, policy) as client, pytest.raises(RetriesExhaustedError):
+        client.get("/x", {}, decode_json)
+    # Waits of 0.2 then 0.4 s: the second would end past 0.5 s, so only two attempts are made.
+    assert len(seen) == 2
+
+
+# --- errors that are never retried ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_rejected_key_is_an_auth_error_without_the_key(status: int, caplog: pytest.LogCaptureFixture) -> None:
+    handler, seen = scripted(httpx.Response(status, json={"error": f"bad token {KEY}"}))
+    caplog.set_level(logging.DEBUG)
+    with mock_client(handler) as client, pytest.raises(AuthError) as info:
+        client.get("/sites/a/weather", {}, decode_json)
+    assert str(info.value) == f"the API key was rejected (HTTP {status}): set ACEIOT_API_KEY to a valid key"
+    assert info.value.status == status and len(seen) == 1
+    for text in (str(info.value), repr(info.value), repr(client), repr(client._http), caplog.text):
+        assert KEY not in text
+
+
+def test_unknown_site_is_site_not_found() -> None:
+    handler, seen = scripted(httpx.Response(404, json={"error": "not found"}))
+    with mock_client(handler) as client, pytest.raises(SiteNotFoundError) as info:
+        client.weather("no/such site")
+    assert str(info.value) == (
+        "no such site 'no/such site' (HTTP 404): check the site name, e.g. with the site list in FlightDeck"
+    )
+    assert len(seen) == 1
+
+
+def test_bad_request_carries_the_server_text_on_one_line() -> None:
+    handler, seen = scripted(httpx.Response(400, json={"error": "page_size must be\n  at most 100000"}))
+    with mock_client(handler) as client, pytest.raises(BadRequestError) as info:
+        client.get("/x", {"page_size": 10**6}, decode_json)
+    assert not isinstance(info.value, CursorError)
+    assert str(info.value) == "the API rejected GET /x (HTTP 400): page_size must be at most 100000"
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [({"cursor": "c1"}, "invalid request"), ({}, "Cursor expired"), ({}, "cursor does not match the query")],
+)
+def test_cursor_rejections_are_cursor_errors(params: dict[str, str], error: str) -> None:
+    handler, seen = scripted(httpx.Response(400, json={"error": error}))
+    with mock_client(handler) as client, pytest.raises(CursorError, match="restart the window"):
+        client.get("/x", params, decode_json)
+    assert len(seen) == 1
+
+
+def test_other_statuses_are_api_errors_without_retry() -> None:
+    handler, seen = scripted(httpx.Response(501, text="not implemented"))
+    with mock_client(handler) as client, pytest.raises(ApiError) as info:
+        client.get("/x", {}, decode_json)
+    assert type(info.value) is ApiError and info.value.status == 501 and len(seen) == 1
+
+
+# --- configuration and the other endpoints -------------------------------------------------------
+
+
+def test_from_settings_needs_a_key() -> None:
+    with pytest.raises(ConfigError, match="ACEIOT_API_KEY"):
+        AceClient.from_settings(Settings(ACEIOT_API_URL="http://127.0.0.1:9/api"))
+    with pytest.raises(ConfigError):
+        AceClient("http://127.0.0.1:9/api", "  ")
+    settings = Settings(ACEIOT_API_URL="http://127.0.0.1:9/api", ACEIOT_API_KEY=KEY)
+    with AceClient.from_settings(settings, requests_per_minute=None) as client:
+        assert client.base_url == "http://127.0.0.1:9/api" and KEY not in repr(client)
+    with AceClient("http://127.0.0.1:9/api", SecretStr(KEY), requests_per_minute=None) as client:
+        assert KEY not in repr(client)
+
+
+def test_configured_points_reads_every_page() -> None:
+    def page(number: int, names: list[str]) -> httpx.Response:
+        return ok({"items": [{"name": n} for n in names], "page": number, "pages": 3, "per_page": 2, "total": 5})
+
+    handler, seen = scripted(page(1, ["a", "b"]), page(2, ["c", "d"]), page(3, ["e"]))
+    with mock_client(handler) as client:
+        points = client.configured_points("s", per_page=2)
+    assert [p["name"] for p in points] == ["a", "b", "c", "d", "e"]
+    assert [(r.url.params["page"], r.url.params["per_page"]) for r in seen] == [("1", "2"), ("2", "2"), ("3", "2")]
+
+
+def test_weather_passes_the_range_only_when_given() -> None:
+    handler, seen = scripted(ok({"temp": {"value": 3}}), ok({"data": []}))
+    start, end = datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)
+    with mock_client(handler) as client:
+        assert client.weather("s") == {"temp": {"value": 3}}
+        assert client.weather("s", start, end) == {"data": []}
+    assert dict(seen[0].url.params) == {}
+    assert dict(seen[1].url.params) == {"start_time": "2026-11-27T00:00:00Z", "end_time": "2026-11-28T00:00:00Z"}
