@@ -21,12 +21,12 @@ app = typer.Typer(
     name="ace-etl",
     help=(
         "Pull ACE IoT building telemetry into Parquet and a DuckDB warehouse.\n\n"
-        "New here? `ace-etl demo` runs the whole pipeline against a bundled API simulator: no key, no setup."
+        "New here? ace-etl demo runs the whole pipeline against a bundled API simulator: no key, no setup."
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode="rich",
 )
 app.command("simulator")(simulator)
 
@@ -36,7 +36,7 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Root of the landing files, checkpoints and warehouse.duckdb. [env: ACE_ETL_DATA_DIR; default ./data]",
+        help="Root of the landing files, checkpoints and warehouse.duckdb. (env ACE_ETL_DATA_DIR; default ./data)",
         show_default=False,
     ),
 ]
@@ -127,13 +127,13 @@ def run(
     max_requests_per_minute: Annotated[
         float, typer.Option(min=0.1, help="Client-side rate limit shared by every window and site of the run.")
     ] = 100.0,
-    no_transform: Annotated[bool, typer.Option("--no-transform", help="Only extract and land; skip `dbt build`.")] = False,
+    no_transform: Annotated[bool, typer.Option("--no-transform", help="Only extract and land; skip dbt build.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Re-extract windows that are already complete.")] = False,
 ) -> None:
     """Extract a time range for one or more sites, land it as Parquet, then build the warehouse.
 
-    Needs `ACEIOT_API_KEY` (and `ACEIOT_API_URL` for a non-default API). Completed windows are skipped on a
-    re-run (use `--force` to redo them); an interrupted window resumes from its last landed page.
+    Needs ACEIOT_API_KEY (and ACEIOT_API_URL for a non-default API). Completed windows are skipped on a
+    re-run (use --force to redo them); an interrupted window resumes from its last landed page.
     """
     from ace_etl.runner import RunOptions, run_pipeline
     from extract.config import Settings
@@ -178,7 +178,7 @@ def demo(
 @app.command()
 @handles_errors
 def transform(data_dir: DataDirOption = None) -> None:
-    """Build (or update) the DuckDB warehouse from the landing with `dbt build`, then publish it atomically."""
+    """Build (or update) the DuckDB warehouse from the landing with dbt build, then publish it atomically."""
     from ace_etl.runner import run_transform
     from extract.config import Settings
 

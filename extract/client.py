@@ -249,8 +249,10 @@ class AceClient:
         self, response: httpx.Response, path: str, params: Mapping[str, str | int | bool]
     ) -> NoReturn:
         status = response.status_code
+        text = self._one_line(_error_text(response.content))
         if status in self.retry_policy.retry_statuses and status not in _NEVER_RETRIED:
-            raise _Transient(f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After")))
+            reason = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+            raise _Transient(reason, retry_after_seconds(response.headers.get("Retry-After")))
         if status in (401, 403):
             raise AuthError(
                 f"the API key was rejected (HTTP {status}): set ACEIOT_API_KEY to a valid key", status=status
@@ -260,7 +262,6 @@ class AceClient:
                 f"no such site {_site_of(path)!r} (HTTP 404): check the site name, e.g. with the site list in FlightDeck",
                 status=status,
             )
-        text = self._one_line(_error_text(response.content))
         if status == 400 and ("cursor" in params or "cursor" in text.lower()):
             raise CursorError(
                 f"the API rejected the cursor for GET {path} (HTTP 400: {text}): restart the window from its start",

@@ -75,6 +75,51 @@ class RawPage:
 def decode_timeseries_page(body: bytes) -> RawPage:
     """Decode a timeseries page of either shape. Raises InvalidBodyError (retryable) on truncated or
     malformed JSON or an unknown shape."""
+    return _decode_compact_real(body) or _decode_any(body)
+
+
+# The real API's compact spelling: `{"point_samples":[{"name":...},...],"next_cursor":...,"has_more":...}`.
+_COMPACT_HEAD = b'{"point_samples":['
+_COMPACT_TAIL = b'],"next_cursor":'
+# In valid JSON this sequence only occurs between two sample objects: inside a string its `"` would have to
+# be escaped, and a nested array split here would leave unbalanced lines, which fail to parse.
+_RECORD_SEPARATOR = b'},{"name":'
+_REAL_RECORD = {"name": pl.String(), "time": pl.String(), "value": pl.String()}
+
+
+def _decode_compact_real(body: bytes) -> RawPage | None:
+    """The compact real shape read as NDJSON (one sample per line): about three times faster than the general
+    reader, with a third of its peak memory. None for any other spelling; the general reader then decides."""
+    if not body.startswith(_COMPACT_HEAD):
+        return None
+    tail_at = body.rfind(_COMPACT_TAIL)
+    if tail_at < len(_COMPACT_HEAD) - 1:
+        return None
+    records = body[len(_COMPACT_HEAD) : tail_at]
+    if b"\n" in records:
+        return None
+    try:
+        tail = json.loads(b"{" + body[tail_at + 2 :])
+        samples = pl.read_ndjson(io.BytesIO(records.replace(_RECORD_SEPARATOR, b'}\n{"name":')), schema=_REAL_RECORD)
+    except (ValueError, pl.exceptions.PolarsError):
+        return None
+    if not isinstance(tail, dict):
+        return None
+    next_cursor, has_more = tail.get("next_cursor"), tail.get("has_more")
+    return RawPage(
+        samples=samples.select(
+            point_name="name",
+            timestamp="time",
+            value="value",
+            quality=pl.lit(None, pl.String()),
+            metadata=pl.lit(None, pl.String()),
+        ),
+        next_cursor=next_cursor or None,
+        has_more=bool(has_more) if has_more is not None else next_cursor is not None,
+    )
+
+
+def _decode_any(body: bytes) -> RawPage:
     try:
         envelope = pl.read_json(io.BytesIO(body), schema=_page_schema(_SEED_SAMPLE))
         seed_metadata: pl.Series | None = None
@@ -84,8 +129,15 @@ def decode_timeseries_page(body: bytes) -> RawPage:
         envelope, seed_metadata = _decode_with_object_metadata(body)
     if envelope.height != 1:
         raise InvalidBodyError(f"timeseries page is not a JSON object ({len(body)} bytes)")
-    row = envelope.row(0, named=True)
-    if row["point_samples"] is not None:
+    # Only the small fields go through Python: `row()` on the sample lists would build 100k dicts per page.
+    row = envelope.select(
+        real=pl.col("point_samples").is_not_null(),
+        seed=pl.col("data").is_not_null(),
+        next_cursor="next_cursor",
+        has_more="has_more",
+        pagination="pagination",
+    ).row(0, named=True)
+    if row["real"]:
         samples = (
             envelope.select(pl.col("point_samples").explode(empty_as_null=False))
             .unnest("point_samples")
@@ -93,7 +145,7 @@ def decode_timeseries_page(body: bytes) -> RawPage:
             .with_columns(quality=pl.lit(None, pl.String()), metadata=pl.lit(None, pl.String()))
         )
         next_cursor, has_more = row["next_cursor"], row["has_more"]
-    elif row["data"] is not None:
+    elif row["seed"]:
         samples = envelope.select(pl.col("data").explode(empty_as_null=False)).unnest("data")
         if seed_metadata is not None:
             samples = samples.with_columns(metadata=seed_metadata)
@@ -174,19 +226,28 @@ class Reason(StrEnum):
 _TRUE_WORDS = ("true", "on", "active")
 _FALSE_WORDS = ("false", "off", "inactive")
 _BOOLEAN_WORDS = {**dict.fromkeys(_TRUE_WORDS, 1.0), **dict.fromkeys(_FALSE_WORDS, 0.0)}
+# The real API's own spelling, which Polars parses several times faster than the general formats below.
+_CANONICAL = "%Y-%m-%dT%H:%M:%SZ"
 # `%.f` makes the fraction optional and `%#z` accepts `Z`, `+hh:mm`, `+hhmm` and `+hh`.
 _WITH_OFFSET = "%Y-%m-%dT%H:%M:%S%.f%#z"
 _WITHOUT_OFFSET = "%Y-%m-%dT%H:%M:%S%.f"
 
 
-def parse_timestamps(text: pl.Expr) -> pl.Expr:
+def parse_timestamps(text: pl.Series) -> pl.Series:
     """ISO-8601 text -> UTC microseconds; null where unreadable. No offset means UTC; `T` or space separator,
-    any fraction, `Z`/`z` or a numeric offset."""
-    canonical = text.str.strip_chars().str.to_uppercase().str.replace(" ", "T", literal=True)
-    return pl.coalesce(
-        canonical.str.to_datetime(_WITH_OFFSET, time_unit="us", time_zone="UTC", strict=False),
-        canonical.str.to_datetime(_WITHOUT_OFFSET, time_unit="us", strict=False).dt.replace_time_zone("UTC"),
-    )
+    any fraction, `Z`/`z` or a numeric offset. Only the rows the canonical format misses take the slow path."""
+    fast = text.str.to_datetime(_CANONICAL, time_unit="us", time_zone="UTC", strict=False, cache=False)
+    misses = fast.is_null() & text.is_not_null()
+    if not misses.any():
+        return fast
+    rest = text.filter(misses).str.strip_chars().str.to_uppercase().str.replace(" ", "T", literal=True)
+    slow = pl.select(
+        pl.coalesce(
+            rest.str.to_datetime(_WITH_OFFSET, time_unit="us", time_zone="UTC", strict=False),
+            rest.str.to_datetime(_WITHOUT_OFFSET, time_unit="us", strict=False).dt.replace_time_zone("UTC"),
+        )
+    ).to_series()
+    return fast.scatter(misses.arg_true(), slow)
 
 
 def coerce_values(text: pl.Expr) -> pl.Expr:
@@ -231,12 +292,17 @@ def normalize_samples(
     """Raw text samples (RAW_COLUMNS) -> kept rows (TIMESERIES_SCHEMA, sorted by point_name, timestamp),
     rejects (REJECTS_SCHEMA, with reasons) and the count filtered out; see the module docstring for the rules."""
     name, timestamp = pl.col("point_name"), pl.col("_timestamp")
-    classified = raw.lazy().with_columns(_timestamp=parse_timestamps(pl.col("timestamp")))
-    classified = classified.with_columns(
-        _value=coerce_values(pl.col("value")), _selected=selector.expr("point_name")
-    ).with_columns(
-        _reason=reject_reason(name, timestamp, pl.col("value"), pl.col("_value")),
-        _in_window=(timestamp >= window.start) & (timestamp < window.end),
+    classified = (
+        raw.lazy()
+        .with_columns(
+            _timestamp=parse_timestamps(raw.get_column("timestamp")),
+            _value=coerce_values(pl.col("value")),
+            _selected=selector.expr("point_name"),
+        )
+        .with_columns(
+            _reason=reject_reason(name, timestamp, pl.col("value"), pl.col("_value")),
+            _in_window=(timestamp >= window.start) & (timestamp < window.end),
+        )
     )
     reason, in_window, selected = pl.col("_reason"), pl.col("_in_window"), pl.col("_selected")
     missing_name = reason == Reason.MISSING_POINT_NAME.value
@@ -253,7 +319,9 @@ def normalize_samples(
                 value=pl.col("_value"),
                 quality=pl.col("quality").fill_null(UNKNOWN_QUALITY),
                 # Object metadata re-encoded by the decoder reads `null` where a sample had none.
-                metadata=pl.when(pl.col("metadata") != "null").then(pl.col("metadata")).otherwise(pl.lit(EMPTY_METADATA)),
+                metadata=pl.when(pl.col("metadata") != "null")
+                .then(pl.col("metadata"))
+                .otherwise(pl.lit(EMPTY_METADATA)),
                 collected_at=collected_lit,
             )
             .sort("point_name", "timestamp", maintain_order=True),
@@ -297,7 +365,7 @@ def parse_weather(body: Mapping[str, Any], *, site: str, collected_at: datetime)
         orient="row",
     )
     return (
-        frame.with_columns(timestamp=parse_timestamps(pl.col("timestamp")))
+        frame.with_columns(timestamp=parse_timestamps(frame.get_column("timestamp")))
         .filter(pl.col("timestamp").is_not_null())
         .with_columns(site_name=pl.lit(site, pl.String()), collected_at=pl.lit(collected_at, UTC_US))
         .select(WEATHER_SCHEMA.names())

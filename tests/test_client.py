@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from extract.client import AceClient, RequestStats, format_time, site_path
 from extract.config import Settings
 from extract.errors import (
@@ -86,7 +88,10 @@ def test_retry_after_seconds_reads_seconds_and_http_dates() -> None:
 
 def test_format_time_is_utc_with_z() -> None:
     assert format_time(datetime(2026, 11, 27, tzinfo=UTC)) == "2026-11-27T00:00:00Z"
-    assert format_time(datetime(2026, 11, 27, 1, 30, tzinfo=timezone(timedelta(hours=1)))) == "2026-11-27T00:30:00Z"
+    assert (
+        format_time(datetime(2026, 11, 27, 1, 30, tzinfo=timezone(timedelta(hours=1))))
+        == "2026-11-27T00:30:00Z"
+    )
     assert format_time(datetime(2026, 11, 27)) == "2026-11-27T00:00:00Z"
     assert format_time(datetime(2026, 11, 27, 0, 0, 0, 500, tzinfo=UTC)) == "2026-11-27T00:00:00.000500Z"
 
@@ -110,7 +115,9 @@ def test_default_policy_matches_the_contract() -> None:
 
 
 def test_bearer_key_sent_and_stats_counted_per_call_and_in_total() -> None:
-    handler, seen = scripted(httpx.Response(503), httpx.Response(429, headers={"Retry-After": "0"}), ok({"a": 1}))
+    handler, seen = scripted(
+        httpx.Response(503), httpx.Response(429, headers={"Retry-After": "0"}), ok({"a": 1})
+    )
     window = RequestStats()
     with mock_client(handler) as client:
         assert client.get("/x", {"flag": True, "n": 3}, decode_json, stats=window) == {"a": 1}
@@ -217,10 +224,10 @@ def test_other_statuses_are_api_errors_without_retry() -> None:
 
 def test_from_settings_needs_a_key() -> None:
     with pytest.raises(ConfigError, match="ACEIOT_API_KEY"):
-        AceClient.from_settings(Settings(ACEIOT_API_URL="http://127.0.0.1:9/api"))
+        AceClient.from_settings(Settings(api_url="http://127.0.0.1:9/api"))
     with pytest.raises(ConfigError):
         AceClient("http://127.0.0.1:9/api", "  ")
-    settings = Settings(ACEIOT_API_URL="http://127.0.0.1:9/api", ACEIOT_API_KEY=KEY)
+    settings = Settings(api_url="http://127.0.0.1:9/api", api_key=SecretStr(KEY))
     with AceClient.from_settings(settings, requests_per_minute=None) as client:
         assert client.base_url == "http://127.0.0.1:9/api" and KEY not in repr(client)
     with AceClient("http://127.0.0.1:9/api", SecretStr(KEY), requests_per_minute=None) as client:
@@ -229,13 +236,19 @@ def test_from_settings_needs_a_key() -> None:
 
 def test_configured_points_reads_every_page() -> None:
     def page(number: int, names: list[str]) -> httpx.Response:
-        return ok({"items": [{"name": n} for n in names], "page": number, "pages": 3, "per_page": 2, "total": 5})
+        return ok(
+            {"items": [{"name": n} for n in names], "page": number, "pages": 3, "per_page": 2, "total": 5}
+        )
 
     handler, seen = scripted(page(1, ["a", "b"]), page(2, ["c", "d"]), page(3, ["e"]))
     with mock_client(handler) as client:
         points = client.configured_points("s", per_page=2)
     assert [p["name"] for p in points] == ["a", "b", "c", "d", "e"]
-    assert [(r.url.params["page"], r.url.params["per_page"]) for r in seen] == [("1", "2"), ("2", "2"), ("3", "2")]
+    assert [(r.url.params["page"], r.url.params["per_page"]) for r in seen] == [
+        ("1", "2"),
+        ("2", "2"),
+        ("3", "2"),
+    ]
 
 
 def test_weather_passes_the_range_only_when_given() -> None:
@@ -245,4 +258,69 @@ def test_weather_passes_the_range_only_when_given() -> None:
         assert client.weather("s") == {"temp": {"value": 3}}
         assert client.weather("s", start, end) == {"data": []}
     assert dict(seen[0].url.params) == {}
-    assert dict(seen[1].url.params) == {"start_time": "2026-11-27T00:00:00Z", "end_time": "2026-11-28T00:00:00Z"}
+    assert dict(seen[1].url.params) == {
+        "start_time": "2026-11-27T00:00:00Z",
+        "end_time": "2026-11-28T00:00:00Z",
+    }
+
+
+# --- over loopback HTTP against the simulator -----------------------------------------------------
+
+SIM = SimulatorConfig(sites=("demo-site",), points=10, interval=60, api_key="demo")
+
+
+def test_a_rejected_key_over_http_is_one_request_and_never_shows_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with (
+        Simulator(SIM) as sim,
+        AceClient(sim.url, KEY, retry_policy=FAST, requests_per_minute=None) as client,
+        pytest.raises(AuthError) as info,
+    ):
+        client.configured_points("demo-site")
+    assert str(info.value) == "the API key was rejected (HTTP 401): set ACEIOT_API_KEY to a valid key"
+    log = sim.requests
+    assert [e["status"] for e in log] == [401]
+    for text in (str(info.value), repr(info.value), repr(client), json.dumps(log), caplog.text):
+        assert KEY not in text
+
+
+def test_unknown_site_over_http_is_one_request() -> None:
+    with (
+        Simulator(SIM) as sim,
+        AceClient(sim.url, "demo", retry_policy=FAST, requests_per_minute=None) as client,
+        pytest.raises(SiteNotFoundError, match=r"^no such site 'elsewhere' \(HTTP 404\)"),
+    ):
+        client.weather("elsewhere")
+    assert [e["status"] for e in sim.requests] == [404]
+
+
+def test_bad_request_over_http_is_not_retried() -> None:
+    with (
+        Simulator(SIM) as sim,
+        AceClient(sim.url, "demo", retry_policy=FAST, requests_per_minute=None) as client,
+        pytest.raises(BadRequestError) as info,
+    ):
+        client.configured_points("demo-site", per_page=10**6)
+    assert str(info.value) == (
+        "the API rejected GET /sites/demo-site/configured_points (HTTP 400): invalid per_page: must be between 1 and 10000"
+    )
+    assert [e["status"] for e in sim.requests] == [400]
+
+
+def test_configured_points_and_weather_over_http() -> None:
+    listed = [
+        spec.name
+        for spec in site_points("demo-site", SIM.points, SIM.interval, SIM.configured_fraction)
+        if spec.listed
+    ]
+    with (
+        Simulator(SIM) as sim,
+        AceClient(sim.url, "demo", retry_policy=FAST, requests_per_minute=None) as client,
+    ):
+        points = client.configured_points("demo-site", per_page=3)
+        weather = client.weather("demo-site")
+    assert [p["name"] for p in points] == listed
+    assert len(sim.requests) == math.ceil(len(listed) / 3) + 1
+    assert {"temp", "humidity", "wind_speed"} <= weather.keys()

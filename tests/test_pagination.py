@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+import polars as pl
 import pytest
 
+from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples
 from extract.client import AceClient, RequestStats
-from extract.errors import PaginationError
+from extract.errors import CursorError, PaginationError, RetriesExhaustedError
 from extract.pagination import Page, iter_pages
+from extract.ratelimit import RateLimiter
 from extract.retry import RetryPolicy
+from tests.test_client import FAST
 
 START, END = datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)
-FAST = RetryPolicy(max_attempts=4, deadline=30.0, backoff_initial=0.01, backoff_max=0.02, jitter=0.0)
 
 
 def real_page(names: list[str], next_cursor: str | None, has_more: bool) -> dict[str, object]:
@@ -31,7 +39,11 @@ def cursor_server(pages: dict[str | None, dict[str, object]]) -> tuple[AceClient
         return httpx.Response(200, json=pages[request.url.params.get("cursor")])
 
     client = AceClient(
-        "http://api.test/api", "k", retry_policy=FAST, requests_per_minute=None, transport=httpx.MockTransport(handler)
+        "http://api.test/api",
+        "k",
+        retry_policy=FAST,
+        requests_per_minute=None,
+        transport=httpx.MockTransport(handler),
     )
     return client, seen
 
@@ -89,7 +101,11 @@ def test_has_more_false_stops_even_with_a_cursor_and_no_cursor_stops_too() -> No
 @pytest.mark.parametrize(("start_cursor", "requests"), [(None, 3), ("c1", 2)])
 def test_a_repeated_cursor_is_a_pagination_error(start_cursor: str | None, requests: int) -> None:
     client, seen = cursor_server(
-        {None: real_page(["a"], "c1", True), "c1": real_page(["b"], "c2", True), "c2": real_page(["c"], "c1", True)}
+        {
+            None: real_page(["a"], "c1", True),
+            "c1": real_page(["b"], "c2", True),
+            "c2": real_page(["c"], "c1", True),
+        }
     )
     got: list[Page] = []
     with client, pytest.raises(PaginationError, match="'c1' again"):
@@ -112,3 +128,186 @@ def test_seed_shape_pages_are_read_too() -> None:
     with client:
         pages = list(iter_pages(client, "s", START, END))
     assert [p.samples.height for p in pages] == [1, 0] and pages[1].cursor == "n1"
+
+
+# --- over loopback HTTP against the simulator -----------------------------------------------------
+# 10 points every 60 s for one hour: 600 samples, 6 pages of 100. The simulator numbers requests from 1,
+# so a fault "every 3" hits requests 3 and 6 of the 8 it takes to fetch the 6 pages.
+
+SITE = "demo-site"
+HOUR_END = datetime(2026, 11, 27, 1, tzinfo=UTC)
+
+
+def sim_config(**faults: Any) -> SimulatorConfig:
+    return SimulatorConfig(sites=(SITE,), points=10, interval=60, api_key="demo", faults=Faults(**faults))
+
+
+@contextmanager
+def serving(
+    cfg: SimulatorConfig, policy: RetryPolicy = FAST, **client_options: Any
+) -> Iterator[tuple[Simulator, AceClient]]:
+    client_options.setdefault("requests_per_minute", None)
+    with Simulator(cfg) as sim, AceClient(sim.url, "demo", retry_policy=policy, **client_options) as client:
+        yield sim, client
+
+
+def assert_served(cfg: SimulatorConfig, pages: list[Page], first: int = 0) -> None:
+    """The pages hold exactly the served samples from index `first` on, in serving order."""
+    got = pl.concat([p.samples for p in pages]).select(
+        "point_name", "timestamp", pl.col("value").cast(pl.Float64)
+    )
+    served = served_samples(cfg, SITE, START, HOUR_END).slice(first)
+    assert got.equals(served.select(point_name="name", timestamp="time_raw", value="value"))
+
+
+def wait_for_log(sim: Simulator, entries: int) -> list[dict[str, Any]]:
+    """The request log once it has `entries` lines (a slow response is logged when it has been sent)."""
+    deadline = time.monotonic() + 10
+    while len(sim.requests) < entries and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return sim.requests
+
+
+def epoch(entry: dict[str, Any]) -> float:
+    return datetime.fromisoformat(entry["ts"]).timestamp()
+
+
+def test_a_clean_window_over_http() -> None:
+    cfg = sim_config()
+    stats = RequestStats()
+    with serving(cfg) as (sim, client):
+        pages = list(iter_pages(client, SITE, START, HOUR_END, page_size=100, stats=stats))
+    log = sim.requests
+    assert [p.number for p in pages] == list(range(6)) and not pages[-1].has_more
+    assert [e["status"] for e in log] == [200] * 6
+    assert stats == RequestStats(requests=6, retries=0, bytes=sum(e["bytes"] for e in log), throttled=0)
+    assert_served(cfg, pages)
+
+
+@pytest.mark.parametrize(
+    ("faults", "throttled"),
+    [
+        ({"status_429_every": 3, "retry_after": 0.05}, 2),
+        ({"status_500_every": 3}, 0),
+        ({"drop_connection_every": 3}, 0),
+        ({"truncate_every": 3}, 0),
+    ],
+    ids=["429", "500", "connection-dropped-mid-body", "truncated-json"],
+)
+def test_transient_faults_are_retried_and_every_sample_arrives_once(
+    faults: dict[str, Any], throttled: int
+) -> None:
+    cfg = sim_config(**faults)
+    stats = RequestStats()
+    with serving(cfg) as (sim, client):
+        pages = list(iter_pages(client, SITE, START, HOUR_END, page_size=100, stats=stats))
+    log = sim.requests
+    assert len(log) == 8
+    assert [e["n"] for e in log if e["fault"]] == [3, 6]
+    # Each failed request is repeated as is: same cursor, same page.
+    assert log[2]["params"] == log[3]["params"] and log[5]["params"] == log[6]["params"]
+    # A dropped connection delivers only part of its body; we count bodies we received whole.
+    whole = sum(e["bytes"] for e in log if e["fault"] != "drop_connection")
+    assert stats == RequestStats(requests=8, retries=2, bytes=whole, throttled=throttled)
+    assert [p.number for p in pages] == list(range(6))
+    assert_served(cfg, pages)
+
+
+@pytest.mark.parametrize("http_date", [False, True], ids=["seconds", "http-date"])
+def test_429_waits_exactly_as_long_as_retry_after_says(http_date: bool) -> None:
+    cfg = sim_config(status_429_every=3, retry_after=0.3, retry_after_http_date=http_date)
+    # A minute of backoff: finishing quickly proves the wait came from Retry-After.
+    slow_backoff = RetryPolicy(max_attempts=3, backoff_initial=60.0, backoff_max=60.0, jitter=0.0)
+    started = time.monotonic()
+    with serving(cfg, slow_backoff) as (sim, client):
+        pages = list(iter_pages(client, SITE, START, HOUR_END, page_size=200))
+    assert time.monotonic() - started < 5
+    log = sim.requests
+    assert [e["status"] for e in log] == [200, 200, 429, 200]
+    rejected, retried = epoch(log[2]), epoch(log[3])
+    # An HTTP date has whole seconds: the simulator rounds up, so the retry may not come before that second.
+    earliest = math.ceil(rejected + 0.3) if http_date else rejected + 0.3
+    assert earliest - 0.002 <= retried < earliest + 1.0
+    assert client.stats.throttled == 1
+    assert_served(cfg, pages)
+
+
+def test_server_rate_limit_is_waited_out_with_its_retry_after() -> None:
+    cfg = sim_config(rate_limit=5, rate_period=1.0)
+    with serving(cfg) as (sim, client):
+        pages = list(iter_pages(client, SITE, START, HOUR_END, page_size=100))
+    log = sim.requests
+    assert [e["status"] for e in log] == [200] * 5 + [429, 200]
+    assert epoch(log[6]) >= epoch(log[0]) + 1.0 - 0.002
+    assert client.stats.throttled == 1
+    assert_served(cfg, pages)
+
+
+def test_a_client_limited_like_the_server_is_never_throttled() -> None:
+    cfg = sim_config(rate_limit=5, rate_period=1.0)
+    with serving(cfg, rate_limiter=RateLimiter(5, 1.0)) as (sim, client):
+        pages = list(iter_pages(client, SITE, START, HOUR_END, page_size=100))
+    assert [e["status"] for e in sim.requests] == [200] * 6
+    assert_served(cfg, pages)
+
+
+def test_latency_beyond_the_read_timeout_is_retried_then_exhausted() -> None:
+    cfg = sim_config(latency=0.5)
+    policy = RetryPolicy(max_attempts=3, deadline=30.0, backoff_initial=0.01, backoff_max=0.01, jitter=0.0)
+    with serving(cfg, policy, timeout=httpx.Timeout(0.2, connect=2.0)) as (sim, client):
+        with pytest.raises(RetriesExhaustedError, match=r"after 3 attempt\(s\).*last failure: ReadTimeout"):
+            next(iter_pages(client, SITE, START, HOUR_END, page_size=100))
+        log = wait_for_log(sim, 3)
+    assert len(log) == 3 and all("cursor" not in e["params"] for e in log)
+    assert client.stats.requests == 3 and client.stats.retries == 2
+
+
+def test_latency_within_the_read_timeout_is_just_slower() -> None:
+    cfg = sim_config(latency=0.05)
+    with serving(cfg, timeout=httpx.Timeout(2.0, connect=2.0)) as (sim, client):
+        pages = list(iter_pages(client, SITE, START, HOUR_END, page_size=100))
+    assert len(sim.requests) == 6
+    assert_served(cfg, pages)
+
+
+def test_an_expired_cursor_is_a_cursor_error_and_the_window_restarts_cleanly() -> None:
+    cfg = sim_config(cursor_ttl=0.2)
+    with serving(cfg) as (sim, client):
+        pager = iter_pages(client, SITE, START, HOUR_END, page_size=100)
+        first = next(pager)
+        time.sleep(0.3)
+        with pytest.raises(CursorError):
+            next(pager)
+        again = list(iter_pages(client, SITE, START, HOUR_END, page_size=100))
+    log = sim.requests
+    assert len(log) == 2 + 6
+    assert (log[1]["status"], log[1]["fault"], log[1]["params"]["cursor"]) == (
+        400,
+        "cursor_ttl",
+        first.next_cursor,
+    )
+    assert first.samples.equals(again[0].samples)
+    assert_served(cfg, again)
+
+
+def test_resume_from_a_saved_cursor_over_http_yields_exactly_the_remaining_pages() -> None:
+    cfg = sim_config()
+    with serving(cfg) as (sim, client):
+        saved = list(itertools.islice(iter_pages(client, SITE, START, HOUR_END, page_size=100), 3))
+    # A new simulator and client, as after a crash: the cursor is all that was kept.
+    with serving(cfg) as (sim, client):
+        rest = list(
+            iter_pages(
+                client,
+                SITE,
+                START,
+                HOUR_END,
+                page_size=100,
+                cursor=saved[-1].next_cursor,
+                first_page_number=3,
+            )
+        )
+    assert (rest[0].number, rest[0].cursor) == (3, saved[-1].next_cursor)
+    assert [p.number for p in rest] == [3, 4, 5]
+    assert len(sim.requests) == 3
+    assert_served(cfg, saved + rest)

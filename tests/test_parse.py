@@ -60,9 +60,20 @@ def normalize(frame: pl.DataFrame, selector: PointSelector = EVERYTHING, window:
     ],
 )
 def test_timestamps_normalize_to_utc_microseconds(text: str | None, expected: datetime | None) -> None:
-    parsed = pl.DataFrame({"t": [text]}, schema={"t": pl.String}).select(parse_timestamps(pl.col("t"))).to_series()
+    parsed = parse_timestamps(pl.Series([text], dtype=pl.String))
     assert parsed.dtype == pl.Datetime("us", "UTC")
     assert parsed.item() == expected
+
+
+def test_mixed_spellings_in_one_column_keep_their_rows() -> None:
+    texts = ["2024-03-01T10:00:00Z", "bad", "2024-03-01 10:00:01", None, "2024-03-01T11:00:02+01:00"]
+    assert parse_timestamps(pl.Series(texts, dtype=pl.String)).to_list() == [
+        datetime(2024, 3, 1, 10, 0, 0, tzinfo=UTC),
+        None,
+        datetime(2024, 3, 1, 10, 0, 1, tzinfo=UTC),
+        None,
+        datetime(2024, 3, 1, 10, 0, 2, tzinfo=UTC),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -181,8 +192,13 @@ def test_seed_shape_keeps_quality_and_metadata() -> None:
     body = json.dumps(
         {
             "data": [
-                {"point_name": "p", "timestamp": "2024-03-01T00:00:00Z", "value": 1, "quality": "good",
-                 "metadata": {"units": "degF"}},
+                {
+                    "point_name": "p",
+                    "timestamp": "2024-03-01T00:00:00Z",
+                    "value": 1,
+                    "quality": "good",
+                    "metadata": {"units": "degF"},
+                },
                 {"point_name": "p", "timestamp": "2024-03-01T00:01:00Z", "value": 2},
             ],
             "pagination": {"next_cursor": None, "has_more": False},
@@ -222,13 +238,29 @@ def test_weather_real_shape_is_one_row_with_metadata() -> None:
 def test_weather_seed_shape_rows() -> None:
     body = {
         "data": [
-            {"timestamp": "2024-03-01T01:00:00Z", "temperature": 50, "humidity": 40, "precipitation": 0,
-             "wind_speed": 2, "conditions": "clear", "pressure": 1010},
-            {"timestamp": "2024-03-01T00:00:00Z", "temperature": 49.5, "humidity": None, "precipitation": 0.1,
-             "wind_speed": 1, "conditions": "rain"},
+            {
+                "timestamp": "2024-03-01T01:00:00Z",
+                "temperature": 50,
+                "humidity": 40,
+                "precipitation": 0,
+                "wind_speed": 2,
+                "conditions": "clear",
+                "pressure": 1010,
+            },
+            {
+                "timestamp": "2024-03-01T00:00:00Z",
+                "temperature": 49.5,
+                "humidity": None,
+                "precipitation": 0.1,
+                "wind_speed": 1,
+                "conditions": "rain",
+            },
             {"timestamp": "bad", "temperature": 1},
         ]
     }
     frame = parse_weather(body, site="s", collected_at=COLLECTED)
-    assert frame.select("temperature", "humidity", "conditions").rows() == [(49.5, None, "rain"), (50.0, 40.0, "clear")]
+    assert frame.select("temperature", "humidity", "conditions").rows() == [
+        (49.5, None, "rain"),
+        (50.0, 40.0, "clear"),
+    ]
     assert frame.get_column("metadata").to_list() == ["{}", '{"pressure":1010}']

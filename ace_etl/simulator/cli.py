@@ -1,13 +1,206 @@
-"""`ace-etl simulator`: serve the bundled API stand-in. (placeholder: the simulator work fills this in)"""
+"""`ace-etl simulator`: serve the bundled ACE IoT API stand-in until Ctrl-C or SIGTERM.
+
+Only typer and the stdlib are imported here: the server (and Polars) load inside the command, so
+`ace-etl --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import signal
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
 import typer
+
+from ace_etl.simulator.config import SHAPES, TIME_FORMATS
+
+Shape = StrEnum("Shape", [(shape, shape) for shape in SHAPES])
+TimeFormat = StrEnum("TimeFormat", [(time_format, time_format) for time_format in TIME_FORMATS])
+
+
+_FAULTS = "Fault injection (all off by default; requests are numbered from 1 after authentication)"
 
 
 def simulator(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
-    port: int = typer.Option(0, help="Port to listen on; 0 picks a free one."),
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Loopback by default; 0.0.0.0 exposes it.")
+    ] = ("127.0.0.1"),
+    port: Annotated[
+        int,
+        typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one (printed when ready)."),
+    ] = 0,
+    shape: Annotated[
+        Shape,
+        typer.Option(
+            help="Response shape: 'real' as the live API and the official aceiot-models client see it "
+            "({point_samples, next_cursor, has_more}); 'seed' the design-document shape ({data, pagination})."
+        ),
+    ] = Shape.real,
+    sites: Annotated[
+        str, typer.Option(help="Comma-separated site names to serve, e.g. 'hq,annex'.")
+    ] = "demo-site",
+    points: Annotated[
+        int,
+        typer.Option(min=1, help="Points per site: AHUs, VAVs, chillers, boilers and meters, in that mix."),
+    ] = 50,
+    interval: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Sample interval of every point, in seconds. Default: a mix of 60, 300 and 900."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str, typer.Option(help="The only key accepted, sent as 'Authorization: Bearer <key>'.")
+    ] = "demo",
+    configured_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of points with collect_enabled=true; of the rest, half are listed with "
+            "collect_enabled=false and half are missing from configured_points (yet still in the timeseries).",
+        ),
+    ] = 0.8,
+    time_format: Annotated[
+        TimeFormat,
+        typer.Option(
+            help="How sample times are written: z (...Z), offset (-05:00 local time), naive (no offset, "
+            "meaning UTC), millis (...00.000Z) or mixed (a deterministic mix per sample). All name the same instant."
+        ),
+    ] = TimeFormat.z,
+    request_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append every request here as a JSON line: method, path, params, status, bytes, fault."
+        ),
+    ] = None,
+    fail_429_every: Annotated[
+        int,
+        typer.Option(
+            min=0, rich_help_panel=_FAULTS, help="Answer every Nth request with 429 and a Retry-After."
+        ),
+    ] = 0,
+    retry_after: Annotated[
+        float,
+        typer.Option(min=0.0, rich_help_panel=_FAULTS, help="Seconds to send in Retry-After with 429s."),
+    ] = 1.0,
+    retry_after_http_date: Annotated[
+        bool,
+        typer.Option(rich_help_panel=_FAULTS, help="Send Retry-After as an HTTP date instead of seconds."),
+    ] = False,
+    fail_500_every: Annotated[
+        int, typer.Option(min=0, rich_help_panel=_FAULTS, help="Answer every Nth request with 500.")
+    ] = 0,
+    drop_connection_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            rich_help_panel=_FAULTS,
+            help="On every Nth request announce the full Content-Length, send half the body, close the socket.",
+        ),
+    ] = 0,
+    truncate_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            rich_help_panel=_FAULTS,
+            help="On every Nth request send only the first half of the JSON (with a matching Content-Length).",
+        ),
+    ] = 0,
+    latency: Annotated[
+        float, typer.Option(min=0.0, rich_help_panel=_FAULTS, help="Seconds added to every response.")
+    ] = 0.0,
+    cursor_ttl: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            rich_help_panel=_FAULTS,
+            help="Cursors older than this many seconds get 400 'cursor expired'. Default: they never expire.",
+        ),
+    ] = None,
+    bad_value_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            rich_help_panel=_FAULTS,
+            help="Share of raw samples served altered, cycling through a bool and a numeric string (both "
+            "coercible), the text 'n/a', null and an unparseable timestamp (the last three must be rejected).",
+        ),
+    ] = 0.0,
+    rate_limit: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            rich_help_panel=_FAULTS,
+            help="Allow this many requests per --rate-period (sliding window); beyond it 429 with Retry-After.",
+        ),
+    ] = 0,
+    rate_period: Annotated[
+        float,
+        typer.Option(min=0.001, rich_help_panel=_FAULTS, help="Length of the --rate-limit window, seconds."),
+    ] = 60.0,
 ) -> None:
-    """Serve the bundled ACE IoT API simulator under /api."""
-    raise typer.Exit(2)
+    """Serve the bundled ACE IoT API simulator under /api until Ctrl-C or SIGTERM.
+
+    Point the pipeline at it with the two export lines it prints once ready.
+    """
+    from ace_etl.simulator import Faults, Simulator, SimulatorConfig
+
+    try:
+        config = SimulatorConfig(
+            sites=tuple(site.strip() for site in sites.split(",")),
+            points=points,
+            interval=interval,
+            shape=shape.value,
+            api_key=api_key,
+            configured_fraction=configured_fraction,
+            time_format=time_format.value,
+            request_log=request_log,
+            host=host,
+            port=port,
+            faults=Faults(
+                status_429_every=fail_429_every,
+                retry_after=retry_after,
+                retry_after_http_date=retry_after_http_date,
+                status_500_every=fail_500_every,
+                drop_connection_every=drop_connection_every,
+                truncate_every=truncate_every,
+                latency=latency,
+                cursor_ttl=cursor_ttl,
+                bad_value_fraction=bad_value_fraction,
+                rate_limit=rate_limit,
+                rate_period=rate_period,
+            ),
+        )
+    except ValueError as error:
+        typer.echo(f"ace-etl simulator: {error}", err=True)
+        raise typer.Exit(2) from error
+
+    sim = Simulator(config)
+    try:
+        sim.start()
+    except OSError as error:
+        typer.echo(f"ace-etl simulator: cannot listen on {host}:{port}: {error.strerror or error}", err=True)
+        raise typer.Exit(1) from error
+    # SIGTERM ends the server the way Ctrl-C does, so both leave through the same clean stop.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        typer.echo(f"ACE IoT API simulator ready: {sim.url}  (key: {api_key})")
+        typer.echo(f"export ACEIOT_API_URL={sim.url}")
+        typer.echo(f"export ACEIOT_API_KEY={api_key}")
+        sys.stdout.flush()
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -175,14 +175,15 @@ def _point_table(site: str, n_points: int, interval: int | None, configured_frac
                 "base": float(signal.base),
                 "amplitude": float(signal.amplitude),
                 "noise": float(signal.noise),
-                "scale": float(10**signal.decimals),
+                "decimals": signal.decimals,
                 # Analog curves peak mid-afternoon UTC give or take an hour; binary points run 12 h a day
                 # from a point-specific hour.
                 "phase": seed % _DAY if spec.kind == "binary" else seed % 3600 - 9 * 3600,
                 "seed": seed,
             }
         )
-    return pl.DataFrame(rows, schema_overrides={"interval_s": pl.Int64, "phase": pl.Int64, "seed": pl.Int64})
+    table = pl.DataFrame(rows, schema_overrides={"interval_s": pl.Int64, "phase": pl.Int64, "seed": pl.Int64})
+    return table.with_row_index("point")
 
 
 def _table(cfg: SimulatorConfig, site: str) -> pl.DataFrame:
@@ -201,9 +202,10 @@ def _scramble() -> pl.Expr:
 
 
 def _draw(stream: int) -> pl.Expr:
-    """A uniform-looking number in [0, 1) per row: multiplying `h` by a per-stream constant mod p
-    decorrelates the streams."""
-    return pl.col("h") * _STREAMS[stream] % _PRIME / _PRIME
+    """A uniform-looking integer in [0, p) per row: multiplying `h` by a per-stream constant mod p
+    decorrelates the streams. Decisions compare integers, so they never hinge on float rounding, which
+    Polars may do differently for a single-row page."""
+    return pl.col("h") * _STREAMS[stream] % _PRIME
 
 
 def _iso(seconds: pl.Expr) -> pl.Expr:
@@ -221,7 +223,7 @@ def _time_text(time_format: TimeFormat) -> pl.Expr:
     }
     if time_format != "mixed":
         return variants[time_format]()
-    pick = (_draw(3) * len(variants)).cast(pl.Int64)
+    pick = _draw(3) * len(variants) // _PRIME
     choices = list(variants.values())
     expr = pl.when(pick == 0).then(choices[0]())
     for index, choice in enumerate(choices[1:-1], start=1):
@@ -229,17 +231,27 @@ def _time_text(time_format: TimeFormat) -> pl.Expr:
     return expr.otherwise(choices[-1]())
 
 
+def _rounded(value: pl.Expr) -> pl.Expr:
+    """The value rounded to its point's decimals, as the nearest double to the short decimal.
+
+    Not `(value * scale).round() / scale`: Polars may turn a division by a column that happens to be
+    constant into a multiplication by its reciprocal, serving 70.71000000000001 on some pages only.
+    """
+    decimals = sorted({signal.decimals for signals in _DEVICE_SIGNALS.values() for signal in signals})
+    rounded = pl.when(pl.col("decimals") == decimals[0]).then(value.round(decimals[0]))
+    for places in decimals[1:-1]:
+        rounded = rounded.when(pl.col("decimals") == places).then(value.round(places))
+    return rounded.otherwise(value.round(decimals[-1]))
+
+
 def _samples(spans: pl.LazyFrame) -> pl.LazyFrame:
     """The clean samples k_lo <= k < k_hi of each span's point (t = k * interval seconds)."""
     tau = 2 * math.pi
-    analog = (
-        (
-            pl.col("base")
-            + pl.col("amplitude") * ((pl.col("t") + pl.col("phase")) * (tau / _DAY)).sin()
-            + pl.col("noise") * (2 * _draw(1) - 1)
-        )
-        * pl.col("scale")
-    ).round(0) / pl.col("scale")
+    analog = _rounded(
+        pl.col("base")
+        + pl.col("amplitude") * ((pl.col("t") + pl.col("phase")) * (tau / _DAY)).sin()
+        + pl.col("noise") * (2 * _draw(1) / _PRIME - 1)
+    )
     binary = ((pl.col("t") + pl.col("phase")) % _DAY < _DAY // 2).cast(pl.Float64)
     return (
         spans.filter(pl.col("k_hi") > pl.col("k_lo"))
@@ -279,7 +291,9 @@ def _layout(table: pl.DataFrame, start_us: int, end_us: int, raw: bool) -> pl.La
     return laid.with_columns(cum=pl.col("n").cum_sum() - pl.col("n"))
 
 
-def _spans(laid: pl.LazyFrame, start_us: int, end_us: int, raw: bool, offset: int, count: int) -> pl.LazyFrame:
+def _spans(
+    laid: pl.LazyFrame, start_us: int, end_us: int, raw: bool, offset: int, count: int
+) -> pl.LazyFrame:
     lo = (offset - pl.col("cum")).clip(0, pl.col("n"))
     hi = (offset + count - pl.col("cum")).clip(0, pl.col("n"))
     spans = laid.with_columns(lo=lo, hi=hi).filter(pl.col("hi") > pl.col("lo"))
@@ -303,44 +317,41 @@ def _served_raw(samples: pl.LazyFrame, time_format: TimeFormat, bad_fraction: fl
         .then(pl.col("value").cast(pl.Int64).cast(pl.Utf8))
         .otherwise(pl.col("value").cast(pl.Utf8))
     )
-    if bad_fraction > 0:
-        draw = _draw(2)
-        kind_index = (draw / bad_fraction * len(BAD_KINDS)).cast(pl.Int64).clip(0, len(BAD_KINDS) - 1)
-        bad_kind = (
-            pl.when(draw < bad_fraction)
-            .then(kind_index.replace_strict(dict(enumerate(BAD_KINDS)), return_dtype=pl.Utf8))
-            .otherwise(None)
-        )
+    threshold = round(bad_fraction * _PRIME)
+    if threshold:
+        # A draw below the threshold is bad, and its position below it picks the kind; every other draw
+        # maps past the last kind, to null.
+        kind_index = _draw(2) * len(BAD_KINDS) // threshold
+        bad_kind = kind_index.replace_strict(dict(enumerate(BAD_KINDS)), default=None, return_dtype=pl.Utf8)
     else:
         bad_kind = pl.lit(None, dtype=pl.Utf8)
     bad = pl.col("bad_kind")
     truthy = pl.col("value") != 0
-    return (
-        samples.with_columns(bad_kind=bad_kind, value_text=value_text, time_text=_time_text(time_format))
-        .with_columns(
-            value_raw=pl.when(bad == "bool")
-            .then(pl.when(truthy).then(pl.lit("true")).otherwise(pl.lit("false")))
-            .when(bad == "numeric_string")
-            .then('"' + pl.col("value_text") + '"')
-            .when(bad == "text")
-            .then(pl.lit('"n/a"'))
-            .when(bad == "null")
-            .then(pl.lit("null"))
-            .otherwise(pl.col("value_text")),
-            time_raw=pl.when(bad == "bad_timestamp").then(pl.lit("not-a-time")).otherwise(pl.col("time_text")),
-            value=pl.when(bad == "bool").then(truthy.cast(pl.Float64)).otherwise(pl.col("value")),
-        )
+    return samples.with_columns(
+        bad_kind=bad_kind, value_text=value_text, time_text=_time_text(time_format)
+    ).with_columns(
+        value_raw=pl.when(bad == "bool")
+        .then(pl.when(truthy).then(pl.lit("true")).otherwise(pl.lit("false")))
+        .when(bad == "numeric_string")
+        .then('"' + pl.col("value_text") + '"')
+        .when(bad == "text")
+        .then(pl.lit('"n/a"'))
+        .when(bad == "null")
+        .then(pl.lit("null"))
+        .otherwise(pl.col("value_text")),
+        time_raw=pl.when(bad == "bad_timestamp").then(pl.lit("not-a-time")).otherwise(pl.col("time_text")),
+        value=pl.when(bad == "bool").then(truthy.cast(pl.Float64)).otherwise(pl.col("value")),
     )
 
 
-def _served_aggregates(samples: pl.LazyFrame, time_format: TimeFormat) -> pl.LazyFrame:
+def _served_aggregates(samples: pl.LazyFrame, table: pl.DataFrame, time_format: TimeFormat) -> pl.LazyFrame:
+    # Grouping on integers and joining the names back afterwards is several times faster than grouping
+    # on the names: the strings never get exploded to one copy per raw sample.
+    names = table.lazy().select("point", "name", "name_json", "metadata_json", "seed")
     return (
-        samples.with_columns(t=pl.col("t") // AGGREGATE_SECONDS * AGGREGATE_SECONDS)
-        .group_by("name", "t", maintain_order=True)
-        .agg(
-            pl.col("value").mean().round(4),
-            pl.col("name_json", "metadata_json", "seed").first(),
-        )
+        samples.group_by("point", t=pl.col("t") // AGGREGATE_SECONDS * AGGREGATE_SECONDS, maintain_order=True)
+        .agg(pl.col("value").mean().round(4))
+        .join(names, on="point", how="left", maintain_order="left")
         .with_columns(h=_scramble())
         .with_columns(
             bad_kind=pl.lit(None, dtype=pl.Utf8),
@@ -358,13 +369,14 @@ def page_frame(
     Columns: name, name_json, metadata_json, t (epoch seconds), value, bad_kind, time_raw, value_raw.
     Bad values are a raw-data fault only: aggregates are computed from the clean values.
     """
-    laid = _layout(_table(cfg, site), start_us, end_us, raw)
+    table = _table(cfg, site)
+    laid = _layout(table, start_us, end_us, raw)
     total = laid.select(pl.col("n").sum()).collect().item()
     samples = _samples(_spans(laid, start_us, end_us, raw, offset, count))
     served = (
         _served_raw(samples, cfg.time_format, cfg.faults.bad_value_fraction)
         if raw
-        else _served_aggregates(samples, cfg.time_format)
+        else _served_aggregates(samples, table, cfg.time_format)
     )
     columns = ("name", "name_json", "metadata_json", "t", "value", "bad_kind", "time_raw", "value_raw")
     return served.select(columns).collect(), int(total or 0)
@@ -489,7 +501,9 @@ def current_weather(site: str, now: datetime | float) -> dict[str, dict[str, obj
     }
 
 
-def served_weather(cfg: SimulatorConfig, site: str, start: str | datetime, end: str | datetime) -> pl.DataFrame:
+def served_weather(
+    cfg: SimulatorConfig, site: str, start: str | datetime, end: str | datetime
+) -> pl.DataFrame:
     """The design-document shape's hourly weather rows for `[start, end)`."""
     if site not in cfg.sites:
         raise ValueError(f"unknown site: {site!r}")

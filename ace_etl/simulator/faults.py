@@ -1,0 +1,88 @@
+"""Fault injection: which deterministic failure, if any, hits a numbered request."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Deterministic failures, all off by default.
+
+    The server numbers every request that passes authentication (1-based, across all endpoints), so a
+    test can name exactly which requests fail. At most one transport fault applies to a request, picked
+    in this order: `rate_limit`, `status_429_every`, `status_500_every`, `drop_connection_every`,
+    `truncate_every`. A request that `rate_limit` rejects still takes a number, but it does not use a slot
+    of the sliding window. `drop_connection_every` and `truncate_every` cut whatever body the request would
+    have received, error bodies included. `latency` delays every response (401s too). `cursor_ttl` and
+    `bad_value_fraction` act on content rather than on request numbers.
+    """
+
+    status_429_every: int = 0
+    retry_after: float = 1.0
+    retry_after_http_date: bool = False
+    status_500_every: int = 0
+    drop_connection_every: int = 0
+    truncate_every: int = 0
+    latency: float = 0.0
+    cursor_ttl: float | None = None
+    bad_value_fraction: float = 0.0
+    rate_limit: int = 0
+    rate_period: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("status_429_every", "status_500_every", "drop_connection_every", "truncate_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (off) or a positive request count")
+        if self.rate_limit < 0:
+            raise ValueError("rate_limit must be 0 (off) or a positive number of requests")
+        if self.retry_after < 0 or self.latency < 0:
+            raise ValueError("retry_after and latency must not be negative")
+        if self.rate_period <= 0:
+            raise ValueError("rate_period must be positive")
+        if self.cursor_ttl is not None and self.cursor_ttl <= 0:
+            raise ValueError("cursor_ttl must be positive (or None: cursors never expire)")
+        if not 0.0 <= self.bad_value_fraction <= 1.0:
+            raise ValueError("bad_value_fraction must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The fate of one authenticated request: its number and the transport fault that hits it, if any."""
+
+    number: int
+    fault: str | None = None
+    retry_after: float | None = None
+
+
+class FaultPlan:
+    """Numbers requests and applies `Faults` in its documented order. Thread-safe."""
+
+    def __init__(self, faults: Faults) -> None:
+        self._faults = faults
+        self._lock = threading.Lock()
+        self._count = 0
+        self._admitted: deque[float] = deque()
+
+    def admit(self, now: float) -> Verdict:
+        faults = self._faults
+        with self._lock:
+            self._count += 1
+            number = self._count
+            if faults.rate_limit:
+                while self._admitted and self._admitted[0] <= now - faults.rate_period:
+                    self._admitted.popleft()
+                if len(self._admitted) >= faults.rate_limit:
+                    return Verdict(number, "rate_limit", self._admitted[0] + faults.rate_period - now)
+                self._admitted.append(now)
+        for fault, every in (
+            ("status_429", faults.status_429_every),
+            ("status_500", faults.status_500_every),
+            ("drop_connection", faults.drop_connection_every),
+            ("truncate", faults.truncate_every),
+        ):
+            if every and number % every == 0:
+                return Verdict(number, fault, faults.retry_after if fault == "status_429" else None)
+        return Verdict(number)

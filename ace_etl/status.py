@@ -1,0 +1,78 @@
+"""`ace-etl status`: what is landed, which windows are unfinished, the last runs, and the warehouse."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from extract.checkpoint import Checkpoint
+from extract.landing import CHECKPOINTS, RUNS, TIMESERIES, decode_site
+from extract.storage import Storage, open_storage
+
+
+def _site_of(rel_path: str) -> str:
+    part = next(p for p in rel_path.split("/") if p.startswith("site_name="))
+    return decode_site(part.removeprefix("site_name="))
+
+
+def landed_rows(storage: Storage) -> dict[str, tuple[int, int]]:
+    """Per site: (files, rows) of the timeseries landing, from Parquet footers only."""
+    totals: dict[str, tuple[int, int]] = {}
+    for path in storage.list(TIMESERIES, "*/date=*/*.parquet"):
+        files, rows = totals.get(_site_of(path), (0, 0))
+        totals[_site_of(path)] = (files + 1, rows + pq.read_metadata(storage.uri(path)).num_rows)
+    return totals
+
+
+def window_states(storage: Storage) -> dict[str, Counter[str]]:
+    """Per site: how many windows are complete and how many stopped part-way (they resume on the next run)."""
+    states: dict[str, Counter[str]] = {}
+    for path in storage.list(CHECKPOINTS, "*/*.json"):
+        checkpoint = Checkpoint.from_json(storage.read_bytes(path))
+        states.setdefault(checkpoint.site, Counter())["complete" if checkpoint.complete else "unfinished"] += 1
+    return states
+
+
+def last_runs(storage: Storage, limit: int = 10) -> pl.DataFrame:
+    files = storage.list(RUNS, "*.parquet")
+    if not files:
+        return pl.DataFrame()
+    runs = pl.concat([pl.read_parquet(storage.uri(f)) for f in files], how="vertical_relaxed")
+    return runs.sort("finished_at", descending=True).head(limit)
+
+
+def print_status(data_dir: Path, console: Console | None = None) -> None:
+    console = console or Console()
+    storage = open_storage(data_dir)
+    console.print(f"Data dir: {Path(storage.uri()).resolve()}")
+    landed, states = landed_rows(storage), window_states(storage)
+    if not landed and not states:
+        console.print("Nothing landed yet. Run `ace-etl demo`, or `ace-etl run --site NAME` with ACEIOT_API_KEY set.")
+        return
+    sites = Table("site", "files", "rows landed", "windows complete", "windows unfinished", title="Landing")
+    for site in sorted(set(landed) | set(states)):
+        files, rows = landed.get(site, (0, 0))
+        state = states.get(site, Counter())
+        sites.add_row(site, f"{files:,}", f"{rows:,}", str(state["complete"]), str(state["unfinished"]))
+    console.print(sites)
+    runs = last_runs(storage)
+    if runs.height:
+        table = Table("finished", "site", "window start", "status", "pages", "kept", "rejected", "error", title="Last runs")
+        for r in runs.iter_rows(named=True):
+            table.add_row(
+                f"{r['finished_at']:%Y-%m-%d %H:%M:%S}", r["site_name"], f"{r['window_start']:%Y-%m-%d %H:%M}",
+                r["status"], str(r["pages"]), f"{r['records_kept']:,}", f"{r['records_rejected']:,}", r["error"] or "",
+            )  # fmt: skip
+        console.print(table)
+    warehouse = data_dir / "warehouse.duckdb"
+    if warehouse.exists():
+        built = datetime.fromtimestamp(warehouse.stat().st_mtime, UTC)
+        console.print(f"Warehouse: {warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC)")
+    else:
+        console.print("Warehouse: not built yet (`ace-etl transform`).")

@@ -1,0 +1,61 @@
+{% macro landing_read(source_relation, columns) -%}
+{#- Typed rows of one landing dataset plus the file each row came from.
+    The typed, empty select keeps the columns when the folder holds no file yet: read_parquet with
+    allow_empty then yields a lone `empty` column, which the outer select drops. -#}
+select
+    {%- for name, type in columns.items() %}
+    cast({{ adapter.quote(name) }} as {{ type }}) as {{ adapter.quote(name) }},
+    {%- endfor %}
+    filename as landing_file
+from (
+    select
+        {%- for name, type in columns.items() %}
+        null::{{ type }} as {{ adapter.quote(name) }},
+        {%- endfor %}
+        null::varchar as filename
+    where false
+    union all by name
+    select * from {{ source_relation }}
+)
+where {{ is_landed_file('filename') }}
+{%- endmacro %}
+
+
+{% macro is_landed_file(path) -%}
+{#- Hidden names (`.x`, `_x`) are writers' temporary files, not landed ones. DuckDB evaluates this
+    against the file list, so such files are never opened. -#}
+not regexp_matches({{ path }}, '/[._][^/]*$')
+{%- endmacro %}
+
+
+{% macro landed_since_last_build(dataset) -%}
+{#- Rows from files registered after this model last wrote: an incremental build reads only new and
+    re-landed files. DuckDB turns the semi-join into a file filter, so older files are never opened. -#}
+{%- set files = ref('stg_landing__files') -%}
+{%- if is_incremental() -%}
+landing_file in (
+    select path from {{ files }}
+    where dataset = '{{ dataset }}' and registered_at > {{ last_write_of(this) }}
+)
+{%- else -%}
+true
+{%- endif -%}
+{%- endmacro %}
+
+
+{% macro latest_per_key(relation, key) -%}
+{#- One row per key, the latest collected_at winning both among the rows read now and against rows
+    already loaded (a slow re-run must not overwrite a newer fetch). Ties go to the later file name so
+    the outcome never depends on read order. -#}
+select * from {{ relation }} as landed
+{%- if is_incremental() %}
+where not exists (
+    select 1 from {{ this }} as loaded
+    where {% for column in key %}loaded.{{ column }} = landed.{{ column }} and {% endfor -%}
+        loaded.collected_at > landed.collected_at
+)
+{%- endif %}
+qualify row_number() over (
+    partition by {{ key | join(', ') }} order by collected_at desc, landing_file desc
+) = 1
+{%- endmacro %}

@@ -1,0 +1,24 @@
+"""Child process for the kill -9 test: extract one window as one long `[start, end)`, every point."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+from extract.client import AceClient
+from extract.pipeline import extract_window, resolve_selector
+from extract.storage import LocalStorage
+from extract.windows import Window
+
+
+def main(url: str, data_dir: str, site: str, start: str, end: str, page_size: str) -> None:
+    window = Window(datetime.fromisoformat(start), datetime.fromisoformat(end))
+    with AceClient(url, "demo", requests_per_minute=None) as client:
+        extract_window(
+            client, LocalStorage(data_dir), site, window, resolve_selector(["*"]), run_id="child",
+            page_size=int(page_size),
+        )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,157 @@
+"""Landing layout, site-name encoding, atomic storage and the runs row."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from extract.errors import ConfigError
+from extract.landing import (
+    decode_site,
+    encode_site,
+    rejects_path,
+    split_by_date,
+    timeseries_path,
+    window_files,
+    write_page,
+)
+from extract.metrics import RUNS_SCHEMA, WindowResult, runs_frame
+from extract.parse import normalize_samples
+from extract.points import PointSelector
+from extract.storage import LocalStorage, open_storage
+from extract.windows import Window, previous_utc_day, split_windows
+
+WINDOW = Window(datetime(2024, 3, 1, 12, tzinfo=UTC), datetime(2024, 3, 2, 12, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("name", "encoded"),
+    [
+        ("demo-site", "demo-site"),
+        ("Site_1.a", "Site_1.a"),
+        ("../x", "%2E%2E%2Fx"),
+        ("a/b", "a%2Fb"),
+        (".", "%2E"),
+        ("..", "%2E%2E"),
+        (".hidden.x", "%2Ehidden.x"),
+        ("100%", "100%25"),
+        ("a b~é", "a%20b%7E%C3%A9"),
+        ("a\\b", "a%5Cb"),
+    ],
+)
+def test_site_names_are_one_safe_folder(name: str, encoded: str) -> None:
+    assert encode_site(name) == encoded
+    assert decode_site(encoded) == name
+
+
+def test_empty_site_name_is_rejected() -> None:
+    with pytest.raises(ConfigError):
+        encode_site("")
+
+
+def test_paths_follow_the_hive_layout() -> None:
+    assert (
+        timeseries_path("../x", date(2024, 3, 2), WINDOW, 3)
+        == "landing/timeseries/site_name=%2E%2E%2Fx/date=2024-03-02/20240301T120000Z_20240302T120000Z_p000003.parquet"
+    )
+    assert rejects_path("s", WINDOW, 0).startswith("landing/rejects/site_name=s/date=2024-03-01/")
+
+
+def test_storage_refuses_paths_outside_its_root(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    for bad in ("../x", "/etc/passwd", "a/../../b", "a\\b", ".."):
+        with pytest.raises(ConfigError):
+            storage.write_bytes_atomic(bad, b"x")
+
+
+def test_storage_round_trip_and_listing(tmp_path: Path) -> None:
+    storage = open_storage(tmp_path)
+    storage.write_bytes_atomic("state/a.json", b"1")
+    storage.write_bytes_atomic("state/a.json", b"2")
+    storage.write_parquet_atomic("landing/x/date=1/f.parquet", pl.DataFrame({"a": [1]}))
+    (tmp_path / "landing/x/date=1/.f.parquet.dead.tmp").write_bytes(b"partial")  # a crashed write
+    assert storage.read_bytes("state/a.json") == b"2"
+    assert storage.exists("state/a.json") and not storage.exists("state/b.json")
+    assert storage.list("landing") == ["landing/x/date=1/f.parquet"]
+    assert storage.list("nowhere") == []
+    assert pl.read_parquet(storage.uri("landing/x/date=1/f.parquet")).to_dicts() == [{"a": 1}]
+    storage.delete(["state/a.json", "state/missing.json"])
+    storage.delete_prefix("landing/x")
+    assert storage.list("") == []
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes("state/a.json")
+
+
+def test_a_page_spanning_midnight_lands_per_date_and_is_replaced_on_rewrite(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    raw = pl.DataFrame(
+        {
+            "point_name": ["p", "p", "q", "p"],
+            "timestamp": ["2024-03-01T23:59:00Z", "2024-03-02T00:00:00Z", "2024-03-01T23:00:00Z", "bad"],
+            "value": ["1", "2", "3", "4"],
+            "quality": [None] * 4,
+            "metadata": [None] * 4,
+        },
+        schema=dict.fromkeys(["point_name", "timestamp", "value", "quality", "metadata"], pl.String),
+    )
+    rows = normalize_samples(
+        raw, site="s", collected_at=datetime.now(UTC), window=WINDOW, selector=PointSelector.from_list(["*"])
+    )
+    written = write_page(storage, "s", WINDOW, 7, rows)
+    write_page(storage, "s", WINDOW, 7, rows)
+    assert sorted(written) == sorted(window_files(storage, "s", WINDOW))
+    assert window_files(storage, "s", WINDOW, from_page=8) == []
+    day1 = pl.read_parquet(storage.uri(timeseries_path("s", date(2024, 3, 1), WINDOW, 7)))
+    day2 = pl.read_parquet(storage.uri(timeseries_path("s", date(2024, 3, 2), WINDOW, 7)))
+    assert day1.select("point_name", "value").rows() == [("p", 1.0), ("q", 3.0)]
+    assert day2.get_column("value").to_list() == [2.0]
+    assert pl.read_parquet(storage.uri(rejects_path("s", WINDOW, 7))).get_column("reason").to_list() == [
+        "bad_timestamp"
+    ]
+    metadata = (
+        __import__("pyarrow.parquet", fromlist=["x"])
+        .ParquetFile(storage.uri(timeseries_path("s", date(2024, 3, 1), WINDOW, 7)))
+        .metadata
+    )
+    assert metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_split_by_date_keeps_order() -> None:
+    frame = pl.DataFrame(
+        {"timestamp": [datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)], "v": [1, 2]}
+    )
+    assert {d: f.get_column("v").to_list() for d, f in split_by_date(frame).items()} == {
+        date(2024, 1, 2): [1],
+        date(2024, 1, 1): [2],
+    }
+    assert split_by_date(frame.clear()) == {}
+
+
+def test_windows_are_half_open_and_cover_the_range() -> None:
+    start, end = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, 6, tzinfo=UTC)
+    windows = split_windows(start, end, 12)
+    assert [(w.start.hour, w.end.hour) for w in windows] == [(0, 12), (12, 0), (0, 6)]
+    assert windows[0].end == windows[1].start
+    assert split_windows(datetime(2024, 3, 1), datetime(2024, 3, 2))[0].start.tzinfo == UTC
+    with pytest.raises(ConfigError):
+        split_windows(end, start)
+    with pytest.raises(ConfigError):
+        split_windows(start, end, 0)
+
+
+def test_previous_utc_day() -> None:
+    day = previous_utc_day(datetime(2024, 3, 1, 0, 30, tzinfo=UTC))
+    assert (day.start, day.end) == (datetime(2024, 2, 29, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
+
+
+def test_window_result_mirrors_the_runs_schema() -> None:
+    assert [f.name for f in dataclasses.fields(WindowResult)] == RUNS_SCHEMA.names()
+    now = datetime.now(UTC)
+    row = WindowResult(
+        "r", "s", WINDOW.start, WINDOW.end, "failed", 1, 0, 0, 10, 0, 0, 0, 0, 0.5, "boom", now, now
+    )
+    assert runs_frame([row]).schema == RUNS_SCHEMA

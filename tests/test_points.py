@@ -1,0 +1,129 @@
+"""Point selection: exact names, globs (`*` crosses `/`), points files and the API's configured points."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from extract.errors import ConfigError
+from extract.pipeline import resolve_selector
+from extract.points import PointSelector, configured_points_frame, enabled_point_names, parse_points_text
+
+NAMES = [
+    "site-a/ahu-1/sa_temp",
+    "site-b/ahu-1/fan_status",
+    "org/campus/site-c/ahu-1/sa_temp",
+    "site-a/ahu-10/sa_temp",
+    "site-a/vav-1/zone_temp",
+    "site-a/ahu-1",
+    "x.y+(z)",
+    "xxy+(z)",
+]
+
+
+def selected(selector: PointSelector) -> list[str]:
+    frame = pl.DataFrame({"point_name": [*NAMES, None]}, schema={"point_name": pl.String})
+    by_expr = frame.filter(selector.expr()).get_column("point_name").to_list()
+    assert by_expr == [name for name in NAMES if selector.matches(name)]
+    return by_expr
+
+
+def test_star_crosses_slashes_so_a_device_glob_matches_it_at_any_depth() -> None:
+    assert selected(PointSelector.from_list(["*/ahu-1/*"])) == [
+        "site-a/ahu-1/sa_temp",
+        "site-b/ahu-1/fan_status",
+        "org/campus/site-c/ahu-1/sa_temp",
+    ]
+
+
+def test_exact_names_are_literal() -> None:
+    assert selected(PointSelector.from_list(["x.y+(z)", "site-a/ahu-1"])) == ["site-a/ahu-1", "x.y+(z)"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("site-a/ahu-?/sa_temp", ["site-a/ahu-1/sa_temp"]),
+        ("site-[ab]/ahu-1/*", ["site-a/ahu-1/sa_temp", "site-b/ahu-1/fan_status"]),
+        ("site-[!a]/*", ["site-b/ahu-1/fan_status"]),
+        ("*sa_temp", ["site-a/ahu-1/sa_temp", "org/campus/site-c/ahu-1/sa_temp", "site-a/ahu-10/sa_temp"]),
+        ("x.y+(*", ["x.y+(z)"]),
+        ("*", NAMES),
+    ],
+)
+def test_glob_patterns(pattern: str, expected: list[str]) -> None:
+    assert selected(PointSelector.from_list([pattern])) == [n for n in NAMES if n in expected]
+
+
+def test_empty_selection_keeps_nothing() -> None:
+    assert selected(PointSelector.from_list([])) == []
+
+
+def test_unclosed_class_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="closing"):
+        PointSelector.from_list(["site-[ab"])
+
+
+def test_points_file_comments_and_blanks(tmp_path: Path) -> None:
+    text = "# my points\n\nsite-a/ahu-1/sa_temp\n  */vav-*/*   # every VAV\nhash#inside\n"
+    assert parse_points_text(text) == ["site-a/ahu-1/sa_temp", "*/vav-*/*", "hash#inside"]
+    path = tmp_path / "points.txt"
+    path.write_text(text)
+    assert selected(resolve_selector(path)) == ["site-a/ahu-1/sa_temp", "site-a/vav-1/zone_temp"]
+
+
+def test_missing_points_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read points file"):
+        resolve_selector(tmp_path / "nope.txt")
+
+
+def test_api_selection_uses_collect_enabled() -> None:
+    items = [
+        {"name": "site-a/ahu-1/sa_temp", "collect_enabled": True, "collect_interval": 60},
+        {"name": "site-a/vav-1/zone_temp", "collect_enabled": False},
+        {"name": "site-b/ahu-1/fan_status", "collect_enabled": "true"},
+        {"collect_enabled": True},
+    ]
+    assert enabled_point_names(items) == ["site-a/ahu-1/sa_temp", "site-b/ahu-1/fan_status"]
+    assert selected(resolve_selector(None, items)) == ["site-a/ahu-1/sa_temp", "site-b/ahu-1/fan_status"]
+
+
+def test_fingerprint_depends_on_the_selection_only() -> None:
+    assert (
+        PointSelector.from_list(["a", "b*"]).fingerprint
+        == PointSelector.from_list(["b*", "a", "a"]).fingerprint
+    )
+    assert PointSelector.from_list(["a"]).fingerprint != PointSelector.from_list(["a*"]).fingerprint
+
+
+def test_configured_points_frame() -> None:
+    now = datetime(2024, 3, 1, tzinfo=UTC)
+    items = [
+        {
+            "name": "b",
+            "collect_enabled": True,
+            "collect_interval": "300",
+            "marker_tags": ["a"],
+            "site_name": "z",
+        },
+        {"name": "a", "collect_enabled": False, "collect_interval": None, "kv_tags": {"k": 1}},
+        {"name": None},
+    ]
+    frame = configured_points_frame(items, site="s", collected_at=now)
+    assert frame.schema["collect_interval"] == pl.Int64
+    assert frame.columns[:5] == [
+        "site_name",
+        "point_name",
+        "collect_enabled",
+        "collect_interval",
+        "collected_at",
+    ]
+    assert frame.select(
+        "point_name", "collect_enabled", "collect_interval", "api_site_name", "kv_tags"
+    ).rows() == [
+        ("a", False, None, None, '{"k": 1}'),
+        ("b", True, 300, "z", None),
+    ]

@@ -1,0 +1,601 @@
+"""The bundled ACE IoT API simulator, over real loopback HTTP: shapes, paging, cursors, faults, log, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from ace_etl.simulator import (
+    BAD_KINDS,
+    Faults,
+    Simulator,
+    SimulatorConfig,
+    current_weather,
+    served_aggregates,
+    served_samples,
+    served_weather,
+    site_points,
+)
+
+SITE = "demo-site"
+KEY = "demo"
+START, END = "2026-11-27T00:00:00Z", "2026-11-27T01:00:00Z"
+TIMESERIES = f"/sites/{SITE}/timeseries/paginated"
+BASE = SimulatorConfig(sites=(SITE, "annex"), points=50)
+
+
+def window(**extra: Any) -> dict[str, Any]:
+    return {"start_time": START, "end_time": END, "page_size": 1000, "raw_data": "true", **extra}
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """Starts simulators on demand (one config each) and an authenticated httpx client per simulator."""
+    running: list[tuple[Simulator, httpx.Client]] = []
+
+    def start(cfg: SimulatorConfig = BASE) -> tuple[Simulator, httpx.Client]:
+        sim = Simulator(cfg).start()
+        client = httpx.Client(
+            base_url=sim.url, headers={"Authorization": f"Bearer {cfg.api_key}"}, timeout=10
+        )
+        running.append((sim, client))
+        return sim, client
+
+    yield start
+    for sim, client in running:
+        client.close()
+        sim.stop()
+
+
+@pytest.fixture(scope="module")
+def default() -> Iterator[tuple[Simulator, httpx.Client]]:
+    """One shared fault-free simulator for the read-only tests."""
+    with (
+        Simulator(BASE) as sim,
+        httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {KEY}"}) as client,
+    ):
+        yield sim, client
+
+
+def page_through(
+    client: httpx.Client, params: dict[str, Any], *, seed: bool = False
+) -> tuple[list[dict], int]:
+    """Every record of the window, and the number of pages it took."""
+    records: list[dict] = []
+    cursor, pages = None, 0
+    while True:
+        response = client.get(TIMESERIES, params=params | ({"cursor": cursor} if cursor else {}))
+        assert response.status_code == 200, response.text
+        body, pages = response.json(), pages + 1
+        records += body["data"] if seed else body["point_samples"]
+        paging = body["pagination"] if seed else body
+        if not paging["has_more"]:
+            assert paging["next_cursor"] is None
+            return records, pages
+        cursor = paging["next_cursor"]
+
+
+def as_served(frame: pl.DataFrame) -> list[tuple[str, str, Any]]:
+    return [
+        (row["name"], row["time_raw"], json.loads(row["value_raw"])) for row in frame.iter_rows(named=True)
+    ]
+
+
+def instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# --- data: points and samples -----------------------------------------------------------------
+
+
+def test_site_points_are_realistic_unique_deterministic_and_split_by_configuration() -> None:
+    points = site_points(SITE, 200, None, 0.8)
+    names = [p.name for p in points]
+    assert names == sorted(names) and len(set(names)) == 200
+    assert points == site_points(SITE, 200, None, 0.8)
+    assert {"demo-site/ahu-1/sa_temp", "demo-site/ahu-1/fan_status", "demo-site/vav-12/zone_temp"} <= set(
+        names
+    )
+    assert {"demo-site/meter-1/kw", "demo-site/chiller-1/kw"} <= set(names)
+    assert {p.interval_s for p in points} == {60, 300, 900}
+    assert {p.kind for p in points if p.name.endswith(("_status", "_cmd"))} == {"binary"}
+    assert sum(p.configured for p in points) == 160
+    unconfigured = [p for p in points if not p.configured]
+    assert sum(p.listed for p in unconfigured) == 20 and all(p.listed for p in points if p.configured)
+    assert {p.interval_s for p in site_points(SITE, 2000, 60, 0.8)} == {60}
+
+
+def test_served_samples_sit_on_the_interval_grid_of_a_half_open_window() -> None:
+    cfg = replace(BASE, points=30)
+    start, end = datetime(2026, 11, 27, 0, 5, tzinfo=UTC), datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+    frame = served_samples(cfg, SITE, start, end)
+    intervals = {p.name: p.interval_s for p in site_points(SITE, 30)}
+    expected = sum(
+        math.ceil(end.timestamp() / i) - math.ceil(start.timestamp() / i) for i in intervals.values()
+    )
+    assert frame.height == expected
+    assert frame["time"].min() == start and frame["time"].max() < end
+    seconds = frame.select(pl.col("name"), s=pl.col("time").dt.epoch("s"))
+    assert all(s % intervals[name] == 0 for name, s in seconds.iter_rows())
+    assert frame.select("name", "time").equals(frame.select("name", "time").sort("name", "time"))
+    binary = frame.filter(pl.col("name").str.ends_with("_status"))
+    assert set(binary["value"]) <= {0.0, 1.0} and set(binary["value_raw"]) <= {"0", "1"}
+    assert frame.equals(served_samples(cfg, SITE, start, end))
+    assert frame["bad_kind"].null_count() == frame.height
+
+
+@pytest.mark.parametrize("time_format", ["z", "offset", "naive", "millis", "mixed"])
+def test_every_time_format_names_the_true_instant(time_format: str) -> None:
+    frame = served_samples(replace(BASE, time_format=time_format), SITE, START, END)
+    assert [instant(text) for text in frame["time_raw"]] == frame["time"].to_list()
+    endings = {"z": "Z", "offset": "-05:00", "millis": ".000Z"}
+    if time_format in endings:
+        assert all(text.endswith(endings[time_format]) for text in frame["time_raw"])
+    if time_format == "mixed":
+        variants = {text[19:] for text in frame["time_raw"]}
+        assert variants == {"Z", "-05:00", "", ".000Z", "+00:00"}
+
+
+def test_bad_values_cycle_through_every_kind_and_report_what_they_stand_for() -> None:
+    frame = served_samples(replace(BASE, faults=Faults(bad_value_fraction=0.3)), SITE, START, END)
+    clean = served_samples(BASE, SITE, START, END)
+    bad = frame.filter(pl.col("bad_kind").is_not_null())
+    assert set(bad["bad_kind"]) == set(BAD_KINDS)
+    assert 0.2 < bad.height / frame.height < 0.4
+    for row, truth in zip(frame.iter_rows(named=True), clean.iter_rows(named=True), strict=True):
+        served = json.loads(row["value_raw"])
+        match row["bad_kind"]:
+            case None:
+                assert served == truth["value"] and row["time_raw"] == truth["time_raw"]
+            case "bool":
+                assert served is (truth["value"] != 0) and row["value"] == float(served)
+            case "numeric_string":
+                assert float(served) == truth["value"] == row["value"]
+            case "text":
+                assert served == "n/a"
+            case "null":
+                assert served is None
+            case "bad_timestamp":
+                assert row["time_raw"] == "not-a-time" and served == truth["value"]
+
+
+# --- timeseries over HTTP ---------------------------------------------------------------------
+
+
+def test_pages_deliver_exactly_the_served_samples(default: tuple[Simulator, httpx.Client]) -> None:
+    _, client = default
+    expected = served_samples(BASE, SITE, START, END)
+    records, pages = page_through(client, window(page_size=97))
+    assert pages == math.ceil(expected.height / 97)
+    assert [(r["name"], r["time"], r["value"]) for r in records] == as_served(expected)
+
+
+@pytest.mark.parametrize("raw_data", ["true", "false"])
+def test_single_row_pages_match_the_whole_window(serve: Any, raw_data: str) -> None:
+    # One-row pages are where Polars takes its scalar code paths; values must not differ by an ulp there.
+    cfg = replace(BASE, points=12, faults=Faults(bad_value_fraction=0.3), time_format="mixed")
+    _, client = serve(cfg)
+    start, end = "2026-11-27T00:00:00Z", "2026-11-27T00:20:00Z"
+    records, _ = page_through(
+        client, {"start_time": start, "end_time": end, "page_size": 1, "raw_data": raw_data}
+    )
+    served = served_samples if raw_data == "true" else served_aggregates
+    assert [(r["name"], r["time"], r["value"]) for r in records] == as_served(served(cfg, SITE, start, end))
+
+
+def test_seed_shape_pages_with_total_count_quality_and_metadata(serve: Any) -> None:
+    cfg = replace(BASE, shape="seed")
+    _, client = serve(cfg)
+    expected = served_samples(cfg, SITE, START, END)
+    first = client.get(TIMESERIES, params=window(page_size=100)).json()
+    assert set(first) == {"data", "pagination", "total_count"} and first["total_count"] == expected.height
+    records, _ = page_through(client, window(page_size=100), seed=True)
+    assert [(r["point_name"], r["timestamp"], r["value"]) for r in records] == as_served(expected)
+    assert {r["quality"] for r in records} == {"good"}
+    assert records[0]["metadata"] == {"units": "%"}  # ahu-1/clg_valve sorts first
+
+
+def test_a_cursor_is_bound_to_its_query(default: tuple[Simulator, httpx.Client]) -> None:
+    _, client = default
+    cursor = client.get(TIMESERIES, params=window(page_size=10)).json()["next_cursor"]
+    same_instants = window(
+        page_size=10, start_time="2026-11-27T00:00:00+00:00", end_time="2026-11-27T01:00:00"
+    )
+    assert client.get(TIMESERIES, params=same_instants | {"cursor": cursor}).status_code == 200
+    tampered = cursor[:-2] + ("AA" if not cursor.endswith("AA") else "BB")
+    for params in (
+        window(page_size=11, cursor=cursor),
+        window(page_size=10, end_time="2026-11-27T02:00:00Z", cursor=cursor),
+        window(page_size=10, raw_data="false", cursor=cursor),
+        window(page_size=10, cursor=tampered),
+    ):
+        response = client.get(TIMESERIES, params=params)
+        assert response.status_code == 400
+        assert response.json() == {"error": "invalid cursor", "cursor": params["cursor"]}
+    other_site = client.get("/sites/annex/timeseries/paginated", params=window(page_size=10, cursor=cursor))
+    assert other_site.json()["error"] == "invalid cursor"
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        (window(page_size=100_001), "page_size"),
+        (window(page_size=0), "page_size"),
+        (window(page_size="many"), "page_size"),
+        (window(start_time=""), "start_time"),
+        (window(end_time="yesterday"), "end_time"),
+        (window(end_time="2026-11-26T00:00:00Z"), "end_time is before start_time"),
+        (window(raw_data="maybe"), "raw_data"),
+    ],
+)
+def test_invalid_queries_get_a_400_naming_the_problem(
+    default: tuple[Simulator, httpx.Client], params: dict[str, Any], fragment: str
+) -> None:
+    response = default[1].get(TIMESERIES, params=params)
+    assert response.status_code == 400 and fragment in response.json()["error"]
+
+
+def test_edges_empty_window_and_the_largest_page(default: tuple[Simulator, httpx.Client]) -> None:
+    _, client = default
+    empty = client.get(TIMESERIES, params=window(end_time=START)).json()
+    assert empty == {"point_samples": [], "next_cursor": None, "has_more": False}
+    whole = client.get(TIMESERIES, params=window(page_size=100_000)).json()
+    assert (
+        whole["has_more"] is False
+        and len(whole["point_samples"]) == served_samples(BASE, SITE, START, END).height
+    )
+
+
+def test_a_repeated_request_gets_the_same_bytes(default: tuple[Simulator, httpx.Client]) -> None:
+    _, client = default
+    first = client.get(TIMESERIES, params=window(page_size=50))
+    assert client.get(TIMESERIES, params=window(page_size=50)).content == first.content
+
+
+def test_without_raw_data_pages_are_five_minute_means(default: tuple[Simulator, httpx.Client]) -> None:
+    _, client = default
+    start, end = "2026-11-27T00:02:30Z", "2026-11-27T01:47:00Z"
+    raw = served_samples(BASE, SITE, start, end)
+    means = (
+        raw.group_by("name", time=pl.col("time").dt.truncate("5m"), maintain_order=True)
+        .agg(pl.col("value").mean().round(4))
+        .sort("name", "time")
+    )
+    expected = served_aggregates(BASE, SITE, start, end)
+    assert expected.select("name", "time", "value").equals(means)
+    params = {"start_time": start, "end_time": end, "page_size": 33}
+    records, _ = page_through(client, params)
+    assert [(r["name"], r["time"], r["value"]) for r in records] == as_served(expected)
+
+
+def test_the_official_client_pages_through_every_sample(default: tuple[Simulator, httpx.Client]) -> None:
+    from aceiot_models.api.client import APIClient
+    from aceiot_models.timeseries import PointSample
+
+    sim, _ = default
+    client = APIClient(base_url=sim.url, api_key=KEY)
+    got = client.get_site_timeseries_paginated(SITE, START, END, page_size=250, raw_data=True)[
+        "point_samples"
+    ]
+    expected = served_samples(BASE, SITE, START, END)
+    assert [(s["name"], s["time"], s["value"]) for s in got] == as_served(expected)
+    assert [PointSample(**s).time for s in got] == expected["time"].to_list()
+
+
+# --- other endpoints --------------------------------------------------------------------------
+
+
+def test_configured_points_page_through_the_listed_points(default: tuple[Simulator, httpx.Client]) -> None:
+    _, client = default
+    listed = [p for p in site_points(SITE, BASE.points, BASE.interval, BASE.configured_fraction) if p.listed]
+    items: list[dict] = []
+    for page in range(1, 100):
+        body = client.get(f"/sites/{SITE}/configured_points", params={"page": page, "per_page": 7}).json()
+        assert (body["page"], body["per_page"], body["total"]) == (page, 7, len(listed))
+        assert body["pages"] == math.ceil(len(listed) / 7)
+        items += body["items"]
+        if page == body["pages"]:
+            break
+    assert items == [
+        {
+            "name": p.name,
+            "collect_enabled": p.configured,
+            "collect_interval": p.interval_s,
+            "point_type": p.kind,
+            "site": SITE,
+        }
+        for p in listed
+    ]
+    too_many = client.get(f"/sites/{SITE}/configured_points", params={"per_page": 10_001})
+    assert too_many.status_code == 400
+
+
+def test_weather_real_shape_is_current_conditions(default: tuple[Simulator, httpx.Client]) -> None:
+    before = datetime.now(UTC).replace(second=0, microsecond=0)
+    body = default[1].get(f"/sites/{SITE}/weather").json()
+    fields = {
+        "temp",
+        "feels_like",
+        "pressure",
+        "humidity",
+        "dew_point",
+        "clouds",
+        "wind_speed",
+        "wind_deg",
+        "wet_bulb",
+    }
+    assert set(body) == fields
+    assert all(
+        set(v) == {"name", "value", "time", "units", "source"} and v["name"] == k for k, v in body.items()
+    )
+    moment = instant(body["temp"]["time"])
+    assert before <= moment <= before + timedelta(minutes=1)
+    assert body == current_weather(SITE, moment)
+    assert body["temp"]["units"] == "degF" and body["wet_bulb"]["value"] <= body["temp"]["value"]
+
+
+def test_weather_seed_shape_is_hourly_rows_of_the_window(serve: Any) -> None:
+    cfg = replace(BASE, shape="seed")
+    _, client = serve(cfg)
+    start, end = "2026-11-27T00:30:00Z", "2026-11-27T06:00:00Z"
+    rows = client.get(f"/sites/{SITE}/weather", params={"start_time": start, "end_time": end}).json()["data"]
+    expected = served_weather(cfg, SITE, start, end)
+    assert [r["timestamp"] for r in rows] == [f"2026-11-27T0{h}:00:00Z" for h in range(1, 6)]
+    assert [instant(r["timestamp"]) for r in rows] == expected["timestamp"].to_list()
+    for column in ("temperature", "humidity", "precipitation", "wind_speed", "conditions"):
+        assert [r[column] for r in rows] == expected[column].to_list()
+
+
+def test_auth_is_required_everywhere_and_the_key_never_echoes(serve: Any, tmp_path: Path) -> None:
+    log = tmp_path / "requests.jsonl"
+    sim, client = serve(replace(BASE, api_key="s3cret-key", request_log=log))
+    for headers in ({}, {"Authorization": "Bearer wrong-key"}, {"Authorization": "Basic s3cret-key"}):
+        for path in (TIMESERIES, "/sites", "/nowhere"):
+            response = httpx.get(sim.url + path, headers=headers, params=window())
+            assert response.status_code == 401 and "error" in response.json()
+            assert "s3cret" not in response.text and "wrong-key" not in response.text
+    client.get("/sites", params={"api_key": "s3cret-key"})
+    text = log.read_text()
+    assert "s3cret" not in text and "wrong-key" not in text and "[redacted]" in text
+    assert [r["n"] for r in sim.requests] == [None] * 9 + [1]
+
+
+def test_unknown_sites_paths_and_point_endpoints(default: tuple[Simulator, httpx.Client]) -> None:
+    _, client = default
+    assert client.get("/sites/nope/timeseries/paginated", params=window()).status_code == 404
+    assert client.get("/sites/nope/weather").json() == {"error": "unknown site: nope"}
+    assert client.get(f"/sites/{SITE}/nothing").status_code == 404
+    assert client.get(str(client.base_url).removesuffix("/api/") + "/other").status_code == 404
+    point = "demo-site%2Fahu-1%2Fsa_temp"
+    for method, path in (
+        ("GET", f"/points/{point}/timeseries"),
+        ("GET", f"/sites/{SITE}/points/{point}/timeseries"),
+        ("GET", f"/sites/{SITE}/points"),
+        ("POST", "/points/get_timeseries"),
+    ):
+        response = client.request(method, path, params=window())
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("point-specific endpoints are not supported")
+    assert client.get("/sites").json()["items"] == [{"name": SITE}, {"name": "annex"}]
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+def statuses(client: httpx.Client, count: int) -> list[int]:
+    return [client.get(f"/sites/{SITE}/configured_points").status_code for _ in range(count)]
+
+
+def test_429_every_k_with_retry_after_seconds_or_http_date(serve: Any) -> None:
+    _, client = serve(replace(BASE, faults=Faults(status_429_every=3, retry_after=0.5)))
+    assert statuses(client, 8) == [200, 200, 429, 200, 200, 429, 200, 200]
+    assert client.get("/sites").headers["Retry-After"] == "0.5"  # request 9
+    _, dated = serve(
+        replace(BASE, faults=Faults(status_429_every=1, retry_after=30, retry_after_http_date=True))
+    )
+    when = parsedate_to_datetime(dated.get("/sites").headers["Retry-After"])
+    assert 25 <= (when - datetime.now(UTC)).total_seconds() <= 32
+
+
+def test_500_every_k_and_precedence_over_transport_faults(serve: Any) -> None:
+    _, client = serve(replace(BASE, faults=Faults(status_500_every=2)))
+    assert statuses(client, 4) == [200, 500, 200, 500]
+    faults = Faults(status_429_every=2, status_500_every=3, drop_connection_every=5, truncate_every=5)
+    sim, client = serve(replace(BASE, faults=faults))
+    results: list[int | str] = []
+    for _ in range(7):
+        try:
+            results.append(client.get("/sites").status_code)
+        except httpx.RemoteProtocolError:
+            results.append("dropped")
+    assert results == [200, 429, 500, 429, "dropped", 429, 200]
+    seen = [r["fault"] for r in sim.requests]
+    assert seen == [None, "status_429", "status_500", "status_429", "drop_connection", "status_429", None]
+
+
+def test_drop_connection_closes_the_socket_mid_body(serve: Any) -> None:
+    sim, client = serve(replace(BASE, faults=Faults(drop_connection_every=2)))
+    assert client.get(TIMESERIES, params=window()).status_code == 200
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get(TIMESERIES, params=window())
+    assert client.get(TIMESERIES, params=window()).status_code == 200
+    full, dropped = sim.requests[0], sim.requests[1]
+    assert dropped["fault"] == "drop_connection" and dropped["bytes"] == full["bytes"] // 2
+
+
+def test_truncate_sends_half_the_json_with_a_matching_length(serve: Any) -> None:
+    _, client = serve(replace(BASE, faults=Faults(truncate_every=2)))
+    whole = client.get(TIMESERIES, params=window())
+    cut = client.get(TIMESERIES, params=window())
+    assert cut.status_code == 200 and int(cut.headers["Content-Length"]) == len(cut.content)
+    assert cut.content == whole.content[: len(whole.content) // 2]
+    with pytest.raises(json.JSONDecodeError):
+        cut.json()
+
+
+def test_latency_delays_every_response(serve: Any) -> None:
+    _, client = serve(replace(BASE, faults=Faults(latency=0.2)))
+    began = time.perf_counter()
+    statuses(client, 2)
+    assert time.perf_counter() - began >= 0.4
+
+
+def test_cursors_expire_after_their_ttl(serve: Any) -> None:
+    sim, client = serve(replace(BASE, faults=Faults(cursor_ttl=0.3)))
+    cursor = client.get(TIMESERIES, params=window(page_size=10)).json()["next_cursor"]
+    assert client.get(TIMESERIES, params=window(page_size=10, cursor=cursor)).status_code == 200
+    time.sleep(0.35)
+    expired = client.get(TIMESERIES, params=window(page_size=10, cursor=cursor))
+    assert expired.status_code == 400 and expired.json() == {"error": "cursor expired", "cursor": cursor}
+    assert sim.requests[-1]["fault"] == "cursor_ttl"
+    # The first page is cached no longer than half the TTL, so its next cursor is fresh again.
+    fresh = client.get(TIMESERIES, params=window(page_size=10)).json()["next_cursor"]
+    assert client.get(TIMESERIES, params=window(page_size=10, cursor=fresh)).status_code == 200
+
+
+def test_bad_values_are_served_as_served_samples_says(serve: Any) -> None:
+    cfg = replace(BASE, faults=Faults(bad_value_fraction=0.25), time_format="mixed")
+    _, client = serve(cfg)
+    records, _ = page_through(client, window(page_size=300))
+    assert [(r["name"], r["time"], r["value"]) for r in records] == as_served(
+        served_samples(cfg, SITE, START, END)
+    )
+    assert {type(r["value"]).__name__ for r in records} == {"float", "int", "bool", "str", "NoneType"}
+
+
+def test_rate_limit_is_a_sliding_window_with_retry_after(serve: Any) -> None:
+    _, client = serve(replace(BASE, faults=Faults(rate_limit=3, rate_period=0.5)))
+    assert statuses(client, 3) == [200, 200, 200]
+    limited = client.get("/sites")
+    assert limited.status_code == 429
+    wait = float(limited.headers["Retry-After"])
+    assert 0 < wait <= 0.5
+    time.sleep(wait + 0.02)
+    assert client.get("/sites").status_code == 200
+
+
+# --- request log, timing, lifecycle -----------------------------------------------------------
+
+
+def test_the_request_log_records_every_request_in_memory_and_on_disk(serve: Any, tmp_path: Path) -> None:
+    log = tmp_path / "log.jsonl"
+    sim, client = serve(replace(BASE, request_log=log, faults=Faults(status_500_every=2)))
+    ok = client.get(TIMESERIES, params=window(page_size=5))
+    client.get(f"/sites/{SITE}/weather")
+    entries = sim.requests
+    assert [json.loads(line) for line in log.read_text().splitlines()] == entries
+    first, second = entries
+    assert set(first) == {"ts", "n", "method", "path", "params", "status", "bytes", "fault"}
+    assert first["path"] == f"/api{TIMESERIES}" and first["params"] == {
+        k: str(v) for k, v in window(page_size=5).items()
+    }
+    assert (first["status"], first["bytes"], first["fault"], first["method"]) == (
+        200,
+        len(ok.content),
+        None,
+        "GET",
+    )
+    assert (second["status"], second["fault"], second["n"]) == (500, "status_500", 2)
+    sim.clear_requests()
+    assert sim.requests == []
+
+
+def test_a_100k_sample_page_is_served_fast(serve: Any) -> None:
+    cfg = SimulatorConfig(points=2000, interval=60)
+    _, client = serve(cfg)
+    params = {
+        "start_time": "2026-11-27T00:00:00Z",
+        "end_time": "2026-11-28T00:00:00Z",
+        "page_size": 100_000,
+        "raw_data": "true",
+    }
+    cursor = client.get(TIMESERIES, params=params).json()["next_cursor"]  # warm-up
+    timings = []
+    for _ in range(3):
+        began = time.perf_counter()
+        response = client.get(TIMESERIES, params=params | {"cursor": cursor})
+        timings.append(time.perf_counter() - began)
+        cursor = response.json()["next_cursor"]
+        assert len(response.json()["point_samples"]) == 100_000
+    average = sum(timings) / len(timings)
+    print(f"100k-sample page: {average * 1000:.0f} ms on average")
+    assert average < 0.5
+
+
+def test_starts_fast_on_a_free_port_and_stops_cleanly() -> None:
+    began = time.perf_counter()
+    sim = Simulator(BASE).start()
+    assert time.perf_counter() - began < 2
+    url = sim.url
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/api")
+    with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}) as client:
+        assert client.get(url + "/sites").status_code == 200
+        sim.stop()
+        with pytest.raises(httpx.TransportError):
+            client.get(url + "/sites")
+
+
+def test_cli_help_teaches_every_option() -> None:
+    from ace_etl.cli import app
+
+    result = CliRunner().invoke(app, ["simulator", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert result.exit_code == 0
+    for option in [
+        "--host",
+        "--port",
+        "--shape",
+        "--sites",
+        "--points",
+        "--interval",
+        "--api-key",
+        "--time-format",
+        "--request-log",
+        "--fail-429-every",
+        "--retry-after",
+        "--fail-500-every",
+        "--drop-connection-every",
+        "--truncate-every",
+        "--latency",
+        "--cursor-ttl",
+        "--bad-value-fraction",
+        "--rate-limit",
+        "--rate-period",
+    ]:
+        assert option in result.output
+
+
+def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "from ace_etl.cli import main; main()", "simulator", "--port", "0"]
+    command += ["--sites", "a,b", "--points", "5", "--request-log", str(tmp_path / "log.jsonl")]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
+    )
+    try:
+        ready = process.stdout.readline() if process.stdout else ""
+        assert ready.startswith("ACE IoT API simulator ready: http://127.0.0.1:")
+        url = ready.split()[5]
+        assert process.stdout and process.stdout.readline().strip() == f"export ACEIOT_API_URL={url}"
+        response = httpx.get(url + "/sites/b/configured_points", headers={"Authorization": "Bearer demo"})
+        assert response.json()["total"] > 0
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+    assert json.loads((tmp_path / "log.jsonl").read_text())["status"] == 200
