@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -152,7 +153,7 @@ def run_demo(data_dir: Path, *, site: str, points: int, hours: int) -> None:
     config = SimulatorConfig(sites=(site,), points=points, api_key="demo")
     with Simulator(config) as sim:
         stderr.print(f"Simulator ready at {sim.url} (site {site!r}, {points} points)")
-        settings = Settings(ACEIOT_API_URL=sim.url, ACEIOT_API_KEY="demo", ACE_ETL_DATA_DIR=data_dir)
+        settings = Settings(api_url=sim.url, api_key=SecretStr(config.api_key), data_dir=data_dir)
         options = RunOptions(sites=(site,), start=start, end=end, data_dir=data_dir, window_hours=min(hours, 24))
         run_pipeline(settings, options)
     show_examples(data_dir)

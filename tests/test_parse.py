@@ -96,8 +96,14 @@ def test_mixed_spellings_in_one_column_keep_their_rows() -> None:
     ],
 )
 def test_values_coerce_to_float(text: str | None, expected: float | None) -> None:
-    value = pl.DataFrame({"v": [text]}, schema={"v": pl.String}).select(coerce_values(pl.col("v"))).item()
-    assert value == expected
+    assert coerce_values(pl.Series([text], dtype=pl.String)).item() == expected
+
+
+def test_values_of_all_kinds_in_one_column_keep_their_rows() -> None:
+    texts = ["1.5", "on", None, "x", " 2 ", "INACTIVE", "nan"]
+    coerced = coerce_values(pl.Series(texts, dtype=pl.String)).to_list()
+    assert coerced[:6] == [1.5, 1.0, None, None, 2.0, 0.0]
+    assert coerced[6] != coerced[6]  # NaN survives here; the reject rule catches it
 
 
 def test_every_sample_is_kept_filtered_or_rejected_with_a_reason() -> None:

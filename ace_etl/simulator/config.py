@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from ace_etl.simulator.faults import Faults
 
 Shape = Literal["real", "seed"]
 TimeFormat = Literal["z", "offset", "naive", "millis", "mixed"]
-SHAPES: tuple[Shape, ...] = ("real", "seed")
-TIME_FORMATS: tuple[TimeFormat, ...] = ("z", "offset", "naive", "millis", "mixed")
+SHAPES: tuple[Shape, ...] = get_args(Shape)
+TIME_FORMATS: tuple[TimeFormat, ...] = get_args(TimeFormat)
 
 
 @dataclass(frozen=True)
 class SimulatorConfig:
-    """What the simulator serves. `interval=None` mixes 60, 300 and 900 s points; an int fixes it."""
+    """What the simulator serves.
+
+    `points` per site; `interval=None` mixes 60, 300 and 900 s points, an int gives every point that
+    interval. `shape` "real" answers as the live API, "seed" in the design-document shape. `time_format`
+    spells sample times: "z" (`...Z`), "offset" (`-05:00` local time), "naive" (no offset, meaning UTC),
+    "millis" (`...00.000Z`) or "mixed" (a deterministic per-sample mix, `+00:00` included); all name the
+    same instant. `request_log` appends one JSON line per request. `port=0` picks a free port.
+    """
 
     sites: tuple[str, ...] = ("demo-site",)
     points: int = 50

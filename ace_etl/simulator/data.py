@@ -224,11 +224,7 @@ def _time_text(time_format: TimeFormat) -> pl.Expr:
     if time_format != "mixed":
         return variants[time_format]()
     pick = _draw(3) * len(variants) // _PRIME
-    choices = list(variants.values())
-    expr = pl.when(pick == 0).then(choices[0]())
-    for index, choice in enumerate(choices[1:-1], start=1):
-        expr = expr.when(pick == index).then(choice())
-    return expr.otherwise(choices[-1]())
+    return pl.coalesce(pl.when(pick == index).then(text()) for index, text in enumerate(variants.values()))
 
 
 def _rounded(value: pl.Expr) -> pl.Expr:
@@ -237,11 +233,8 @@ def _rounded(value: pl.Expr) -> pl.Expr:
     Not `(value * scale).round() / scale`: Polars may turn a division by a column that happens to be
     constant into a multiplication by its reciprocal, serving 70.71000000000001 on some pages only.
     """
-    decimals = sorted({signal.decimals for signals in _DEVICE_SIGNALS.values() for signal in signals})
-    rounded = pl.when(pl.col("decimals") == decimals[0]).then(value.round(decimals[0]))
-    for places in decimals[1:-1]:
-        rounded = rounded.when(pl.col("decimals") == places).then(value.round(places))
-    return rounded.otherwise(value.round(decimals[-1]))
+    decimals = {signal.decimals for signals in _DEVICE_SIGNALS.values() for signal in signals}
+    return pl.coalesce(pl.when(pl.col("decimals") == places).then(value.round(places)) for places in decimals)
 
 
 def _samples(spans: pl.LazyFrame) -> pl.LazyFrame:

@@ -18,6 +18,9 @@ class Faults:
     of the sliding window. `drop_connection_every` and `truncate_every` cut whatever body the request would
     have received, error bodies included. `latency` delays every response (401s too). `cursor_ttl` and
     `bad_value_fraction` act on content rather than on request numbers.
+
+    Durations are in seconds. A rate-limited 429 carries Retry-After = the time until a slot frees (to the
+    millisecond); `retry_after_http_date` turns either kind of Retry-After into an HTTP date.
     """
 
     status_429_every: int = 0

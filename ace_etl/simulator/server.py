@@ -79,7 +79,7 @@ class _Server(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, which can stall for seconds without DNS.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -101,7 +101,11 @@ class _Server(ThreadingHTTPServer):
 class Simulator:
     """The ACE IoT API stand-in, served on a background thread; use as a context manager.
 
-    `url` is the API base (`http://host:port/api`); `requests` is a copy of the request log so far.
+    `url` is the API base (`http://host:port/api`). `requests` is a copy of the request log so far, one
+    dict per request: `ts` (arrival, ISO UTC), `n` (the fault counter's number; None for a 401), `method`,
+    `path`, `params` (the query; a value equal to a key is redacted), `status`, `bytes` (body bytes sent)
+    and `fault` (status_429, status_500, rate_limit, drop_connection, truncate, cursor_ttl or None).
+    Entries are recorded just before the response is written, so a client that has its answer finds it.
     """
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
@@ -194,17 +198,7 @@ class Simulator:
                 "fault": transport or reply.fault,
             }
         )
-        try:
-            handler.send_response(reply.status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(body)))
-            for name, value in reply.headers:
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(sent)
-            handler.wfile.flush()
-        except OSError:
-            handler.close_connection = True
+        _write(handler, reply, announced=len(body), sent=sent)
         if transport == "drop_connection":
             handler.close_connection = True
 
@@ -241,6 +235,21 @@ class Simulator:
                 # Opened per line so the file can be read, rotated or deleted while the server runs.
                 with Path(self.config.request_log).open("a", encoding="utf-8") as log:
                     log.write(json.dumps(entry) + "\n")
+
+
+def _write(handler: _Handler, reply: Reply, *, announced: int, sent: bytes) -> None:
+    """Sends the status, the headers with Content-Length `announced`, then `sent` (which may be shorter)."""
+    try:
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(announced))
+        for name, value in reply.headers:
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(sent)
+        handler.wfile.flush()
+    except OSError:
+        handler.close_connection = True
 
 
 def _bearer(header: str) -> str:

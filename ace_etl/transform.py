@@ -1,0 +1,159 @@
+"""Build the DuckDB warehouse from the landing with dbt, then publish it for analysts.
+
+All transformation logic lives in the dbt project (`dbt_project/`); this module only runs it and publishes
+the result. DuckDB allows one writer per file, and any open connection to a file, even a read-only one,
+stops a writer from opening it. So dbt never writes the file analysts open: it builds
+`<data>/.build/warehouse.duckdb`, which it keeps between builds because that file holds the incremental
+state, and a successful build is copied beside `<data>/warehouse.duckdb` and renamed over it. An analyst
+connected to the old file keeps reading the old inode; new connections see the new build; a failed build
+publishes nothing.
+
+Prefect flows run the same project with prefect-dbt's PrefectDbtRunner: they set `dbt_environment(data_dir)`
+for it, then call `publish_warehouse(data_dir)`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from extract.errors import AceEtlError
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+WAREHOUSE_FILE = "warehouse.duckdb"
+
+
+class TransformError(AceEtlError):
+    """dbt could not build the warehouse; the published warehouse is left as it was."""
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    warehouse: Path
+    """The published file analysts open."""
+    elapsed_s: float
+    models: int
+    tests: int
+    warnings: tuple[str, ...]
+    """One line per data-quality test that warned: its name and dbt's message."""
+
+
+def build_dir(data_dir: Path) -> Path:
+    """dbt's own working area: the build database, its artifacts and its logs."""
+    return Path(data_dir).resolve() / ".build"
+
+
+def dbt_environment(data_dir: Path) -> dict[str, str]:
+    """The environment the dbt project reads its paths from (see dbt_project/profiles.yml)."""
+    data_dir = Path(data_dir).resolve()
+    return {
+        "ACE_ETL_DATA_DIR": str(data_dir),
+        "ACE_ETL_DUCKDB_PATH": str(build_dir(data_dir) / WAREHOUSE_FILE),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+def build_warehouse(
+    data_dir: Path, *, full_refresh: bool = False, select: str | Sequence[str] | None = None
+) -> TransformResult:
+    """Run `dbt build` (models and tests) on the landing under `data_dir` and publish the warehouse.
+
+    `select` takes dbt selectors. Landing files are picked up by the `stg_landing__files` model, so a
+    selection that should load new data must include it, e.g. `+timeseries_daily`.
+    Raises TransformError when a model or an error-severity test fails.
+    """
+    from dbt.cli.main import dbtRunner  # dbt takes seconds to import; `ace-etl --help` should not wait
+
+    work = build_dir(data_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    args = [
+        "build",
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(work / "target"),
+        "--log-path", str(work / "logs"),
+        "--quiet",
+    ]  # fmt: skip
+    if full_refresh:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", *([select] if isinstance(select, str) else select)]
+
+    started = time.perf_counter()
+    with _environment(dbt_environment(data_dir)):
+        outcome = dbtRunner().invoke(args)
+    results = getattr(outcome.result, "results", [])
+    if not outcome.success:
+        raise TransformError(_failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
+
+    warehouse = publish_warehouse(data_dir)
+    return TransformResult(
+        warehouse=warehouse,
+        elapsed_s=time.perf_counter() - started,
+        models=sum(result.node.resource_type == "model" for result in results),
+        tests=sum(result.node.resource_type == "test" for result in results),
+        warnings=tuple(f"{result.node.name}: {result.message}" for result in results if result.status == "warn"),
+    )
+
+
+def publish_warehouse(data_dir: Path) -> Path:
+    """Make the latest build the warehouse analysts open, atomically; returns its path."""
+    import duckdb
+
+    built = build_dir(data_dir) / WAREHOUSE_FILE
+    published = Path(data_dir).resolve() / WAREHOUSE_FILE
+    # Fold the write-ahead log into the database file, so that the file alone is the whole database.
+    # In the process that ran dbt this joins dbt's still-open instance of the same file.
+    with duckdb.connect(str(built)) as connection:
+        connection.execute("CHECKPOINT")
+    # A temporary name in the same folder, so the rename is atomic; hidden so nobody opens it by mistake.
+    staging = published.with_name(f".{published.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(built, staging)
+        with staging.open("rb+") as copy:
+            os.fsync(copy.fileno())
+        os.replace(staging, published)
+    finally:
+        staging.unlink(missing_ok=True)
+    directory = os.open(published.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return published
+
+
+def _failure_message(exception: BaseException | None, results: Sequence, log: Path) -> str:
+    failed = [f"{result.node.name}: {_first_line(result.message)}" for result in results if result.status in ("error", "fail")]
+    cause = "; ".join(failed) if failed else _first_line(str(exception) if exception else "unknown error")
+    hint = (
+        "another build holds the build database; wait for it to finish"
+        if "Could not set lock" in cause
+        else f"see {log}"
+    )
+    return f"dbt build failed: {cause} ({hint})"
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else "no message"
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """dbt reads its paths from the environment (the profile's env_var calls); restore it afterwards."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

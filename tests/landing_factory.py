@@ -1,0 +1,169 @@
+"""Synthetic landing files, written exactly as DESIGN.md's "Landing layout" says.
+
+Tests and benchmarks use this to feed dbt without the extractor: same folders, column names, Arrow types,
+row order and compression, and the same atomic write (temporary hidden name, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+UTC_US = pa.timestamp("us", tz="UTC")
+
+TIMESERIES = pa.schema(
+    [
+        ("site_name", pa.string()),
+        ("point_name", pa.string()),
+        ("timestamp", UTC_US),
+        ("value", pa.float64()),
+        ("quality", pa.string()),
+        ("metadata", pa.string()),
+        ("collected_at", UTC_US),
+    ]
+)
+WEATHER = pa.schema(
+    [
+        ("site_name", pa.string()),
+        ("timestamp", UTC_US),
+        ("temperature", pa.float64()),
+        ("humidity", pa.float64()),
+        ("precipitation", pa.float64()),
+        ("wind_speed", pa.float64()),
+        ("conditions", pa.string()),
+        ("metadata", pa.string()),
+        ("collected_at", UTC_US),
+    ]
+)
+REJECTS = pa.schema(
+    [
+        ("site_name", pa.string()),
+        ("point_name", pa.string()),
+        ("timestamp_raw", pa.string()),
+        ("value_raw", pa.string()),
+        ("reason", pa.string()),
+        ("collected_at", UTC_US),
+    ]
+)
+POINTS = pa.schema(
+    [
+        ("site_name", pa.string()),
+        ("point_name", pa.string()),
+        ("collect_enabled", pa.bool_()),
+        ("collect_interval", pa.int64()),
+        ("collected_at", UTC_US),
+    ]
+)
+RUNS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("site_name", pa.string()),
+        ("window_start", UTC_US),
+        ("window_end", UTC_US),
+        ("status", pa.string()),
+        ("api_requests", pa.int64()),
+        ("retries", pa.int64()),
+        ("pages", pa.int64()),
+        ("bytes", pa.int64()),
+        ("records_fetched", pa.int64()),
+        ("records_kept", pa.int64()),
+        ("records_filtered", pa.int64()),
+        ("records_rejected", pa.int64()),
+        ("duration_s", pa.float64()),
+        ("error", pa.string()),
+        ("started_at", UTC_US),
+        ("finished_at", UTC_US),
+    ]
+)
+
+_DEFAULTS = {"quality": "unknown", "metadata": "{}"}
+
+
+def site_folder(site: str) -> str:
+    """A folder name no site name can escape (`../x` stays one folder); dbt never reads it back."""
+    return "site_name=" + quote(site, safe="")
+
+
+def samples(
+    site: str,
+    points: Sequence[str],
+    start: datetime,
+    count: int,
+    *,
+    collected_at: datetime,
+    every: timedelta = timedelta(minutes=1),
+) -> pl.DataFrame:
+    """`count` samples per point, one every `every` from `start`, in landing column order. The value says
+    where a sample belongs: point index x 10,000 + minute of the UTC day."""
+    steps = pl.int_range(0, count, eager=True, dtype=pl.Int64)
+    frame = pl.DataFrame({"point_index": range(len(points))}).join(pl.DataFrame({"step": steps}), how="cross")
+    timestamp = pl.lit(start) + pl.col("step") * every
+    return frame.select(
+        site_name=pl.lit(site),
+        point_name=pl.Series(list(points)).gather(frame["point_index"]),
+        timestamp=timestamp,
+        value=(pl.col("point_index") * 10_000 + timestamp.dt.hour() * 60 + timestamp.dt.minute()).cast(pl.Float64),
+        collected_at=pl.lit(collected_at),
+    )
+
+
+def write_timeseries(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
+    """Land rows as one `<name>.parquet` per site and UTC day, as the extractor does per window page."""
+    return _write_by_day(data_dir / "landing" / "timeseries", rows, name, TIMESERIES, ["point_name", "timestamp"])
+
+
+def write_weather(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
+    return _write_by_day(data_dir / "landing" / "weather", rows, name, WEATHER, ["timestamp"])
+
+
+def write_rejects(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
+    """Rejects are filed under the day they were collected: their own timestamp may be unreadable."""
+    day = rows["collected_at"].dt.date()
+    return _write_partitions(data_dir / "landing" / "rejects", rows, name, REJECTS, [], day)
+
+
+def write_points(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
+    written = []
+    for (site,), part in rows.partition_by("site_name", as_dict=True, maintain_order=True).items():
+        path = data_dir / "landing" / "points" / site_folder(site) / f"{name}.parquet"
+        written.append(_write(part, POINTS, path))
+    return written
+
+
+def write_runs(data_dir: Path, rows: pl.DataFrame, name: str) -> Path:
+    return _write(rows, RUNS, data_dir / "landing" / "runs" / f"{name}.parquet")
+
+
+def _write_by_day(
+    root: Path, rows: pl.DataFrame, name: str, schema: pa.Schema, sort: list[str]
+) -> list[Path]:
+    return _write_partitions(root, rows, name, schema, sort, rows["timestamp"].dt.date())
+
+
+def _write_partitions(
+    root: Path, rows: pl.DataFrame, name: str, schema: pa.Schema, sort: list[str], day: pl.Series
+) -> list[Path]:
+    written = []
+    keyed = rows.with_columns(_day=day)
+    for (site, date), part in keyed.partition_by(["site_name", "_day"], as_dict=True).items():
+        path = root / site_folder(site) / f"date={date.isoformat()}" / f"{name}.parquet"
+        ordered = part.drop("_day").sort(sort) if sort else part.drop("_day")
+        written.append(_write(ordered, schema, path))
+    return written
+
+
+def _write(rows: pl.DataFrame, schema: pa.Schema, path: Path) -> Path:
+    missing = {column: value for column, value in _DEFAULTS.items() if column in schema.names and column not in rows.columns}
+    table = rows.with_columns(**{column: pl.lit(value) for column, value in missing.items()}).select(schema.names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table.to_arrow().cast(schema), temporary, compression="zstd")
+    os.replace(temporary, path)
+    return path
