@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -79,21 +79,6 @@ def parse_when(value: str | None, option: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def resolve_range(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
-    """Default: the previous full UTC day. A lone --start runs one day from it; a lone --end the day before it."""
-    today = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
-    if start is None and end is None:
-        start, end = today - timedelta(days=1), today
-    elif start is None:
-        assert end is not None
-        start = end - timedelta(days=1)
-    elif end is None:
-        end = start + timedelta(days=1)
-    if start >= end:
-        raise _fail(f"--start ({start.isoformat()}) must be before --end ({end.isoformat()})", 2)
-    return start, end
-
-
 @app.command()
 @handles_errors
 def run(
@@ -137,15 +122,16 @@ def run(
     """
     from ace_etl.runner import RunOptions, run_pipeline
     from extract.config import Settings
+    from extract.windows import resolve_range
 
     if sum((points is not None, points_file is not None, points_from_api)) > 1:
         raise _fail("give only one of --points, --points-file and --points-from-api", 2)
-    begin, finish = resolve_range(parse_when(start, "--start"), parse_when(end, "--end"), datetime.now(UTC))
+    span = resolve_range(parse_when(start, "--start"), parse_when(end, "--end"), datetime.now(UTC))
     settings = Settings()
     options = RunOptions(
         sites=tuple(site),
-        start=begin,
-        end=finish,
+        start=span.start,
+        end=span.end,
         points=points.split(",") if points is not None else points_file,
         data_dir=data_dir or settings.data_dir,
         page_size=page_size,

@@ -16,10 +16,10 @@ COLUMNS = (
     ("requests", "requests"),
     ("retries", "retries"),
     ("kept", "kept"),
-    ("filtered", "filtered out"),
+    ("filtered", "filtered"),
     ("rejected", "rejected"),
-    ("duration_s", "duration (s)"),
-    ("gaps", "gaps found"),
+    ("duration_s", "seconds"),
+    ("gaps", "gaps"),
 )
 
 
@@ -90,9 +90,9 @@ def to_markdown(summaries: list[SiteSummary], title: str = "ace-etl run summary"
 def to_rich_table(summaries: list[SiteSummary], title: str = "ace-etl run summary") -> Any:
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, caption="filtered: outside the window or not a selected point; gaps: rows of timeseries_gaps")
     for key, label in COLUMNS:
-        table.add_column(label, justify="left" if key == "site" else "right")
+        table.add_column(label, justify="left" if key == "site" else "right", no_wrap=True)
     for r in rows(summaries):
         table.add_row(*r)
     return table

@@ -21,7 +21,8 @@ from extract.pipeline import OnPage, PointsSource, RunResult, run_extract
 from extract.storage import open_storage
 from extract.windows import Window, split_windows
 
-stdout = Console()
+# Summaries are tables: keep them whole when piped to a log rather than squeezed to 80 columns.
+stdout = Console(width=None if Console().is_terminal else 160)
 stderr = Console(stderr=True)
 
 

@@ -63,7 +63,8 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
     console.print(sites)
     runs = last_runs(storage)
     if runs.height:
-        table = Table("finished", "site", "window start", "status", "pages", "kept", "rejected", "error", title="Last runs")
+        table = Table("finished", "site", "window start", "status", "pages", "kept", "rejected", title="Last runs")
+        table.add_column("error", max_width=60, overflow="ellipsis", no_wrap=True)
         for r in runs.iter_rows(named=True):
             table.add_row(
                 f"{r['finished_at']:%Y-%m-%d %H:%M:%S}", r["site_name"], f"{r['window_start']:%Y-%m-%d %H:%M}",

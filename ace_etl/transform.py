@@ -21,8 +21,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extract.errors import AceEtlError
+
+if TYPE_CHECKING:
+    from dbt.artifacts.schemas.run import RunResult
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -61,12 +65,28 @@ def dbt_environment(data_dir: Path) -> dict[str, str]:
 def build_warehouse(
     data_dir: Path, *, full_refresh: bool = False, select: str | Sequence[str] | None = None
 ) -> TransformResult:
-    """Run `dbt build` (models and tests) on the landing under `data_dir` and publish the warehouse.
+    """Run `dbt build` (models and tests) on the landing under `data_dir`, then publish the warehouse.
 
     `select` takes dbt selectors. Landing files are picked up by the `stg_landing__files` model, so a
     selection that should load new data must include it, e.g. `+timeseries_daily`.
-    Raises TransformError when a model or an error-severity test fails.
+    Raises TransformError when a model or an error-severity test fails; nothing is published then.
     """
+    started = time.perf_counter()
+    results = dbt_build(data_dir, full_refresh=full_refresh, select=select)
+    warehouse = publish_warehouse(data_dir)
+    return TransformResult(
+        warehouse=warehouse,
+        elapsed_s=time.perf_counter() - started,
+        models=sum(result.node.resource_type == "model" for result in results),
+        tests=sum(result.node.resource_type == "test" for result in results),
+        warnings=tuple(f"{result.node.name}: {result.message}" for result in results if result.status == "warn"),
+    )
+
+
+def dbt_build(
+    data_dir: Path, *, full_refresh: bool = False, select: str | Sequence[str] | None = None
+) -> list[RunResult]:
+    """Run `dbt build` in this process against the build database, without publishing it."""
     from dbt.cli.main import dbtRunner  # dbt takes seconds to import; `ace-etl --help` should not wait
 
     work = build_dir(data_dir)
@@ -84,21 +104,12 @@ def build_warehouse(
     if select:
         args += ["--select", *([select] if isinstance(select, str) else select)]
 
-    started = time.perf_counter()
     with _environment(dbt_environment(data_dir)):
         outcome = dbtRunner().invoke(args)
-    results = getattr(outcome.result, "results", [])
+    results = list(getattr(outcome.result, "results", []))
     if not outcome.success:
         raise TransformError(_failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
-
-    warehouse = publish_warehouse(data_dir)
-    return TransformResult(
-        warehouse=warehouse,
-        elapsed_s=time.perf_counter() - started,
-        models=sum(result.node.resource_type == "model" for result in results),
-        tests=sum(result.node.resource_type == "test" for result in results),
-        warnings=tuple(f"{result.node.name}: {result.message}" for result in results if result.status == "warn"),
-    )
+    return results
 
 
 def publish_warehouse(data_dir: Path) -> Path:
@@ -128,7 +139,7 @@ def publish_warehouse(data_dir: Path) -> Path:
     return published
 
 
-def _failure_message(exception: BaseException | None, results: Sequence, log: Path) -> str:
+def _failure_message(exception: BaseException | None, results: Sequence[RunResult], log: Path) -> str:
     failed = [f"{result.node.name}: {_first_line(result.message)}" for result in results if result.status in ("error", "fail")]
     cause = "; ".join(failed) if failed else _first_line(str(exception) if exception else "unknown error")
     hint = (

@@ -89,10 +89,21 @@ def child(url: str, data_dir: str, start: str, end: str, window_hours: str, max_
                 "fetched": sum(w.records_fetched for w in result.windows),
                 "kept": sum(w.records_kept for w in result.windows),
                 "pages": sum(w.pages for w in result.windows),
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
     )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Linux's VmHWM, since `ru_maxrss` starts from the parent's peak at the exec
+    (the simulator's, here); `ru_maxrss` where there is no /proc."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kilobytes) / 1024
 
 
 def full_extract(

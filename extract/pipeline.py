@@ -18,18 +18,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoint, save_checkpoint
 from extract.client import AceClient, RequestStats
-from extract.errors import AuthError, CursorError
+from extract.errors import AuthError, ConfigError, CursorError
 from extract.landing import points_path, window_files, write_page, write_weather
 from extract.metrics import Status, WindowResult, write_run_row
-from extract.pagination import MAX_PAGE_SIZE, iter_pages
+from extract.pagination import MAX_PAGE_SIZE, Page, iter_pages
 from extract.parse import normalize_samples, parse_weather
 from extract.points import PointSelector, configured_points_frame, enabled_point_names, read_points_file
 from extract.storage import Storage
@@ -58,12 +57,15 @@ class WeatherResult:
     api_requests: int
 
 
+Task = Literal["points", "weather", "timeseries"]
+
+
 @dataclass(frozen=True)
 class Failure:
-    """A task that raised: `what` is `points`, `weather` or `timeseries` (then `window` is set)."""
+    """A task that raised; `window` is set for `timeseries`."""
 
     site_name: str
-    what: str
+    what: Task
     error: Exception
     window: Window | None = None
 
@@ -103,13 +105,19 @@ def land_points(client: AceClient, storage: Storage, site: str) -> list[dict[str
 
 
 def resolve_selector(points: PointsSource, configured: Sequence[Mapping[str, Any]] = ()) -> PointSelector:
-    """The selection for a site: from `points` (names/patterns or a file), or, when None, the site's
-    configured points with `collect_enabled`."""
+    """The selection for a site: from `points` (names/patterns, `a,b,c` text, or a file), or, when None, the
+    site's configured points with `collect_enabled`. ConfigError when given points select nothing."""
     if points is None:
         return PointSelector.from_list(enabled_point_names(configured))
     if isinstance(points, Path):
-        return PointSelector.from_list(read_points_file(points))
-    return PointSelector.from_list(points)
+        selector = PointSelector.from_list(read_points_file(points))
+    else:
+        selector = PointSelector.from_list(points.split(",") if isinstance(points, str) else points)
+    if not selector:
+        raise ConfigError(
+            f"no points given in {points!r}: name points or patterns, or omit them to use the API's"
+        )
+    return selector
 
 
 def extract_window(
@@ -206,7 +214,7 @@ def run_extract(
     explicit = None if points is None else resolve_selector(points)
     result = RunResult(run_id=run_id or new_run_id())
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="extract") as pool:
-        tasks: dict[Future[Any], tuple[str, str, Window | None]] = {}
+        tasks: dict[Future[Any], tuple[str, Task, Window | None]] = {}
         for site in sites:
             tasks[pool.submit(land_points, client, storage, site)] = (site, "points", None)
             tasks[pool.submit(extract_weather, client, storage, site, windows[0].start, windows[-1].end)] = (
@@ -236,7 +244,7 @@ def run_extract(
                     _stop_if_unauthorized(error, pending)
             elif what == "points":
                 result.points[site] = len(value)
-                selector = explicit or resolve_selector(None, value)
+                selector = explicit if explicit is not None else resolve_selector(None, value)
                 for w in windows:
                     future = pool.submit(
                         _window, client, storage, site, w, selector, result.run_id, page_size, force, on_page
@@ -314,66 +322,87 @@ def _land_pages(
         first_page_number=progress.next_page,
         stats=stats,
     )
-    with _prefetched(pages) as ahead:
+    with _Prefetched(pages) as ahead:
         for page in ahead:
-            rows = normalize_samples(
-                page.samples, site=site, collected_at=_now(), window=window, selector=selector
-            )
-            write_page(storage, site, window, page.number, rows)
-            progress = progress.after_page(rows, next_cursor=page.next_cursor, has_more=page.has_more)
-            save_checkpoint(storage, progress)
-            if on_page is not None:
-                on_page(site, window, page.number, rows.fetched)
+            progress = _land_page(storage, selector, progress, page, on_page)
+            del page  # not alive while the next one is awaited
+    return progress
+
+
+def _land_page(
+    storage: Storage, selector: PointSelector, progress: Checkpoint, page: Page, on_page: OnPage | None
+) -> Checkpoint:
+    """Write the page's files, then the checkpoint that says they are there."""
+    site, window = progress.site, progress.window
+    rows = normalize_samples(page.samples, site=site, collected_at=_now(), window=window, selector=selector)
+    write_page(storage, site, window, page.number, rows)
+    progress = progress.after_page(rows, next_cursor=page.next_cursor, has_more=page.has_more)
+    save_checkpoint(storage, progress)
+    if on_page is not None:
+        on_page(site, window, page.number, rows.fetched)
     return progress
 
 
 _DONE = object()
 
 
-@contextmanager
-def _prefetched(items: Iterator[T]) -> Iterator[Iterator[T]]:
+class _Prefetched(Iterator[T]):
     """Iterate `items` on a background thread, one item ahead, so fetching page n+1 overlaps landing page n.
 
-    At most one finished item waits in the queue, so memory stays at a few pages whatever the window's length.
+    The producer hands over an item and then waits until it is taken before fetching the next, and no frame
+    here keeps a reference to an item once it is handed out: with the consumer dropping its own, at most two
+    pages are alive per window, whatever the window's length. Use as a context manager, which stops the
+    producer when the consumer leaves early.
     """
-    handoff: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
 
-    def put(entry: tuple[object, BaseException | None]) -> bool:
-        while not stop.is_set():
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+        self._handoff: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=1)
+        self._taken = threading.Semaphore(0)
+        self._stop = threading.Event()
+        self._producer = threading.Thread(target=self._produce, name="prefetch", daemon=True)
+
+    def __enter__(self) -> _Prefetched[T]:
+        self._producer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._producer.join()
+
+    def __next__(self) -> T:
+        item, error = self._handoff.get()
+        self._taken.release()
+        if error is not None:
+            raise error
+        if item is _DONE:
+            raise StopIteration
+        return item  # type: ignore[return-value]
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not (self._put((item, None)) and self._wait_taken()):
+                    return
+        except BaseException as exc:
+            self._put((_DONE, exc))
+            return
+        self._put((_DONE, None))
+
+    def _put(self, entry: tuple[object, BaseException | None]) -> bool:
+        while not self._stop.is_set():
             try:
-                handoff.put(entry, timeout=0.1)
+                self._handoff.put(entry, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-        except BaseException as exc:
-            put((_DONE, exc))
-            return
-        put((_DONE, None))
-
-    def consume() -> Iterator[T]:
-        while True:
-            item, error = handoff.get()
-            if error is not None:
-                raise error
-            if item is _DONE:
-                return
-            yield item  # type: ignore[misc]
-
-    producer = threading.Thread(target=produce, name="prefetch", daemon=True)
-    producer.start()
-    try:
-        yield consume()
-    finally:
-        stop.set()
-        producer.join()
+    def _wait_taken(self) -> bool:
+        while not self._stop.is_set():
+            if self._taken.acquire(timeout=0.1):
+                return True
+        return False
 
 
 def _window_result(

@@ -63,3 +63,16 @@ def previous_utc_day(now: datetime) -> Window:
     """The full UTC day before `now`: the default range of `ace-etl run`."""
     today = as_utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
     return Window(today - timedelta(days=1), today)
+
+
+def resolve_range(start: datetime | None, end: datetime | None, now: datetime) -> Window:
+    """The range a run covers. Neither bound: the previous full UTC day. Only `start`: one day from it.
+    Only `end`: the day before it. Raises ConfigError when start is not before end."""
+    if start is None and end is None:
+        return previous_utc_day(now)
+    if start is None:
+        assert end is not None
+        return Window(as_utc(end) - timedelta(days=1), as_utc(end))
+    if end is None:
+        return Window(as_utc(start), as_utc(start) + timedelta(days=1))
+    return Window(as_utc(start), as_utc(end))

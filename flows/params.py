@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from extract.windows import previous_utc_day
+from extract.errors import ConfigError
+from extract.windows import resolve_range
 
 
 class SiteParams(BaseModel):
@@ -35,29 +36,17 @@ class EtlParams(SiteParams):
     points_from_api: bool = Field(default=True, description="Keep the site's configured points (collect_enabled).")
     window_hours: float = Field(default=24, gt=0, description="Window length; each window is a task and a checkpoint.")
     page_size: int = Field(default=100_000, ge=1, le=100_000, description="Samples per API page.")
-    max_concurrency: int = Field(default=4, ge=1, le=32, description="Windows extracted at once (within the rate limit).")
     force: bool = Field(default=False, description="Re-extract windows that are already complete.")
     transform: bool = Field(default=True, description="Run dbt build after extracting.")
 
     @model_validator(mode="after")
     def _resolve_range(self) -> EtlParams:
-        day_start, day_end = previous_utc_day(datetime.now(UTC))
-        start = _utc(self.start) if self.start else None
-        end = _utc(self.end) if self.end else None
-        if start is None and end is None:
-            start, end = day_start, day_end
-        elif start is None:
-            start = end - timedelta(days=1)  # type: ignore[operator]
-        elif end is None:
-            end = start + timedelta(days=1)
-        if start >= end:  # type: ignore[operator]
-            raise ValueError(f"start ({start}) must be before end ({end})")
-        self.start, self.end = start, end
+        try:
+            window = resolve_range(self.start, self.end, datetime.now(UTC))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        self.start, self.end = window.start, window.end
         return self
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class BackfillParams(EtlParams):

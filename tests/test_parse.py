@@ -8,11 +8,14 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
+from extract.errors import InvalidBodyError
 from extract.parse import (
     RAW_COLUMNS,
     REJECTS_SCHEMA,
     TIMESERIES_SCHEMA,
     WEATHER_SCHEMA,
+    _decode_any,
+    _decode_compact_real,
     coerce_values,
     decode_timeseries_page,
     normalize_samples,
@@ -270,3 +273,43 @@ def test_weather_seed_shape_rows() -> None:
         (50.0, 40.0, "clear"),
     ]
     assert frame.get_column("metadata").to_list() == ["{}", '{"pressure":1010}']
+
+
+COMPACT_PAGE = (
+    b'{"point_samples":[{"name":"a","time":"2024-03-01T00:00:00Z","value":true},'
+    b'{"name":"b","time":"2024-03-01T00:00:00Z","value":null},'
+    b'{"name":"c","time":"2024-03-01T00:00:00Z","value":"x},{\\"name\\":1"},'
+    b'{"name":"d\\u00e9","time":"2024-03-01T00:00:00Z","value":1e300},'
+    b'{"name":"e","time":"2024-03-01T00:00:00Z","value":-0.5E-3},'
+    b'{"name":null,"time":null}],"next_cursor":"c1","has_more":true}'
+)
+
+
+def test_the_compact_real_shape_takes_the_fast_path_with_the_same_result() -> None:
+    fast = _decode_compact_real(COMPACT_PAGE)
+    assert fast is not None
+    general = _decode_any(COMPACT_PAGE)
+    assert fast.samples.equals(general.samples)
+    assert (fast.next_cursor, fast.has_more) == (general.next_cursor, general.has_more) == ("c1", True)
+    assert fast.samples.get_column("value").to_list()[2] == 'x},{"name":1'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        COMPACT_PAGE.replace(b"},{", b"}, {"),  # spaced: the general reader handles it
+        b'{"has_more":false,"next_cursor":null,"point_samples":[{"name":"a","time":"t","value":1}]}',
+        COMPACT_PAGE.replace(b'"value":null', b'"value":[{"name":1},{"name":2}]'),  # a nested value
+        COMPACT_PAGE[: len(COMPACT_PAGE) // 2],  # truncated
+    ],
+    ids=["spaced", "reordered", "nested", "truncated"],
+)
+def test_other_spellings_fall_back_to_the_general_reader(body: bytes) -> None:
+    assert _decode_compact_real(body) is None
+
+
+def test_both_readers_agree_on_empty_and_truncated_pages() -> None:
+    empty = b'{"point_samples":[],"next_cursor":null,"has_more":false}'
+    assert decode_timeseries_page(empty).samples.height == 0
+    with pytest.raises(InvalidBodyError):
+        decode_timeseries_page(COMPACT_PAGE[:-5])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -80,8 +81,20 @@ def test_missing_points_file_is_a_config_error(tmp_path: Path) -> None:
         resolve_selector(tmp_path / "nope.txt")
 
 
+def test_given_points_that_select_nothing_are_a_config_error(tmp_path: Path) -> None:
+    empty = tmp_path / "points.txt"
+    empty.write_text("# nothing yet\n")
+    for points in (empty, [], ["  "], ""):
+        with pytest.raises(ConfigError, match="no points given"):
+            resolve_selector(points)
+
+
+def test_comma_separated_text() -> None:
+    assert selected(resolve_selector("site-a/ahu-1/sa_temp, x.y+(z)")) == ["site-a/ahu-1/sa_temp", "x.y+(z)"]
+
+
 def test_api_selection_uses_collect_enabled() -> None:
-    items = [
+    items: list[dict[str, Any]] = [
         {"name": "site-a/ahu-1/sa_temp", "collect_enabled": True, "collect_interval": 60},
         {"name": "site-a/vav-1/zone_temp", "collect_enabled": False},
         {"name": "site-b/ahu-1/fan_status", "collect_enabled": "true"},
@@ -101,7 +114,7 @@ def test_fingerprint_depends_on_the_selection_only() -> None:
 
 def test_configured_points_frame() -> None:
     now = datetime(2024, 3, 1, tzinfo=UTC)
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": "b",
             "collect_enabled": True,

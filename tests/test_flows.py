@@ -1,0 +1,120 @@
+"""Prefect flows end to end under a local test harness (one temporary Prefect server for the session),
+against the simulator over loopback, with a real `dbt build` through prefect-dbt; and prefect.yaml offline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.flows import load_flow_from_entrypoint
+from prefect.logging.handlers import APILogWorker
+from prefect.testing.utilities import prefect_test_harness
+
+from ace_etl.simulator import Simulator, SimulatorConfig, site_points
+from extract.errors import AuthError
+from flows.etl import daily_etl, weather_hourly
+from flows.params import EtlParams, SiteParams
+
+ROOT = Path(__file__).resolve().parents[1]
+SITES = ("hq", "plant-2")
+CFG = SimulatorConfig(sites=SITES, points=8, interval=900, api_key="flow-secret-key-987")
+START, END = datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(CFG) as running:
+        yield running
+
+
+def test_prefect_yaml_loads_every_entrypoint_and_cron() -> None:
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    names = set()
+    for deployment in spec["deployments"]:
+        names.add(deployment["name"])
+        flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
+        flow.validate_parameters(deployment.get("parameters", {}))
+        for schedule in deployment.get("schedules", []):
+            CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+    daily = next(d for d in spec["deployments"] if d["name"] == "daily")
+    assert [(s["cron"], s["timezone"]) for s in daily["schedules"]] == [("0 0 * * *", "UTC")]
+    assert {"daily", "weather-hourly", "backfill"} <= names
+
+
+def test_params_default_to_the_previous_utc_day() -> None:
+    params = EtlParams(sites=["x"])
+    assert params.end is not None and params.start is not None
+    assert params.end - params.start == END - START
+    assert params.end.hour == 0 and params.end <= datetime.now(UTC)
+    with pytest.raises(ValueError, match="before"):
+        EtlParams(sites=["x"], start=END, end=START)
+
+
+def test_daily_flow_lands_and_builds_both_sites(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    params = EtlParams(sites=list(SITES), start=START, end=END, window_hours=12, page_size=200, data_dir=tmp_path)
+    results = daily_etl(params)
+    assert sorted((r.site_name, r.status) for r in results) == [(s, "complete") for s in SITES for _ in range(2)]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        counts = dict(con.execute("select site_name, count(*) from timeseries_raw group by 1").fetchall())
+    per_day = 24 * 3600 // CFG.interval  # type: ignore[operator]
+    for site in SITES:
+        configured = sum(p.configured for p in site_points(site, CFG.points, CFG.interval, CFG.configured_fraction))
+        assert counts[site] == configured * per_day
+
+    async def summary() -> str:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ace-etl-run-summary"]))
+            )
+            return str(artifacts[-1].data)
+
+    markdown = asyncio.run(summary())
+    assert all(f"| {site} | 2 | 0 | 0 |" in markdown for site in SITES), markdown
+
+
+def test_daily_flow_with_a_rejected_key_fails_typed_and_never_logs_it(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "wrong-flow-key-MUST-NOT-LEAK"
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.setenv("ACEIOT_API_KEY", wrong)
+    with pytest.raises(AuthError, match="HTTP 401"):
+        daily_etl(EtlParams(sites=[SITES[0]], start=START, end=END, data_dir=tmp_path, transform=False))
+
+    async def logs() -> list[str]:
+        async with get_client() as client:
+            return [log.message for log in await client.read_logs(log_filter=LogFilter())]
+
+    APILogWorker.drain_all(timeout=10)  # logs reach the Prefect API in batches
+    messages = asyncio.run(logs())
+    assert any("HTTP 401" in m for m in messages)
+    assert not any(wrong in m for m in messages)
+    assert "HTTP 401" in caplog.text and wrong not in caplog.text
+
+
+def test_weather_hourly_lands_current_conditions(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    results = weather_hourly(SiteParams(sites=list(SITES), data_dir=tmp_path))
+    assert sorted((r.site_name, r.rows) for r in results) == [(s, 1) for s in SITES]
+    assert len(list((tmp_path / "landing" / "weather").rglob("*.parquet"))) == len(SITES)
