@@ -360,7 +360,8 @@ def sorted_by_point_and_time(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def parse_weather(body: Mapping[str, Any], *, site: str, collected_at: datetime) -> pl.DataFrame:
-    """Weather JSON of either shape -> WEATHER_SCHEMA rows; rows without a readable timestamp are dropped.
+    """Weather JSON of either shape -> WEATHER_SCHEMA rows, sorted by time; a row whose time cannot be read
+    keeps a null `timestamp` (the caller counts it and does not land it).
 
     Real API (current conditions, one row): each field is `{"value", "time", "units", "source", ...}`; the
     temperature comes from `temp` and the timestamp from its `time`. Seed shape: `{"data": [flat rows]}`.
@@ -380,10 +381,9 @@ def parse_weather(body: Mapping[str, Any], *, site: str, collected_at: datetime)
     )
     return (
         frame.with_columns(timestamp=parse_timestamps(frame.get_column("timestamp")))
-        .filter(pl.col("timestamp").is_not_null())
         .with_columns(site_name=pl.lit(site, pl.String()), collected_at=pl.lit(collected_at, UTC_US))
         .select(WEATHER_SCHEMA.names())
-        .sort("timestamp", maintain_order=True)
+        .sort("timestamp", nulls_last=True, maintain_order=True)
     )
 
 

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import polars as pl
+
 from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoint, save_checkpoint
 from extract.client import AceClient, RequestStats
 from extract.errors import AuthError, ConfigError, CursorError
@@ -47,12 +49,13 @@ MAX_CURSOR_RESTARTS = 3
 
 @dataclass(frozen=True)
 class WeatherResult:
-    """Weather landed for one site and range."""
+    """Weather landed for one site and range; `rejected` rows had no readable time and were not landed."""
 
     site_name: str
     start: datetime
     end: datetime
     rows: int
+    rejected: int
     files: tuple[str, ...]
     api_requests: int
 
@@ -92,7 +95,7 @@ class RunResult:
 
 def new_run_id(now: datetime | None = None) -> str:
     """`20240102T030405Z-1a2b3c4d`: sortable by start time, unique across concurrent runs."""
-    return f"{compact_time(now or _now())}-{uuid.uuid4().hex[:8]}"
+    return f"{compact_time((now or _now()).replace(microsecond=0))}-{uuid.uuid4().hex[:8]}"
 
 
 def land_points(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
@@ -180,13 +183,16 @@ def extract_weather(
     row per call (real API), named by the range or by the observation time so a re-run replaces it."""
     stats = RequestStats()
     body = client.weather(site, start, end, stats=stats)
-    frame = parse_weather(body, site=site, collected_at=_now())
+    parsed = parse_weather(body, site=site, collected_at=_now())
+    frame = parsed.filter(pl.col("timestamp").is_not_null())
     if isinstance(body.get("data"), list):
         stem = Window(start, end).key
     else:
         stem = "current_" + "_".join(compact_time(t) for t in frame.get_column("timestamp").to_list())
     files = write_weather(storage, site, frame, stem)
-    return WeatherResult(site, start, end, frame.height, tuple(files), stats.requests)
+    return WeatherResult(
+        site, start, end, frame.height, parsed.height - frame.height, tuple(files), stats.requests
+    )
 
 
 def run_extract(

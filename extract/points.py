@@ -37,12 +37,10 @@ class PointSelector:
     def from_list(cls, entries: Iterable[str]) -> PointSelector:
         """Split entries into exact names and glob patterns; blank entries are ignored."""
         cleaned = [entry.strip() for entry in entries if entry.strip()]
-        for entry in cleaned:
-            _glob_regex(entry)  # fail early, with the pattern in the message
-        return cls(
-            names=frozenset(e for e in cleaned if not _is_glob(e)),
-            patterns=tuple(dict.fromkeys(e for e in cleaned if _is_glob(e))),
-        )
+        patterns = tuple(dict.fromkeys(e for e in cleaned if _is_glob(e)))
+        for pattern in patterns:
+            _glob_regex(pattern)  # fail early, with the pattern in the message
+        return cls(names=frozenset(e for e in cleaned if not _is_glob(e)), patterns=patterns)
 
     def expr(self, column: str = "point_name") -> pl.Expr:
         """Boolean expression: the point is selected. Null names are never selected."""

@@ -251,6 +251,32 @@ def test_a_resumed_window_requests_fewer_pages_and_lands_the_same(tmp_path: Path
     assert_same_landing(clean, crashed)
 
 
+def test_a_resume_with_another_page_size_starts_the_window_over(tmp_path: Path) -> None:
+    clean, changed = LocalStorage(tmp_path / "clean"), LocalStorage(tmp_path / "changed")
+    window = split_windows(START, END, WINDOW_HOURS)[0]
+
+    def stop_after_first_page(site: str, w: Window, page: int, fetched: int) -> None:
+        raise KeyboardInterrupt
+
+    with serving(BASE) as (_, client):
+        selector = resolve_selector(["*"])
+        extract_window(client, clean, SITE, window, selector, run_id="clean", page_size=100)
+        with pytest.raises(KeyboardInterrupt):
+            extract_window(
+                client,
+                changed,
+                SITE,
+                window,
+                selector,
+                run_id="a",
+                page_size=PAGE_SIZE,
+                on_page=stop_after_first_page,
+            )
+        result = extract_window(client, changed, SITE, window, selector, run_id="b", page_size=100)
+    assert result.status == "complete"
+    assert_same_landing(clean, changed)
+
+
 def test_an_expired_cursor_restarts_the_window_without_duplicates(tmp_path: Path) -> None:
     """A run stops after its first page; by the time it resumes, the saved cursor has expired."""
     clean, expired = LocalStorage(tmp_path / "clean"), LocalStorage(tmp_path / "expired")
@@ -307,7 +333,7 @@ def test_weather_of_both_shapes(tmp_path: Path, shape: str) -> None:
     with serving(cfg) as (_, client):
         result = run(client, storage, cfg)
     weather = landed(storage, WEATHER)
-    assert result.weather[0].rows == weather.height
+    assert (result.weather[0].rows, result.weather[0].rejected) == (weather.height, 0)
     if shape == "real":
         assert weather.height == 1
         assert json.loads(weather.get_column("metadata")[0])["pressure"]["units"] == "hPa"

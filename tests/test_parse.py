@@ -271,8 +271,10 @@ def test_weather_seed_shape_rows() -> None:
     assert frame.select("temperature", "humidity", "conditions").rows() == [
         (49.5, None, "rain"),
         (50.0, 40.0, "clear"),
+        (1.0, None, None),
     ]
-    assert frame.get_column("metadata").to_list() == ["{}", '{"pressure":1010}']
+    assert frame.get_column("timestamp").null_count() == 1
+    assert frame.get_column("metadata").to_list() == ["{}", '{"pressure":1010}', "{}"]
 
 
 COMPACT_PAGE = (
