@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 COLUMNS = (
@@ -96,3 +97,11 @@ def to_rich_table(summaries: list[SiteSummary], title: str = "ace-etl run summar
     for r in rows(summaries):
         table.add_row(*r)
     return table
+
+
+def gaps_by_site(warehouse: Path) -> dict[str, int]:
+    """Rows of `timeseries_gaps` per site in a published warehouse (read-only, as an analyst would open it)."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return dict(con.execute("select site_name, count(*) from timeseries_gaps group by site_name").fetchall())

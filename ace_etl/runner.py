@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ace_etl.report import summarize, to_rich_table
+from ace_etl.report import gaps_by_site, summarize, to_rich_table
 from extract.client import AceClient
 from extract.config import Settings
 from extract.pipeline import OnPage, PointsSource, RunResult, run_extract
@@ -112,12 +112,14 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
 
 def run_transform(data_dir: Path) -> dict[str, int]:
     """dbt build, then publish the warehouse; returns the gaps found per site."""
-    from ace_etl.transform import build_warehouse, gaps_by_site
+    from ace_etl.transform import build_warehouse
 
     with stderr.status("Building the warehouse (dbt build)..."):
         result = build_warehouse(data_dir)
-    stderr.print(f"Warehouse ready: {result.warehouse_path}")
-    return gaps_by_site(result.warehouse_path)
+    stderr.print(f"Warehouse ready: {result.warehouse} ({result.models} models, {result.tests} tests, {result.elapsed_s:.1f} s)")
+    for warning in result.warnings:
+        stderr.print(f"[yellow]data-quality warning[/yellow] {warning}")
+    return gaps_by_site(result.warehouse)
 
 
 def demo_range(hours: int, now: datetime) -> tuple[datetime, datetime]:
@@ -135,13 +137,13 @@ EXAMPLE_QUERIES = (
     ),
     (
         "Hourly profile of one point",
-        "select bucket_start, avg_value, min_value, max_value from timeseries_hourly\n"
-        "where point_name = (select min(point_name) from timeseries_hourly) order by bucket_start limit 5",
+        "select hour, sample_count, round(value_avg, 2) as value_avg, value_min, value_max from timeseries_hourly\n"
+        "where point_name = (select min(point_name) from timeseries_hourly) order by hour limit 5",
     ),
     (
         "Points with the lowest coverage",
-        "select point_name, day, expected_samples, received_samples, coverage_ratio from timeseries_coverage\n"
-        "order by coverage_ratio, point_name limit 5",
+        "select point_name, day, expected_samples, received_samples, round(coverage_ratio, 3) as coverage_ratio\n"
+        "from timeseries_coverage order by coverage_ratio, point_name limit 5",
     ),
 )
 
@@ -166,9 +168,9 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
     from rich.syntax import Syntax
     from rich.table import Table
 
-    from ace_etl.transform import warehouse_path
+    from ace_etl.transform import WAREHOUSE_FILE
 
-    path = warehouse_path(data_dir)
+    path = data_dir / WAREHOUSE_FILE
     console.print(f"\nTry it yourself: duckdb -readonly {path}   (or in Python: duckdb.connect('{path}', read_only=True))")
     with duckdb.connect(str(path), read_only=True) as con:
         for title, sql in EXAMPLE_QUERIES:

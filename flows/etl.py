@@ -19,7 +19,7 @@ from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ace_etl.report import summarize, to_markdown
+from ace_etl.report import gaps_by_site, summarize, to_markdown
 from extract.client import AceClient
 from extract.config import Settings
 from extract.metrics import WindowResult
@@ -88,12 +88,11 @@ def build_with_prefect_dbt(data_dir: Path) -> Path:
     """`dbt build` through prefect-dbt (one Prefect task per dbt node), then publish the warehouse."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-    from ace_etl.transform import PROJECT_DIR, dbt_environment, publish_warehouse
+    from ace_etl.transform import DBT_PROJECT_DIR, dbt_environment, publish_warehouse
 
     with dbt_environment(data_dir):
-        PrefectDbtRunner(settings=PrefectDbtSettings(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)).invoke(
-            ["build"]
-        )
+        settings = PrefectDbtSettings(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+        PrefectDbtRunner(settings=settings).invoke(["build"])
     return publish_warehouse(data_dir)
 
 
@@ -161,8 +160,6 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     results = _extract(params, windows)
     gaps = None
     if params.transform:
-        from ace_etl.transform import gaps_by_site
-
         gaps = gaps_by_site(build_with_prefect_dbt(_settings(params)[0].data_dir))
     get_run_logger().info("\n%s", _publish_summary(results, gaps))
     return results
