@@ -75,8 +75,14 @@ def format_time(dt: datetime) -> str:
 
 
 def site_path(site: str, *rest: str) -> str:
-    """`/sites/<site>/...` with the site percent-encoded, so no name can change the path (`../x`, `a/b`)."""
-    return "/".join(("", "sites", quote(site, safe=""), *rest))
+    """`/sites/<site>/...` with the site percent-encoded, so no name can change the path (`../x`, `a/b`).
+
+    `quote` leaves dots alone, and a bare `.` or `..` segment would be resolved away by URL normalization,
+    so those two names are spelled with %2E."""
+    segment = quote(site, safe="")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")
+    return "/".join(("", "sites", segment, *rest))
 
 
 class _Transient(Exception):

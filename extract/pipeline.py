@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -212,15 +213,28 @@ def run_extract(
 ) -> RunResult:
     """Extract every site over `[start, end)`, split into windows of `window_hours`, with weather beside it.
 
-    All windows of all sites share one thread pool (and the client's one rate limit). The configured points
-    are landed first for each site, since by default they decide the selection. Never raises for a failed
-    site or window: see `RunResult.failures` and `raise_if_failed`. An AuthError cancels what has not started.
+    Sites share one thread pool (and the client's one rate limit); a site's windows run one after another,
+    so memory is one window's worth per site in flight whatever the range's length (each window already
+    overlaps fetching with landing). The configured points are landed first for each site, since by default
+    they decide the selection. Never raises for a failed site or window: see `RunResult.failures` and
+    `raise_if_failed`. An AuthError cancels what has not started.
     """
     windows = split_windows(start, end, window_hours)
     explicit = None if points is None else resolve_selector(points)
     result = RunResult(run_id=run_id or new_run_id())
+    queued: dict[str, deque[Window]] = {}
+    selectors: dict[str, PointSelector] = {}
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="extract") as pool:
         tasks: dict[Future[Any], tuple[str, Task, Window | None]] = {}
+
+        def next_window(site: str) -> None:
+            if queued[site]:
+                w = queued[site].popleft()
+                args = (client, storage, site, w, selectors[site], result.run_id, page_size, force, on_page)
+                future = pool.submit(_window, *args)
+                tasks[future] = (site, "timeseries", w)
+                pending.add(future)
+
         for site in sites:
             tasks[pool.submit(land_points, client, storage, site)] = (site, "points", None)
             tasks[pool.submit(extract_weather, client, storage, site, windows[0].start, windows[-1].end)] = (
@@ -240,32 +254,33 @@ def run_extract(
                 if what == "points":
                     # No selection, so no window can run: each still gets its `failed` row.
                     result.windows.extend(_failed_row(storage, result.run_id, site, w, exc) for w in windows)
-                _stop_if_unauthorized(exc, pending)
+                _stop_if_unauthorized(exc, pending, queued)
                 continue
             if what == "timeseries":
                 row, error = value
                 result.windows.append(row)
                 if error is not None:
                     result.failures.append(Failure(site, what, error, window))
-                    _stop_if_unauthorized(error, pending)
+                    _stop_if_unauthorized(error, pending, queued)
+                next_window(site)
             elif what == "points":
                 result.points[site] = len(value)
-                selector = explicit if explicit is not None else resolve_selector(None, value)
-                for w in windows:
-                    future = pool.submit(
-                        _window, client, storage, site, w, selector, result.run_id, page_size, force, on_page
-                    )
-                    tasks[future] = (site, "timeseries", w)
-                    pending.add(future)
+                selectors[site] = explicit if explicit is not None else resolve_selector(None, value)
+                queued[site] = deque(windows)
+                next_window(site)
             else:
                 result.weather.append(value)
     result.windows.sort(key=lambda r: (r.site_name, r.window_start))
     return result
 
 
-def _stop_if_unauthorized(exc: Exception, pending: set[Future[Any]]) -> None:
+def _stop_if_unauthorized(
+    exc: Exception, pending: set[Future[Any]], queued: Mapping[str, deque[Window]]
+) -> None:
     # A rejected key fails every request alike: cancel queued tasks rather than let each find out.
     if isinstance(exc, AuthError):
+        for windows in queued.values():
+            windows.clear()
         for future in list(pending):
             if future.cancel():
                 pending.discard(future)

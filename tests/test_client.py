@@ -104,6 +104,14 @@ def test_site_names_are_percent_encoded_into_the_path() -> None:
     assert seen[0].url.raw_path == b"/api/sites/..%2Fx%20y%2Fz/weather"
 
 
+@pytest.mark.parametrize(("site", "raw"), [("..", b"/api/sites/%2E%2E/weather"), (".", b"/api/sites/%2E/weather")])
+def test_dot_site_names_are_not_resolved_away(site: str, raw: bytes) -> None:
+    handler, seen = scripted(ok({"temp": {}}))
+    with mock_client(handler) as client:
+        client.weather(site)
+    assert seen[0].url.raw_path == raw
+
+
 def test_default_policy_matches_the_contract() -> None:
     assert DEFAULT_RETRY_POLICY.max_attempts == 8 and DEFAULT_RETRY_POLICY.deadline == 600.0
     assert DEFAULT_RETRY_POLICY.retry_statuses == {429, 500, 502, 503, 504}
