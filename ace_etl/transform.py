@@ -8,8 +8,8 @@ state, and a successful build is copied beside `<data>/warehouse.duckdb` and ren
 connected to the old file keeps reading the old inode; new connections see the new build; a failed build
 publishes nothing.
 
-Prefect flows run the same project with prefect-dbt's PrefectDbtRunner: they set `dbt_environment(data_dir)`
-for it, then call `publish_warehouse(data_dir)`.
+Prefect flows run the same project with prefect-dbt's PrefectDbtRunner: inside `dbt_environment(data_dir)`,
+then they call `publish_warehouse(data_dir)`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,14 +52,30 @@ def build_dir(data_dir: Path) -> Path:
     return Path(data_dir).resolve() / ".build"
 
 
-def dbt_environment(data_dir: Path) -> dict[str, str]:
-    """The environment the dbt project reads its paths from (see dbt_project/profiles.yml)."""
+def dbt_environment_variables(data_dir: Path) -> dict[str, str]:
+    """What the dbt project reads its paths from (see dbt_project/profiles.yml), for a runner in another process."""
     data_dir = Path(data_dir).resolve()
     return {
         "ACE_ETL_DATA_DIR": str(data_dir),
         "ACE_ETL_DUCKDB_PATH": str(build_dir(data_dir) / WAREHOUSE_FILE),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+
+
+@contextmanager
+def dbt_environment(data_dir: Path) -> Iterator[None]:
+    """Set those variables for a dbt run in this process, and restore the environment afterwards."""
+    values = dbt_environment_variables(data_dir)
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def build_warehouse(
@@ -79,7 +95,9 @@ def build_warehouse(
         elapsed_s=time.perf_counter() - started,
         models=sum(result.node.resource_type == "model" for result in results),
         tests=sum(result.node.resource_type == "test" for result in results),
-        warnings=tuple(f"{result.node.name}: {result.message}" for result in results if result.status == "warn"),
+        warnings=tuple(
+            f"{result.node.name}: {result.message}" for result in results if result.status == "warn"
+        ),
     )
 
 
@@ -104,7 +122,7 @@ def dbt_build(
     if select:
         args += ["--select", *([select] if isinstance(select, str) else select)]
 
-    with _environment(dbt_environment(data_dir)):
+    with dbt_environment(data_dir):
         outcome = dbtRunner().invoke(args)
     results = list(getattr(outcome.result, "results", []))
     if not outcome.success:
@@ -120,8 +138,11 @@ def publish_warehouse(data_dir: Path) -> Path:
     published = Path(data_dir).resolve() / WAREHOUSE_FILE
     # Fold the write-ahead log into the database file, so that the file alone is the whole database.
     # In the process that ran dbt this joins dbt's still-open instance of the same file.
-    with duckdb.connect(str(built)) as connection:
-        connection.execute("CHECKPOINT")
+    try:
+        with duckdb.connect(str(built)) as connection:
+            connection.execute("CHECKPOINT")
+    except duckdb.Error as error:
+        raise TransformError(f"cannot publish {built}: {_first_line(str(error))}") from error
     # A temporary name in the same folder, so the rename is atomic; hidden so nobody opens it by mistake.
     staging = published.with_name(f".{published.name}.{os.getpid()}.tmp")
     try:
@@ -140,7 +161,11 @@ def publish_warehouse(data_dir: Path) -> Path:
 
 
 def _failure_message(exception: BaseException | None, results: Sequence[RunResult], log: Path) -> str:
-    failed = [f"{result.node.name}: {_first_line(result.message)}" for result in results if result.status in ("error", "fail")]
+    failed = [
+        f"{result.node.name}: {_first_line(result.message)}"
+        for result in results
+        if result.status in ("error", "fail")
+    ]
     cause = "; ".join(failed) if failed else _first_line(str(exception) if exception else "unknown error")
     hint = (
         "another build holds the build database; wait for it to finish"
@@ -153,18 +178,3 @@ def _failure_message(exception: BaseException | None, results: Sequence[RunResul
 def _first_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[0] if lines else "no message"
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """dbt reads its paths from the environment (the profile's env_var calls); restore it afterwards."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -45,7 +45,9 @@ def timed(label: str, action) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, help="default: a temporary directory, removed afterwards")
     parser.add_argument("--points", type=int, default=2000)
     parser.add_argument("--history-days", type=int, default=30)
@@ -60,10 +62,17 @@ def main() -> None:
         timed("warm-up build on an empty landing", lambda: dbt_build(data_dir))
         timed("land day 1", lambda: land_day(data_dir, points, 0))
         first = timed("dbt build, day 1", lambda: dbt_build(data_dir))
-        timed(f"land days 2-{options.history_days}", lambda: [land_day(data_dir, points, d) for d in range(1, options.history_days)])
+        timed(
+            f"land days 2-{options.history_days}",
+            lambda: [land_day(data_dir, points, d) for d in range(1, options.history_days)],
+        )
         timed(f"dbt build, days 2-{options.history_days}", lambda: dbt_build(data_dir))
-        timed(f"land day {options.history_days + 1}", lambda: land_day(data_dir, points, options.history_days))
-        latest = timed(f"dbt build, day {options.history_days + 1} (incremental)", lambda: dbt_build(data_dir))
+        timed(
+            f"land day {options.history_days + 1}", lambda: land_day(data_dir, points, options.history_days)
+        )
+        latest = timed(
+            f"dbt build, day {options.history_days + 1} (incremental)", lambda: dbt_build(data_dir)
+        )
         timed("publish warehouse (checkpoint, copy, rename)", lambda: publish_warehouse(data_dir))
 
         size_gb = (build_dir(data_dir) / "warehouse.duckdb").stat().st_size / 1e9

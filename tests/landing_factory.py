@@ -109,14 +109,18 @@ def samples(
         site_name=pl.lit(site),
         point_name=pl.Series(list(points)).gather(frame["point_index"]),
         timestamp=timestamp,
-        value=(pl.col("point_index") * 10_000 + timestamp.dt.hour() * 60 + timestamp.dt.minute()).cast(pl.Float64),
+        value=(pl.col("point_index") * 10_000 + timestamp.dt.hour() * 60 + timestamp.dt.minute()).cast(
+            pl.Float64
+        ),
         collected_at=pl.lit(collected_at),
     )
 
 
 def write_timeseries(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
     """Land rows as one `<name>.parquet` per site and UTC day, as the extractor does per window page."""
-    return _write_by_day(data_dir / "landing" / "timeseries", rows, name, TIMESERIES, ["point_name", "timestamp"])
+    return _write_by_day(
+        data_dir / "landing" / "timeseries", rows, name, TIMESERIES, ["point_name", "timestamp"]
+    )
 
 
 def write_weather(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
@@ -160,8 +164,14 @@ def _write_partitions(
 
 
 def _write(rows: pl.DataFrame, schema: pa.Schema, path: Path) -> Path:
-    missing = {column: value for column, value in _DEFAULTS.items() if column in schema.names and column not in rows.columns}
-    table = rows.with_columns(**{column: pl.lit(value) for column, value in missing.items()}).select(schema.names)
+    missing = {
+        column: value
+        for column, value in _DEFAULTS.items()
+        if column in schema.names and column not in rows.columns
+    }
+    table = rows.with_columns(**{column: pl.lit(value) for column, value in missing.items()}).select(
+        schema.names
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     pq.write_table(table.to_arrow().cast(schema), temporary, compression="zstd")

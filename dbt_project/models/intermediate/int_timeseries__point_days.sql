@@ -1,7 +1,7 @@
 {{ config(unique_key=['site_name', 'point_name', 'day']) }}
 
 -- What coverage and gaps need, per site, point and UTC day, with that day's gaps as a list. An
--- incremental build recomputes whole (site, day)s touched by new samples; keeping the gaps inside the
+-- incremental build recomputes whole (site, day)s that received new samples; keeping the gaps inside the
 -- point-day row is what lets late data that fills a gap remove it (delete+insert keyed by gap could not).
 --
 -- Expected range: the first to the last sample of any point of the site that day, so a partial
@@ -9,57 +9,40 @@
 -- median step that day. A step longer than gap_tolerance x the interval is a gap; the range start and end
 -- count as samples one interval outside the range, so late starts and early stops are gaps too, and an
 -- enabled point without samples is one gap over the whole range.
+--
+-- Each point-day's samples are gathered into one ordered list and its steps and gaps computed on that
+-- list: much cheaper than a window over every sample.
 
 {%- set k = var('gap_tolerance') %}
 
-with touched as (
-    select distinct site_name, {{ utc_day('"timestamp"') }} as day
+with new_samples as (
+    select min("timestamp") as first_at, max("timestamp") as last_at
     from {{ ref('timeseries_raw') }}
     where {{ written_since_last_build() }}
 ),
 
-samples as (
-    select site_name, point_name, {{ utc_day('"timestamp"') }} as day, "timestamp"
+point_samples as (
+    select
+        site_name,
+        point_name,
+        {{ utc_day('"timestamp"') }} as day,
+        list("timestamp" order by "timestamp") as sample_times,
+        bool_or({{ written_since_last_build() }}) as has_new_samples
     from {{ ref('timeseries_raw') }}
-    where "timestamp" >= (select min(day) from touched)
-      and "timestamp" < (select max(day) from touched) + interval 1 day
-),
-
-touched_samples as (
-    select * from samples semi join touched using (site_name, day)
-),
-
-site_days as (
-    select site_name, day, min("timestamp") as range_start, max("timestamp") as range_end
-    from touched_samples
-    group by site_name, day
-),
-
-steps as (
-    select
-        site_name,
-        point_name,
-        day,
-        "timestamp" as step_start,
-        lead("timestamp") over (partition by site_name, point_name, day order by "timestamp") as step_end
-    from touched_samples
-),
-
-observed as (
-    select
-        site_name,
-        point_name,
-        day,
-        count(*) as received_samples,
-        min(step_start) as first_sample_at,
-        max(step_start) as last_sample_at,
-        median(epoch(step_end - step_start)) as median_step_s
-    from steps
+    where "timestamp" >= (select {{ utc_day('first_at') }} from new_samples)
+      and "timestamp" < (select {{ utc_day('last_at') }} + interval 1 day from new_samples)
     group by site_name, point_name, day
 ),
 
+site_days as (
+    select site_name, day, min(sample_times[1]) as range_start, max(sample_times[-1]) as range_end
+    from point_samples
+    group by site_name, day
+    having bool_or(has_new_samples)
+),
+
 expected_points as (
-    select site_name, point_name, day from observed
+    select site_name, point_name, day from point_samples semi join site_days using (site_name, day)
     union
     select points.site_name, points.point_name, site_days.day
     from {{ ref('points') }} as points
@@ -74,76 +57,67 @@ point_days as (
         expected_points.day,
         site_days.range_start,
         site_days.range_end,
-        coalesce(observed.received_samples, 0) as received_samples,
-        observed.first_sample_at,
-        observed.last_sample_at,
-        coalesce(
-            case when points.collect_interval > 0 then points.collect_interval end,
-            observed.median_step_s
-        )::double as expected_interval_s
+        coalesce(point_samples.sample_times, []) as sample_times,
+        -- steps[i] is the time from sample i to sample i + 1, in seconds
+        list_transform(
+            list_slice(sample_times, 2, len(sample_times)),
+            lambda later, i: epoch(later - sample_times[i])
+        ) as steps,
+        case when points.collect_interval > 0 then points.collect_interval end as collect_interval
     from expected_points
     join site_days using (site_name, day)
-    left join observed using (site_name, point_name, day)
+    left join point_samples using (site_name, point_name, day)
     left join {{ ref('points') }} as points using (site_name, point_name)
 ),
 
-gaps as (
+intervals as (
     select
-        steps.site_name,
-        steps.point_name,
-        steps.day,
-        steps.step_start as gap_start,
-        steps.step_end as gap_end,
-        round(epoch(steps.step_end - steps.step_start) / point_days.expected_interval_s) - 1 as missing_samples
-    from steps
-    join point_days using (site_name, point_name, day)
-    where epoch(steps.step_end - steps.step_start) > {{ k }} * point_days.expected_interval_s
-
-    union all
-
-    select
-        site_name, point_name, day, range_start, first_sample_at,
-        round(epoch(first_sample_at - range_start) / expected_interval_s)
+        * exclude (collect_interval),
+        len(sample_times) as received_samples,
+        sample_times[1] as first_sample_at,
+        sample_times[-1] as last_sample_at,
+        coalesce(collect_interval, list_median(steps))::double as expected_interval_s
     from point_days
-    where epoch(first_sample_at - range_start) > ({{ k }} - 1) * expected_interval_s
-
-    union all
-
-    select
-        site_name, point_name, day, last_sample_at, range_end,
-        round(epoch(range_end - last_sample_at) / expected_interval_s)
-    from point_days
-    where epoch(range_end - last_sample_at) > ({{ k }} - 1) * expected_interval_s
-
-    union all
-
-    select
-        site_name, point_name, day, range_start, range_end,
-        round(epoch(range_end - range_start) / expected_interval_s) + 1
-    from point_days
-    where received_samples = 0
 ),
 
-gap_lists as (
+gapped as (
     select
-        site_name,
-        point_name,
-        day,
-        list(
-            {'gap_start': gap_start, 'gap_end': gap_end, 'missing_samples': missing_samples::bigint}
-            order by gap_start
+        *,
+        list_concat(
+            list_filter(
+                [{
+                    'gap_start': range_start,
+                    'gap_end': first_sample_at,
+                    'missing_samples': round(epoch(first_sample_at - range_start) / expected_interval_s)::bigint
+                }],
+                lambda gap: epoch(gap.gap_end - gap.gap_start) > ({{ k }} - 1) * expected_interval_s
+            ),
+            list_transform(
+                list_filter(range(1, received_samples), lambda i: steps[i] > {{ k }} * expected_interval_s),
+                lambda i: {
+                    'gap_start': sample_times[i],
+                    'gap_end': sample_times[i + 1],
+                    'missing_samples': (round(steps[i] / expected_interval_s) - 1)::bigint
+                }
+            ),
+            list_filter(
+                [{
+                    'gap_start': last_sample_at,
+                    'gap_end': range_end,
+                    'missing_samples': round(epoch(range_end - last_sample_at) / expected_interval_s)::bigint
+                }],
+                lambda gap: epoch(gap.gap_end - gap.gap_start) > ({{ k }} - 1) * expected_interval_s
+            ),
+            list_filter(
+                [{
+                    'gap_start': range_start,
+                    'gap_end': range_end,
+                    'missing_samples': (round(epoch(range_end - range_start) / expected_interval_s) + 1)::bigint
+                }],
+                lambda gap: received_samples = 0
+            )
         ) as gaps
-    from gaps
-    group by site_name, point_name, day
-),
-
-counted as (
-    select
-        point_days.*,
-        (round(epoch(range_end - range_start) / expected_interval_s) + 1)::bigint as expected_samples,
-        coalesce(gap_lists.gaps, []) as gaps
-    from point_days
-    left join gap_lists using (site_name, point_name, day)
+    from intervals
 )
 
 select
@@ -153,12 +127,15 @@ select
     range_start,
     range_end,
     expected_interval_s,
-    expected_samples,
+    (round(epoch(range_end - range_start) / expected_interval_s) + 1)::bigint as expected_samples,
     received_samples,
-    case when received_samples = 0 then 0.0 else received_samples / expected_samples end as coverage_ratio,
+    case
+        when received_samples = 0 then 0.0
+        else received_samples / (round(epoch(range_end - range_start) / expected_interval_s) + 1)
+    end as coverage_ratio,
     first_sample_at,
     last_sample_at,
     gaps,
     {{ build_started_at() }} as created_at
-from counted
+from gapped
 order by site_name, point_name, day

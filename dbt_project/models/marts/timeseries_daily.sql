@@ -1,25 +1,18 @@
 {{ config(unique_key=['site_name', 'point_name', 'day']) }}
 
 -- Rolled up from timeseries_hourly (sixty times fewer rows than the samples), recomputing only the days
--- whose hours changed since this model last ran.
+-- holding an hour that changed since this model last ran.
 
-with touched as (
-    select distinct site_name, point_name, {{ utc_day('hour') }} as day
+with new_hours as (
+    select min(hour) as first_at, max(hour) as last_at
     from {{ ref('timeseries_hourly') }}
     where {{ written_since_last_build() }}
-),
-
-hours as (
-    select *, {{ utc_day('hour') }} as day
-    from {{ ref('timeseries_hourly') }}
-    where hour >= (select min(day) from touched)
-      and hour < (select max(day) from touched) + interval 1 day
 )
 
 select
     site_name,
     point_name,
-    day,
+    {{ utc_day('hour') }} as day,
     sum(sample_count)::bigint as sample_count,
     min(value_min) as value_min,
     max(value_max) as value_max,
@@ -27,7 +20,9 @@ select
     arg_min(value_first, hour) as value_first,
     arg_max(value_last, hour) as value_last,
     {{ build_started_at() }} as created_at
-from hours
-semi join touched using (site_name, point_name, day)
+from {{ ref('timeseries_hourly') }}
+where hour >= (select {{ utc_day('first_at') }} from new_hours)
+  and hour < (select {{ utc_day('last_at') }} + interval 1 day from new_hours)
 group by site_name, point_name, day
+having bool_or({{ written_since_last_build() }})
 order by site_name, point_name, day
