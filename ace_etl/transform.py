@@ -52,20 +52,16 @@ def build_dir(data_dir: Path) -> Path:
     return Path(data_dir).resolve() / ".build"
 
 
-def dbt_environment_variables(data_dir: Path) -> dict[str, str]:
-    """What the dbt project reads its paths from (see dbt_project/profiles.yml), for a runner in another process."""
+@contextmanager
+def dbt_environment(data_dir: Path) -> Iterator[None]:
+    """Point the dbt project (dbt_project/profiles.yml reads these) at `data_dir` and its build database for a
+    dbt run in this process; the environment is restored afterwards."""
     data_dir = Path(data_dir).resolve()
-    return {
+    values = {
         "ACE_ETL_DATA_DIR": str(data_dir),
         "ACE_ETL_DUCKDB_PATH": str(build_dir(data_dir) / WAREHOUSE_FILE),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
-
-
-@contextmanager
-def dbt_environment(data_dir: Path) -> Iterator[None]:
-    """Set those variables for a dbt run in this process, and restore the environment afterwards."""
-    values = dbt_environment_variables(data_dir)
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

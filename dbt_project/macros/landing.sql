@@ -43,19 +43,19 @@ true
 {%- endmacro %}
 
 
-{% macro latest_per_key(relation, key) -%}
-{#- One row per key, the latest collected_at winning both among the rows read now and against rows
-    already loaded (a slow re-run must not overwrite a newer fetch). Ties go to the later file name so
-    the outcome never depends on read order. -#}
+{% macro latest_per_key(relation, key, newest_by='collected_at') -%}
+{#- One row per key, the latest `newest_by` winning both among the rows read now and against rows already
+    loaded (a slow re-run must not overwrite a newer fetch). Ties go to the later file name so the outcome
+    never depends on read order. -#}
 select * from {{ relation }} as landed
 {%- if is_incremental() %}
 where not exists (
     select 1 from {{ this }} as loaded
     where {% for column in key %}loaded.{{ column }} = landed.{{ column }} and {% endfor -%}
-        loaded.collected_at > landed.collected_at
+        loaded.{{ newest_by }} > landed.{{ newest_by }}
 )
 {%- endif %}
 qualify row_number() over (
-    partition by {{ key | join(', ') }} order by collected_at desc, landing_file desc
+    partition by {{ key | join(', ') }} order by {{ newest_by }} desc, landing_file desc
 ) = 1
 {%- endmacro %}

@@ -1,6 +1,15 @@
-{{ config(materialized='table') }}
+{{ config(unique_key=['run_id', 'site_name', 'window_start']) }}
 
--- Small (one row per run, site and window), so rebuilt whole on every build.
+-- One landing file per run, so the files pile up like the samples do: loaded incrementally too.
+
+with landed as (
+    select * from {{ ref('stg_landing__runs') }}
+    where {{ landed_since_last_build('runs') }}
+),
+
+latest as (
+    {{ latest_per_key('landed', ['run_id', 'site_name', 'window_start'], newest_by='finished_at') }}
+)
 
 select
     run_id,
@@ -19,9 +28,7 @@ select
     duration_s,
     error,
     started_at,
-    finished_at
-from {{ ref('stg_landing__runs') }}
-qualify row_number() over (
-    partition by run_id, site_name, window_start order by finished_at desc, landing_file desc
-) = 1
+    finished_at,
+    {{ build_started_at() }} as created_at
+from latest
 order by started_at, site_name, window_start

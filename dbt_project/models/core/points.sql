@@ -1,6 +1,6 @@
 {{ config(materialized='table') }}
 
--- Small (one row per configured point), so rebuilt whole on every build.
+-- The extractor keeps one points file per site, replaced on each fetch: small, so read whole every build.
 
 select
     site_name,

@@ -6,9 +6,10 @@
 --
 -- Expected range: the first to the last sample of any point of the site that day, so a partial
 -- extraction window is not missing data. Expected interval: points.collect_interval, else the point's
--- median step that day. A step longer than gap_tolerance x the interval is a gap; the range start and end
--- count as samples one interval outside the range, so late starts and early stops are gaps too, and an
--- enabled point without samples is one gap over the whole range.
+-- median step that day. A step longer than gap_tolerance x the interval is a gap, and so is a first
+-- sample that late after the range start or a last sample that early before the range end (measured
+-- from the point's own samples, so a point sampling every 15 minutes is not missing the range's last 14).
+-- An enabled point without samples is one gap over the whole range.
 --
 -- Each point-day's samples are gathered into one ordered list and its steps and gaps computed on that
 -- list: much cheaper than a window over every sample.
@@ -76,7 +77,9 @@ intervals as (
         len(sample_times) as received_samples,
         sample_times[1] as first_sample_at,
         sample_times[-1] as last_sample_at,
-        coalesce(collect_interval, list_median(steps))::double as expected_interval_s
+        coalesce(collect_interval, list_median(steps))::double as expected_interval_s,
+        -- the samples of one point's grid that fit between range start and end
+        (floor(epoch(range_end - range_start) / expected_interval_s) + 1)::bigint as expected_samples
     from point_days
 ),
 
@@ -88,9 +91,9 @@ gapped as (
                 [{
                     'gap_start': range_start,
                     'gap_end': first_sample_at,
-                    'missing_samples': round(epoch(first_sample_at - range_start) / expected_interval_s)::bigint
+                    'missing_samples': floor(epoch(first_sample_at - range_start) / expected_interval_s)::bigint
                 }],
-                lambda gap: epoch(gap.gap_end - gap.gap_start) > ({{ k }} - 1) * expected_interval_s
+                lambda gap: epoch(gap.gap_end - gap.gap_start) > {{ k }} * expected_interval_s
             ),
             list_transform(
                 list_filter(range(1, received_samples), lambda i: steps[i] > {{ k }} * expected_interval_s),
@@ -104,16 +107,12 @@ gapped as (
                 [{
                     'gap_start': last_sample_at,
                     'gap_end': range_end,
-                    'missing_samples': round(epoch(range_end - last_sample_at) / expected_interval_s)::bigint
+                    'missing_samples': floor(epoch(range_end - last_sample_at) / expected_interval_s)::bigint
                 }],
-                lambda gap: epoch(gap.gap_end - gap.gap_start) > ({{ k }} - 1) * expected_interval_s
+                lambda gap: epoch(gap.gap_end - gap.gap_start) > {{ k }} * expected_interval_s
             ),
             list_filter(
-                [{
-                    'gap_start': range_start,
-                    'gap_end': range_end,
-                    'missing_samples': (round(epoch(range_end - range_start) / expected_interval_s) + 1)::bigint
-                }],
+                [{'gap_start': range_start, 'gap_end': range_end, 'missing_samples': expected_samples}],
                 lambda gap: received_samples = 0
             )
         ) as gaps
@@ -127,12 +126,9 @@ select
     range_start,
     range_end,
     expected_interval_s,
-    (round(epoch(range_end - range_start) / expected_interval_s) + 1)::bigint as expected_samples,
+    expected_samples,
     received_samples,
-    case
-        when received_samples = 0 then 0.0
-        else received_samples / (round(epoch(range_end - range_start) / expected_interval_s) + 1)
-    end as coverage_ratio,
+    case when received_samples = 0 then 0.0 else received_samples / expected_samples end as coverage_ratio,
     first_sample_at,
     last_sample_at,
     gaps,
