@@ -60,7 +60,9 @@ def handles_errors(func: F) -> F:
         except AceEtlError as exc:
             raise _fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
-            raise _fail("interrupted; completed pages are checkpointed, re-run the same command to resume", 1) from None
+            raise _fail(
+                "interrupted; completed pages are checkpointed, re-run the same command to resume", 1
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -75,7 +77,10 @@ def parse_when(value: str | None, option: str) -> datetime | None:
         try:
             parsed = datetime.combine(date.fromisoformat(value), time())
         except ValueError:
-            raise _fail(f"{option} {value!r} is not an ISO date or time; use e.g. 2026-11-27 or 2026-11-27T06:00:00Z", 2) from None
+            raise _fail(
+                f"{option} {value!r} is not an ISO date or time; use e.g. 2026-11-27 or 2026-11-27T06:00:00Z",
+                2,
+            ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -84,36 +89,57 @@ def parse_when(value: str | None, option: str) -> datetime | None:
 def run(
     site: Annotated[
         list[str],
-        typer.Option("--site", help="Site name as in FlightDeck; repeat for several sites.", show_default=False),
+        typer.Option(
+            "--site", help="Site name as in FlightDeck; repeat for several sites.", show_default=False
+        ),
     ],
     start: Annotated[
-        str | None, typer.Option(help="Start of the range (ISO; inclusive). Default: yesterday 00:00 UTC.", show_default=False)
+        str | None,
+        typer.Option(
+            help="Start of the range (ISO; inclusive). Default: yesterday 00:00 UTC.", show_default=False
+        ),
     ] = None,
     end: Annotated[
-        str | None, typer.Option(help="End of the range (ISO; exclusive). Default: today 00:00 UTC.", show_default=False)
+        str | None,
+        typer.Option(help="End of the range (ISO; exclusive). Default: today 00:00 UTC.", show_default=False),
     ] = None,
     points: Annotated[
         str | None,
-        typer.Option(help="Comma-separated point names or glob patterns, e.g. '*/ahu-1/*,site/meter-1/kw'.", show_default=False),
+        typer.Option(
+            help="Comma-separated point names or glob patterns, e.g. '*/ahu-1/*,site/meter-1/kw'.",
+            show_default=False,
+        ),
     ] = None,
     points_file: Annotated[
         Path | None,
-        typer.Option(help="File with one point name or pattern per line ('#' starts a comment).", show_default=False),
+        typer.Option(
+            help="File with one point name or pattern per line ('#' starts a comment).", show_default=False
+        ),
     ] = None,
     points_from_api: Annotated[
         bool,
-        typer.Option("--points-from-api", help="Keep the site's configured points with collect_enabled (the default)."),
+        typer.Option(
+            "--points-from-api", help="Keep the site's configured points with collect_enabled (the default)."
+        ),
     ] = False,
     data_dir: DataDirOption = None,
-    page_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per API page (the API allows 100,000).")] = 100_000,
+    page_size: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Samples per API page (the API allows 100,000).")
+    ] = 100_000,
     window_hours: Annotated[
-        float, typer.Option(min=0.01, help="Split the range into windows of this many hours; each is checkpointed.")
+        float,
+        typer.Option(min=0.01, help="Split the range into windows of this many hours; each is checkpointed."),
     ] = 24.0,
     max_requests_per_minute: Annotated[
-        float, typer.Option(min=0.1, help="Client-side rate limit shared by every window and site of the run.")
+        float,
+        typer.Option(min=0.1, help="Client-side rate limit shared by every window and site of the run."),
     ] = 100.0,
-    no_transform: Annotated[bool, typer.Option("--no-transform", help="Only extract and land; skip dbt build.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Re-extract windows that are already complete.")] = False,
+    no_transform: Annotated[
+        bool, typer.Option("--no-transform", help="Only extract and land; skip dbt build.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-extract windows that are already complete.")
+    ] = False,
 ) -> None:
     """Extract a time range for one or more sites, land it as Parquet, then build the warehouse.
 
@@ -149,7 +175,9 @@ def demo(
     data_dir: DataDirOption = None,
     site: Annotated[str, typer.Option(help="Name of the simulated site.")] = "demo-site",
     points: Annotated[int, typer.Option(min=1, max=20_000, help="Number of simulated points.")] = 200,
-    hours: Annotated[int, typer.Option(min=1, max=24 * 31, help="Hours of history, ending today 00:00 UTC.")] = 24,
+    hours: Annotated[
+        int, typer.Option(min=1, max=24 * 31, help="Hours of history, ending today 00:00 UTC.")
+    ] = 24,
 ) -> None:
     """Run the whole pipeline against the bundled API simulator: extract, land, dbt build, summary.
 

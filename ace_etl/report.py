@@ -91,7 +91,10 @@ def to_markdown(summaries: list[SiteSummary], title: str = "ace-etl run summary"
 def to_rich_table(summaries: list[SiteSummary], title: str = "ace-etl run summary") -> Any:
     from rich.table import Table
 
-    table = Table(title=title, caption="filtered: outside the window or not a selected point; gaps: rows of timeseries_gaps")
+    table = Table(
+        title=title,
+        caption="filtered: outside the window or not a selected point; gaps: rows of timeseries_gaps",
+    )
     for key, label in COLUMNS:
         table.add_column(label, justify="left" if key == "site" else "right", no_wrap=True)
     for r in rows(summaries):
@@ -104,4 +107,6 @@ def gaps_by_site(warehouse: Path) -> dict[str, int]:
     import duckdb
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        return dict(con.execute("select site_name, count(*) from timeseries_gaps group by site_name").fetchall())
+        return dict(
+            con.execute("select site_name, count(*) from timeseries_gaps group by site_name").fetchall()
+        )

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from ace_etl.report import gaps_by_site, summarize, to_rich_table
 from extract.client import AceClient
@@ -116,7 +123,9 @@ def run_transform(data_dir: Path) -> dict[str, int]:
 
     with stderr.status("Building the warehouse (dbt build)..."):
         result = build_warehouse(data_dir)
-    stderr.print(f"Warehouse ready: {result.warehouse} ({result.models} models, {result.tests} tests, {result.elapsed_s:.1f} s)")
+    stderr.print(
+        f"Warehouse ready: {result.warehouse} ({result.models} models, {result.tests} tests, {result.elapsed_s:.1f} s)"
+    )
     for warning in result.warnings:
         stderr.print(f"[yellow]data-quality warning[/yellow] {warning}")
     return gaps_by_site(result.warehouse)
@@ -157,7 +166,9 @@ def run_demo(data_dir: Path, *, site: str, points: int, hours: int) -> None:
     with Simulator(config) as sim:
         stderr.print(f"Simulator ready at {sim.url} (site {site!r}, {points} points)")
         settings = Settings(api_url=sim.url, api_key=SecretStr(config.api_key), data_dir=data_dir)
-        options = RunOptions(sites=(site,), start=start, end=end, data_dir=data_dir, window_hours=min(hours, 24))
+        options = RunOptions(
+            sites=(site,), start=start, end=end, data_dir=data_dir, window_hours=min(hours, 24)
+        )
         run_pipeline(settings, options)
     show_examples(data_dir)
 
@@ -171,7 +182,9 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
     from ace_etl.transform import WAREHOUSE_FILE
 
     path = data_dir / WAREHOUSE_FILE
-    console.print(f"\nTry it yourself: duckdb -readonly {path}   (or in Python: duckdb.connect('{path}', read_only=True))")
+    console.print(
+        f"\nTry it yourself: duckdb -readonly {path}   (or in Python: duckdb.connect('{path}', read_only=True))"
+    )
     with duckdb.connect(str(path), read_only=True) as con:
         for title, sql in EXAMPLE_QUERIES:
             console.print(f"\n[bold]{title}[/bold]")
@@ -182,4 +195,6 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
                 table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row))
             console.print(table)
     landing = data_dir / "landing" / "timeseries"
-    console.print(f"\nOr query the Parquet landing directly: select count(*) from read_parquet('{landing}/**/*.parquet')")
+    console.print(
+        f"\nOr query the Parquet landing directly: select count(*) from read_parquet('{landing}/**/*.parquet')"
+    )

@@ -35,7 +35,9 @@ def window_states(storage: Storage) -> dict[str, Counter[str]]:
     states: dict[str, Counter[str]] = {}
     for path in storage.list(CHECKPOINTS, "*/*.json"):
         checkpoint = Checkpoint.from_json(storage.read_bytes(path))
-        states.setdefault(checkpoint.site, Counter())["complete" if checkpoint.complete else "unfinished"] += 1
+        states.setdefault(checkpoint.site, Counter())[
+            "complete" if checkpoint.complete else "unfinished"
+        ] += 1
     return states
 
 
@@ -53,7 +55,9 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
     console.print(f"Data dir: {Path(storage.uri()).resolve()}")
     landed, states = landed_rows(storage), window_states(storage)
     if not landed and not states:
-        console.print("Nothing landed yet. Run `ace-etl demo`, or `ace-etl run --site NAME` with ACEIOT_API_KEY set.")
+        console.print(
+            "Nothing landed yet. Run `ace-etl demo`, or `ace-etl run --site NAME` with ACEIOT_API_KEY set."
+        )
         return
     sites = Table("site", "files", "rows landed", "windows complete", "windows unfinished", title="Landing")
     for site in sorted(set(landed) | set(states)):
@@ -63,7 +67,9 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
     console.print(sites)
     runs = last_runs(storage)
     if runs.height:
-        table = Table("finished", "site", "window start", "status", "pages", "kept", "rejected", title="Last runs")
+        table = Table(
+            "finished", "site", "window start", "status", "pages", "kept", "rejected", title="Last runs"
+        )
         table.add_column("error", max_width=60, overflow="ellipsis", no_wrap=True)
         for r in runs.iter_rows(named=True):
             table.add_row(

@@ -15,13 +15,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from ace_etl.report import gaps_by_site, summarize, to_markdown
 from extract.client import AceClient
 from extract.config import Settings
+from extract.errors import AuthError
 from extract.metrics import WindowResult
 from extract.pipeline import (
     PointsSource,
@@ -36,6 +36,12 @@ from extract.points import PointSelector
 from extract.storage import Storage, open_storage
 from extract.windows import Window, split_windows
 from flows.params import BackfillParams, EtlParams, SiteParams
+
+
+def _runner() -> TaskRunner[Any]:
+    # Tasks are I/O bound and share one rate limit; `_extract` bounds memory by running one window per site.
+    return ThreadPoolTaskRunner(max_workers=4)
+
 
 # Tasks receive live objects (client, storage); they are not inputs worth hashing or caching.
 _task = task(cache_policy=NO_CACHE, retries=0)
@@ -67,7 +73,15 @@ def extract_window_task(
         logger.info("site %s window %s: page %d landed (%d samples)", site, window.key, page, samples)
 
     result = extract_window(
-        client, storage, site, window, selector, run_id=run_id, page_size=page_size, force=force, on_page=on_page
+        client,
+        storage,
+        site,
+        window,
+        selector,
+        run_id=run_id,
+        page_size=page_size,
+        force=force,
+        on_page=on_page,
     )
     logger.info(
         "site %s window %s: %s, %d pages, %d kept, %d filtered out, %d rejected",
@@ -85,14 +99,18 @@ def weather_task(client: AceClient, storage: Storage, site: str, window: Window)
 
 
 def build_with_prefect_dbt(data_dir: Path) -> Path:
-    """`dbt build` through prefect-dbt (one Prefect task per dbt node), then publish the warehouse."""
+    """`dbt build` through prefect-dbt (one Prefect task per dbt node) into the build database, then
+    publish it for analysts (see `ace_etl.transform`)."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-    from ace_etl.transform import DBT_PROJECT_DIR, dbt_environment, publish_warehouse
+    from ace_etl.transform import DBT_PROJECT_DIR, build_dir, dbt_environment, publish_warehouse
 
+    work = build_dir(data_dir)
+    settings = PrefectDbtSettings(
+        project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
+    )
     with dbt_environment(data_dir):
-        settings = PrefectDbtSettings(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-        PrefectDbtRunner(settings=settings).invoke(["build"])
+        PrefectDbtRunner(settings=settings).invoke(["build", "--log-path", str(work / "logs")])
     return publish_warehouse(data_dir)
 
 
@@ -111,38 +129,44 @@ def _settings(params: SiteParams) -> tuple[Settings, Storage]:
 
 
 def _extract(params: EtlParams, windows: Sequence[Window]) -> list[WindowResult]:
-    """Fan out: per site, points first (they decide the selection), then its windows; weather beside."""
+    """Fan out: every site's points first (by default they decide the selection), weather beside; then the
+    windows in waves, one window per site at a time, so memory stays one window per site in flight."""
     settings, storage = _settings(params)
-    run_id = flow_run.get_id() or new_run_id()
+    run_id = str(flow_run.get_id() or new_run_id())
     explicit = _points_source(params)
-    failures: list[BaseException] = []
+    failures: list[Exception] = []
     results: list[WindowResult] = []
+    span = Window(windows[0].start, windows[-1].end)
     with AceClient.from_settings(settings, requests_per_minute=params.max_requests_per_minute) as client:
-        weather: list[PrefectFuture[WeatherResult]] = []
-        windows_of: list[PrefectFuture[WindowResult]] = []
-        span = Window(windows[0].start, windows[-1].end)
-        for site in params.sites:
-            weather.append(weather_task.submit(client, storage, site, span))
-            points = land_points_task.submit(client, storage, site)
+        weather = [weather_task.submit(client, storage, site, span) for site in params.sites]
+        points = {site: land_points_task.submit(client, storage, site) for site in params.sites}
+        selectors: dict[str, PointSelector] = {}
+        for site, future in points.items():
             try:
-                selector = resolve_selector(explicit, points.result())
-            except Exception as exc:  # the site failed before any window: report it, go on with the others
+                selectors[site] = resolve_selector(explicit, future.result())
+            except Exception as exc:  # this site cannot start; the others go on
                 failures.append(exc)
-                continue
-            windows_of += [
-                extract_window_task.submit(client, storage, site, w, selector, run_id, params.page_size, params.force)
-                for w in windows
+        for window in windows:
+            if any(isinstance(f, AuthError) for f in failures):
+                break  # a rejected key fails every request alike
+            wave = [
+                extract_window_task.submit(
+                    client, storage, site, window, selector, run_id, params.page_size, params.force
+                )
+                for site, selector in selectors.items()
             ]
-        for future in [*windows_of, *weather]:
+            for window_future in wave:
+                try:
+                    results.append(window_future.result())
+                except Exception as exc:
+                    failures.append(exc)
+        for weather_future in weather:
             try:
-                value = future.result()
+                weather_future.result()
             except Exception as exc:
                 failures.append(exc)
-                continue
-            if isinstance(value, WindowResult):
-                results.append(value)
     if failures:
-        # Summary first, so the artifact shows what did land, then Prefect sees the typed error.
+        # Summary first, so the artifact shows what did land; then Prefect sees the typed error.
         _publish_summary(results, None)
         raise failures[0]
     return results
@@ -165,20 +189,20 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     return results
 
 
-@flow(name="ace-etl-daily", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+@flow(name="ace-etl-daily", task_runner=_runner(), log_prints=True)
 def daily_etl(params: EtlParams) -> list[WindowResult]:
     """Extract every site for the range (default: the previous full UTC day), land it, build the warehouse."""
     return _etl(params)
 
 
-@flow(name="ace-etl-backfill", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+@flow(name="ace-etl-backfill", task_runner=_runner(), log_prints=True)
 def backfill(params: BackfillParams) -> list[WindowResult]:
     """A long range, window by window (each a task and a checkpoint; complete ones are skipped), then one
     dbt build at the end rather than one per day."""
     return _etl(params)
 
 
-@flow(name="ace-etl-weather-hourly", task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(name="ace-etl-weather-hourly", task_runner=_runner())
 def weather_hourly(params: SiteParams) -> list[WeatherResult]:
     """Land the current weather of every site. The real API only returns current conditions, so history
     comes from calling it often."""

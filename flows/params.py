@@ -32,9 +32,15 @@ class EtlParams(SiteParams):
     start: datetime | None = Field(default=None, description="Inclusive start (UTC if no offset).")
     end: datetime | None = Field(default=None, description="Exclusive end (UTC if no offset).")
     points: list[str] | None = Field(default=None, description="Point names or glob patterns to keep.")
-    points_file: Path | None = Field(default=None, description="File with one point name or pattern per line.")
-    points_from_api: bool = Field(default=True, description="Keep the site's configured points (collect_enabled).")
-    window_hours: float = Field(default=24, gt=0, description="Window length; each window is a task and a checkpoint.")
+    points_file: Path | None = Field(
+        default=None, description="File with one point name or pattern per line."
+    )
+    points_from_api: bool = Field(
+        default=True, description="Keep the site's configured points (collect_enabled)."
+    )
+    window_hours: float = Field(
+        default=24, gt=0, description="Window length; each window is a task and a checkpoint."
+    )
     page_size: int = Field(default=100_000, ge=1, le=100_000, description="Samples per API page.")
     force: bool = Field(default=False, description="Re-extract windows that are already complete.")
     transform: bool = Field(default=True, description="Run dbt build after extracting.")
@@ -52,5 +58,5 @@ class EtlParams(SiteParams):
 class BackfillParams(EtlParams):
     """A backfill names its range: there is no sensible default for history."""
 
-    start: datetime  # type: ignore[assignment]
-    end: datetime  # type: ignore[assignment]
+    start: datetime
+    end: datetime

@@ -21,10 +21,17 @@ CFG = SimulatorConfig(sites=SITES, points=10, interval=600, api_key="sim-secret-
 BIN = Path(sys.executable).parent
 
 
-def ace_etl(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def ace_etl(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [str(BIN / "ace-etl"), *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=False
+        [str(BIN / "ace-etl"), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -39,11 +46,15 @@ def api_env(sim: Simulator, key: str = CFG.api_key) -> dict[str, str]:
 
 
 def expected_rows(site: str) -> pl.DataFrame:
-    configured = {p.name for p in site_points(site, CFG.points, CFG.interval, CFG.configured_fraction) if p.configured}
+    configured = {
+        p.name for p in site_points(site, CFG.points, CFG.interval, CFG.configured_fraction) if p.configured
+    }
     served = served_samples(CFG, site, START, END)
-    return served.filter(pl.col("name").is_in(configured)).select(
-        point_name="name", timestamp="time", value="value"
-    ).sort("point_name", "timestamp")
+    return (
+        served.filter(pl.col("name").is_in(configured))
+        .select(point_name="name", timestamp="time", value="value")
+        .sort("point_name", "timestamp")
+    )
 
 
 def table(db: Path, sql: str) -> pl.DataFrame:
@@ -54,7 +65,9 @@ def table(db: Path, sql: str) -> pl.DataFrame:
 def all_tables(db: Path) -> dict[str, pl.DataFrame]:
     with duckdb.connect(str(db), read_only=True) as con:
         names = [r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()]
-        return {n: pl.from_arrow(con.execute(f'select * from "{n}" order by all').to_arrow_table()) for n in names}  # type: ignore[misc]
+        return {
+            n: pl.from_arrow(con.execute(f'select * from "{n}" order by all').to_arrow_table()) for n in names
+        }  # type: ignore[misc]
 
 
 def test_help_imports_nothing_heavy() -> None:
@@ -80,7 +93,9 @@ def test_help_imports_nothing_heavy() -> None:
     ],
 )
 def test_bad_usage_exits_2(args: list[str], needle: str, sim: Simulator, tmp_path: Path) -> None:
-    result = ace_etl(*args, "--data-dir", str(tmp_path), env=api_env(sim)) if args[0] == "run" else ace_etl(*args)
+    result = (
+        ace_etl(*args, "--data-dir", str(tmp_path), env=api_env(sim)) if args[0] == "run" else ace_etl(*args)
+    )
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr
 
@@ -125,8 +140,13 @@ def test_two_sites_land_and_build_exactly_and_rerun_changes_nothing(sim: Simulat
     assert CFG.api_key not in first.stdout + first.stderr
     db = tmp_path / "warehouse.duckdb"
     for site in SITES:
-        landed = table(db, f"select point_name, timestamp, value from timeseries_raw where site_name = '{site}' order by all")
-        assert landed.with_columns(pl.col("timestamp").dt.convert_time_zone("UTC")).equals(expected_rows(site))
+        landed = table(
+            db,
+            f"select point_name, timestamp, value from timeseries_raw where site_name = '{site}' order by all",
+        )
+        assert landed.with_columns(pl.col("timestamp").dt.convert_time_zone("UTC")).equals(
+            expected_rows(site)
+        )
         assert site in first.stdout  # the summary has a row per site
     before = all_tables(db)
 

@@ -69,14 +69,20 @@ def test_daily_flow_lands_and_builds_both_sites(
 ) -> None:
     monkeypatch.setenv("ACEIOT_API_URL", sim.url)
     monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
-    params = EtlParams(sites=list(SITES), start=START, end=END, window_hours=12, page_size=200, data_dir=tmp_path)
+    params = EtlParams(
+        sites=list(SITES), start=START, end=END, window_hours=12, page_size=200, data_dir=tmp_path
+    )
     results = daily_etl(params)
-    assert sorted((r.site_name, r.status) for r in results) == [(s, "complete") for s in SITES for _ in range(2)]
+    assert sorted((r.site_name, r.status) for r in results) == [
+        (s, "complete") for s in SITES for _ in range(2)
+    ]
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         counts = dict(con.execute("select site_name, count(*) from timeseries_raw group by 1").fetchall())
     per_day = 24 * 3600 // CFG.interval  # type: ignore[operator]
     for site in SITES:
-        configured = sum(p.configured for p in site_points(site, CFG.points, CFG.interval, CFG.configured_fraction))
+        configured = sum(
+            p.configured for p in site_points(site, CFG.points, CFG.interval, CFG.configured_fraction)
+        )
         assert counts[site] == configured * per_day
 
     async def summary() -> str:
@@ -91,7 +97,11 @@ def test_daily_flow_lands_and_builds_both_sites(
 
 
 def test_daily_flow_with_a_rejected_key_fails_typed_and_never_logs_it(
-    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    harness: None,
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     wrong = "wrong-flow-key-MUST-NOT-LEAK"
     monkeypatch.setenv("ACEIOT_API_URL", sim.url)
