@@ -12,6 +12,7 @@ before resuming, so any sequence of crashes and resumes lands exactly what one c
 
 from __future__ import annotations
 
+import io
 import queue
 import threading
 import time
@@ -100,11 +101,17 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 def land_points(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
-    """Fetch the site's configured points and land them (replacing the previous list); returns the items."""
+    """Fetch the site's configured points and land them, replacing the previous list when it changed;
+    returns the items. An unchanged list keeps its file (and `collected_at`), so a re-run that finds nothing
+    new leaves the warehouse exactly as it was."""
     items = client.configured_points(site)
-    storage.write_parquet_atomic(
-        points_path(site), configured_points_frame(items, site=site, collected_at=_now())
-    )
+    frame = configured_points_frame(items, site=site, collected_at=_now())
+    path = points_path(site)
+    if storage.exists(path):
+        landed = pl.read_parquet(io.BytesIO(storage.read_bytes(path)))
+        if landed.drop("collected_at").equals(frame.drop("collected_at")):
+            return items
+    storage.write_parquet_atomic(path, frame)
     return items
 
 
@@ -177,6 +184,15 @@ def _window(
     return result("complete", progress), None
 
 
+def weather_due(storage: Storage, site: str, windows: Sequence[Window], *, force: bool = False) -> bool:
+    """Weather belongs to the range being extracted: when every window of the site is already complete (and
+    not forced) the run extracts nothing for the site, so it lands no new weather either, and a re-run
+    leaves the warehouse unchanged."""
+    if force:
+        return True
+    return not all((c := load_checkpoint(storage, site, w)) is not None and c.complete for w in windows)
+
+
 def extract_weather(
     client: AceClient, storage: Storage, site: str, start: datetime, end: datetime
 ) -> WeatherResult:
@@ -237,11 +253,11 @@ def run_extract(
 
         for site in sites:
             tasks[pool.submit(land_points, client, storage, site)] = (site, "points", None)
-            tasks[pool.submit(extract_weather, client, storage, site, windows[0].start, windows[-1].end)] = (
-                site,
-                "weather",
-                None,
-            )
+            if weather_due(storage, site, windows, force=force):
+                weather = pool.submit(
+                    extract_weather, client, storage, site, windows[0].start, windows[-1].end
+                )
+                tasks[weather] = (site, "weather", None)
         pending = set(tasks)
         while pending:
             done = next(as_completed(pending))

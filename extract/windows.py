@@ -75,4 +75,6 @@ def resolve_range(start: datetime | None, end: datetime | None, now: datetime) -
         return Window(as_utc(end) - timedelta(days=1), as_utc(end))
     if end is None:
         return Window(as_utc(start), as_utc(start) + timedelta(days=1))
+    if as_utc(start) >= as_utc(end):
+        raise ConfigError(f"start {as_utc(start).isoformat()} must be before end {as_utc(end).isoformat()}")
     return Window(as_utc(start), as_utc(end))

@@ -31,6 +31,7 @@ from extract.pipeline import (
     land_points,
     new_run_id,
     resolve_selector,
+    weather_due,
 )
 from extract.points import PointSelector
 from extract.storage import Storage, open_storage
@@ -138,7 +139,11 @@ def _extract(params: EtlParams, windows: Sequence[Window]) -> list[WindowResult]
     results: list[WindowResult] = []
     span = Window(windows[0].start, windows[-1].end)
     with AceClient.from_settings(settings, requests_per_minute=params.max_requests_per_minute) as client:
-        weather = [weather_task.submit(client, storage, site, span) for site in params.sites]
+        weather = [
+            weather_task.submit(client, storage, site, span)
+            for site in params.sites
+            if weather_due(storage, site, windows, force=params.force)
+        ]
         points = {site: land_points_task.submit(client, storage, site) for site in params.sites}
         selectors: dict[str, PointSelector] = {}
         for site, future in points.items():
