@@ -191,12 +191,21 @@ def demo(
 
 @app.command()
 @handles_errors
-def transform(data_dir: DataDirOption = None) -> None:
+def transform(
+    data_dir: DataDirOption = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Rebuild every table from the whole landing (after changing points or replacing files by hand).",
+        ),
+    ] = False,
+) -> None:
     """Build (or update) the DuckDB warehouse from the landing with dbt build, then publish it atomically."""
     from ace_etl.runner import run_transform
     from extract.config import Settings
 
-    run_transform(data_dir or Settings().data_dir)
+    run_transform(data_dir or Settings().data_dir, full_refresh=full_refresh)
 
 
 @app.command()

@@ -58,9 +58,9 @@ def summarize(windows: Iterable[Any], gaps_by_site: Mapping[str, int] | None = N
         s.duration_s += w.duration_s
         if w.error:
             s.errors.append(w.error)
-    for site, gaps in (gaps_by_site or {}).items():
-        if site in sites:
-            sites[site].gaps = gaps
+    if gaps_by_site is not None:  # None: the warehouse was not built, so gaps are unknown, not zero
+        for site, summary in sites.items():
+            summary.gaps = gaps_by_site.get(site, 0)
     return sorted(sites.values(), key=lambda s: s.site)
 
 

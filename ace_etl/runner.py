@@ -4,8 +4,7 @@ progress on stderr and the run summary on stdout. Prefect flows (`flows/`) wire 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -24,7 +24,8 @@ from rich.progress import (
 from ace_etl.report import gaps_by_site, summarize, to_rich_table
 from extract.client import AceClient
 from extract.config import Settings
-from extract.pipeline import OnPage, PointsSource, RunResult, run_extract
+from extract.metrics import WindowResult
+from extract.pipeline import PointsSource, RunResult, run_extract
 from extract.storage import open_storage
 from extract.windows import Window, split_windows
 
@@ -48,40 +49,44 @@ class RunOptions:
     max_workers: int = 4
 
 
-@contextmanager
-def page_progress(total_windows: int, console: Console = stderr) -> Iterator[OnPage]:
-    """A rich progress display: one bar over all windows, one line per window with pages and samples.
+class RunProgress:
+    """Rich progress on stderr: one bar over all windows, and one line per window with its pages and
+    samples so far. Its methods are the extract callbacks; they are called from worker threads."""
 
-    A window counts as done when another page of it stops arriving is unknowable here, so the overall bar
-    advances when a window's line is retired at the end; the per-window lines show live page counts."""
-    lock = threading.Lock()
-    lines: dict[tuple[str, Window], tuple[int, int]] = {}
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-        disable=not console.is_terminal,
-    ) as progress:
-        overall = progress.add_task("windows", total=total_windows, detail="")
+    def __init__(self, total_windows: int, console: Console = stderr) -> None:
+        self._lock = threading.Lock()
+        self._lines: dict[tuple[str, Window], tuple[TaskID, int]] = {}
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self._overall = self.progress.add_task("windows", total=total_windows, detail="")
 
-        def on_page(site: str, window: Window, page: int, samples: int) -> None:
-            with lock:
-                key = (site, window)
-                if key not in lines:
-                    task = progress.add_task(f"{site} {window.start:%Y-%m-%d %H:%M}", total=None, detail="")
-                    lines[key] = (task, 0)
-                task, seen = lines[key]
-                seen += samples
-                lines[key] = (task, seen)
-                progress.update(task, completed=page + 1, detail=f"{page + 1} pages, {seen:,} samples")
+    def on_page(self, site: str, window: Window, page: int, samples: int) -> None:
+        with self._lock:
+            task, seen = self._line(site, window)
+            self._lines[(site, window)] = (task, seen + samples)
+            self.progress.update(
+                task, completed=page + 1, detail=f"{page + 1} pages, {seen + samples:,} samples"
+            )
 
-        yield on_page
-        progress.update(overall, completed=total_windows)
+    def on_window(self, result: WindowResult) -> None:
+        with self._lock:
+            task, _ = self._line(result.site_name, result.window)
+            self.progress.update(task, total=result.pages, completed=result.pages, detail=result.status)
+            self.progress.advance(self._overall)
+
+    def _line(self, site: str, window: Window) -> tuple[TaskID, int]:
+        if (site, window) not in self._lines:
+            task = self.progress.add_task(f"{site} {window.start:%Y-%m-%d %H:%M}", total=None, detail="")
+            self._lines[(site, window)] = (task, 0)
+        return self._lines[(site, window)]
 
 
 def run_pipeline(settings: Settings, options: RunOptions, console: Console = stdout) -> RunResult:
@@ -95,7 +100,8 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
             f"Extracting {len(options.sites)} site(s), {options.start:%Y-%m-%d %H:%M} to {options.end:%Y-%m-%d %H:%M} UTC "
             f"({len(windows)} window(s) each) into {options.data_dir}"
         )
-        with page_progress(len(windows) * len(options.sites)) as on_page:
+        progress = RunProgress(len(windows) * len(options.sites))
+        with progress.progress:
             result = run_extract(
                 client,
                 storage,
@@ -107,7 +113,8 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
                 points=options.points,
                 force=options.force,
                 max_workers=options.max_workers,
-                on_page=on_page,
+                on_page=progress.on_page,
+                on_window=progress.on_window,
             )
     gaps = None
     if options.transform and any(w.status != "failed" for w in result.windows):
@@ -117,12 +124,12 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
     return result
 
 
-def run_transform(data_dir: Path) -> dict[str, int]:
+def run_transform(data_dir: Path, *, full_refresh: bool = False) -> dict[str, int]:
     """dbt build, then publish the warehouse; returns the gaps found per site."""
     from ace_etl.transform import build_warehouse
 
     with stderr.status("Building the warehouse (dbt build)..."):
-        result = build_warehouse(data_dir)
+        result = build_warehouse(data_dir, full_refresh=full_refresh)
     stderr.print(
         f"Warehouse ready: {result.warehouse} ({result.models} models, {result.tests} tests, {result.elapsed_s:.1f} s)"
     )

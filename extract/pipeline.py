@@ -225,6 +225,7 @@ def run_extract(
     force: bool = False,
     max_workers: int = 4,
     on_page: OnPage | None = None,
+    on_window: Callable[[WindowResult], None] | None = None,
     run_id: str | None = None,
 ) -> RunResult:
     """Extract every site over `[start, end)`, split into windows of `window_hours`, with weather beside it.
@@ -275,6 +276,8 @@ def run_extract(
             if what == "timeseries":
                 row, error = value
                 result.windows.append(row)
+                if on_window is not None:
+                    on_window(row)
                 if error is not None:
                     result.failures.append(Failure(site, what, error, window))
                     _stop_if_unauthorized(error, pending, queued)
