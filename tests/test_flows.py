@@ -19,7 +19,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.testing.utilities import prefect_test_harness
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
-from extract.errors import AuthError
+from extract.errors import AuthError, SiteNotFoundError
 from flows.etl import daily_etl, weather_hourly
 from flows.params import EtlParams, SiteParams
 
@@ -128,3 +128,12 @@ def test_weather_hourly_lands_current_conditions(
     results = weather_hourly(SiteParams(sites=list(SITES), data_dir=tmp_path))
     assert sorted((r.site_name, r.rows) for r in results) == [(s, 1) for s in SITES]
     assert len(list((tmp_path / "landing" / "weather").rglob("*.parquet"))) == len(SITES)
+
+
+def test_daily_flow_with_an_unknown_site_fails_typed(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    with pytest.raises(SiteNotFoundError, match="no such site 'atlantis'"):
+        daily_etl(EtlParams(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False))

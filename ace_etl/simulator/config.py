@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -12,6 +13,7 @@ Shape = Literal["real", "seed"]
 TimeFormat = Literal["z", "offset", "naive", "millis", "mixed"]
 SHAPES: tuple[Shape, ...] = get_args(Shape)
 TIME_FORMATS: tuple[TimeFormat, ...] = get_args(TimeFormat)
+Outage = tuple[str, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,9 @@ class SimulatorConfig:
     interval. `shape` "real" answers as the live API, "seed" in the design-document shape. `time_format`
     spells sample times: "z" (`...Z`), "offset" (`-05:00` local time), "naive" (no offset, meaning UTC),
     "millis" (`...00.000Z`) or "mixed" (a deterministic per-sample mix, `+00:00` included); all name the
-    same instant. `request_log` appends one JSON line per request. `port=0` picks a free port.
+    same instant. `outages` are (point name, start, end): the point serves no samples in `[start, end)`,
+    an ISO instant or None for unbounded, so a point with both None never has data yet stays in
+    configured_points. `request_log` appends one JSON line per request. `port=0` picks a free port.
     """
 
     sites: tuple[str, ...] = ("demo-site",)
@@ -33,6 +37,7 @@ class SimulatorConfig:
     configured_fraction: float = 0.8
     time_format: TimeFormat = "z"
     faults: Faults = field(default_factory=Faults)
+    outages: tuple[Outage, ...] = ()
     request_log: str | Path | None = None
     host: str = "127.0.0.1"
     port: int = 0
@@ -56,3 +61,27 @@ class SimulatorConfig:
             raise ValueError("api_key must not be empty")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be between 0 and 65535")
+        for outage in self.outages:
+            _check_outage(outage)
+
+
+def utc_instant(instant: str | datetime) -> datetime:
+    """An ISO 8601 instant (Z, offset, naive = UTC, fractions allowed) as an aware datetime."""
+    moment = datetime.fromisoformat(instant) if isinstance(instant, str) else instant
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _check_outage(outage: Outage) -> None:
+    name, start, end = outage
+    if not name:
+        raise ValueError("an outage must name its point")
+    bounds = []
+    for bound in (start, end):
+        if bound is None:
+            continue
+        try:
+            bounds.append(utc_instant(bound))
+        except (TypeError, ValueError):
+            raise ValueError(f"outage of {name}: {bound!r} is not an ISO 8601 instant") from None
+    if len(bounds) == 2 and bounds[0] >= bounds[1]:
+        raise ValueError(f"outage of {name}: start {start} must be before end {end}")
