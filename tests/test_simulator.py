@@ -299,6 +299,77 @@ def test_the_official_client_pages_through_every_sample(default: tuple[Simulator
     assert [PointSample(**s).time for s in got] == expected["time"].to_list()
 
 
+def outage_free(frame: pl.DataFrame, outages: tuple[tuple[str, str | None, str | None], ...]) -> pl.DataFrame:
+    """The rows of `frame` that no outage covers."""
+    down = pl.lit(False)
+    for name, start, end in outages:
+        after = pl.lit(True) if start is None else pl.col("time") >= instant(start)
+        before = pl.lit(True) if end is None else pl.col("time") < instant(end)
+        down = down | ((pl.col("name") == name) & after & before)
+    return frame.filter(~down)
+
+
+def test_an_outage_removes_exactly_its_span_at_every_page_size(serve: Any) -> None:
+    point = next(p.name for p in site_points(SITE, BASE.points) if p.interval_s == 60)
+    # The second outage cuts one sample out of a 5-minute bucket, leaving both halves in that bucket.
+    outages = (
+        (point, "2026-11-27T00:12:30Z", "2026-11-27T00:31:10Z"),
+        (point, "2026-11-27T00:40:30+00:00", "2026-11-27T00:41:30"),
+    )
+    whole = replace(BASE, faults=Faults(bad_value_fraction=0.3), time_format="mixed")
+    cfg = replace(whole, outages=outages)
+    expected = served_samples(cfg, SITE, START, END)
+    assert expected.equals(outage_free(served_samples(whole, SITE, START, END), outages))
+    assert expected.height == served_samples(whole, SITE, START, END).height - 19 - 1
+    _, client = serve(cfg)
+    for page_size in (1, 7, 100, 1000):
+        records, pages = page_through(client, window(page_size=page_size))
+        assert [(r["name"], r["time"], r["value"]) for r in records] == as_served(expected)
+        assert pages == math.ceil(expected.height / page_size)
+    means = served_aggregates(cfg, SITE, START, END)
+    for page_size in (1, 7, 100):
+        records, _ = page_through(client, window(page_size=page_size, raw_data="false"))
+        assert [(r["name"], r["time"], r["value"]) for r in records] == as_served(means)
+    others = pl.col("name") != point
+    assert means.filter(others).equals(served_aggregates(whole, SITE, START, END).filter(others))
+    clean = served_samples(replace(cfg, faults=Faults()), SITE, START, END).filter(~others)
+    own_means = clean.group_by("name", time=pl.col("time").dt.truncate("5m"), maintain_order=True).agg(
+        pl.col("value").mean().round(4)
+    )
+    assert means.filter(~others).select("name", "time", "value").equals(own_means)
+
+
+def test_a_silent_point_is_configured_but_never_has_data(serve: Any) -> None:
+    silent = next(p.name for p in site_points(SITE, BASE.points) if p.configured)
+    cfg = replace(BASE, outages=((silent, None, None),))
+    _, client = serve(cfg)
+    configured = client.get(f"/sites/{SITE}/configured_points", params={"per_page": 1000}).json()["items"]
+    assert {"name": silent, "collect_enabled": True} in [
+        {key: item[key] for key in ("name", "collect_enabled")} for item in configured
+    ]
+    others = pl.col("name") != silent
+    for raw_data, served in (("true", served_samples), ("false", served_aggregates)):
+        expected = served(cfg, SITE, START, END)
+        assert expected.equals(served(BASE, SITE, START, END).filter(others))
+        records, _ = page_through(client, window(page_size=97, raw_data=raw_data))
+        assert [(r["name"], r["time"], r["value"]) for r in records] == as_served(expected)
+
+
+@pytest.mark.parametrize(
+    ("outage", "fragment"),
+    [
+        (("", None, None), "must name its point"),
+        (("demo-site/ahu-1/sa_temp", "yesterday", None), "not an ISO 8601 instant"),
+        (("demo-site/ahu-1/sa_temp", None, "2026-13-01"), "not an ISO 8601 instant"),
+        (("demo-site/ahu-1/sa_temp", END, START), "must be before"),
+        (("demo-site/ahu-1/sa_temp", "2026-11-27T01:00:00+01:00", "2026-11-27T00:00:00"), "must be before"),
+    ],
+)
+def test_invalid_outages_are_refused(outage: tuple[str, str | None, str | None], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        replace(BASE, outages=(outage,))
+
+
 # --- other endpoints --------------------------------------------------------------------------
 
 
@@ -575,15 +646,26 @@ def test_cli_help_teaches_every_option() -> None:
         "--latency",
         "--cursor-ttl",
         "--bad-value-fraction",
+        "--outage",
         "--rate-limit",
         "--rate-period",
     ]:
         assert option in result.output
 
 
+@pytest.mark.parametrize("outage", ["demo-site/ahu-1/sa_temp@2026-11-27", "demo-site/ahu-1/sa_temp@soon/"])
+def test_cli_refuses_a_malformed_outage(outage: str) -> None:
+    from ace_etl.cli import app
+
+    result = CliRunner().invoke(app, ["simulator", "--outage", outage])
+    assert result.exit_code == 2 and "outage" in result.output
+
+
 def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     command = [sys.executable, "-c", "from ace_etl.cli import main; main()", "simulator", "--port", "0"]
     command += ["--sites", "a,b", "--points", "5", "--request-log", str(tmp_path / "log.jsonl")]
+    outages = (("b/ahu-1/ma_temp", None, None), ("b/ahu-1/oa_temp", "2026-11-27T00:30Z", None))
+    command += ["--outage", "b/ahu-1/ma_temp", "--outage", "b/ahu-1/oa_temp@2026-11-27T00:30Z/"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
     )
@@ -594,8 +676,15 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         assert process.stdout and process.stdout.readline().strip() == f"export ACEIOT_API_URL={url}"
         response = httpx.get(url + "/sites/b/configured_points", headers={"Authorization": "Bearer demo"})
         assert response.json()["total"] > 0
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer demo"}) as client:
+            records = client.get("/sites/b/timeseries/paginated", params=window(page_size=10_000)).json()
+        cfg = SimulatorConfig(sites=("a", "b"), points=5, outages=outages)
+        expected = as_served(served_samples(cfg, "b", START, END))
+        assert [(r["name"], r["time"], r["value"]) for r in records["point_samples"]] == expected
+        assert "b/ahu-1/ma_temp" not in {name for name, _, _ in expected}
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
         process.kill()
-    assert json.loads((tmp_path / "log.jsonl").read_text())["status"] == 200
+    log = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in log] == [200, 200]

@@ -72,6 +72,15 @@ def simulator(
             "meaning UTC), millis (...00.000Z) or mixed (a deterministic mix per sample). All name the same instant."
         ),
     ] = TimeFormat.z,
+    outage: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A point serving no samples, as 'NAME@START/END' with ISO instants, the span half-open; an "
+            "empty START or END is unbounded, and NAME alone never has data while staying in "
+            "configured_points. Repeatable, e.g. --outage 'demo-site/ahu-1/sa_temp@2026-01-01T03:00Z/"
+            "2026-01-01T05:00Z'.",
+        ),
+    ] = None,
     request_log: Annotated[
         Path | None,
         typer.Option(
@@ -160,6 +169,7 @@ def simulator(
             api_key=api_key,
             configured_fraction=configured_fraction,
             time_format=time_format.value,
+            outages=tuple(_parse_outage(text) for text in outage or ()),
             request_log=request_log,
             host=host,
             port=port,
@@ -200,6 +210,17 @@ def simulator(
         pass
     finally:
         sim.stop()
+
+
+def _parse_outage(text: str) -> tuple[str, str | None, str | None]:
+    # Point names hold slashes and ISO instants never hold '@', so the last '@' ends the name.
+    name, at, span = text.rpartition("@")
+    if not at:
+        return text, None, None
+    start, slash, end = span.partition("/")
+    if not slash:
+        raise ValueError(f"--outage {text!r}: expected NAME@START/END (START or END may be empty)")
+    return name, start or None, end or None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -22,7 +22,7 @@ from typing import Literal
 
 import polars as pl
 
-from ace_etl.simulator.config import SimulatorConfig, TimeFormat
+from ace_etl.simulator.config import Outage, SimulatorConfig, TimeFormat, utc_instant
 
 Kind = Literal["analog", "binary"]
 BAD_KINDS = ("bool", "numeric_string", "text", "null", "bad_timestamp")
@@ -186,10 +186,48 @@ def _point_table(site: str, n_points: int, interval: int | None, configured_frac
     return table.with_row_index("point")
 
 
+def _served_spans(outages: tuple[Outage, ...]) -> pl.DataFrame:
+    """Per point with outages, the `[lo_us, hi_us)` spans between them that it serves (null = unbounded)."""
+    down: dict[str, list[tuple[float, float]]] = {}
+    for name, start, end in outages:
+        lo = -math.inf if start is None else to_epoch_us(start)
+        hi = math.inf if end is None else to_epoch_us(end)
+        down.setdefault(name, []).append((lo, hi))
+    rows = []
+    for name, spans in down.items():
+        served_from = -math.inf
+        for lo, hi in sorted(spans):
+            if lo > served_from:
+                rows.append((name, served_from, lo))
+            served_from = max(served_from, hi)
+        if served_from < math.inf:
+            rows.append((name, served_from, math.inf))
+    bounded = [
+        (name, None if math.isinf(lo) else lo, None if math.isinf(hi) else hi) for name, lo, hi in rows
+    ]
+    return pl.DataFrame(bounded, schema={"name": pl.Utf8, "lo_us": pl.Int64, "hi_us": pl.Int64}, orient="row")
+
+
+@lru_cache(maxsize=32)
+def _outage_table(
+    site: str, n_points: int, interval: int | None, configured_fraction: float, outages: tuple[Outage, ...]
+) -> pl.DataFrame:
+    """The point table with one row per served span (`lo_us`, `hi_us`), sorted by point then span.
+
+    A point with outages gets a row per span it serves, none if it never has data; split rows share the
+    point's `point` index, so the serving order stays point-major.
+    """
+    table = _point_table(site, n_points, interval, configured_fraction)
+    down = pl.col("name").is_in([name for name, _, _ in outages])
+    unbounded = table.filter(~down).with_columns(lo_us=pl.lit(None, pl.Int64), hi_us=pl.lit(None, pl.Int64))
+    split = table.join(_served_spans(outages), on="name")
+    return pl.concat([unbounded, split]).sort("point", "lo_us", nulls_last=False)
+
+
 def _table(cfg: SimulatorConfig, site: str) -> pl.DataFrame:
     if site not in cfg.sites:
         raise ValueError(f"unknown site: {site!r}")
-    return _point_table(site, cfg.points, cfg.interval, cfg.configured_fraction)
+    return _outage_table(site, cfg.points, cfg.interval, cfg.configured_fraction, cfg.outages)
 
 
 def _scramble() -> pl.Expr:
@@ -261,11 +299,21 @@ def _ceil_div(numerator: pl.Expr | int, denominator: pl.Expr) -> pl.Expr:
 
 
 def _layout(table: pl.DataFrame, start_us: int, end_us: int, raw: bool) -> pl.LazyFrame:
-    """Per point: its first sample index in the window and how many rows (samples or buckets) it serves."""
+    """Per span row: its first sample index in the window, how many rows (samples or buckets) it covers, and
+    `pos`, the serving-order position of the first of them.
+
+    Columns `s_us`/`e_us` are the window clamped to the row's span. Spans of one point cut apart by a short
+    outage may both hold samples of one 5-minute bucket: that bucket is served once, so the later row's
+    first bucket is `shared`, takes no position of its own and starts at the previous row's last one.
+    """
     interval_us = pl.col("interval_s") * _US
-    k_first = _ceil_div(pl.lit(start_us), interval_us)
-    k_end = _ceil_div(pl.lit(end_us), interval_us)
-    laid = table.lazy().with_columns(k_first=k_first, n=pl.max_horizontal(k_end - k_first, 0))
+    laid = table.lazy().with_columns(
+        s_us=pl.max_horizontal(pl.lit(start_us), pl.col("lo_us")),
+        e_us=pl.min_horizontal(pl.lit(end_us), pl.col("hi_us")),
+    )
+    k_first = _ceil_div(pl.col("s_us"), interval_us)
+    k_end = _ceil_div(pl.col("e_us"), interval_us)
+    laid = laid.with_columns(k_first=k_first, n=pl.max_horizontal(k_end - k_first, 0), shared=pl.lit(0))
     if not raw:
 
         def bucket_of(k: pl.Expr) -> pl.Expr:
@@ -280,23 +328,27 @@ def _layout(table: pl.DataFrame, start_us: int, end_us: int, raw: bool) -> pl.La
             .then(bucket_of(pl.col("k_first") + pl.col("n") - 1) - bucket_of(pl.col("k_first")) + 1)
             .otherwise(pl.col("n"))
         )
-        laid = laid.with_columns(n=buckets, b_first=bucket_of(pl.col("k_first")))
-    return laid.with_columns(cum=pl.col("n").cum_sum() - pl.col("n"))
+        last = pl.when(pl.col("n") > 0).then(bucket_of(pl.col("k_first") + pl.col("n") - 1))
+        previous_last = last.shift(1).forward_fill().over("point")
+        shared = (pl.col("n") > 0) & (bucket_of(pl.col("k_first")) == previous_last)
+        laid = laid.with_columns(
+            n=buckets, b_first=bucket_of(pl.col("k_first")), shared=shared.fill_null(False).cast(pl.Int64)
+        )
+    own = pl.col("n") - pl.col("shared")
+    return laid.with_columns(own=own, pos=own.cum_sum() - pl.col("n"))
 
 
-def _spans(
-    laid: pl.LazyFrame, start_us: int, end_us: int, raw: bool, offset: int, count: int
-) -> pl.LazyFrame:
-    lo = (offset - pl.col("cum")).clip(0, pl.col("n"))
-    hi = (offset + count - pl.col("cum")).clip(0, pl.col("n"))
+def _spans(laid: pl.LazyFrame, raw: bool, offset: int, count: int) -> pl.LazyFrame:
+    lo = (offset - pl.col("pos")).clip(0, pl.col("n"))
+    hi = (offset + count - pl.col("pos")).clip(0, pl.col("n"))
     spans = laid.with_columns(lo=lo, hi=hi).filter(pl.col("hi") > pl.col("lo"))
     by_sample = {"k_lo": pl.col("k_first") + pl.col("lo"), "k_hi": pl.col("k_first") + pl.col("hi")}
     if raw:
         return spans.with_columns(**by_sample)
     interval_us = pl.col("interval_s") * _US
     bucket_us = AGGREGATE_SECONDS * _US
-    t_lo = pl.max_horizontal((pl.col("b_first") + pl.col("lo")) * bucket_us, start_us)
-    t_hi = pl.min_horizontal((pl.col("b_first") + pl.col("hi")) * bucket_us, end_us)
+    t_lo = pl.max_horizontal((pl.col("b_first") + pl.col("lo")) * bucket_us, pl.col("s_us"))
+    t_hi = pl.min_horizontal((pl.col("b_first") + pl.col("hi")) * bucket_us, pl.col("e_us"))
     by_bucket = {"k_lo": _ceil_div(t_lo, interval_us), "k_hi": _ceil_div(t_hi, interval_us)}
     small = pl.col("interval_s") < AGGREGATE_SECONDS
     return spans.with_columns(
@@ -340,7 +392,7 @@ def _served_raw(samples: pl.LazyFrame, time_format: TimeFormat, bad_fraction: fl
 def _served_aggregates(samples: pl.LazyFrame, table: pl.DataFrame, time_format: TimeFormat) -> pl.LazyFrame:
     # Grouping on integers and joining the names back afterwards is several times faster than grouping
     # on the names: the strings never get exploded to one copy per raw sample.
-    names = table.lazy().select("point", "name", "name_json", "metadata_json", "seed")
+    names = table.lazy().select("point", "name", "name_json", "metadata_json", "seed").unique("point")
     return (
         samples.group_by("point", t=pl.col("t") // AGGREGATE_SECONDS * AGGREGATE_SECONDS, maintain_order=True)
         .agg(pl.col("value").mean().round(4))
@@ -364,8 +416,8 @@ def page_frame(
     """
     table = _table(cfg, site)
     laid = _layout(table, start_us, end_us, raw)
-    total = laid.select(pl.col("n").sum()).collect().item()
-    samples = _samples(_spans(laid, start_us, end_us, raw, offset, count))
+    total = laid.select(pl.col("own").sum()).collect().item()
+    samples = _samples(_spans(laid, raw, offset, count))
     served = (
         _served_raw(samples, cfg.time_format, cfg.faults.bad_value_fraction)
         if raw
@@ -377,10 +429,7 @@ def page_frame(
 
 def to_epoch_us(instant: str | datetime) -> int:
     """Microseconds since the epoch of an ISO 8601 instant (Z, offset, naive = UTC, fractions allowed)."""
-    moment = datetime.fromisoformat(instant) if isinstance(instant, str) else instant
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return (utc_instant(instant) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _whole_window(
