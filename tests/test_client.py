@@ -104,7 +104,9 @@ def test_site_names_are_percent_encoded_into_the_path() -> None:
     assert seen[0].url.raw_path == b"/api/sites/..%2Fx%20y%2Fz/weather"
 
 
-@pytest.mark.parametrize(("site", "raw"), [("..", b"/api/sites/%2E%2E/weather"), (".", b"/api/sites/%2E/weather")])
+@pytest.mark.parametrize(
+    ("site", "raw"), [("..", b"/api/sites/%2E%2E/weather"), (".", b"/api/sites/%2E/weather")]
+)
 def test_dot_site_names_are_not_resolved_away(site: str, raw: bytes) -> None:
     handler, seen = scripted(ok({"temp": {}}))
     with mock_client(handler) as client:
