@@ -203,5 +203,6 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
             console.print(table)
     landing = data_dir / "landing" / "timeseries"
     console.print(
-        f"\nOr query the Parquet landing directly: select count(*) from read_parquet('{landing}/**/*.parquet')"
+        "\nOr query the Parquet landing directly (the site_name column, not the encoded folder name):\n"
+        f"select site_name, count(*) from read_parquet('{landing}/*/*/*.parquet', hive_partitioning = false) group by 1"
     )
