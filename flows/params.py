@@ -36,7 +36,8 @@ class EtlParams(SiteParams):
         default=None, description="File with one point name or pattern per line."
     )
     points_from_api: bool = Field(
-        default=True, description="Keep the site's configured points (collect_enabled)."
+        default=False,
+        description="Keep the site's configured points (collect_enabled); also what happens with no points given.",
     )
     window_hours: float = Field(
         default=24, gt=0, description="Window length; each window is a task and a checkpoint."
@@ -44,6 +45,12 @@ class EtlParams(SiteParams):
     page_size: int = Field(default=100_000, ge=1, le=100_000, description="Samples per API page.")
     force: bool = Field(default=False, description="Re-extract windows that are already complete.")
     transform: bool = Field(default=True, description="Run dbt build after extracting.")
+
+    @model_validator(mode="after")
+    def _one_points_source(self) -> EtlParams:
+        if sum((self.points is not None, self.points_file is not None, self.points_from_api)) > 1:
+            raise ValueError("give only one of points, points_file and points_from_api")
+        return self
 
     @model_validator(mode="after")
     def _resolve_range(self) -> EtlParams:

@@ -62,6 +62,8 @@ def test_params_default_to_the_previous_utc_day() -> None:
     assert params.end.hour == 0 and params.end <= datetime.now(UTC)
     with pytest.raises(ValueError, match="before"):
         EtlParams(sites=["x"], start=END, end=START)
+    with pytest.raises(ValueError, match="only one of"):
+        EtlParams(sites=["x"], points=["*/ahu-1/*"], points_from_api=True)
 
 
 def test_daily_flow_lands_and_builds_both_sites(
