@@ -48,20 +48,16 @@ _SEED_SAMPLE = pl.Struct(
         "metadata": pl.String(),
     }
 )
-_SEED_SAMPLE_NO_METADATA = pl.Struct(
-    {"point_name": pl.String(), "timestamp": pl.String(), "value": pl.String(), "quality": pl.String()}
-)
 _PAGINATION = pl.Struct({"next_cursor": pl.String(), "has_more": pl.Boolean()})
 
 
-def _page_schema(seed_sample: pl.Struct) -> dict[str, pl.DataType]:
-    return {
-        "point_samples": pl.List(_REAL_SAMPLE),
-        "data": pl.List(seed_sample),
-        "next_cursor": pl.String(),
-        "has_more": pl.Boolean(),
-        "pagination": _PAGINATION,
-    }
+_PAGE_SCHEMA = {
+    "point_samples": pl.List(_REAL_SAMPLE),
+    "data": pl.List(_SEED_SAMPLE),
+    "next_cursor": pl.String(),
+    "has_more": pl.Boolean(),
+    "pagination": _PAGINATION,
+}
 
 
 @dataclass(frozen=True)
@@ -124,12 +120,9 @@ def _decode_compact_real(body: bytes) -> RawPage | None:
 
 def _decode_any(body: bytes) -> RawPage:
     try:
-        envelope = pl.read_json(io.BytesIO(body), schema=_page_schema(_SEED_SAMPLE))
-        seed_metadata: pl.Series | None = None
+        envelope = pl.read_json(io.BytesIO(body), schema=_PAGE_SCHEMA)
     except pl.exceptions.PolarsError:
-        # Seed-shape metadata may be a JSON object rather than a string; a String schema cannot hold it,
-        # so read without it and re-encode the inferred structs to JSON text (slower, seed shape only).
-        envelope, seed_metadata = _decode_with_object_metadata(body)
+        return _decode_irregular(body)
     if envelope.height != 1:
         raise InvalidBodyError(f"timeseries page is not a JSON object ({len(body)} bytes)")
     # Only the small fields go through Python: `row()` on the sample lists would build 100k dicts per page.
@@ -150,8 +143,6 @@ def _decode_any(body: bytes) -> RawPage:
         next_cursor, has_more = row["next_cursor"], row["has_more"]
     elif row["seed"]:
         samples = envelope.select(pl.col("data").explode(empty_as_null=False)).unnest("data")
-        if seed_metadata is not None:
-            samples = samples.with_columns(metadata=seed_metadata)
         pagination = row["pagination"] or {}
         next_cursor, has_more = pagination.get("next_cursor"), pagination.get("has_more")
     else:
@@ -165,18 +156,45 @@ def _decode_any(body: bytes) -> RawPage:
     )
 
 
-def _decode_with_object_metadata(body: bytes) -> tuple[pl.DataFrame, pl.Series]:
+def _decode_irregular(body: bytes) -> RawPage:
+    """Valid JSON that the typed readers cannot hold, such as an object or array where text or a number is
+    expected (seed-shape `metadata` objects, or a malformed `value`): read with the json module, every sample
+    field as JSON text, so each sample is still kept or rejected with a reason. A Python loop, but only for
+    such pages; truncated or malformed JSON raises InvalidBodyError, which the client retries."""
     try:
-        envelope = pl.read_json(io.BytesIO(body), schema=_page_schema(_SEED_SAMPLE_NO_METADATA))
-        inferred = pl.read_json(io.BytesIO(body), infer_schema_length=None)
-        metadata = inferred.select(pl.col("data").explode().struct.field("metadata")).to_series()
-    except pl.exceptions.PolarsError as exc:
+        page = json.loads(body)
+    except ValueError as exc:
+        raise InvalidBodyError(f"timeseries page is not valid JSON ({len(body)} bytes): {exc}") from exc
+    if not isinstance(page, dict):
+        raise InvalidBodyError(f"timeseries page is not a JSON object ({len(body)} bytes)")
+    keys: tuple[str | None, ...]
+    if isinstance(page.get("point_samples"), list):
+        records, keys = page["point_samples"], ("name", "time", "value", None, None)
+        next_cursor, has_more = page.get("next_cursor"), page.get("has_more")
+    elif isinstance(page.get("data"), list):
+        records, keys = page["data"], ("point_name", "timestamp", "value", "quality", "metadata")
+        pagination = page["pagination"] if isinstance(page.get("pagination"), dict) else {}
+        next_cursor, has_more = pagination.get("next_cursor"), pagination.get("has_more")
+    else:
         raise InvalidBodyError(
-            f"timeseries page is not valid JSON ({len(body)} bytes): {exc}".splitlines()[0]
-        ) from exc
-    if metadata.dtype != pl.String():
-        metadata = metadata.to_frame().select(pl.col("metadata").struct.json_encode()).to_series()
-    return envelope, metadata
+            f"timeseries page has neither 'point_samples' nor 'data' ({len(body)} bytes): not an ACE IoT API response"
+        )
+    columns = {
+        column: [_as_text(r.get(key)) if key and isinstance(r, dict) else None for r in records]
+        for column, key in zip(RAW_COLUMNS, keys, strict=True)
+    }
+    return RawPage(
+        samples=pl.DataFrame(columns, schema=RAW_SCHEMA),
+        next_cursor=_as_text(next_cursor) or None,
+        has_more=bool(has_more) if has_more is not None else next_cursor is not None,
+    )
+
+
+def _as_text(value: object) -> str | None:
+    """A JSON value as the typed readers spell it in a text column: strings as is, the rest as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
 
 
 UTC_US = pl.Datetime("us", "UTC")

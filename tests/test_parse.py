@@ -220,6 +220,30 @@ def test_seed_shape_keeps_quality_and_metadata() -> None:
     assert rows.kept.get_column("metadata")[1] == "{}"
 
 
+def test_objects_and_arrays_where_values_belong_are_rejected_not_fatal() -> None:
+    body = json.dumps(
+        {
+            "point_samples": [
+                {"name": "a", "time": "2024-03-01T00:00:00Z", "value": {"reading": 1}},
+                {"name": "b", "time": "2024-03-01T00:00:00Z", "value": [1, 2]},
+                {"name": "c", "time": "2024-03-01T00:00:00Z", "value": 2.5},
+                7,
+            ],
+            "next_cursor": "next",
+            "has_more": True,
+        }
+    ).encode()
+    page = decode_timeseries_page(body)
+    assert (page.next_cursor, page.has_more) == ("next", True)
+    rows = normalize(page.samples)
+    assert rows.kept.select("point_name", "value").rows() == [("c", 2.5)]
+    assert rows.rejects.select("point_name", "value_raw", "reason").rows() == [
+        ("a", '{"reading":1}', "non_numeric_value"),
+        ("b", "[1,2]", "non_numeric_value"),
+        (None, None, "missing_point_name"),
+    ]
+
+
 def field(value: object, units: str) -> dict[str, object]:
     return {"name": "x", "value": value, "time": "2024-03-01T10:00:00Z", "units": units, "source": "owm"}
 
