@@ -132,7 +132,7 @@ def run(
     ] = 24.0,
     max_requests_per_minute: Annotated[
         float,
-        typer.Option(min=0.1, help="Client-side rate limit shared by every window and site of the run."),
+        typer.Option(min=1, help="Client-side rate limit shared by every window and site of the run."),
     ] = 100.0,
     no_transform: Annotated[
         bool, typer.Option("--no-transform", help="Only extract and land; skip dbt build.")

@@ -15,7 +15,7 @@ class SiteParams(BaseModel):
     """What every flow needs: which sites, how hard to hit the API, where the data lives."""
 
     sites: list[str] = Field(min_length=1, description="Site names as in FlightDeck.")
-    max_requests_per_minute: float = Field(default=100, gt=0, description="Shared client-side rate limit.")
+    max_requests_per_minute: float = Field(default=100, ge=1, description="Shared client-side rate limit.")
     data_dir: Path | None = Field(default=None, description="Data dir; default ACE_ETL_DATA_DIR or ./data.")
 
     @field_validator("sites")
