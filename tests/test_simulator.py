@@ -370,6 +370,11 @@ def test_invalid_outages_are_refused(outage: tuple[str, str | None, str | None],
         replace(BASE, outages=(outage,))
 
 
+def test_an_outage_of_an_unknown_point_is_refused() -> None:
+    with pytest.raises(ValueError, match="outage names no served point: demo-site/ahu-1/typo"):
+        Simulator(replace(BASE, outages=(("demo-site/ahu-1/typo", None, None),)))
+
+
 # --- other endpoints --------------------------------------------------------------------------
 
 
@@ -653,7 +658,9 @@ def test_cli_help_teaches_every_option() -> None:
         assert option in result.output
 
 
-@pytest.mark.parametrize("outage", ["demo-site/ahu-1/sa_temp@2026-11-27", "demo-site/ahu-1/sa_temp@soon/"])
+@pytest.mark.parametrize(
+    "outage", ["demo-site/ahu-1/sa_temp@2026-11-27", "demo-site/ahu-1/sa_temp@soon/", "demo-site/ahu-1/typo"]
+)
 def test_cli_refuses_a_malformed_outage(outage: str) -> None:
     from ace_etl.cli import app
 

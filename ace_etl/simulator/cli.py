@@ -187,11 +187,11 @@ def simulator(
                 rate_period=rate_period,
             ),
         )
+        sim = Simulator(config)
     except ValueError as error:
         typer.echo(f"ace-etl simulator: {error}", err=True)
         raise typer.Exit(2) from error
 
-    sim = Simulator(config)
     try:
         sim.start()
     except OSError as error:

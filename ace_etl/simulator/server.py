@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ace_etl.simulator.api import Api, Reply, json_reply
 from ace_etl.simulator.config import SimulatorConfig
+from ace_etl.simulator.data import site_points
 from ace_etl.simulator.faults import FaultPlan, Verdict
 
 _AUTH_ERROR = "missing or invalid API key: send the header Authorization: Bearer <key>"
@@ -110,6 +111,7 @@ class Simulator:
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
+        _check_outages(self.config)
         self._api = Api(self.config)
         self._plan = FaultPlan(self.config.faults)
         self._log: list[dict[str, Any]] = []
@@ -255,3 +257,17 @@ def _write(handler: _Handler, reply: Reply, *, announced: int, sent: bytes) -> N
 def _bearer(header: str) -> str:
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _check_outages(config: SimulatorConfig) -> None:
+    """A misspelt outage would silently plant nothing; name the unknown points instead."""
+    names = {
+        point.name
+        for site in config.sites
+        for point in site_points(site, config.points, config.interval, config.configured_fraction)
+    }
+    unknown = sorted({outage[0] for outage in config.outages} - names)
+    if unknown:
+        raise ValueError(
+            f"outage names no served point: {', '.join(unknown)} (names are site/device/point, e.g. {min(names)})"
+        )
