@@ -48,23 +48,90 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+_INTERRUPTED = "interrupted; completed pages are checkpointed, re-run the same command to resume"
+# After Ctrl-C, workers stop at their next page or wait; one blocked in a slow request is not waited for.
+_STOP_GRACE_S = 1.5
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """First Ctrl-C: ask every worker to stop and exit within 2 s whatever they do; the checkpoints are
+    consistent at any instant (files first, then the checkpoint), so nothing is lost. Second: exit now."""
+    import os
+    import threading
+
+    from extract import cancel
+
+    if cancel.requested():
+        os._exit(130)
+    cancel.request()
+    typer.echo("stopping... (Ctrl-C again to quit at once)", err=True)
+
+    def give_up() -> None:
+        typer.echo(f"error: {_INTERRUPTED}", err=True)
+        os._exit(130)
+
+    timer = threading.Timer(_STOP_GRACE_S, give_up)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
+
+
 def handles_errors(func: F) -> F:
-    """Turn the library's typed errors into a one-line message and the documented exit status."""
+    """Turn every failure into one line on stderr and the documented exit status: the library's typed
+    errors, invalid settings, and file-system problems (read-only or damaged data dir). Never a traceback."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from extract.errors import AceEtlError
+        import logging
+        import signal
 
+        from pydantic import ValidationError
+
+        from extract.errors import AceEtlError
+        from extract.redact import redact
+
+        signal.signal(signal.SIGINT, _on_interrupt)
+        _log_to_stderr(logging.getLogger("extract"))
         try:
             return func(*args, **kwargs)
         except AceEtlError as exc:
-            raise _fail(str(exc), exc.exit_code) from None
+            raise _fail(redact(str(exc)), exc.exit_code) from None
         except KeyboardInterrupt:
+            raise _fail(_INTERRUPTED, 1) from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "settings"
+            raise _fail(f"invalid setting {where}: {first['msg']}", 2) from None
+        except OSError as exc:
+            target = f" {exc.filename}" if exc.filename else ""
             raise _fail(
-                "interrupted; completed pages are checkpointed, re-run the same command to resume", 1
+                f"cannot use{target}: {exc.strerror or exc}; check the data dir (--data-dir / ACE_ETL_DATA_DIR) "
+                "exists, is writable and holds folders where folders belong",
+                1,
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _log_to_stderr(logger: Any) -> None:
+    """The library's warnings (retries, waits for another run, quarantined state) as one line each."""
+    import logging
+
+    from extract.redact import redact
+
+    if any(getattr(h, "_ace_etl", False) for h in logger.handlers):
+        return
+
+    class OneLine(logging.Handler):
+        _ace_etl = True
+
+        def emit(self, record: logging.LogRecord) -> None:
+            typer.echo(
+                f"{record.levelname.lower()}: {redact(' '.join(record.getMessage().split()))}", err=True
+            )
+
+    logger.addHandler(OneLine(logging.WARNING))
+    logger.setLevel(logging.INFO)
 
 
 def parse_when(value: str | None, option: str) -> datetime | None:
@@ -155,7 +222,7 @@ def run(
     span = resolve_range(parse_when(start, "--start"), parse_when(end, "--end"), datetime.now(UTC))
     settings = Settings()
     options = RunOptions(
-        sites=tuple(site),
+        sites=tuple(dict.fromkeys(site)),
         start=span.start,
         end=span.end,
         points=points.split(",") if points is not None else points_file,

@@ -1,90 +1,146 @@
-"""Per-window progress in `state/`: where to resume, and the counts so far.
+"""Per-window state in `state/checkpoints/`: where an attempt stands, its counts, and its manifest.
 
-Saved after every landed page (the page's files first, then this), atomically, so after a crash the saved
-cursor always points at the first page whose files may be missing or partial. Re-fetching that page
-rewrites the same deterministic file names, which is what makes resume exact.
+A checkpoint names one attempt at one window of one site and moves through three states:
+- `landing`: pages are being staged; saved after every page (files first, then this), atomically, so after
+  a crash the saved cursor points at the first page whose files may be missing or partial.
+- `publishing`: every page is staged; the manifest (`files`, landing paths) is final and the commit moves
+  it into the landing and removes the files it replaces. A crash here is finished by the next run.
+- `complete`: the landing holds exactly the manifest's files for this window.
+
+The checkpoint also records the selection it was extracted for (`names`, `patterns`): a window complete
+for some points is not complete for others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any, Literal
 
-from extract.landing import checkpoint_path
+from extract.landing import CHECKPOINTS, checkpoint_path, site_dir
 from extract.parse import PageRows
+from extract.points import PointSelector
+from extract.quarantine import quarantine
 from extract.storage import Storage
 from extract.windows import Window
 
-_VERSION = 1
+_VERSION = 2
+
+State = Literal["landing", "publishing", "complete"]
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Progress of one (site, window). `next_page` is also the number of pages landed so far.
+    """Progress of one attempt at a (site, window). `next_page` is also the number of pages staged so far.
 
-    `page_size` and `selection` record the query the cursor belongs to: a resume with different ones must
-    start over, since the cursor is bound to its query and the landed rows to the old selection.
+    `page_size` and the selection record the query the cursor belongs to: a resume with other ones must
+    start over, since the cursor is bound to its query and the staged rows to the old selection.
     """
 
     site: str
     window: Window
     page_size: int
-    selection: str
-    complete: bool = False
+    attempt: str
+    names: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    state: State = "landing"
     next_cursor: str | None = None
     next_page: int = 0
     records_fetched: int = 0
     records_kept: int = 0
     records_filtered: int = 0
     records_rejected: int = 0
+    files: tuple[str, ...] = field(default=())
 
-    def after_page(self, rows: PageRows, *, next_cursor: str | None, has_more: bool) -> Checkpoint:
-        """The progress once a page's rows have landed."""
+    @classmethod
+    def start(
+        cls, site: str, window: Window, page_size: int, attempt: str, selector: PointSelector
+    ) -> Checkpoint:
+        return cls(site, window, page_size, attempt, tuple(sorted(selector.names)), tuple(selector.patterns))
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete"
+
+    @property
+    def selector(self) -> PointSelector:
+        return PointSelector(frozenset(self.names), self.patterns)
+
+    def after_page(
+        self, rows: PageRows, files: list[str], *, next_cursor: str | None, has_more: bool
+    ) -> Checkpoint:
+        """The progress once a page's rows are staged; the last page moves it to `publishing`."""
+        last = not has_more or next_cursor is None
         return replace(
             self,
-            complete=not has_more or next_cursor is None,
-            next_cursor=next_cursor if has_more else None,
+            state="publishing" if last else "landing",
+            next_cursor=None if last else next_cursor,
             next_page=self.next_page + 1,
             records_fetched=self.records_fetched + rows.fetched,
             records_kept=self.records_kept + rows.kept.height,
             records_filtered=self.records_filtered + rows.filtered,
             records_rejected=self.records_rejected + rows.rejects.height,
+            files=(*self.files, *files),
         )
 
-    def resumes(self, *, page_size: int, selection: str) -> bool:
+    def resumes(self, *, page_size: int, selector: PointSelector) -> bool:
         """Whether an unfinished checkpoint can be continued by a run with these settings."""
-        return not self.complete and self.page_size == page_size and self.selection == selection
+        return (
+            self.state == "landing"
+            and self.page_size == page_size
+            and self.selector.fingerprint == selector.fingerprint
+        )
 
     def to_json(self) -> bytes:
-        fields = asdict(self)
-        fields["window"] = {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()}
+        fields = {
+            **self.__dict__,
+            "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+        }
         return json.dumps({"version": _VERSION, **fields}, indent=1, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Checkpoint:
-        fields = json.loads(data)
-        if fields.pop("version", None) != _VERSION:
-            raise ValueError("unknown checkpoint version")
-        window = fields.pop("window")
-        return cls(
-            window=Window(datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])),
-            **fields,
-        )
+        """Raises ValueError for anything that is not a checkpoint this version wrote."""
+        try:
+            fields = json.loads(data)
+            if not isinstance(fields, dict) or fields.pop("version", None) != _VERSION:
+                raise ValueError("not a version-2 checkpoint")
+            window = fields.pop("window")
+            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+            checkpoint = cls(
+                window=Window(datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])),
+                **values,
+            )
+        except (TypeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"malformed checkpoint: {exc}") from exc
+        if checkpoint.state not in ("landing", "publishing", "complete"):
+            raise ValueError(f"unknown checkpoint state {checkpoint.state!r}")
+        return checkpoint
 
 
-def load_checkpoint(storage: Storage, site: str, window: Window) -> Checkpoint | None:
-    """The saved progress, or None when there is none or it cannot be read (the window then starts over)."""
-    try:
-        checkpoint = Checkpoint.from_json(storage.read_bytes(checkpoint_path(site, window)))
-    except (FileNotFoundError, ValueError, TypeError, KeyError):
-        return None
-    return checkpoint if checkpoint.site == site and checkpoint.window == window else None
+def load_checkpoints(storage: Storage, site: str) -> list[Checkpoint]:
+    """Every readable checkpoint of the site, in window order. A damaged one (empty, not JSON, another
+    version, another site, a folder where a file belongs) is moved to the quarantine with a warning: its
+    window is then not complete, so the next run of that range fetches it again."""
+    found = []
+    for path in storage.list(site_dir(CHECKPOINTS, site), "*.json"):
+        try:
+            checkpoint = Checkpoint.from_json(storage.read_bytes(path))
+            if checkpoint.site != site or checkpoint_path(site, checkpoint.window) != path:
+                raise ValueError("it belongs to another site or window")
+        except (ValueError, OSError) as exc:
+            with contextlib.suppress(FileNotFoundError):  # another run set it aside first
+                quarantine(storage, path, f"unreadable checkpoint: {exc}")
+            continue
+        found.append(checkpoint)
+    return sorted(found, key=lambda c: c.window)
 
 
 def save_checkpoint(storage: Storage, checkpoint: Checkpoint) -> None:
     storage.write_bytes_atomic(checkpoint_path(checkpoint.site, checkpoint.window), checkpoint.to_json())
 
 
-def clear_checkpoint(storage: Storage, site: str, window: Window) -> None:
-    storage.delete([checkpoint_path(site, window)])
+def clear_checkpoint(storage: Storage, checkpoint: Checkpoint) -> None:
+    storage.delete([checkpoint_path(checkpoint.site, checkpoint.window)])

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import stamina
 from pydantic import SecretStr
 
+from extract import cancel, redact
 from extract.config import Settings
 from extract.errors import (
     ApiError,
@@ -39,6 +40,10 @@ from extract.retry import DEFAULT_RETRY_POLICY, RetryPolicy, retry_after_seconds
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+# stamina's default hook logs a bare `stamina.retry_scheduled` line per retry; our hook below logs one
+# readable line instead (what, why, the wait).
+stamina.instrumentation.set_on_retry_hooks([])
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 
@@ -109,8 +114,9 @@ class AceClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        if not self._key.get_secret_value().strip():
-            raise ConfigError("empty API key: set ACEIOT_API_KEY to your ACE IoT API key")
+        redact.register(self._key.get_secret_value())
+        check_api_key(self._key.get_secret_value())
+        check_api_url(base_url)
         self.base_url = base_url
         self.retry_policy = retry_policy
         if rate_limiter is None and requests_per_minute is not None:
@@ -166,19 +172,15 @@ class AceClient:
         # decides each wait itself: the server's Retry-After when given, else the policy's backoff, and no
         # wait that would end past the deadline (stamina's own timeout only stops after such a wait).
         def wait_before_retry(exc: Exception) -> bool | float:
-            if not isinstance(exc, _Transient) or attempts >= policy.max_attempts:
+            if not isinstance(exc, _Transient) or attempts >= policy.max_attempts or cancel.requested():
                 return False
             wait = exc.retry_after if exc.retry_after is not None else policy.backoff(attempts)
             if time.monotonic() + wait >= started + policy.deadline:
                 return False
-            log.info(
-                "GET %s: %s; attempt %d of %d in %.2f s",
-                path,
-                exc.reason,
-                attempts + 1,
-                policy.max_attempts,
-                wait,
-            )
+            log.warning(
+                "retrying GET %s in %.1f s (attempt %d of %d): %s",
+                path, wait, attempts + 1, policy.max_attempts, exc.reason,
+            )  # fmt: skip
             return wait
 
         try:
@@ -287,9 +289,36 @@ class AceClient:
         return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
     def _one_line(self, text: str) -> str:
-        """Whitespace collapsed, shortened, and the key masked in case a server or library echoes it."""
-        line = " ".join(text.split()).replace(self._key.get_secret_value(), "***")
+        """Whitespace collapsed, shortened, and the key masked (in any form) in case a server or library
+        echoes it."""
+        line = redact.redact(" ".join(text.split()))
         return line if len(line) <= _MESSAGE_LIMIT else line[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def check_api_key(key: str) -> None:
+    """ConfigError, never naming the key, unless it is usable in a Bearer header as it is."""
+    if not key.strip():
+        raise ConfigError("empty API key: set ACEIOT_API_KEY to your ACE IoT API key")
+    if any(char.isspace() or not char.isprintable() for char in key) or not key.isascii():
+        raise ConfigError(
+            "ACEIOT_API_KEY contains whitespace, a control or a non-ASCII character (often a trailing newline "
+            "from a paste): set it to the key alone"
+        )
+
+
+def check_api_url(url: str) -> None:
+    """ConfigError unless `url` is an http(s) URL with a host."""
+    try:
+        parsed = urlsplit(url)
+        _ = parsed.port  # raises ValueError for a port that is not a number
+        valid = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+    except ValueError:
+        valid = False
+    if not valid or any(char.isspace() for char in url):
+        raise ConfigError(
+            f"ACEIOT_API_URL {redact.redact(url)!r} is not an http(s) URL with a host: set it to e.g. "
+            "https://flightdeck.aceiot.cloud/api"
+        )
 
 
 def _site_of(path: str) -> str:

@@ -52,3 +52,7 @@ class PaginationError(AceEtlError):
 
 class InvalidBodyError(AceEtlError):
     """A 200 response whose body is not the JSON we expect (truncated or malformed); retried."""
+
+
+class NoPointsError(AceEtlError):
+    """The site has no configured point to collect, so a run would land nothing and call it complete."""

@@ -1,13 +1,17 @@
 """Landing layout (DESIGN.md) and its writers: where each file goes and what it is called.
 
-Names are deterministic per (site, window, page): `<window key>_p<page>.parquet`, so re-landing a page
-replaces its files instead of adding to them. Timeseries files are split by the UTC date of each row's
-timestamp; a page's rejects go under the date of the window's start, since their timestamp may be unreadable.
-Site names are percent-encoded (`encode_site`), so whatever a site is called it stays one folder.
+Names are deterministic per (site, window, attempt, page): `<window key>_<attempt>_p<page>.parquet`. An
+attempt is one extraction of a window; its pages are written to a staging folder under `state/` and moved
+into the landing only when the whole window is there (`extract.commit`), together with the removal of the
+files of the attempts it replaces, so readers see one complete attempt per window. Timeseries files are
+split by the UTC date of each row's timestamp; a page's rejects go under the date of the window's start,
+since their timestamp may be unreadable. Site names are percent-encoded (`encode_site`), so whatever a site
+is called it stays one folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import date
 from urllib.parse import unquote
@@ -17,17 +21,29 @@ import polars as pl
 from extract.errors import ConfigError
 from extract.parse import PageRows
 from extract.storage import Storage
-from extract.windows import Window
+from extract.windows import Window, parse_compact_time
 
 TIMESERIES = "landing/timeseries"
 REJECTS = "landing/rejects"
 WEATHER = "landing/weather"
 POINTS = "landing/points"
 RUNS = "landing/runs"
+SELECTIONS = "landing/selections"
 CHECKPOINTS = "state/checkpoints"
+STAGING = "state/staging"
+LEASES = "state/leases"
+QUARANTINE = "quarantine"
+# The datasets whose files belong to a window attempt: committed and replaced together.
+WINDOW_DATASETS = (TIMESERIES, REJECTS, SELECTIONS)
+LANDING_DIRS = (TIMESERIES, REJECTS, WEATHER, POINTS, RUNS, SELECTIONS, LEASES)
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-_PAGE_FILE = re.compile(r"_p(\d+)\.parquet$")
+_TIME = r"\d{8}T\d{6}(?:\.\d{6})?Z"
+# `<start>_<end>[_<attempt>][_p<page>].parquet`; files of the first release had neither attempt nor page
+# marker for selections, and no attempt for pages: they still parse, so a re-extraction replaces them.
+_WINDOW_FILE = re.compile(rf"^({_TIME})_({_TIME})(?:_([0-9A-Za-z]+))?(?:_p\d+)?\.parquet$")
+# Folder and file names stay far below the usual 255-byte limit, whatever the site is called.
+_MAX_ENCODED = 120
 
 
 def encode_site(name: str) -> str:
@@ -37,11 +53,19 @@ def encode_site(name: str) -> str:
         raise ConfigError("site name must not be empty")
     encoded = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in name.encode("utf-8"))
     stripped = encoded.lstrip(".")
-    return "%2E" * (len(encoded) - len(stripped)) + stripped
+    encoded = "%2E" * (len(encoded) - len(stripped)) + stripped
+    if len(encoded) <= _MAX_ENCODED:
+        return encoded
+    # A long name keeps a readable head and gets a digest of the whole: unique, short, and the real name
+    # is in every file's site_name column.
+    head = encoded[:80]
+    head = head[: head.rfind("%")] if "%" in head[-2:] else head
+    return f"{head}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
 def decode_site(encoded: str) -> str:
-    return unquote(encoded, encoding="utf-8", errors="strict")
+    """The site name of a folder, or the folder name itself for a hashed long name (read `site_name`)."""
+    return encoded if "~" in encoded else unquote(encoded, encoding="utf-8", errors="strict")
 
 
 def site_dir(dataset: str, site: str) -> str:
@@ -49,16 +73,24 @@ def site_dir(dataset: str, site: str) -> str:
     return f"{dataset}/site_name={encode_site(site)}"
 
 
-def page_file(window: Window, page: int) -> str:
-    return f"{window.key}_p{page:06d}.parquet"
+def page_file(window: Window, attempt: str, page: int) -> str:
+    return f"{window.key}_{attempt}_p{page:06d}.parquet"
 
 
-def timeseries_path(site: str, day: date, window: Window, page: int) -> str:
-    return f"{site_dir(TIMESERIES, site)}/date={day.isoformat()}/{page_file(window, page)}"
+def timeseries_path(site: str, day: date, window: Window, attempt: str, page: int) -> str:
+    return f"{site_dir(TIMESERIES, site)}/date={day.isoformat()}/{page_file(window, attempt, page)}"
 
 
-def rejects_path(site: str, window: Window, page: int) -> str:
-    return f"{site_dir(REJECTS, site)}/date={window.start.date().isoformat()}/{page_file(window, page)}"
+def rejects_path(site: str, window: Window, attempt: str, page: int) -> str:
+    return (
+        f"{site_dir(REJECTS, site)}/date={window.start.date().isoformat()}/{page_file(window, attempt, page)}"
+    )
+
+
+def selection_path(site: str, window: Window, attempt: str) -> str:
+    return (
+        f"{site_dir(SELECTIONS, site)}/date={window.start.date().isoformat()}/{window.key}_{attempt}.parquet"
+    )
 
 
 def weather_path(site: str, day: date, stem: str) -> str:
@@ -78,22 +110,51 @@ def checkpoint_path(site: str, window: Window) -> str:
     return f"{site_dir(CHECKPOINTS, site)}/{window.key}.json"
 
 
-def window_files(storage: Storage, site: str, window: Window, *, from_page: int = 0) -> list[str]:
-    """The landed timeseries and rejects files of a window whose page number is `from_page` or more."""
-    pattern = f"date=*/{window.key}_p*.parquet"
-    found = [p for dataset in (TIMESERIES, REJECTS) for p in storage.list(site_dir(dataset, site), pattern)]
-    return [p for p in found if (m := _PAGE_FILE.search(p)) and int(m.group(1)) >= from_page]
+def lease_path(site: str) -> str:
+    return f"{LEASES}/site_name={encode_site(site)}.json"
 
 
-def write_page(storage: Storage, site: str, window: Window, page: int, rows: PageRows) -> list[str]:
-    """Land one page: kept rows split by UTC date, rejects in one file. Returns the paths written."""
+def staging_dir(site: str, attempt: str) -> str:
+    """Where an attempt's pages wait until the whole window is there; not under `landing/`, so unread."""
+    return f"{site_dir(STAGING, site)}/{attempt}"
+
+
+def staged(site: str, attempt: str, landing_path: str) -> str:
+    return f"{staging_dir(site, attempt)}/{landing_path}"
+
+
+def file_window(path: str) -> Window | None:
+    """The window a landed page or selection file belongs to, from its name; None for other files."""
+    match = _WINDOW_FILE.match(path.rsplit("/", 1)[-1])
+    if match is None:
+        return None
+    return Window(parse_compact_time(match.group(1)), parse_compact_time(match.group(2)))
+
+
+def window_files(storage: Storage, site: str, within: Window) -> list[str]:
+    """Every landed file of the site whose window overlaps `within`, whatever attempt wrote it."""
+    found = [
+        p for dataset in WINDOW_DATASETS for p in storage.list(site_dir(dataset, site), "date=*/*.parquet")
+    ]
+    return [
+        p
+        for p in found
+        if (w := file_window(p)) is not None and w.start < within.end and within.start < w.end
+    ]
+
+
+def write_page(
+    storage: Storage, site: str, window: Window, attempt: str, page: int, rows: PageRows
+) -> list[str]:
+    """Stage one page: kept rows split by UTC date, rejects in one file. Returns the landing paths the files
+    will have once committed (the staged copies are at `staged(site, attempt, path)`)."""
     written = []
     for day, part in split_by_date(rows.kept).items():
-        written.append(timeseries_path(site, day, window, page))
-        storage.write_parquet_atomic(written[-1], part)
+        written.append(timeseries_path(site, day, window, attempt, page))
+        storage.write_parquet_atomic(staged(site, attempt, written[-1]), part)
     if rows.rejects.height:
-        written.append(rejects_path(site, window, page))
-        storage.write_parquet_atomic(written[-1], rows.rejects)
+        written.append(rejects_path(site, window, attempt, page))
+        storage.write_parquet_atomic(staged(site, attempt, written[-1]), rows.rejects)
     return written
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import polars as pl
 
+from extract import cancel
 from extract.client import AceClient, RequestStats, format_time, site_path
 from extract.errors import PaginationError
 from extract.parse import RawPage, decode_timeseries_page
@@ -61,6 +62,7 @@ def iter_pages(
     number = first_page_number
     while True:
         params = base_params if cursor is None else {**base_params, "cursor": cursor}
+        cancel.check()
         raw, nbytes = client.get(path, params, _decode_sized, stats=stats)
         next_cursor = raw.next_cursor if raw.has_more else None
         if next_cursor in seen:

@@ -5,48 +5,43 @@ by one: `land_points`, `resolve_selector`, `extract_window`, `extract_weather`. 
 `extract.errors`; `run_extract` collects them per site and window instead, so one bad site does not stop the
 others, and `RunResult.raise_if_failed` re-raises the first.
 
-Per window: land a page's files, then save the checkpoint. A crash between the two re-fetches that page on
-the next run and rewrites the same file names; files of later pages left by an older attempt are removed
-before resuming, so any sequence of crashes and resumes lands exactly what one clean run would.
+Per window (`extract.attempt`): take the site's lease, plan against the checkpoints, stage pages with a
+checkpoint after each, commit. Any sequence of crashes, resumes, concurrent and forced runs lands exactly
+what one clean run would.
 """
 
 from __future__ import annotations
 
 import io
-import queue
-import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import polars as pl
 
-from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoint, save_checkpoint
+from extract.attempt import OnPage, covered, run_window
+from extract.checkpoint import Checkpoint, load_checkpoints
 from extract.client import AceClient, RequestStats
-from extract.errors import AuthError, ConfigError, CursorError
-from extract.landing import points_path, window_files, write_page, write_weather
+from extract.errors import AuthError, ConfigError, NoPointsError
+from extract.landing import points_path, write_weather
+from extract.lease import DEFAULT_WAIT_S, SiteLease
 from extract.metrics import Status, WindowResult, write_run_row
-from extract.pagination import MAX_PAGE_SIZE, Page, iter_pages
-from extract.parse import normalize_samples, parse_weather
+from extract.pagination import MAX_PAGE_SIZE
+from extract.parse import parse_weather
 from extract.points import PointSelector, configured_points_frame, enabled_point_names, read_points_file
+from extract.quarantine import quarantine
+from extract.redact import redact
 from extract.storage import Storage
 from extract.windows import Window, compact_time, split_windows
 
-T = TypeVar("T")
-
 # Points to keep: explicit names/patterns, a points file, or None for the API's enabled configured points.
 PointsSource = Sequence[str] | Path | None
-# Progress callback: (site, window, page number, samples fetched in that page).
-OnPage = Callable[[str, Window, int, int], None]
-
-# An expired cursor restarts its window; a server whose cursors expire faster than we can page would loop.
-MAX_CURSOR_RESTARTS = 3
 
 
 @dataclass(frozen=True)
@@ -103,23 +98,36 @@ def new_run_id(now: datetime | None = None) -> str:
 def land_points(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
     """Fetch the site's configured points and land them, replacing the previous list when it changed;
     returns the items. An unchanged list keeps its file (and `collected_at`), so a re-run that finds nothing
-    new leaves the warehouse exactly as it was."""
+    new leaves the warehouse exactly as it was. A damaged list is set aside and replaced."""
     items = client.configured_points(site)
     frame = configured_points_frame(items, site=site, collected_at=_now())
     path = points_path(site)
     if storage.exists(path):
-        landed = pl.read_parquet(io.BytesIO(storage.read_bytes(path)))
-        if landed.drop("collected_at").equals(frame.drop("collected_at")):
-            return items
+        try:
+            landed = pl.read_parquet(io.BytesIO(storage.read_bytes(path)))
+            if landed.drop("collected_at").equals(frame.drop("collected_at")):
+                return items
+        except Exception as exc:  # polars raises several types for a damaged file
+            quarantine(storage, path, f"unreadable points file: {_one_line(exc)}")
     storage.write_parquet_atomic(path, frame)
     return items
 
 
-def resolve_selector(points: PointsSource, configured: Sequence[Mapping[str, Any]] = ()) -> PointSelector:
+def resolve_selector(
+    points: PointsSource, configured: Sequence[Mapping[str, Any]] = (), *, site: str = ""
+) -> PointSelector:
     """The selection for a site: from `points` (names/patterns, `a,b,c` text, or a file), or, when None, the
-    site's configured points with `collect_enabled`. ConfigError when given points select nothing."""
+    site's configured points with `collect_enabled`. A selection that cannot keep anything is an error:
+    ConfigError when given points select nothing (or none of the site's configured points), NoPointsError
+    when the site has no enabled point."""
     if points is None:
-        return PointSelector.from_list(enabled_point_names(configured))
+        names = enabled_point_names(configured)
+        if not names:
+            raise NoPointsError(
+                f"site {site!r} has no configured points with collect_enabled ({len(configured)} configured): "
+                "enable points in FlightDeck, or name them with --points"
+            )
+        return PointSelector.from_list(names)
     if isinstance(points, Path):
         selector = PointSelector.from_list(read_points_file(points))
     else:
@@ -127,6 +135,13 @@ def resolve_selector(points: PointsSource, configured: Sequence[Mapping[str, Any
     if not selector:
         raise ConfigError(
             f"no points given in {points!r}: name points or patterns, or omit them to use the API's"
+        )
+    known = [str(item["name"]) for item in configured if item.get("name")]
+    if known and not selector.names and not selector.among(known):
+        sample = ", ".join(known[:3])
+        raise ConfigError(
+            f"the points selection matches none of site {site!r}'s {len(known)} configured points (e.g. {sample}): "
+            "check the names and patterns"
         )
     return selector
 
@@ -142,11 +157,15 @@ def extract_window(
     page_size: int = MAX_PAGE_SIZE,
     force: bool = False,
     on_page: OnPage | None = None,
+    configured: Sequence[str] = (),
+    lease_wait_s: float = DEFAULT_WAIT_S,
 ) -> WindowResult:
-    """Land one (site, window): resume from its checkpoint, skip it when complete (unless `force`), restart
-    it when its cursor is rejected. Writes the window's metrics row whatever happens; on failure the row
-    has status `failed` and the error is re-raised."""
-    result, error = _window(client, storage, site, window, selector, run_id, page_size, force, on_page)
+    """Land one (site, window) under the site's lease: resume from its checkpoint, skip it when complete
+    for the selection (unless `force`), restart it when its cursor is rejected. Writes the window's
+    metrics row whatever happens; on failure the row has status `failed` and the error is re-raised."""
+    result, error = _window(
+        client, storage, site, window, selector, run_id, page_size, force, on_page, configured, lease_wait_s
+    )
     if error is not None:
         raise error
     return result
@@ -162,6 +181,8 @@ def _window(
     page_size: int,
     force: bool,
     on_page: OnPage | None,
+    configured: Sequence[str],
+    lease_wait_s: float,
 ) -> tuple[WindowResult, Exception | None]:
     started, clock, stats = _now(), time.monotonic(), RequestStats()
 
@@ -170,18 +191,15 @@ def _window(
             storage, _window_result(run_id, site, window, status, progress, stats, started, clock, error)
         )
 
-    saved = load_checkpoint(storage, site, window)
-    if saved is not None and saved.complete and not force:
-        return result("skipped", saved), None
-    if saved is not None and (
-        force or not saved.resumes(page_size=page_size, selection=selector.fingerprint)
-    ):
-        saved = None
     try:
-        progress = _land_window(client, storage, site, window, selector, saved, page_size, stats, on_page)
+        with SiteLease(storage, site, run_id, wait_s=lease_wait_s) as lease:
+            outcome = run_window(
+                client, storage, lease, window, selector,
+                page_size=page_size, force=force, stats=stats, configured=configured, on_page=on_page,
+            )  # fmt: skip
     except Exception as exc:
-        return result("failed", load_checkpoint(storage, site, window), _one_line(exc)), exc
-    return result("complete", progress), None
+        return result("failed", None, _one_line(exc)), exc
+    return result(outcome.status, outcome.progress), None  # type: ignore[arg-type]
 
 
 def weather_due(storage: Storage, site: str, windows: Sequence[Window], *, force: bool = False) -> bool:
@@ -190,7 +208,8 @@ def weather_due(storage: Storage, site: str, windows: Sequence[Window], *, force
     leaves the warehouse unchanged."""
     if force:
         return True
-    return not all((c := load_checkpoint(storage, site, w)) is not None and c.complete for w in windows)
+    checkpoints = load_checkpoints(storage, site)
+    return not all(covered(checkpoints, w) for w in windows)
 
 
 def extract_weather(
@@ -227,6 +246,7 @@ def run_extract(
     on_page: OnPage | None = None,
     on_window: Callable[[WindowResult], None] | None = None,
     run_id: str | None = None,
+    lease_wait_s: float = DEFAULT_WAIT_S,
 ) -> RunResult:
     """Extract every site over `[start, end)`, split into windows of `window_hours`, with weather beside it.
 
@@ -237,8 +257,10 @@ def run_extract(
     `raise_if_failed`. An AuthError cancels what has not started.
     """
     windows = split_windows(start, end, window_hours)
+    sites = list(dict.fromkeys(sites))  # `--site a --site a` is one site, not two runs racing
     explicit = None if points is None else resolve_selector(points)
     result = RunResult(run_id=run_id or new_run_id())
+    configured: dict[str, list[str]] = {}
     queued: dict[str, deque[Window]] = {}
     selectors: dict[str, PointSelector] = {}
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="extract") as pool:
@@ -247,7 +269,8 @@ def run_extract(
         def next_window(site: str) -> None:
             if queued[site]:
                 w = queued[site].popleft()
-                args = (client, storage, site, w, selectors[site], result.run_id, page_size, force, on_page)
+                args = (client, storage, site, w, selectors[site], result.run_id, page_size, force, on_page,
+                        configured[site], lease_wait_s)  # fmt: skip
                 future = pool.submit(_window, *args)
                 tasks[future] = (site, "timeseries", w)
                 pending.add(future)
@@ -284,7 +307,15 @@ def run_extract(
                 next_window(site)
             elif what == "points":
                 result.points[site] = len(value)
-                selectors[site] = explicit if explicit is not None else resolve_selector(None, value)
+                configured[site] = [str(item["name"]) for item in value if item.get("name")]
+                try:
+                    selectors[site] = resolve_selector(
+                        points if explicit is not None else None, value, site=site
+                    )
+                except Exception as exc:
+                    result.failures.append(Failure(site, "points", exc))
+                    result.windows.extend(_failed_row(storage, result.run_id, site, w, exc) for w in windows)
+                    continue
                 queued[site] = deque(windows)
                 next_window(site)
             else:
@@ -307,142 +338,10 @@ def _stop_if_unauthorized(
 
 def _failed_row(storage: Storage, run_id: str, site: str, window: Window, exc: Exception) -> WindowResult:
     """The row of a window that could not start."""
-    progress = load_checkpoint(storage, site, window)
     row = _window_result(
-        run_id, site, window, "failed", progress, RequestStats(), _now(), time.monotonic(), _one_line(exc)
+        run_id, site, window, "failed", None, RequestStats(), _now(), time.monotonic(), _one_line(exc)
     )
     return _record(storage, row)
-
-
-def _land_window(
-    client: AceClient,
-    storage: Storage,
-    site: str,
-    window: Window,
-    selector: PointSelector,
-    progress: Checkpoint | None,
-    page_size: int,
-    stats: RequestStats,
-    on_page: OnPage | None,
-) -> Checkpoint:
-    restarts = 0
-    while True:
-        if progress is None:
-            # Forget the checkpoint before the files: a crash in between then also starts over.
-            clear_checkpoint(storage, site, window)
-            storage.delete(window_files(storage, site, window))
-            progress = Checkpoint(site, window, page_size, selector.fingerprint)
-        else:
-            storage.delete(window_files(storage, site, window, from_page=progress.next_page))
-        try:
-            return _land_pages(client, storage, selector, progress, stats, on_page)
-        except CursorError:
-            restarts += 1
-            if restarts > MAX_CURSOR_RESTARTS:
-                raise
-            progress = None
-
-
-def _land_pages(
-    client: AceClient,
-    storage: Storage,
-    selector: PointSelector,
-    progress: Checkpoint,
-    stats: RequestStats,
-    on_page: OnPage | None,
-) -> Checkpoint:
-    site, window = progress.site, progress.window
-    pages = iter_pages(
-        client,
-        site,
-        window.start,
-        window.end,
-        page_size=progress.page_size,
-        cursor=progress.next_cursor,
-        first_page_number=progress.next_page,
-        stats=stats,
-    )
-    with _Prefetched(pages) as ahead:
-        for page in ahead:
-            progress = _land_page(storage, selector, progress, page, on_page)
-            del page  # not alive while the next one is awaited
-    return progress
-
-
-def _land_page(
-    storage: Storage, selector: PointSelector, progress: Checkpoint, page: Page, on_page: OnPage | None
-) -> Checkpoint:
-    """Write the page's files, then the checkpoint that says they are there."""
-    site, window = progress.site, progress.window
-    rows = normalize_samples(page.samples, site=site, collected_at=_now(), window=window, selector=selector)
-    write_page(storage, site, window, page.number, rows)
-    progress = progress.after_page(rows, next_cursor=page.next_cursor, has_more=page.has_more)
-    save_checkpoint(storage, progress)
-    if on_page is not None:
-        on_page(site, window, page.number, rows.fetched)
-    return progress
-
-
-_DONE = object()
-
-
-class _Prefetched(Iterator[T]):
-    """Iterate `items` on a background thread, one item ahead, so fetching page n+1 overlaps landing page n.
-
-    The producer hands over an item and then waits until it is taken before fetching the next, and no frame
-    here keeps a reference to an item once it is handed out: with the consumer dropping its own, at most two
-    pages are alive per window, whatever the window's length. Use as a context manager, which stops the
-    producer when the consumer leaves early.
-    """
-
-    def __init__(self, items: Iterator[T]) -> None:
-        self._items = items
-        self._handoff: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=1)
-        self._taken = threading.Semaphore(0)
-        self._stop = threading.Event()
-        self._producer = threading.Thread(target=self._produce, name="prefetch", daemon=True)
-
-    def __enter__(self) -> _Prefetched[T]:
-        self._producer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._producer.join()
-
-    def __next__(self) -> T:
-        item, error = self._handoff.get()
-        self._taken.release()
-        if error is not None:
-            raise error
-        if item is _DONE:
-            raise StopIteration
-        return item  # type: ignore[return-value]
-
-    def _produce(self) -> None:
-        try:
-            for item in self._items:
-                if not (self._put((item, None)) and self._wait_taken()):
-                    return
-        except BaseException as exc:
-            self._put((_DONE, exc))
-            return
-        self._put((_DONE, None))
-
-    def _put(self, entry: tuple[object, BaseException | None]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._handoff.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _wait_taken(self) -> bool:
-        while not self._stop.is_set():
-            if self._taken.acquire(timeout=0.1):
-                return True
-        return False
 
 
 def _window_result(
@@ -484,7 +383,7 @@ def _record(storage: Storage, result: WindowResult) -> WindowResult:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = redact(" ".join(str(exc).split()))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -57,6 +57,21 @@ class PointSelector:
     def __len__(self) -> int:
         return len(self.names) + len(self.patterns)
 
+    def covers(self, other: PointSelector) -> bool:
+        """Whether data extracted with this selection holds everything `other` selects: each of its names
+        is matched here, and each of its patterns is one of ours (a pattern may match points that only the
+        data names, so a different pattern is never assumed covered)."""
+        return all(self.matches(name) for name in other.names) and set(other.patterns) <= set(self.patterns)
+
+    def union(self, other: PointSelector) -> PointSelector:
+        return PointSelector(
+            self.names | other.names, tuple(dict.fromkeys((*self.patterns, *other.patterns)))
+        )
+
+    def among(self, names: Iterable[str]) -> list[str]:
+        """The given names (e.g. the site's configured points) that this selection keeps, sorted."""
+        return sorted(name for name in set(names) if self.matches(name))
+
     @property
     def fingerprint(self) -> str:
         """Short stable digest of the selection; a checkpoint made under another selection is not resumed."""

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 
+from extract import cancel
 from extract.errors import ConfigError
 
 # The server stamps a request later than we take its slot (connection setup, TLS, queueing), so two
@@ -51,7 +52,7 @@ class RateLimiter:
                     return
                 delay = self._sent[0] + window - now
             # Sleep without the lock so other threads can still check; whoever wakes first takes the slot.
-            time.sleep(delay)
+            cancel.sleep(delay)
 
 
 _SHARED: dict[tuple[float, float], RateLimiter] = {}

@@ -7,10 +7,14 @@ are atomic: a reader (or a crash) sees the old file, the new file, or no file, n
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import socket
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Final, Protocol
 
@@ -52,6 +56,27 @@ class Storage(Protocol):
 
     def uri(self, rel_path: str = "") -> str:
         """Full path or URL of `rel_path`, for readers such as DuckDB and Polars."""
+        ...
+
+    def rename(self, src: str, dst: str) -> None:
+        """Move a file, replacing `dst`; readers see `dst` whole or not at all."""
+        ...
+
+    def read_versioned(self, rel_path: str) -> tuple[bytes, str] | None:
+        """The file's content and an opaque version that changes with every write; None if absent."""
+        ...
+
+    def write_if(self, rel_path: str, data: bytes, version: str | None) -> str | None:
+        """Compare-and-swap: write `data` only if the file is still at `version` (None: only if absent).
+        Returns the new version, or None when someone else wrote first. Leases are built on this."""
+        ...
+
+    def delete_if(self, rel_path: str, version: str) -> bool:
+        """Remove the file only if it is still at `version`."""
+        ...
+
+    def clean_temporaries(self, prefix: str) -> int:
+        """Remove the temporary files that writers killed mid-write left under `prefix`; returns how many."""
         ...
 
 
@@ -96,6 +121,61 @@ class LocalStorage:
     def uri(self, rel_path: str = "") -> str:
         return str(self._path(rel_path)) if rel_path else str(self.root)
 
+    def rename(self, src: str, dst: str) -> None:
+        final = self._path(dst)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path(src), final)
+        _fsync_path(final.parent)
+
+    def read_versioned(self, rel_path: str) -> tuple[bytes, str] | None:
+        path = self._path(rel_path)
+        try:
+            with path.open("rb") as file:
+                # Every write replaces the inode (temp file + rename), so (inode, mtime, size) names a write.
+                stat = os.fstat(file.fileno())
+                return file.read(), f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def write_if(self, rel_path: str, data: bytes, version: str | None) -> str | None:
+        with self._locked(rel_path):
+            current = self.read_versioned(rel_path)
+            if (current[1] if current else None) != version:
+                return None
+            self.write_bytes_atomic(rel_path, data)
+            written = self.read_versioned(rel_path)
+            return written[1] if written else None
+
+    def delete_if(self, rel_path: str, version: str) -> bool:
+        with self._locked(rel_path):
+            current = self.read_versioned(rel_path)
+            if current is None or current[1] != version:
+                return False
+            self._path(rel_path).unlink(missing_ok=True)
+            return True
+
+    def clean_temporaries(self, prefix: str) -> int:
+        base = self._path(prefix)
+        removed = 0
+        for tmp in base.rglob(".*.tmp") if base.is_dir() else ():
+            if _abandoned(tmp):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    @contextmanager
+    def _locked(self, rel_path: str) -> Iterator[None]:
+        # An flock on a sidecar file makes compare-and-swap atomic between processes on this machine
+        # (an object store does the same with conditional requests).
+        final = self._path(rel_path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with final.with_name(f".{final.name}.lock").open("a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def _path(self, rel_path: str) -> Path:
         parts = PurePosixPath(rel_path).parts
         # Defence in depth: landing.py already encodes names, but nothing may ever escape the root.
@@ -106,8 +186,9 @@ class LocalStorage:
     def _write_atomic(self, rel_path: str, write: _Writer) -> None:
         final = self._path(rel_path)
         final.parent.mkdir(parents=True, exist_ok=True)
-        # A hidden name: listings and readers' `*.parquet` globs skip it even if a crash leaves it behind.
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+        # A hidden name: listings and readers' `*.parquet` globs skip it even if a crash leaves it behind,
+        # and the next run removes it once its writer is gone (`clean_temporaries`).
+        tmp = final.with_name(temporary_name(final.name))
         try:
             write(tmp)
             _fsync_path(tmp)
@@ -120,6 +201,46 @@ class LocalStorage:
 
 class _Writer(Protocol):
     def __call__(self, tmp: Path, /) -> object: ...
+
+
+# Dots would make the name ambiguous to split.
+_HOST = socket.gethostname().replace(".", "-")
+# A temporary file whose writer cannot be checked (another machine) is abandoned after this long.
+_FOREIGN_TMP_AGE_S = 3600.0
+
+
+def host_name() -> str:
+    """This machine's name as leases and temporary files record it."""
+    return _HOST
+
+
+def temporary_name(name: str) -> str:
+    """`.<name>.<host>.<pid>.<random>.tmp`: hidden, unique, and naming its writer so that a later run can
+    tell a file a killed process left from one being written right now."""
+    return f".{name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+def _abandoned(tmp: Path) -> bool:
+    parts = tmp.name.rsplit(".", 4)
+    if len(parts) == 5 and parts[1] == _HOST and parts[2].isdigit():
+        return not process_alive(int(parts[2]))
+    try:
+        return time.time() - tmp.stat().st_mtime > _FOREIGN_TMP_AGE_S
+    except OSError:
+        return False
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_path(path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,19 +38,37 @@ def compact_time(moment: datetime) -> str:
     return utc.strftime("%Y%m%dT%H%M%S") + (f".{utc.microsecond:06d}" if utc.microsecond else "") + "Z"
 
 
+def parse_compact_time(text: str) -> datetime:
+    """The inverse of `compact_time`."""
+    layout = "%Y%m%dT%H%M%S.%fZ" if "." in text else "%Y%m%dT%H%M%SZ"
+    return datetime.strptime(text, layout).replace(tzinfo=UTC)
+
+
 def as_utc(moment: datetime) -> datetime:
     """A naive datetime is taken as UTC (the DESIGN.md rule for timestamps without offset)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+# Bounds that keep a run's plan small and its state files few; far beyond any real need.
+MAX_WINDOW_HOURS = 24 * 366
+MAX_WINDOWS = 100_000
+
+
 def split_windows(start: datetime, end: datetime, hours: float = 24) -> list[Window]:
     """Cut `[start, end)` into consecutive windows of `hours`, counted from `start`; the last may be shorter."""
-    if hours <= 0:
-        raise ConfigError(f"window length must be positive, got {hours} hours")
+    if not (math.isfinite(hours) and 0 < hours <= MAX_WINDOW_HOURS):
+        raise ConfigError(
+            f"window length must be more than 0 and at most {MAX_WINDOW_HOURS} hours, got {hours}"
+        )
     start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise ConfigError(f"empty range: start {start.isoformat()} is not before end {end.isoformat()}")
-    return list(_cut(start, end, timedelta(hours=hours)))
+    step = timedelta(hours=hours)
+    if (end - start) / step > MAX_WINDOWS:
+        raise ConfigError(
+            f"{(end - start) / step:,.0f} windows of {hours:g} h: at most {MAX_WINDOWS:,}; use longer --window-hours"
+        )
+    return list(_cut(start, end, step))
 
 
 def _cut(start: datetime, end: datetime, step: timedelta) -> Iterator[Window]:
@@ -67,7 +86,20 @@ def previous_utc_day(now: datetime) -> Window:
 
 def resolve_range(start: datetime | None, end: datetime | None, now: datetime) -> Window:
     """The range a run covers. Neither bound: the previous full UTC day. Only `start`: one day from it.
-    Only `end`: the day before it. Raises ConfigError when start is not before end."""
+    Only `end`: the day before it. Raises ConfigError when start is not before end, or not before now
+    (there is no data from the future to extract)."""
+    try:
+        window = _range(start, end, now)
+    except OverflowError:
+        raise ConfigError("the range reaches past the year 9999: give a start before now") from None
+    if window.start >= as_utc(now):
+        raise ConfigError(
+            f"start {window.start.isoformat()} is not in the past: the API has no data for it yet; give an earlier --start"
+        )
+    return window
+
+
+def _range(start: datetime | None, end: datetime | None, now: datetime) -> Window:
     if start is None and end is None:
         return previous_utc_day(now)
     if start is None:

@@ -6,10 +6,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 
-from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoint, save_checkpoint
+from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
 from extract.landing import checkpoint_path
 from extract.parse import REJECTS_SCHEMA, TIMESERIES_SCHEMA, PageRows
+from extract.points import PointSelector
+from extract.quarantine import quarantined
 from extract.storage import LocalStorage
 from extract.windows import Window
 
@@ -35,47 +38,77 @@ def page(kept: int, rejected: int, filtered: int) -> PageRows:
     )
 
 
-def test_progress_accumulates_and_completes() -> None:
-    start = Checkpoint("../x", WINDOW, 100, "sel")
-    first = start.after_page(page(5, 1, 2), next_cursor="c1", has_more=True)
-    second = first.after_page(page(3, 0, 0), next_cursor=None, has_more=False)
-    assert (first.next_page, first.next_cursor, first.complete) == (1, "c1", False)
-    assert (second.next_page, second.next_cursor, second.complete) == (2, None, True)
+SELECTOR = PointSelector.from_list(["a", "b*"])
+
+
+def test_progress_accumulates_and_moves_to_publishing() -> None:
+    start = Checkpoint.start("../x", WINDOW, 100, "att", SELECTOR)
+    first = start.after_page(page(5, 1, 2), ["f1"], next_cursor="c1", has_more=True)
+    second = first.after_page(page(3, 0, 0), ["f2"], next_cursor=None, has_more=False)
+    assert (first.next_page, first.next_cursor, first.state) == (1, "c1", "landing")
+    assert (second.next_page, second.next_cursor, second.state) == (2, None, "publishing")
+    assert second.files == ("f1", "f2") and not second.complete
     assert (
         second.records_fetched,
         second.records_kept,
         second.records_rejected,
         second.records_filtered,
-    ) == (
-        11,
-        8,
-        1,
-        2,
-    )
+    ) == (11, 8, 1, 2)
 
 
 def test_round_trip_through_storage(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
-    assert load_checkpoint(storage, "../x", WINDOW) is None
-    saved = Checkpoint("../x", WINDOW, 100, "sel").after_page(page(1, 0, 0), next_cursor="c", has_more=True)
+    assert load_checkpoints(storage, "../x") == []
+    saved = Checkpoint.start("../x", WINDOW, 100, "att", SELECTOR).after_page(
+        page(1, 0, 0), ["f"], next_cursor="c", has_more=True
+    )
     save_checkpoint(storage, saved)
-    assert load_checkpoint(storage, "../x", WINDOW) == saved
+    assert load_checkpoints(storage, "../x") == [saved]
     assert storage.list("state") == [checkpoint_path("../x", WINDOW)]
     assert (tmp_path / "state").is_dir() and not (tmp_path.parent / "x").exists()
-    clear_checkpoint(storage, "../x", WINDOW)
-    assert load_checkpoint(storage, "../x", WINDOW) is None
+    clear_checkpoint(storage, saved)
+    assert load_checkpoints(storage, "../x") == []
 
 
-def test_unreadable_checkpoint_means_start_over(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"null",
+        b'"a string"',
+        b"{not json",
+        bytes(range(256)),
+        b'{"version": 1, "complete": true}',
+        b"[]",
+    ],
+    ids=["empty", "null", "string", "broken", "random", "old", "list"],
+)
+def test_a_damaged_checkpoint_is_quarantined_not_trusted(tmp_path: Path, content: bytes) -> None:
     storage = LocalStorage(tmp_path)
-    storage.write_bytes_atomic(checkpoint_path("s", WINDOW), b"{not json")
-    assert load_checkpoint(storage, "s", WINDOW) is None
+    path = checkpoint_path("s", WINDOW)
+    storage.write_bytes_atomic(path, content)
+    assert load_checkpoints(storage, "s") == []
+    assert not storage.exists(path)
+    (moved,) = quarantined(storage)
+    assert moved.endswith(path) and storage.read_bytes(moved) == content
+    assert "unreadable checkpoint" in storage.read_bytes(moved + ".reason.txt").decode()
 
 
 def test_resume_only_with_the_same_query() -> None:
-    progress = Checkpoint("s", WINDOW, 100, "sel").after_page(page(1, 0, 0), next_cursor="c", has_more=True)
-    assert progress.resumes(page_size=100, selection="sel")
-    assert not progress.resumes(page_size=50, selection="sel")
-    assert not progress.resumes(page_size=100, selection="other")
-    done = progress.after_page(page(1, 0, 0), next_cursor=None, has_more=False)
-    assert not done.resumes(page_size=100, selection="sel")
+    progress = Checkpoint.start("s", WINDOW, 100, "att", SELECTOR).after_page(
+        page(1, 0, 0), [], next_cursor="c", has_more=True
+    )
+    assert progress.resumes(page_size=100, selector=SELECTOR)
+    assert not progress.resumes(page_size=50, selector=SELECTOR)
+    assert not progress.resumes(page_size=100, selector=PointSelector.from_list(["a"]))
+    done = progress.after_page(page(1, 0, 0), [], next_cursor=None, has_more=False)
+    assert not done.resumes(page_size=100, selector=SELECTOR)
+
+
+def test_a_selection_covers_what_it_would_have_kept() -> None:
+    everything = PointSelector.from_list(["a", "b1", "b2"])
+    assert everything.covers(PointSelector.from_list(["a", "b2"]))
+    assert not PointSelector.from_list(["a"]).covers(everything)
+    assert SELECTOR.covers(PointSelector.from_list(["b9", "a"]))  # the pattern kept any b*
+    assert not everything.covers(PointSelector.from_list(["b*"]))  # a pattern may match unlisted points
+    assert SELECTOR.union(PointSelector.from_list(["c"])).covers(PointSelector.from_list(["a", "b7", "c"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,9 +97,15 @@ def landed_rejects(storage: Storage) -> pl.DataFrame:
 
 
 def snapshot(storage: Storage) -> dict[str, pl.DataFrame]:
-    """Every landed timeseries and rejects file by path, minus `collected_at` (a wall-clock time)."""
+    """Every landed timeseries and rejects file by path without its attempt id (random per extraction),
+    minus `collected_at` (a wall-clock time)."""
     files = storage.list(TIMESERIES, "**/*.parquet") + storage.list(REJECTS, "**/*.parquet")
-    return {f: pl.read_parquet(storage.uri(f), hive_partitioning=False).drop("collected_at") for f in files}
+    return {
+        re.sub(r"_[0-9a-f]{12}_p", "_p", f): pl.read_parquet(storage.uri(f), hive_partitioning=False).drop(
+            "collected_at"
+        )
+        for f in files
+    }
 
 
 def assert_same_landing(left: Storage, right: Storage) -> None:
@@ -399,7 +406,7 @@ def test_kill_9_mid_window_then_resume_lands_what_a_clean_run_lands(tmp_path: Pa
         finally:
             child.kill()
             child.wait()
-    assert json.loads(state.read_bytes())["complete"] is False
+    assert json.loads(state.read_bytes())["state"] == "landing"
     with serving(BASE) as (sim, client):
         resumed = extract_window(
             client, killed, SITE, window, resolve_selector(["*"]), run_id="resume", page_size=PAGE_SIZE

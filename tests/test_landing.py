@@ -11,10 +11,14 @@ import pytest
 
 from extract.errors import ConfigError
 from extract.landing import (
+    TIMESERIES,
     decode_site,
     encode_site,
+    file_window,
     rejects_path,
     split_by_date,
+    staged,
+    staging_dir,
     timeseries_path,
     window_files,
     write_page,
@@ -23,7 +27,7 @@ from extract.metrics import RUNS_SCHEMA, WindowResult, runs_frame
 from extract.parse import normalize_samples
 from extract.points import PointSelector
 from extract.storage import LocalStorage, open_storage
-from extract.windows import Window, previous_utc_day, split_windows
+from extract.windows import Window, previous_utc_day, resolve_range, split_windows
 
 WINDOW = Window(datetime(2024, 3, 1, 12, tzinfo=UTC), datetime(2024, 3, 2, 12, tzinfo=UTC))
 
@@ -48,6 +52,17 @@ def test_site_names_are_one_safe_folder(name: str, encoded: str) -> None:
     assert decode_site(encoded) == name
 
 
+@pytest.mark.parametrize("name", ["Б" * 35, "x" * 300, "a/" * 200, "é" * 1000])
+def test_a_long_site_name_stays_within_file_name_limits(tmp_path: Path, name: str) -> None:
+    encoded = encode_site(name)
+    assert len(encoded.encode()) <= 120 and "/" not in encoded
+    assert encoded != encode_site(name + "x")  # the digest keeps long names apart
+    storage = LocalStorage(tmp_path)
+    path = timeseries_path(name, date(2024, 3, 1), WINDOW, "0123456789ab", 3)
+    storage.write_parquet_atomic(path, pl.DataFrame({"a": [1]}))  # no OSError: File name too long
+    assert storage.list(TIMESERIES) == [path]
+
+
 def test_empty_site_name_is_rejected() -> None:
     with pytest.raises(ConfigError):
         encode_site("")
@@ -55,10 +70,18 @@ def test_empty_site_name_is_rejected() -> None:
 
 def test_paths_follow_the_hive_layout() -> None:
     assert (
-        timeseries_path("../x", date(2024, 3, 2), WINDOW, 3)
-        == "landing/timeseries/site_name=%2E%2E%2Fx/date=2024-03-02/20240301T120000Z_20240302T120000Z_p000003.parquet"
+        timeseries_path("../x", date(2024, 3, 2), WINDOW, "0123456789ab", 3)
+        == "landing/timeseries/site_name=%2E%2E%2Fx/date=2024-03-02/20240301T120000Z_20240302T120000Z_0123456789ab_p000003.parquet"
     )
-    assert rejects_path("s", WINDOW, 0).startswith("landing/rejects/site_name=s/date=2024-03-01/")
+    assert rejects_path("s", WINDOW, "a", 0).startswith("landing/rejects/site_name=s/date=2024-03-01/")
+    assert file_window(timeseries_path("s", date(2024, 3, 2), WINDOW, "0123456789ab", 3)) == WINDOW
+    assert (
+        file_window(
+            "landing/timeseries/site_name=s/date=2024-03-01/20240301T120000Z_20240302T120000Z_p000003.parquet"
+        )
+        == WINDOW
+    )
+    assert file_window("landing/timeseries/site_name=s/date=2024-03-01/copy.parquet") is None
 
 
 def test_storage_refuses_paths_outside_its_root(tmp_path: Path) -> None:
@@ -101,20 +124,26 @@ def test_a_page_spanning_midnight_lands_per_date_and_is_replaced_on_rewrite(tmp_
     rows = normalize_samples(
         raw, site="s", collected_at=datetime.now(UTC), window=WINDOW, selector=PointSelector.from_list(["*"])
     )
-    written = write_page(storage, "s", WINDOW, 7, rows)
-    write_page(storage, "s", WINDOW, 7, rows)
+    written = write_page(storage, "s", WINDOW, "att", 7, rows)
+    write_page(storage, "s", WINDOW, "att", 7, rows)
+    # Staged, not landed: readers of the landing see nothing until the window is committed.
+    assert storage.list("landing") == []
+    assert sorted(staged("s", "att", p) for p in written) == storage.list(staging_dir("s", "att"))
+    for path in written:
+        storage.rename(staged("s", "att", path), path)
     assert sorted(written) == sorted(window_files(storage, "s", WINDOW))
-    assert window_files(storage, "s", WINDOW, from_page=8) == []
-    day1 = pl.read_parquet(storage.uri(timeseries_path("s", date(2024, 3, 1), WINDOW, 7)))
-    day2 = pl.read_parquet(storage.uri(timeseries_path("s", date(2024, 3, 2), WINDOW, 7)))
+    later = Window(WINDOW.end, WINDOW.end + (WINDOW.end - WINDOW.start))
+    assert window_files(storage, "s", later) == []
+    day1 = pl.read_parquet(storage.uri(timeseries_path("s", date(2024, 3, 1), WINDOW, "att", 7)))
+    day2 = pl.read_parquet(storage.uri(timeseries_path("s", date(2024, 3, 2), WINDOW, "att", 7)))
     assert day1.select("point_name", "value").rows() == [("p", 1.0), ("q", 3.0)]
     assert day2.get_column("value").to_list() == [2.0]
-    assert pl.read_parquet(storage.uri(rejects_path("s", WINDOW, 7))).get_column("reason").to_list() == [
-        "bad_timestamp"
-    ]
+    assert pl.read_parquet(storage.uri(rejects_path("s", WINDOW, "att", 7))).get_column(
+        "reason"
+    ).to_list() == ["bad_timestamp"]
     metadata = (
         __import__("pyarrow.parquet", fromlist=["x"])
-        .ParquetFile(storage.uri(timeseries_path("s", date(2024, 3, 1), WINDOW, 7)))
+        .ParquetFile(storage.uri(timeseries_path("s", date(2024, 3, 1), WINDOW, "att", 7)))
         .metadata
     )
     assert metadata.row_group(0).column(0).compression == "ZSTD"
@@ -141,6 +170,59 @@ def test_windows_are_half_open_and_cover_the_range() -> None:
         split_windows(end, start)
     with pytest.raises(ConfigError):
         split_windows(start, end, 0)
+    for hours in (float("inf"), float("nan"), 1e9):
+        with pytest.raises(ConfigError, match="window length"):
+            split_windows(start, end, hours)
+    with pytest.raises(ConfigError, match="at most"):
+        split_windows(datetime(2000, 1, 1, tzinfo=UTC), end, 0.01)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        (datetime(9999, 12, 31, tzinfo=UTC), None, "9999"),
+        (datetime(2030, 1, 1, tzinfo=UTC), None, "not in the past"),
+        (datetime(2024, 3, 2, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC), "before end"),
+    ],
+)
+def test_impossible_ranges_are_config_errors(start: datetime, end: datetime | None, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_range(start, end, datetime(2026, 11, 30, tzinfo=UTC))
+
+
+def test_compare_and_swap_lets_one_writer_win(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    first = storage.write_if("state/l.json", b"a", None)
+    assert first is not None
+    assert storage.write_if("state/l.json", b"b", None) is None  # exists already
+    second = storage.write_if("state/l.json", b"c", first)
+    assert second is not None and second != first
+    assert storage.write_if("state/l.json", b"d", first) is None  # stale version
+    assert storage.read_versioned("state/l.json") == (b"c", second)
+    assert not storage.delete_if("state/l.json", first)
+    assert storage.delete_if("state/l.json", second)
+    assert storage.read_versioned("state/l.json") is None
+
+
+def test_temporaries_of_dead_writers_are_cleaned(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from extract.storage import temporary_name
+
+    storage = LocalStorage(tmp_path)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    mine = tmp_path / "landing" / temporary_name("a.parquet")
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"being written")
+    name = temporary_name("b.parquet").split(".")
+    name[-3] = dead.stdout.strip()  # the pid field: a process that has exited
+    abandoned = mine.with_name(".".join(name))
+    abandoned.write_bytes(b"partial")
+    assert storage.clean_temporaries("landing") == 1
+    assert mine.exists() and not abandoned.exists()
 
 
 def test_previous_utc_day() -> None:

@@ -1,0 +1,291 @@
+"""One window of one site, start to finish, under the site's lease: plan, stage pages, commit.
+
+Planning reads the site's checkpoints (`extract.checkpoint`). A window is skipped only when complete
+checkpoints cover all of it *for the selection asked*. Otherwise one attempt extracts the hull of the
+window and of every checkpoint overlapping it, for the union of their selections, so a re-extraction never
+loses points an earlier one kept, and committed windows never overlap: the landing holds each sample once
+whatever window lengths earlier runs used.
+
+Pages are staged under `state/staging/` and checkpointed after each one; the commit moves the manifest into
+the landing, removes every older file of the window's time range, and only then marks it complete. Any
+crash leaves either the old files or the new ones for readers (for an instant, during the moves, both),
+and the next run finishes an interrupted commit before anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import polars as pl
+
+from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
+from extract.client import AceClient, RequestStats
+from extract.errors import AceEtlError, CursorError
+from extract.landing import (
+    CHECKPOINTS,
+    LANDING_DIRS,
+    LEASES,
+    RUNS,
+    STAGING,
+    WINDOW_DATASETS,
+    selection_path,
+    site_dir,
+    staged,
+    staging_dir,
+    window_files,
+    write_page,
+)
+from extract.lease import SiteLease
+from extract.pagination import Page, iter_pages
+from extract.parse import normalize_samples
+from extract.points import PointSelector
+from extract.prefetch import Prefetched
+from extract.quarantine import quarantine
+from extract.storage import Storage
+from extract.windows import Window
+
+log = logging.getLogger(__name__)
+
+# An expired cursor restarts its window; a server whose cursors expire faster than we can page would loop.
+MAX_CURSOR_RESTARTS = 3
+
+# Progress callback: (site, window, page number, samples fetched in that page).
+OnPage = Callable[[str, Window, int, int], None]
+
+
+class DamagedStateError(AceEtlError):
+    """A checkpoint's files are gone; the checkpoint was set aside and the window is fetched again."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to a requested window: `skipped` (already complete for the selection) or `complete`,
+    with the counts of the attempt(s) that hold its data."""
+
+    status: str
+    progress: Checkpoint
+
+
+def overlapping(checkpoints: Sequence[Checkpoint], window: Window) -> list[Checkpoint]:
+    return [c for c in checkpoints if c.window.start < window.end and window.start < c.window.end]
+
+
+def covered(checkpoints: Sequence[Checkpoint], window: Window, selector: PointSelector | None = None) -> bool:
+    """Whether complete checkpoints cover every instant of `window` (for `selector`, when given)."""
+    reach = window.start
+    for c in sorted(overlapping(checkpoints, window), key=lambda c: c.window.start):
+        if not c.complete or (selector is not None and not c.selector.covers(selector)):
+            continue
+        if c.window.start > reach:
+            return False
+        reach = max(reach, c.window.end)
+    return reach >= window.end
+
+
+def run_window(
+    client: AceClient,
+    storage: Storage,
+    lease: SiteLease,
+    window: Window,
+    selector: PointSelector,
+    *,
+    page_size: int,
+    force: bool,
+    stats: RequestStats,
+    configured: Sequence[str] = (),
+    on_page: OnPage | None = None,
+) -> Outcome:
+    """Bring `window` to complete for `selector` (the caller holds `lease`)."""
+    site = lease.site
+    tidy(storage, site)
+    for c in load_checkpoints(storage, site):
+        if c.state == "publishing":
+            commit(storage, lease, c, configured)  # an earlier run stopped mid-commit
+    checkpoints = load_checkpoints(storage, site)
+    near = overlapping(checkpoints, window)
+    if not force and covered(near, window, selector):
+        done = [c for c in near if c.complete]
+        return Outcome("skipped", _summed(done))
+    hull = Window(
+        min([window.start, *(c.window.start for c in near)]), max([window.end, *(c.window.end for c in near)])
+    )
+    union = selector
+    for c in near:
+        union = union.union(c.selector)
+    resumable = [
+        c for c in near if c.window == hull and not force and c.resumes(page_size=page_size, selector=union)
+    ]
+    progress = resumable[0] if resumable else None
+    for c in near:
+        if c.state == "landing" and c is not progress:
+            _discard(storage, c)
+    restarts = 0
+    while True:
+        if progress is None:
+            progress = Checkpoint.start(site, hull, page_size, uuid.uuid4().hex[:12], union)
+            save_checkpoint(storage, progress)
+        try:
+            progress = _land_pages(client, storage, lease, progress, stats, on_page)
+            break
+        except CursorError:
+            restarts += 1
+            if restarts > MAX_CURSOR_RESTARTS:
+                raise
+            _discard(storage, progress)
+            progress = None
+    return Outcome("complete", commit(storage, lease, progress, configured))
+
+
+def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured: Sequence[str]) -> Checkpoint:
+    """Move a fully staged attempt into the landing, remove what it replaces, then mark it complete.
+    Idempotent: a crash anywhere is finished by running it again."""
+    site, attempt = progress.site, progress.attempt
+    lease.check()
+    selection = selection_path(site, progress.window, attempt)
+    files = progress.files if selection in progress.files else (*progress.files, selection)
+    if selection not in progress.files:
+        _stage_selection(storage, progress, selection, configured)
+        progress = replace(progress, files=files)
+        save_checkpoint(storage, progress)
+    for path in progress.files:
+        if storage.exists(staged(site, attempt, path)):
+            storage.rename(staged(site, attempt, path), path)
+        elif not storage.exists(path):
+            quarantine_checkpoint(storage, progress, f"staged file {path} is missing")
+            raise DamagedStateError(
+                f"window {progress.window.key} of site {site!r} lost a staged file; it is fetched again on the next run"
+            )
+    keep = set(progress.files)
+    storage.delete(p for p in window_files(storage, site, progress.window) if p not in keep)
+    for other in overlapping(load_checkpoints(storage, site), progress.window):
+        if other.window != progress.window:
+            _discard(storage, other)
+    progress = replace(progress, state="complete")
+    save_checkpoint(storage, progress)
+    storage.delete_prefix(staging_dir(site, attempt))
+    return progress
+
+
+def quarantine_checkpoint(storage: Storage, progress: Checkpoint, reason: str) -> None:
+    path = f"{site_dir(CHECKPOINTS, progress.site)}/{progress.window.key}.json"
+    if storage.exists(path):
+        quarantine(storage, path, reason)
+
+
+def tidy(storage: Storage, site: str) -> None:
+    """Before a site's work: set aside files sitting where folders belong, and remove what killed runs left
+    (temporary files, staging folders no checkpoint refers to)."""
+    for folder in (*LANDING_DIRS, *(site_dir(d, site) for d in (*WINDOW_DATASETS, CHECKPOINTS, STAGING))):
+        parts = folder.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if storage.exists(prefix):
+                quarantine(storage, prefix, "a file where a folder belongs")
+    for folder in (RUNS, LEASES, *(site_dir(d, site) for d in (*WINDOW_DATASETS, CHECKPOINTS, STAGING))):
+        storage.clean_temporaries(folder)
+    live = {c.attempt for c in load_checkpoints(storage, site) if not c.complete}
+    base = site_dir(STAGING, site)
+    stale = {p[len(base) + 1 :].split("/", 1)[0] for p in storage.list(base)} - live
+    for attempt in stale:
+        storage.delete_prefix(staging_dir(site, attempt))
+
+
+def _discard(storage: Storage, checkpoint: Checkpoint) -> None:
+    clear_checkpoint(storage, checkpoint)
+    storage.delete_prefix(staging_dir(checkpoint.site, checkpoint.attempt))
+
+
+def _summed(done: Sequence[Checkpoint]) -> Checkpoint:
+    first = done[0]
+    return replace(
+        first,
+        next_page=sum(c.next_page for c in done),
+        records_fetched=sum(c.records_fetched for c in done),
+        records_kept=sum(c.records_kept for c in done),
+        records_filtered=sum(c.records_filtered for c in done),
+        records_rejected=sum(c.records_rejected for c in done),
+    )
+
+
+def _stage_selection(storage: Storage, progress: Checkpoint, path: str, configured: Sequence[str]) -> None:
+    """The points this attempt was asked for, one row each: what coverage and gaps are measured against."""
+    names = sorted(set(progress.selector.among(configured)) | set(progress.names))
+    frame = pl.DataFrame(
+        {
+            "site_name": [progress.site] * len(names),
+            "point_name": names,
+            "window_start": [progress.window.start] * len(names),
+            "window_end": [progress.window.end] * len(names),
+        },
+        schema=SELECTIONS_SCHEMA,
+    )
+    storage.write_parquet_atomic(staged(progress.site, progress.attempt, path), frame)
+
+
+SELECTIONS_SCHEMA = pl.Schema(
+    {
+        "site_name": pl.String(),
+        "point_name": pl.String(),
+        "window_start": pl.Datetime("us", "UTC"),
+        "window_end": pl.Datetime("us", "UTC"),
+    }
+)
+
+
+def _land_pages(
+    client: AceClient,
+    storage: Storage,
+    lease: SiteLease,
+    progress: Checkpoint,
+    stats: RequestStats,
+    on_page: OnPage | None,
+) -> Checkpoint:
+    site, window = progress.site, progress.window
+    if progress.state == "publishing":
+        return progress
+    pages = iter_pages(
+        client,
+        site,
+        window.start,
+        window.end,
+        page_size=progress.page_size,
+        cursor=progress.next_cursor,
+        first_page_number=progress.next_page,
+        stats=stats,
+    )
+    selector = progress.selector
+    with Prefetched(pages) as ahead:
+        for page in ahead:
+            progress = _land_page(storage, lease, selector, progress, page, on_page)
+            del page  # not alive while the next one is awaited
+    return progress
+
+
+def _land_page(
+    storage: Storage,
+    lease: SiteLease,
+    selector: PointSelector,
+    progress: Checkpoint,
+    page: Page,
+    on_page: OnPage | None,
+) -> Checkpoint:
+    """Stage the page's files, then the checkpoint that says they are there."""
+    site, window = progress.site, progress.window
+    rows = normalize_samples(page.samples, site=site, collected_at=_now(), window=window, selector=selector)
+    lease.check()
+    files = write_page(storage, site, window, progress.attempt, page.number, rows)
+    progress = progress.after_page(rows, files, next_cursor=page.next_cursor, has_more=page.has_more)
+    save_checkpoint(storage, progress)
+    if on_page is not None:
+        on_page(site, window, page.number, rows.fetched)
+    return progress
+
+
+def _now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
