@@ -12,29 +12,46 @@ from rich.console import Console
 from rich.table import Table
 
 from extract.checkpoint import Checkpoint
-from extract.landing import CHECKPOINTS, RUNS, TIMESERIES, decode_site
+from extract.landing import CHECKPOINTS, RUNS, TIMESERIES
+from extract.quarantine import quarantined
 from extract.storage import Storage, open_storage
 
+DAMAGED = "damaged"
 
-def _site_of(rel_path: str) -> str:
-    part = next(p for p in rel_path.split("/") if p.startswith("site_name="))
-    return decode_site(part.removeprefix("site_name="))
+
+def _folder_of(rel_path: str) -> str:
+    return next(p for p in rel_path.split("/") if p.startswith("site_name="))
 
 
 def landed_rows(storage: Storage) -> dict[str, tuple[int, int]]:
-    """Per site: (files, rows) of the timeseries landing, from Parquet footers only."""
+    """Per site: (files, rows) of the timeseries landing, from Parquet footers only. The site's name is read
+    from a file (folder names of long names are hashed); unreadable files count under `damaged`."""
     totals: dict[str, tuple[int, int]] = {}
+    names: dict[str, str] = {}
     for path in storage.list(TIMESERIES, "*/date=*/*.parquet"):
-        files, rows = totals.get(_site_of(path), (0, 0))
-        totals[_site_of(path)] = (files + 1, rows + pq.read_metadata(storage.uri(path)).num_rows)
+        try:
+            metadata = pq.read_metadata(storage.uri(path))
+            folder = _folder_of(path)
+            if folder not in names:
+                names[folder] = pl.read_parquet(storage.uri(path), columns=["site_name"], n_rows=1).item()
+            site, rows = names[folder], metadata.num_rows
+        except Exception:  # a truncated or foreign file: reported, never a traceback
+            site, rows = DAMAGED, 0
+        files, total = totals.get(site, (0, 0))
+        totals[site] = (files + 1, total + rows)
     return totals
 
 
 def window_states(storage: Storage) -> dict[str, Counter[str]]:
-    """Per site: how many windows are complete and how many stopped part-way (they resume on the next run)."""
+    """Per site: how many windows are complete and how many stopped part-way (they resume on the next run);
+    unreadable checkpoints count under `damaged` (the next run of their site sets them aside)."""
     states: dict[str, Counter[str]] = {}
     for path in storage.list(CHECKPOINTS, "*/*.json"):
-        checkpoint = Checkpoint.from_json(storage.read_bytes(path))
+        try:
+            checkpoint = Checkpoint.from_json(storage.read_bytes(path))
+        except (ValueError, OSError):
+            states.setdefault(DAMAGED, Counter())["unfinished"] += 1
+            continue
         states.setdefault(checkpoint.site, Counter())[
             "complete" if checkpoint.complete else "unfinished"
         ] += 1
@@ -42,11 +59,15 @@ def window_states(storage: Storage) -> dict[str, Counter[str]]:
 
 
 def last_runs(storage: Storage, limit: int = 10) -> pl.DataFrame:
-    files = storage.list(RUNS, "*.parquet")
-    if not files:
+    frames = []
+    for path in storage.list(RUNS, "*.parquet"):
+        try:
+            frames.append(pl.read_parquet(storage.uri(path)))
+        except Exception:
+            continue  # a damaged runs row is left for `ace-etl transform` to set aside
+    if not frames:
         return pl.DataFrame()
-    runs = pl.concat([pl.read_parquet(storage.uri(f)) for f in files], how="vertical_relaxed")
-    return runs.sort("finished_at", descending=True).head(limit)
+    return pl.concat(frames, how="vertical_relaxed").sort("finished_at", descending=True).head(limit)
 
 
 def print_status(data_dir: Path, console: Console | None = None) -> None:
@@ -77,6 +98,12 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
                 r["status"], str(r["pages"]), f"{r['records_kept']:,}", f"{r['records_rejected']:,}", r["error"] or "",
             )  # fmt: skip
         console.print(table)
+    aside = quarantined(storage)
+    if aside:
+        console.print(
+            f"Quarantine: {len(aside)} damaged file(s) set aside under {storage.uri('quarantine')} "
+            "(each with a .reason.txt; the data they held was fetched again)"
+        )
     warehouse = data_dir / "warehouse.duckdb"
     if warehouse.exists():
         built = datetime.fromtimestamp(warehouse.stat().st_mtime, UTC)

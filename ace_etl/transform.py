@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from extract.errors import AceEtlError
+from extract.quarantine import set_aside_unreadable
+from extract.storage import open_storage, remove_abandoned, temporary_name
 
 if TYPE_CHECKING:
     from dbt.artifacts.schemas.run import RunResult
@@ -105,6 +107,7 @@ def dbt_build(
 
     work = build_dir(data_dir)
     work.mkdir(parents=True, exist_ok=True)
+    check_landing(data_dir)
     args = [
         "build",
         "--project-dir", str(DBT_PROJECT_DIR),
@@ -126,6 +129,21 @@ def dbt_build(
     return results
 
 
+def check_landing(data_dir: Path) -> list[str]:
+    """Set aside (quarantine, with a warning) the landing files that arrived since the last check and cannot
+    be read, and the checkpoints of their windows, so that one damaged file neither fails the build nor
+    stays missing: the next run of its range fetches it again."""
+    storage = open_storage(data_dir)
+    marker = build_dir(data_dir) / ".landing-checked"
+    since = marker.stat().st_mtime if marker.exists() else 0.0
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    root = Path(storage.uri())
+    # ctime, not mtime: a committed file was renamed into the landing after it was written.
+    fresh = [p for p in storage.list("landing", "**/*.parquet") if (root / p).stat().st_ctime >= since - 1]
+    return set_aside_unreadable(storage, fresh)
+
+
 def publish_warehouse(data_dir: Path) -> Path:
     """Make the latest build the warehouse analysts open, atomically; returns its path."""
     import duckdb
@@ -140,7 +158,9 @@ def publish_warehouse(data_dir: Path) -> Path:
     except duckdb.Error as error:
         raise TransformError(f"cannot publish {built}: {_first_line(str(error))}") from error
     # A temporary name in the same folder, so the rename is atomic; hidden so nobody opens it by mistake.
-    staging = published.with_name(f".{published.name}.{os.getpid()}.tmp")
+    # One left by a publish that was killed is removed first.
+    remove_abandoned(published.parent)
+    staging = published.with_name(temporary_name(published.name))
     try:
         shutil.copyfile(built, staging)
         with staging.open("rb+") as copy:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from extract.landing import QUARANTINE
+import pyarrow.parquet as pq
+
+from extract.landing import CHECKPOINTS, QUARANTINE, file_window
 from extract.storage import Storage
 from extract.windows import compact_time
 
@@ -24,3 +27,23 @@ def quarantine(storage: Storage, path: str, reason: str) -> str:
 def quarantined(storage: Storage) -> list[str]:
     """The files in the quarantine (reasons excluded)."""
     return [p for p in storage.list(QUARANTINE) if not p.endswith(".reason.txt")]
+
+
+def set_aside_unreadable(storage: Storage, paths: Iterable[str]) -> list[str]:
+    """Quarantine every landing file among `paths` whose Parquet footer cannot be read (truncated, foreign),
+    and the checkpoint of the window it belonged to, so the next run of that range fetches it again and no
+    reader (dbt, analysts) trips on it. Returns the paths set aside."""
+    aside = []
+    for path in paths:
+        try:
+            pq.read_metadata(storage.uri(path))
+        except Exception as exc:  # pyarrow raises several types for damaged files
+            quarantine(storage, path, f"unreadable Parquet: {' '.join(str(exc).split())[:200]}")
+            aside.append(path)
+            window = file_window(path)
+            folder = next((part for part in path.split("/") if part.startswith("site_name=")), None)
+            if window is not None and folder is not None:
+                checkpoint = f"{CHECKPOINTS}/{folder}/{window.key}.json"
+                if storage.exists(checkpoint):
+                    quarantine(storage, checkpoint, f"its file {path} was unreadable")
+    return aside

@@ -155,13 +155,7 @@ class LocalStorage:
             return True
 
     def clean_temporaries(self, prefix: str) -> int:
-        base = self._path(prefix)
-        removed = 0
-        for tmp in base.rglob(".*.tmp") if base.is_dir() else ():
-            if _abandoned(tmp):
-                tmp.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        return remove_abandoned(self._path(prefix), recursive=True)
 
     @contextmanager
     def _locked(self, rel_path: str) -> Iterator[None]:
@@ -218,6 +212,18 @@ def temporary_name(name: str) -> str:
     """`.<name>.<host>.<pid>.<random>.tmp`: hidden, unique, and naming its writer so that a later run can
     tell a file a killed process left from one being written right now."""
     return f".{name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+def remove_abandoned(folder: Path, *, recursive: bool = False) -> int:
+    """Remove the temporary files (`temporary_name`) in `folder` whose writers are gone; returns how many."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for tmp in folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"):
+        if _abandoned(tmp):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _abandoned(tmp: Path) -> bool:

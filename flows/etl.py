@@ -66,6 +66,7 @@ def extract_window_task(
     run_id: str,
     page_size: int,
     force: bool,
+    configured: list[str],
 ) -> WindowResult:
     """Land one (site, window), resuming from its checkpoint."""
     logger = get_run_logger()
@@ -83,6 +84,7 @@ def extract_window_task(
         page_size=page_size,
         force=force,
         on_page=on_page,
+        configured=configured,
     )
     logger.info(
         "site %s window %s: %s, %d pages, %d kept, %d filtered out, %d rejected",
@@ -104,8 +106,15 @@ def build_with_prefect_dbt(data_dir: Path) -> Path:
     publish it for analysts (see `ace_etl.transform`)."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-    from ace_etl.transform import DBT_PROJECT_DIR, build_dir, dbt_environment, publish_warehouse
+    from ace_etl.transform import (
+        DBT_PROJECT_DIR,
+        build_dir,
+        check_landing,
+        dbt_environment,
+        publish_warehouse,
+    )
 
+    check_landing(data_dir)
     work = build_dir(data_dir)
     settings = PrefectDbtSettings(
         project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
@@ -146,9 +155,12 @@ def _extract(params: EtlParams, windows: Sequence[Window]) -> list[WindowResult]
         ]
         points = {site: land_points_task.submit(client, storage, site) for site in params.sites}
         selectors: dict[str, PointSelector] = {}
+        configured: dict[str, list[str]] = {}
         for site, future in points.items():
             try:
-                selectors[site] = resolve_selector(explicit, future.result())
+                items = future.result()
+                configured[site] = [str(item["name"]) for item in items if item.get("name")]
+                selectors[site] = resolve_selector(explicit, items, site=site)
             except Exception as exc:  # this site cannot start; the others go on
                 failures.append(exc)
         for window in windows:
@@ -156,7 +168,15 @@ def _extract(params: EtlParams, windows: Sequence[Window]) -> list[WindowResult]
                 break  # a rejected key fails every request alike
             wave = [
                 extract_window_task.submit(
-                    client, storage, site, window, selector, run_id, params.page_size, params.force
+                    client,
+                    storage,
+                    site,
+                    window,
+                    selector,
+                    run_id,
+                    params.page_size,
+                    params.force,
+                    configured[site],
                 )
                 for site, selector in selectors.items()
             ]

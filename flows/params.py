@@ -23,7 +23,7 @@ class SiteParams(BaseModel):
     def _no_blank_sites(cls, sites: list[str]) -> list[str]:
         if any(not s.strip() for s in sites):
             raise ValueError("site names must not be blank")
-        return sites
+        return list(dict.fromkeys(sites))  # a repeated site is one site, not two runs racing
 
 
 class EtlParams(SiteParams):

@@ -83,6 +83,15 @@ RUNS = pa.schema(
     ]
 )
 
+SELECTIONS = pa.schema(
+    [
+        ("site_name", pa.string()),
+        ("point_name", pa.string()),
+        ("window_start", UTC_US),
+        ("window_end", UTC_US),
+    ]
+)
+
 _DEFAULTS = {"quality": "unknown", "metadata": "{}"}
 
 
@@ -139,6 +148,12 @@ def write_points(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
         path = data_dir / "landing" / "points" / site_folder(site) / f"{name}.parquet"
         written.append(_write(part, POINTS, path))
     return written
+
+
+def write_selections(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
+    """The points a window was asked for, filed under the date of the window's start."""
+    day = rows["window_start"].dt.date()
+    return _write_partitions(data_dir / "landing" / "selections", rows, name, SELECTIONS, [], day)
 
 
 def write_runs(data_dir: Path, rows: pl.DataFrame, name: str) -> Path:

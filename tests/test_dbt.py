@@ -22,6 +22,7 @@ from tests.landing_factory import (
     write_points,
     write_rejects,
     write_runs,
+    write_selections,
     write_timeseries,
     write_weather,
 )
@@ -90,6 +91,20 @@ def land_first_day(data_dir: Path) -> None:
     slow = samples(SITE, [SLOW_POINT], DAY, 12, collected_at=FIRST, every=timedelta(minutes=15))
     write_timeseries(data_dir, slow, "w1-page2")
 
+    # What the window was asked for: p4 never reports (a gap over the day); p6 is configured but was not
+    # selected, so it is not expected.
+    write_selections(
+        data_dir,
+        pl.DataFrame(
+            {
+                "site_name": SITE,
+                "point_name": ["p1", "p2", "p3", "p4", "p5"],
+                "window_start": DAY,
+                "window_end": DAY + timedelta(days=1),
+            }
+        ),
+        "w1-selection",
+    )
     write_points(
         data_dir,
         pl.DataFrame(
@@ -362,11 +377,40 @@ def test_empty_landing_builds_empty_tables(empty: Stage) -> None:
 
 
 def test_failed_build_raises_and_keeps_published_warehouse(empty: Stage, empty_data_dir: Path) -> None:
-    broken = empty_data_dir / "landing" / "timeseries" / "site_name=x" / "date=2025-01-01" / "bad.parquet"
-    broken.parent.mkdir(parents=True)
-    broken.write_bytes(b"not parquet")
+    # A readable Parquet file that breaks the contract: its values are not numbers.
+    folder = empty_data_dir / "landing" / "timeseries" / "site_name=x" / "date=2025-01-01"
+    folder.mkdir(parents=True)
+    bad = samples("x", ["p"], DAY, 1, collected_at=FIRST).with_columns(
+        value=pl.lit("abc"), quality=pl.lit("unknown")
+    )
+    bad.with_columns(metadata=pl.lit("{}")).write_parquet(folder / "bad.parquet")
     published = empty_data_dir / "warehouse.duckdb"
     before = published.stat().st_ino
     with pytest.raises(TransformError, match="timeseries_raw"):
         build_warehouse(empty_data_dir)
     assert published.stat().st_ino == before
+    (folder / "bad.parquet").unlink()
+
+
+def test_an_unreadable_landing_file_is_set_aside_and_the_build_goes_on(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    (good,) = write_timeseries(data_dir, samples(SITE, ["p1"], DAY, 10, collected_at=FIRST), "good")
+    truncated = good.with_name("20250101T000000Z_20250102T000000Z_0123456789ab_p000000.parquet")
+    truncated.write_bytes(good.read_bytes()[:-100])
+    checkpoint = (
+        data_dir
+        / "state"
+        / "checkpoints"
+        / good.parent.parent.name
+        / "20250101T000000Z_20250102T000000Z.json"
+    )
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("{}")
+    build_warehouse(data_dir)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from timeseries_raw").fetchall() == [(10,)]
+    assert not truncated.exists() and not checkpoint.exists()  # the window is fetched again next run
+    aside = sorted(p.name for p in (data_dir / "quarantine").rglob("*") if p.is_file())
+    assert aside == sorted(
+        [truncated.name, truncated.name + ".reason.txt", checkpoint.name, checkpoint.name + ".reason.txt"]
+    )

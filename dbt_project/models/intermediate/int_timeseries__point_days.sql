@@ -9,7 +9,8 @@
 -- median step that day. A step longer than gap_tolerance x the interval is a gap, and so is a first
 -- sample that late after the range start or a last sample that early before the range end (measured
 -- from the point's own samples, so a point sampling every 15 minutes is not missing the range's last 14).
--- An enabled point without samples is one gap over the whole range.
+-- A selected point (one the extraction windows covering the day were asked for) without samples is one
+-- gap over the whole range; configured points nobody selected are not expected.
 --
 -- Each point-day's samples are gathered into one ordered list and its steps and gaps computed on that
 -- list: much cheaper than a window over every sample.
@@ -45,10 +46,12 @@ site_days as (
 expected_points as (
     select site_name, point_name, day from point_samples semi join site_days using (site_name, day)
     union
-    select points.site_name, points.point_name, site_days.day
-    from {{ ref('points') }} as points
-    join site_days using (site_name)
-    where points.collect_enabled
+    select selected.site_name, selected.point_name, site_days.day
+    from {{ ref('stg_landing__selections') }} as selected
+    join site_days
+        on selected.site_name = site_days.site_name
+        and selected.window_start < site_days.day + interval 1 day
+        and selected.window_end > site_days.day
 ),
 
 point_days as (
