@@ -57,6 +57,8 @@ def _on_interrupt(signum: int, frame: object) -> None:
     """First Ctrl-C: ask every worker to stop and exit within 2 s whatever they do; the checkpoints are
     consistent at any instant (files first, then the checkpoint), so nothing is lost. Second: exit now."""
     import os
+    import signal
+    import socket
     import threading
 
     from extract import cancel
@@ -70,10 +72,20 @@ def _on_interrupt(signum: int, frame: object) -> None:
         typer.echo(f"error: {_INTERRUPTED}", err=True)
         os._exit(130)
 
+    # The kernel may hand the second Ctrl-C to a worker thread while the main thread is blocked joining
+    # it, and Python runs handlers only in the main thread: a wakeup fd lets a watcher thread see it.
+    receiver, sender = socket.socketpair()
+    sender.setblocking(False)
+    signal.set_wakeup_fd(sender.fileno())
+    _KEEP.extend((receiver, sender))
+    threading.Thread(target=lambda: (receiver.recv(1), os._exit(130)), daemon=True).start()
     timer = threading.Timer(_STOP_GRACE_S, give_up)
     timer.daemon = True
     timer.start()
     raise KeyboardInterrupt
+
+
+_KEEP: list[Any] = []
 
 
 def handles_errors(func: F) -> F:

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,7 +284,12 @@ def run_extract(
                 tasks[weather] = (site, "weather", None)
         pending = set(tasks)
         while pending:
-            done = next(as_completed(pending))
+            # A timed wait, not a blocking one: a signal may be delivered to any thread, and the main thread
+            # only runs Python's handler (Ctrl-C) when it wakes up.
+            finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            if not finished:
+                continue
+            done = finished.pop()
             pending.discard(done)
             site, what, window = tasks[done]
             try:

@@ -14,25 +14,11 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig, served_samples, site_points
+from tests.clihelp import BIN, ace_etl
 
 SITES = ("north campus", "south/annex")  # a space and a slash: names must stay one folder each
 START, END = "2024-05-01T00:00:00Z", "2024-05-01T12:00:00Z"
 CFG = SimulatorConfig(sites=SITES, points=10, interval=600, api_key="sim-secret-key-123")
-BIN = Path(sys.executable).parent
-
-
-def ace_etl(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [str(BIN / "ace-etl"), *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,71 @@
+"""Running the real `ace-etl` console script, and reading what it landed: shared by the CLI test modules."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from ace_etl.simulator import SimulatorConfig, served_samples, site_points
+
+BIN = Path(sys.executable).parent
+
+
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200", **(env or {})}
+
+
+def ace_etl(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "ace-etl"), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(env),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`ace-etl ARGS` in the background (for concurrent runs and kills)."""
+    return subprocess.Popen(
+        [str(BIN / "ace-etl"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(env),
+    )
+
+
+def expected_rows(
+    cfg: SimulatorConfig, site: str, start: str, end: str, names: set[str] | None = None
+) -> pl.DataFrame:
+    """What a correct run lands for `site` over `[start, end)`: the configured points' samples (or `names`')."""
+    if names is None:
+        names = {
+            p.name
+            for p in site_points(site, cfg.points, cfg.interval, cfg.configured_fraction)
+            if p.configured
+        }
+    return (
+        served_samples(cfg, site, start, end)
+        .filter(pl.col("name").is_in(sorted(names)))
+        .select(point_name="name", timestamp="time", value="value")
+        .sort("point_name", "timestamp")
+    )
+
+
+def landed_rows(data_dir: Path) -> pl.DataFrame:
+    """Every landed timeseries row as analysts read the landing (duplicates included)."""
+    files = sorted((data_dir / "landing" / "timeseries").rglob("*.parquet"))
+    if not files:
+        return pl.DataFrame(
+            schema={"point_name": pl.String, "timestamp": pl.Datetime("us", "UTC"), "value": pl.Float64}
+        )
+    frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files])
+    return frame.select("point_name", "timestamp", "value").sort("point_name", "timestamp")
