@@ -102,17 +102,22 @@ def run_window(
     """Bring `window` to complete for `selector` (the caller holds `lease`)."""
     site = lease.site
     tidy(storage, site)
-    for c in load_checkpoints(storage, site):
+    for c in load_checkpoints(storage, site, window):
         if c.state == "publishing":
             commit(storage, lease, c, configured)  # an earlier run stopped mid-commit
-    checkpoints = load_checkpoints(storage, site)
-    near = overlapping(checkpoints, window)
+    near = load_checkpoints(storage, site, window)
     if not force and covered(near, window, selector):
-        done = [c for c in near if c.complete]
-        return Outcome("skipped", _summed(done))
-    hull = Window(
-        min([window.start, *(c.window.start for c in near)]), max([window.end, *(c.window.end for c in near)])
-    )
+        return Outcome("skipped", _summed([c for c in near if c.complete]))
+    # The hull grows until no other checkpoint overlaps it: the attempt replaces every window it touches,
+    # so it must keep every point any of them kept.
+    hull = window
+    while True:
+        grown = Window(
+            min([hull.start, *(c.window.start for c in near)]), max([hull.end, *(c.window.end for c in near)])
+        )
+        if grown == hull:
+            break
+        hull, near = grown, load_checkpoints(storage, site, grown)
     union = selector
     for c in near:
         union = union.union(c.selector)
@@ -161,7 +166,7 @@ def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured:
             )
     keep = set(progress.files)
     storage.delete(p for p in window_files(storage, site, progress.window) if p not in keep)
-    for other in overlapping(load_checkpoints(storage, site), progress.window):
+    for other in load_checkpoints(storage, site, progress.window):
         if other.window != progress.window:
             _discard(storage, other)
     progress = replace(progress, state="complete")
@@ -176,6 +181,9 @@ def quarantine_checkpoint(storage: Storage, progress: Checkpoint, reason: str) -
         quarantine(storage, path, reason)
 
 
+_TIDIED: set[tuple[str, str]] = set()
+
+
 def tidy(storage: Storage, site: str) -> None:
     """Before a site's work: set aside files sitting where folders belong, and remove what killed runs left
     (temporary files, staging folders no checkpoint refers to)."""
@@ -185,13 +193,16 @@ def tidy(storage: Storage, site: str) -> None:
             prefix = "/".join(parts[:depth])
             if storage.exists(prefix):
                 quarantine(storage, prefix, "a file where a folder belongs")
-    for folder in (RUNS, LEASES, *(site_dir(d, site) for d in (*WINDOW_DATASETS, CHECKPOINTS, STAGING))):
-        storage.clean_temporaries(folder)
-    live = {c.attempt for c in load_checkpoints(storage, site) if not c.complete}
+    if (storage.uri(), site) not in _TIDIED:  # walking the site's folders once per process is enough
+        for folder in (RUNS, LEASES, *(site_dir(d, site) for d in (*WINDOW_DATASETS, CHECKPOINTS, STAGING))):
+            storage.clean_temporaries(folder)
+        _TIDIED.add((storage.uri(), site))
     base = site_dir(STAGING, site)
-    stale = {p[len(base) + 1 :].split("/", 1)[0] for p in storage.list(base)} - live
-    for attempt in stale:
-        storage.delete_prefix(staging_dir(site, attempt))
+    staged_attempts = {p[len(base) + 1 :].split("/", 1)[0] for p in storage.list(base)}
+    if staged_attempts:  # rare: only after a crash or while a window is running
+        live = {c.attempt for c in load_checkpoints(storage, site) if not c.complete}
+        for attempt in staged_attempts - live:
+            storage.delete_prefix(staging_dir(site, attempt))
 
 
 def _discard(storage: Storage, checkpoint: Checkpoint) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from extract.landing import CHECKPOINTS, checkpoint_path, site_dir
+from extract.landing import CHECKPOINTS, checkpoint_path, key_window, site_dir
 from extract.parse import PageRows
 from extract.points import PointSelector
 from extract.quarantine import quarantine
@@ -120,12 +120,20 @@ class Checkpoint:
         return checkpoint
 
 
-def load_checkpoints(storage: Storage, site: str) -> list[Checkpoint]:
-    """Every readable checkpoint of the site, in window order. A damaged one (empty, not JSON, another
-    version, another site, a folder where a file belongs) is moved to the quarantine with a warning: its
-    window is then not complete, so the next run of that range fetches it again."""
+def load_checkpoints(storage: Storage, site: str, within: Window | None = None) -> list[Checkpoint]:
+    """The site's readable checkpoints (only those overlapping `within`, when given, judged by file name
+    so that a long history is not read), in window order. A damaged one (empty, not JSON, another version,
+    another site or window) is moved to the quarantine with a warning: its window is then not complete,
+    so the next run of that range fetches it again."""
     found = []
     for path in storage.list(site_dir(CHECKPOINTS, site), "*.json"):
+        named = key_window(path.rsplit("/", 1)[-1].removesuffix(".json"))
+        if (
+            within is not None
+            and named is not None
+            and not (named.start < within.end and within.start < named.end)
+        ):
+            continue
         try:
             checkpoint = Checkpoint.from_json(storage.read_bytes(path))
             if checkpoint.site != site or checkpoint_path(site, checkpoint.window) != path:

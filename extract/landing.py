@@ -131,6 +131,17 @@ def file_window(path: str) -> Window | None:
     return Window(parse_compact_time(match.group(1)), parse_compact_time(match.group(2)))
 
 
+def key_window(key: str) -> Window | None:
+    """The window named by `Window.key` (e.g. a checkpoint's file stem); None if it names none."""
+    match = re.fullmatch(rf"({_TIME})_({_TIME})", key)
+    if match is None:
+        return None
+    try:
+        return Window(parse_compact_time(match.group(1)), parse_compact_time(match.group(2)))
+    except (ValueError, ConfigError):
+        return None
+
+
 def window_files(storage: Storage, site: str, within: Window) -> list[str]:
     """Every landed file of the site whose window overlaps `within`, whatever attempt wrote it."""
     found = [

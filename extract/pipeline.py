@@ -208,7 +208,7 @@ def weather_due(storage: Storage, site: str, windows: Sequence[Window], *, force
     leaves the warehouse unchanged."""
     if force:
         return True
-    checkpoints = load_checkpoints(storage, site)
+    checkpoints = load_checkpoints(storage, site, Window(windows[0].start, windows[-1].end))
     return not all(covered(checkpoints, w) for w in windows)
 
 

@@ -414,3 +414,22 @@ def test_kill_9_mid_window_then_resume_lands_what_a_clean_run_lands(tmp_path: Pa
         assert 0 < timeseries_requests(sim) < fresh
     assert resumed.status == "complete" and resumed.pages == fresh
     assert_same_landing(clean, killed)
+
+
+def test_a_replacing_attempt_keeps_every_point_of_every_window_it_replaces(tmp_path: Path) -> None:
+    """A forced run for 2 points over a range whose first window was landed for every point: the attempt
+    replaces both windows' files, so it fetches the union of their selections and loses nothing."""
+    storage = LocalStorage(tmp_path / "data")
+    first, second = split_windows(START, END, WINDOW_HOURS)
+    with serving(BASE) as (_, client):
+        everything = resolve_selector(None, client.configured_points(SITE))
+        two = resolve_selector(sorted(everything.names)[:2])
+        extract_window(client, storage, SITE, first, everything, run_id="a", page_size=PAGE_SIZE)
+        extract_window(client, storage, SITE, second, two, run_id="b", page_size=PAGE_SIZE)
+        forced = extract_window(client, storage, SITE, Window(START, END), two, run_id="c", force=True)
+    assert forced.status == "complete"
+    rows, _ = expected(BASE)
+    in_first = pl.col("timestamp") < second.start
+    assert landed_rows(storage).filter(in_first).equals(rows.filter(in_first))
+    assert landed_rows(storage).height == landed_rows(storage).unique(ROW_KEY).height
+    assert len(storage.list("state/checkpoints")) == 1  # the replaced windows' checkpoints are gone
