@@ -175,13 +175,28 @@ def run(
     start: Annotated[
         str | None,
         typer.Option(
-            help="Start of the range (ISO; inclusive). Default: yesterday 00:00 UTC.", show_default=False
+            help="Start of the range (ISO; inclusive). Default: every window not yet complete in the lookback.",
+            show_default=False,
         ),
     ] = None,
     end: Annotated[
         str | None,
-        typer.Option(help="End of the range (ISO; exclusive). Default: today 00:00 UTC.", show_default=False),
+        typer.Option(help="End of the range (ISO; exclusive).", show_default=False),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The instant the run is for (ISO; default now): windows still open then are not fetched.",
+            show_default=False,
+        ),
+    ] = None,
+    lookback_days: Annotated[
+        float,
+        typer.Option(
+            "--lookback-days", help="Without --start/--end: cover the windows of this many days before as-of."
+        ),
+    ] = 7,
     points: Annotated[
         str | None,
         typer.Option(
@@ -231,7 +246,19 @@ def run(
 
     if sum((points is not None, points_file is not None, points_from_api)) > 1:
         raise _fail("give only one of --points, --points-file and --points-from-api", 2)
-    span = resolve_range(parse_when(start, "--start"), parse_when(end, "--end"), datetime.now(UTC))
+    moment = parse_when(as_of, "--as-of") or datetime.now(UTC)
+    span = resolve_range(
+        parse_when(start, "--start"),
+        parse_when(end, "--end"),
+        moment,
+        lookback_days=lookback_days,
+        window_hours=window_hours,
+    )
+    if span is None:
+        typer.echo(
+            f"Nothing to extract: no {window_hours:g} h window has closed by {moment.isoformat()}.", err=True
+        )
+        return
     settings = Settings()
     options = RunOptions(
         sites=tuple(dict.fromkeys(site)),

@@ -79,29 +79,54 @@ def _cut(start: datetime, end: datetime, step: timedelta) -> Iterator[Window]:
 
 
 def previous_utc_day(now: datetime) -> Window:
-    """The full UTC day before `now`: the default range of `ace-etl run`."""
+    """The full UTC day before `now`."""
     today = as_utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
     return Window(today - timedelta(days=1), today)
 
 
-def resolve_range(start: datetime | None, end: datetime | None, now: datetime) -> Window:
-    """The range a run covers. Neither bound: the previous full UTC day. Only `start`: one day from it.
-    Only `end`: the day before it. Raises ConfigError when start is not before end, or not before now
-    (there is no data from the future to extract)."""
+DEFAULT_LOOKBACK_DAYS = 7
+
+
+def lookback_range(as_of: datetime, lookback_days: float, window_hours: float = 24) -> Window | None:
+    """The range a run owes at `as_of`: from UTC midnight `lookback_days` before as-of's day, up to the end
+    of the last window (of `window_hours`, counted from that midnight) that is closed at as-of. None when
+    no window has closed yet. The run then skips the windows already complete, so a run that comes three
+    days late lands the three missed days and nothing it already has."""
+    if not (math.isfinite(lookback_days) and 0 < lookback_days <= 3660):
+        raise ConfigError(f"--lookback-days must be more than 0 and at most 3660, got {lookback_days}")
+    split_windows(
+        datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC), window_hours
+    )  # checks it
+    moment = as_utc(as_of)
+    start = moment.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=lookback_days)
+    step = timedelta(hours=window_hours)
+    closed = math.floor((moment - start) / step)
+    return Window(start, start + closed * step) if closed > 0 else None
+
+
+def resolve_range(
+    start: datetime | None,
+    end: datetime | None,
+    as_of: datetime,
+    *,
+    lookback_days: float = DEFAULT_LOOKBACK_DAYS,
+    window_hours: float = 24,
+) -> Window | None:
+    """The range a run covers. Neither bound: `lookback_range` (None when nothing has closed yet). Only
+    `start`: one day from it. Only `end`: the day before it. Raises ConfigError when start is not before
+    end, or not before as-of (there is no data from the future to extract)."""
     try:
-        window = _range(start, end, now)
+        window = _range(start, end) if start or end else lookback_range(as_of, lookback_days, window_hours)
     except OverflowError:
         raise ConfigError("the range reaches past the year 9999: give a start before now") from None
-    if window.start >= as_utc(now):
+    if window is not None and window.start >= as_utc(as_of):
         raise ConfigError(
             f"start {window.start.isoformat()} is not in the past: the API has no data for it yet; give an earlier --start"
         )
     return window
 
 
-def _range(start: datetime | None, end: datetime | None, now: datetime) -> Window:
-    if start is None and end is None:
-        return previous_utc_day(now)
+def _range(start: datetime | None, end: datetime | None) -> Window:
     if start is None:
         assert end is not None
         return Window(as_utc(end) - timedelta(days=1), as_utc(end))

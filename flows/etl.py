@@ -9,6 +9,7 @@ its checkpoint by the next run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -204,19 +205,31 @@ def _publish_summary(results: list[WindowResult], gaps: dict[str, int] | None) -
 
 
 def _etl(params: EtlParams) -> list[WindowResult]:
-    assert params.start is not None and params.end is not None  # resolved by EtlParams
-    windows = split_windows(params.start, params.end, params.window_hours)
+    # The instant the run is for: its scheduled time, not when a worker got to it, so a late or
+    # caught-up run covers the days of its schedule.
+    # (Prefect hands a pendulum DateTime; plain datetime arithmetic from here on.)
+    as_of = params.as_of or datetime.fromtimestamp(flow_run.get_scheduled_start_time().timestamp(), UTC)
+    span = params.range_at(as_of)
+    logger = get_run_logger()
+    if span is None:
+        logger.info("nothing to extract: no window has closed by %s", as_of.isoformat())
+        return []
+    logger.info(
+        "as of %s: covering %s to %s", as_of.isoformat(), span.start.isoformat(), span.end.isoformat()
+    )
+    windows = split_windows(span.start, span.end, params.window_hours)
     results = _extract(params, windows)
     gaps = None
     if params.transform:
         gaps = gaps_by_site(build_with_prefect_dbt(_settings(params)[0].data_dir))
-    get_run_logger().info("\n%s", _publish_summary(results, gaps))
+    logger.info("\n%s", _publish_summary(results, gaps))
     return results
 
 
 @flow(name="ace-etl-daily", task_runner=_runner(), log_prints=True)
 def daily_etl(params: EtlParams) -> list[WindowResult]:
-    """Extract every site for the range (default: the previous full UTC day), land it, build the warehouse."""
+    """Extract every site for the range (default: every window not yet complete in the lookback before the
+    scheduled time), land it, build the warehouse."""
     return _etl(params)
 
 
@@ -231,7 +244,7 @@ def backfill(params: BackfillParams) -> list[WindowResult]:
 def weather_hourly(params: SiteParams) -> list[WeatherResult]:
     """Land the current weather of every site. The real API only returns current conditions, so history
     comes from calling it often."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     settings, storage = _settings(params)
     now = datetime.now(UTC)

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from extract.errors import ConfigError
-from extract.windows import resolve_range
+from extract.windows import DEFAULT_LOOKBACK_DAYS, Window, resolve_range
 
 
 class SiteParams(BaseModel):
@@ -27,10 +27,20 @@ class SiteParams(BaseModel):
 
 
 class EtlParams(SiteParams):
-    """Parameters of the daily and backfill flows. With no start/end: the previous full UTC day."""
+    """Parameters of the daily and backfill flows. With no start/end: every window not yet complete within
+    `lookback_days` before the as-of instant (by default the flow run's scheduled start time)."""
 
     start: datetime | None = Field(default=None, description="Inclusive start (UTC if no offset).")
     end: datetime | None = Field(default=None, description="Exclusive end (UTC if no offset).")
+    as_of: datetime | None = Field(
+        default=None, description="The instant the run is for; default: the flow run's scheduled start time."
+    )
+    lookback_days: float = Field(
+        default=DEFAULT_LOOKBACK_DAYS,
+        gt=0,
+        le=3660,
+        description="Without start/end: days before as-of to cover.",
+    )
     points: list[str] | None = Field(default=None, description="Point names or glob patterns to keep.")
     points_file: Path | None = Field(
         default=None, description="File with one point name or pattern per line."
@@ -53,13 +63,18 @@ class EtlParams(SiteParams):
         return self
 
     @model_validator(mode="after")
-    def _resolve_range(self) -> EtlParams:
+    def _valid_range(self) -> EtlParams:
         try:
-            window = resolve_range(self.start, self.end, datetime.now(UTC))
+            self.range_at(self.as_of or datetime.now(UTC))
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
-        self.start, self.end = window.start, window.end
         return self
+
+    def range_at(self, as_of: datetime) -> Window | None:
+        """The range this run covers at `as_of` (None: no window has closed yet)."""
+        return resolve_range(
+            self.start, self.end, as_of, lookback_days=self.lookback_days, window_hours=self.window_hours
+        )
 
 
 class BackfillParams(EtlParams):

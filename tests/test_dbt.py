@@ -100,7 +100,7 @@ def land_first_day(data_dir: Path) -> None:
                 "site_name": SITE,
                 "point_name": ["p1", "p2", "p3", "p4", "p5"],
                 "window_start": DAY,
-                "window_end": DAY + timedelta(days=1),
+                "window_end": minute(180),
             }
         ),
         "w1-selection",
@@ -294,7 +294,7 @@ def test_planted_gap_and_silent_point_show_as_gaps(first: Stage) -> None:
         "select point_name, gap_start, gap_end, missing_samples, expected_interval_s from timeseries_gaps order by all"
     ) == [
         ("p2", minute(29), minute(40), 10, 60.0),
-        ("p4", minute(0), minute(179), 180, 60.0),
+        ("p4", minute(0), minute(180), 180, 60.0),  # the whole window asked, [00:00, 03:00)
     ]
     # The gap test names the points; it warns rather than fails by default.
     assert any(line.startswith("points_with_gaps: Got 2 results") for line in first.result.warnings)

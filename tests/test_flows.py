@@ -13,9 +13,12 @@ import pytest
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter
+from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.flow_engine import run_flow
 from prefect.flows import load_flow_from_entrypoint
 from prefect.logging.handlers import APILogWorker
+from prefect.states import Scheduled
 from prefect.testing.utilities import prefect_test_harness
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
@@ -55,11 +58,17 @@ def test_prefect_yaml_loads_every_entrypoint_and_cron() -> None:
     assert {"daily", "weather-hourly", "backfill"} <= names
 
 
-def test_params_default_to_the_previous_utc_day() -> None:
-    params = EtlParams(sites=["x"])
-    assert params.end is not None and params.start is not None
-    assert params.end - params.start == END - START
-    assert params.end.hour == 0 and params.end <= datetime.now(UTC)
+def test_params_default_to_the_lookback_before_as_of() -> None:
+    params = EtlParams(sites=["x"], lookback_days=3)
+    span = params.range_at(datetime(2024, 6, 5, 7, 30, tzinfo=UTC))
+    assert span is not None and (span.start, span.end) == (
+        datetime(2024, 6, 2, tzinfo=UTC),
+        datetime(2024, 6, 5, tzinfo=UTC),
+    )
+    hourly = EtlParams(sites=["x"], lookback_days=1, window_hours=6).range_at(
+        datetime(2024, 6, 5, 7, 30, tzinfo=UTC)
+    )
+    assert hourly is not None and hourly.end == datetime(2024, 6, 5, 6, tzinfo=UTC)  # 06:00-12:00 is open
     with pytest.raises(ValueError, match="before"):
         EtlParams(sites=["x"], start=END, end=START)
     with pytest.raises(ValueError, match="only one of"):
@@ -96,6 +105,25 @@ def test_daily_flow_lands_and_builds_both_sites(
 
     markdown = asyncio.run(summary())
     assert all(f"| {site} | 2 | 0 | 0 |" in markdown for site in SITES), markdown
+
+
+def test_a_late_daily_run_extracts_the_days_of_its_schedule(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run scheduled for 2024-06-02 00:00 that a worker picks up much later still covers the day before
+    its schedule (and the lookback), not the days before the clock."""
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    params = EtlParams(sites=[SITES[0]], lookback_days=1, data_dir=tmp_path, transform=False, page_size=500)
+
+    async def scheduled() -> FlowRun:
+        async with get_client() as client:
+            return await client.create_flow_run(
+                daily_etl, parameters={"params": params}, state=Scheduled(scheduled_time=END)
+            )
+
+    results = run_flow(daily_etl, flow_run=asyncio.run(scheduled()), parameters={"params": params})
+    assert [(r.window_start, r.window_end, r.status) for r in results] == [(START, END, "complete")]  # type: ignore[union-attr]
 
 
 def test_daily_flow_with_a_rejected_key_fails_typed_and_never_logs_it(

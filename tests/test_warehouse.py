@@ -270,8 +270,8 @@ def at(hours: int, minutes: int) -> datetime:
 
 
 def test_a_planted_gap_and_a_silent_point_are_the_only_gaps(gaps: GapsBuild) -> None:
-    # The site's range runs from its first to its last sample: 00:00 to 11:55.
-    by_point = {GAPPY: (at(4, 0), at(5, 35), GAP_MISSING), SILENT: (START, at(11, 55), SAMPLES_PER_POINT)}
+    # The range asked is the extraction's, [00:00, 12:00): the silent point misses all of it.
+    by_point = {GAPPY: (at(4, 0), at(5, 35), GAP_MISSING), SILENT: (START, at(12, 0), SAMPLES_PER_POINT)}
     assert gaps.stage.rows(
         "select site_name, point_name, gap_start, gap_end, missing_samples, expected_interval_s "
         "from timeseries_gaps order by point_name"

@@ -148,6 +148,11 @@ class Api:
         self._key = signing_key(config.api_key)
         ttl = config.faults.cursor_ttl
         self._pages = _PageCache(size=8, max_age=None if ttl is None else ttl / 2)
+        self.upload_horizon_us = None if config.upload_horizon is None else to_epoch_us(config.upload_horizon)
+
+    def set_upload_horizon(self, instant: str | datetime | None) -> None:
+        """Serve samples before `instant` only (None: all): the late data up to it has now "arrived"."""
+        self.upload_horizon_us = None if instant is None else to_epoch_us(instant)
 
     def handle(self, method: str, path: str, params: dict[str, str], now: float) -> Reply:
         parts = [unquote(part) for part in path.split("/")[1:]]
@@ -156,6 +161,9 @@ class Api:
         if parts[:1] != ["api"]:
             return json_reply(404, {"error": f"not found: {path} (the API lives under /api)"})
         route = parts[1:]
+        if route == ["_simulator", "upload_horizon"] and method == "PUT":
+            self.set_upload_horizon(params.get("at") or None)
+            return json_reply(200, {"upload_horizon": params.get("at") or None})
         if route[:1] == ["points"] or (len(route) > 2 and route[0] == "sites" and route[2] == "points"):
             return json_reply(400, {"error": POINT_ENDPOINT_ERROR})
         if method != "GET":
@@ -197,10 +205,13 @@ class Api:
             except CursorError as error:
                 fault = "cursor_ttl" if str(error) == "cursor expired" else None
                 return json_reply(400, {"error": str(error), "cursor": cursor}, fault=fault)
-        cache_key = (site, start_us, end_us, raw, page_size, offset)
+        # Late uploads: what has not arrived by the horizon is not served (yet).
+        horizon = self.upload_horizon_us
+        served_end = end_us if horizon is None else max(start_us, min(end_us, horizon))
+        cache_key = (site, start_us, served_end, raw, page_size, offset)
         body = self._pages.get(cache_key, now)
         if body is None:
-            body = self._page_body(site, start_us, end_us, raw, page_size, offset, query, now)
+            body = self._page_body(site, start_us, served_end, raw, page_size, offset, query, now)
             self._pages.put(cache_key, now, body)
         return Reply(200, body)
 

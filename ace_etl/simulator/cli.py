@@ -81,6 +81,14 @@ def simulator(
             "2026-01-01T05:00Z'.",
         ),
     ] = None,
+    upload_horizon: Annotated[
+        str | None,
+        typer.Option(
+            help="Late uploads: serve no sample at or after this ISO instant yet; move it while running with "
+            "PUT <url>/_simulator/upload_horizon?at=ISO (empty: serve everything).",
+            show_default=False,
+        ),
+    ] = None,
     request_log: Annotated[
         Path | None,
         typer.Option(
@@ -171,6 +179,7 @@ def simulator(
             time_format=time_format.value,
             outages=tuple(_parse_outage(text) for text in outage or ()),
             request_log=request_log,
+            upload_horizon=upload_horizon,
             host=host,
             port=port,
             faults=Faults(

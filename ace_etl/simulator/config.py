@@ -27,6 +27,8 @@ class SimulatorConfig:
     same instant. `outages` are (point name, start, end): the point serves no samples in `[start, end)`,
     an ISO instant or None for unbounded, so a point with both None never has data yet stays in
     configured_points. `request_log` appends one JSON line per request. `port=0` picks a free port.
+    `upload_horizon` (ISO instant) models gateways that upload late: samples at or after it are not served
+    yet; `Simulator.set_upload_horizon` (or `PUT /api/_simulator/upload_horizon?at=ISO`) moves it.
     """
 
     sites: tuple[str, ...] = ("demo-site",)
@@ -39,6 +41,7 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
     outages: tuple[Outage, ...] = ()
     request_log: str | Path | None = None
+    upload_horizon: str | None = None
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -63,6 +66,13 @@ class SimulatorConfig:
             raise ValueError("port must be between 0 and 65535")
         for outage in self.outages:
             _check_outage(outage)
+        if self.upload_horizon is not None:
+            try:
+                utc_instant(self.upload_horizon)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"upload_horizon {self.upload_horizon!r} is not an ISO 8601 instant"
+                ) from None
 
 
 def utc_instant(instant: str | datetime) -> datetime:

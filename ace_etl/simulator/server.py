@@ -119,6 +119,10 @@ class Simulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
+    def set_upload_horizon(self, instant: str | datetime | None) -> None:
+        """Move the late-upload horizon while the server runs (see `SimulatorConfig.upload_horizon`)."""
+        self._api.set_upload_horizon(instant)
+
     def start(self) -> Simulator:
         if self._server is not None:
             raise RuntimeError("the simulator is already running")

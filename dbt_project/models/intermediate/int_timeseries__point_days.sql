@@ -1,66 +1,93 @@
 {{ config(unique_key=['site_name', 'point_name', 'day']) }}
 
 -- What coverage and gaps need, per site, point and UTC day, with that day's gaps as a list. An
--- incremental build recomputes whole (site, day)s that received new samples; keeping the gaps inside the
--- point-day row is what lets late data that fills a gap remove it (delete+insert keyed by gap could not).
+-- incremental build recomputes exactly the (site, day)s that received new samples or a new extraction
+-- window, however far apart they are (healing a day a month back does not recompute the month); keeping
+-- the gaps inside the point-day row is what lets late data that fills a gap remove it.
 --
--- Expected range: the first to the last sample of any point of the site that day, so a partial
--- extraction window is not missing data. Expected interval: points.collect_interval, else the point's
--- median step that day. A step longer than gap_tolerance x the interval is a gap, and so is a first
--- sample that late after the range start or a last sample that early before the range end (measured
--- from the point's own samples, so a point sampling every 15 minutes is not missing the range's last 14).
--- A selected point (one the extraction windows covering the day were asked for) without samples is one
--- gap over the whole range; configured points nobody selected are not expected.
+-- Expected range: what was asked. The extraction windows that cover the day (landing/selections), cut
+-- to the day, half-open: a point silent from 20:00 in a window ending at 24:00 has a 4-hour gap, and a
+-- selected point without any sample is one gap over the whole range. Where no window is recorded (data
+-- landed by hand), the first to the last sample of any point of the site that day, inclusive.
+-- Expected interval: points.collect_interval, else the point's median step that day. A step longer than
+-- gap_tolerance x the interval is a gap, and so is a first sample that late after the range start or a
+-- last sample that early before the range end.
 --
 -- Each point-day's samples are gathered into one ordered list and its steps and gaps computed on that
 -- list: much cheaper than a window over every sample.
 
 {%- set k = var('gap_tolerance') %}
 
-with new_samples as (
-    select min("timestamp") as first_at, max("timestamp") as last_at
-    from {{ ref('timeseries_raw') }}
-    where {{ written_since_last_build() }}
-),
-
-point_samples as (
+with selected as (
     select
         site_name,
         point_name,
-        {{ utc_day('"timestamp"') }} as day,
-        list("timestamp" order by "timestamp") as sample_times,
-        bool_or({{ written_since_last_build() }}) as has_new_samples
+        landing_file,
+        day::date as day,
+        greatest(window_start, day::timestamptz) as asked_start,
+        least(window_end, day::timestamptz + interval 1 day) as asked_end
+    from {{ ref('stg_landing__selections') }},
+        unnest(generate_series(
+            {{ utc_day('window_start') }}, {{ utc_day('window_end - interval 1 microsecond') }}, interval 1 day
+        )) as days(day)
+),
+
+changed_days as (
+    select distinct site_name, {{ utc_day('"timestamp"') }} as day
     from {{ ref('timeseries_raw') }}
-    where "timestamp" >= (select {{ utc_day('first_at') }} from new_samples)
-      and "timestamp" < (select {{ utc_day('last_at') }} + interval 1 day from new_samples)
+    where {{ written_since_last_build() }}
+    union
+    select distinct site_name, day from selected
+    where {{ landed_since_last_build('selections') }}
+),
+
+point_samples as (
+    select site_name, point_name, day, list("timestamp" order by "timestamp") as sample_times
+    from (
+        select site_name, point_name, "timestamp", {{ utc_day('"timestamp"') }} as day
+        from {{ ref('timeseries_raw') }}
+        -- the range lets DuckDB skip row groups; the semi join keeps only the changed days
+        where "timestamp" >= (select min(day) from changed_days)::timestamptz
+          and "timestamp" < (select max(day) from changed_days)::timestamptz + interval 1 day
+    ) as raw
+    semi join changed_days using (site_name, day)
+    group by site_name, point_name, day
+),
+
+asked as (
+    select site_name, point_name, day, min(asked_start) as asked_start, max(asked_end) as asked_end
+    from selected semi join changed_days using (site_name, day)
     group by site_name, point_name, day
 ),
 
 site_days as (
-    select site_name, day, min(sample_times[1]) as range_start, max(sample_times[-1]) as range_end
-    from point_samples
-    group by site_name, day
-    having bool_or(has_new_samples)
-),
-
-expected_points as (
-    select site_name, point_name, day from point_samples semi join site_days using (site_name, day)
-    union
-    select selected.site_name, selected.point_name, site_days.day
-    from {{ ref('stg_landing__selections') }} as selected
-    join site_days
-        on selected.site_name = site_days.site_name
-        and selected.window_start < site_days.day + interval 1 day
-        and selected.window_end > site_days.day
+    select
+        changed_days.site_name,
+        changed_days.day,
+        site_asked.asked_start,
+        site_asked.asked_end,
+        site_samples.first_at,
+        site_samples.last_at
+    from changed_days
+    left join (
+        select site_name, day, min(asked_start) as asked_start, max(asked_end) as asked_end
+        from asked group by site_name, day
+    ) as site_asked using (site_name, day)
+    left join (
+        select site_name, day, min(sample_times[1]) as first_at, max(sample_times[-1]) as last_at
+        from point_samples group by site_name, day
+    ) as site_samples using (site_name, day)
 ),
 
 point_days as (
     select
-        expected_points.site_name,
-        expected_points.point_name,
-        expected_points.day,
-        site_days.range_start,
-        site_days.range_end,
+        site_name,
+        point_name,
+        day,
+        -- the point's own asked range, else the site's, else the site's samples (inclusive end)
+        coalesce(asked.asked_start, site_days.asked_start, site_days.first_at) as range_start,
+        coalesce(asked.asked_end, site_days.asked_end, site_days.last_at) as range_end,
+        coalesce(asked.asked_end, site_days.asked_end) is not null as half_open,
         coalesce(point_samples.sample_times, []) as sample_times,
         -- steps[i] is the time from sample i to sample i + 1, in seconds
         list_transform(
@@ -68,21 +95,31 @@ point_days as (
             lambda later, i: epoch(later - sample_times[i])
         ) as steps,
         case when points.collect_interval > 0 then points.collect_interval end as collect_interval
-    from expected_points
+    from (select site_name, point_name, day from point_samples union select site_name, point_name, day from asked)
     join site_days using (site_name, day)
+    left join asked using (site_name, point_name, day)
     left join point_samples using (site_name, point_name, day)
     left join {{ ref('points') }} as points using (site_name, point_name)
+    where coalesce(asked.asked_start, site_days.asked_start, site_days.first_at) is not null
 ),
 
 intervals as (
     select
-        * exclude (collect_interval),
+        * exclude (collect_interval, half_open),
         len(sample_times) as received_samples,
         sample_times[1] as first_sample_at,
         sample_times[-1] as last_sample_at,
         coalesce(collect_interval, list_median(steps))::double as expected_interval_s,
-        -- the samples of one point's grid that fit between range start and end
-        (floor(epoch(range_end - range_start) / expected_interval_s) + 1)::bigint as expected_samples
+        -- the samples of one point's grid that fit in the range: [start, end) when asked, else inclusive
+        case
+            when half_open then ceil(epoch(range_end - range_start) / expected_interval_s)
+            else floor(epoch(range_end - range_start) / expected_interval_s) + 1
+        end::bigint as expected_samples,
+        -- samples missing after the last one, up to the range end
+        case
+            when half_open then ceil(epoch(range_end - last_sample_at) / expected_interval_s) - 1
+            else floor(epoch(range_end - last_sample_at) / expected_interval_s)
+        end::bigint as missing_at_end
     from point_days
 ),
 
@@ -107,11 +144,7 @@ gapped as (
                 }
             ),
             list_filter(
-                [{
-                    'gap_start': last_sample_at,
-                    'gap_end': range_end,
-                    'missing_samples': floor(epoch(range_end - last_sample_at) / expected_interval_s)::bigint
-                }],
+                [{'gap_start': last_sample_at, 'gap_end': range_end, 'missing_samples': missing_at_end}],
                 lambda gap: epoch(gap.gap_end - gap.gap_start) > {{ k }} * expected_interval_s
             ),
             list_filter(
