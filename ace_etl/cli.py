@@ -277,6 +277,80 @@ def run(
 
 @app.command()
 @handles_errors
+def heal(
+    site: Annotated[
+        list[str],
+        typer.Option(
+            "--site", help="Site name as in FlightDeck; repeat for several sites.", show_default=False
+        ),
+    ],
+    start: Annotated[
+        str | None, typer.Option(help="Start of the range to heal (ISO).", show_default=False)
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="End of the range to heal (ISO).", show_default=False)
+    ] = None,
+    lookback_days: Annotated[
+        float, typer.Option("--lookback-days", help="Without --start/--end: heal this many days before now.")
+    ] = 7,
+    points: Annotated[
+        str | None, typer.Option(help="Comma-separated point names or glob patterns.", show_default=False)
+    ] = None,
+    points_file: Annotated[
+        Path | None, typer.Option(help="File with one point name or pattern per line.", show_default=False)
+    ] = None,
+    data_dir: DataDirOption = None,
+    page_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per API page.")] = 100_000,
+    max_requests_per_minute: Annotated[
+        float, typer.Option(min=1, help="Client-side rate limit shared by every request of the run.")
+    ] = 100.0,
+    no_transform: Annotated[
+        bool, typer.Option("--no-transform", help="Only land what was found; skip dbt build.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Check every gap now, even those checked recently without result.")
+    ] = False,
+) -> None:
+    """Re-fetch only the time ranges that have gaps (site-wide, nearby gaps coalesced), land what the API
+    now has, rebuild, and report per site: gaps found, fetched, still open.
+
+    Reads the gaps from the published warehouse. A gap the API cannot fill is re-checked with backoff and
+    becomes `confirmed` in timeseries_gaps after repeated empty checks.
+    """
+    from datetime import timedelta
+
+    from ace_etl.runner import HealOptions, run_heal
+    from extract.config import Settings
+    from extract.windows import resolve_range
+
+    if points is not None and points_file is not None:
+        raise _fail("give only one of --points and --points-file", 2)
+    if not 0 < lookback_days <= 3660:
+        raise _fail(f"--lookback-days must be more than 0 and at most 3660, got {lookback_days}", 2)
+    now = datetime.now(UTC)
+    if start is None and end is None:
+        first = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=lookback_days)
+        span = resolve_range(first, now, now)
+    else:
+        span = resolve_range(parse_when(start, "--start"), parse_when(end, "--end"), now)
+    assert span is not None
+    settings = Settings()
+    options = HealOptions(
+        sites=tuple(dict.fromkeys(site)),
+        start=span.start,
+        end=span.end,
+        points=points.split(",") if points is not None else points_file,
+        data_dir=data_dir or settings.data_dir,
+        page_size=page_size,
+        requests_per_minute=max_requests_per_minute,
+        transform=not no_transform,
+        force=force,
+    )
+    run_heal(settings, options)
+
+
+@app.command()
+@handles_errors
 def demo(
     data_dir: DataDirOption = None,
     site: Annotated[str, typer.Option(help="Name of the simulated site.")] = "demo-site",

@@ -1,0 +1,227 @@
+"""Heal gaps: re-fetch only the time ranges where samples are missing, and land what the API now has.
+
+Gaps come from the warehouse (`timeseries_gaps`); the caller passes them in. Ranges are fetched site-wide
+(the API has no per-point bulk path), coalesced so that nearby gaps of many points cost one pagination.
+What comes back is compared with what the landing already holds for that range, and only samples it does
+not hold yet are landed: as a patch file of the committed window they belong to, added to its manifest, so
+the landing still holds each sample once and a later re-extraction of the window replaces the patch too.
+
+Every gap checked is recorded (`landing/gap_checks`), with how many samples the check found, so a gap the
+API cannot fill is retried with backoff, not on every run forever, and analysts can tell an open gap from
+one confirmed by repeated checks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
+from extract.client import AceClient, RequestStats
+from extract.landing import GAP_CHECKS, REJECTS, TIMESERIES, site_dir, split_by_date
+from extract.lease import SiteLease
+from extract.pagination import MAX_PAGE_SIZE, iter_pages
+from extract.parse import UTC_US, normalize_samples
+from extract.points import PointSelector
+from extract.storage import Storage
+from extract.windows import Window, compact_time
+
+# Gaps closer than this are fetched as one range: a request costs more than a few extra samples.
+MERGE_WITHIN = timedelta(hours=1)
+# A gap re-checked this many times with nothing found is "confirmed": the API does not have the data.
+CONFIRMED_AFTER = 3
+# Wait before re-checking a gap that a check did not fill: doubles per check, up to a week.
+FIRST_RECHECK = timedelta(hours=1)
+MAX_RECHECK = timedelta(days=7)
+
+GAP_CHECKS_SCHEMA = pl.Schema(
+    {
+        "site_name": pl.String(),
+        "point_name": pl.String(),
+        "gap_start": UTC_US,
+        "gap_end": UTC_US,
+        "checked_at": UTC_US,
+        "samples_found": pl.Int64(),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Gap:
+    point_name: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class HealResult:
+    site_name: str
+    gaps: int
+    """Gaps found in the range."""
+    deferred: int
+    """Gaps not checked this time: checked recently without result (backoff)."""
+    ranges: int
+    """Time ranges fetched after coalescing."""
+    requests: int
+    samples: int
+    """Samples landed that the landing did not hold."""
+    rejected: int
+
+
+def merge_ranges(gaps: Sequence[Gap], within: timedelta = MERGE_WITHIN) -> list[Window]:
+    """The time ranges to fetch: the gaps of every point, merged when they overlap or lie `within` apart."""
+    merged: list[Window] = []
+    for gap in sorted(gaps, key=lambda g: g.start):
+        if merged and gap.start - merged[-1].end <= within:
+            merged[-1] = Window(merged[-1].start, max(merged[-1].end, gap.end))
+        else:
+            merged.append(Window(gap.start, gap.end))
+    return merged
+
+
+def due(gaps: Sequence[Gap], checks: pl.DataFrame, now: datetime) -> list[Gap]:
+    """The gaps worth checking now: never checked, or last checked long enough ago for their count of
+    fruitless checks (the wait doubles each time)."""
+    if checks.is_empty():
+        return list(gaps)
+    history = (
+        checks.filter(pl.col("samples_found") == 0)
+        .group_by("point_name", "gap_start", "gap_end")
+        .agg(pl.len().alias("attempts"), pl.col("checked_at").max().alias("last"))
+    )
+    seen = {(r["point_name"], r["gap_start"], r["gap_end"]): r for r in history.iter_rows(named=True)}
+    ready = []
+    for gap in gaps:
+        row = seen.get((gap.point_name, gap.start, gap.end))
+        if row is None:
+            ready.append(gap)
+            continue
+        wait = min(MAX_RECHECK, FIRST_RECHECK * 2 ** (row["attempts"] - 1))
+        if now - row["last"] >= wait:
+            ready.append(gap)
+    return ready
+
+
+def load_checks(storage: Storage, site: str) -> pl.DataFrame:
+    files = storage.list(site_dir(GAP_CHECKS, site), "*.parquet")
+    if not files:
+        return pl.DataFrame(schema=GAP_CHECKS_SCHEMA)
+    return pl.concat([pl.read_parquet(storage.uri(f)) for f in files], how="vertical_relaxed")
+
+
+def heal_site(
+    client: AceClient,
+    storage: Storage,
+    lease: SiteLease,
+    gaps: Sequence[Gap],
+    selector: PointSelector,
+    *,
+    page_size: int = MAX_PAGE_SIZE,
+    force: bool = False,
+) -> HealResult:
+    """Fetch the site's gap ranges (the caller holds the site's lease) and land the samples that are new."""
+    site = lease.site
+    now = datetime.now(UTC)
+    ready = list(gaps) if force else due(gaps, load_checks(storage, site), now)
+    stats = RequestStats()
+    landed = rejected = 0
+    found: list[pl.DataFrame] = []
+    ranges = merge_ranges(ready)
+    for span in ranges:
+        # Only windows that were extracted are healed; what was never asked for is not a gap to fill.
+        checkpoints = [c for c in load_checkpoints(storage, site, span) if c.complete]
+        for page in iter_pages(client, site, span.start, span.end, page_size=page_size, stats=stats):
+            rows = normalize_samples(
+                page.samples, site=site, collected_at=now, window=span, selector=selector
+            )
+            for i, c in enumerate(checkpoints):
+                lease.check()
+                kept = _new_rows(storage, c, rows.kept, ("point_name", "timestamp"), TIMESERIES)
+                # A reject's time may be unreadable: the range's first window keeps them, once.
+                bad = (
+                    _new_rows(storage, c, rows.rejects, ("point_name", "timestamp_raw", "value_raw"), REJECTS)
+                    if i == 0
+                    else rows.rejects.clear()
+                )
+                checkpoints[i] = _patch(storage, c, kept, bad)
+                landed += kept.height
+                rejected += bad.height
+                found.append(kept.select("point_name", "timestamp"))
+    _record_checks(storage, site, ready, pl.concat(found) if found else pl.DataFrame(), now)
+    return HealResult(site, len(gaps), len(gaps) - len(ready), len(ranges), stats.requests, landed, rejected)
+
+
+def _new_rows(
+    storage: Storage, checkpoint: Checkpoint, rows: pl.DataFrame, key: tuple[str, ...], dataset: str
+) -> pl.DataFrame:
+    """The rows of `rows` inside the checkpoint's window that its landed files do not hold yet."""
+    window = checkpoint.window
+    inside = (
+        rows.filter(pl.col("timestamp").is_between(window.start, window.end, closed="left"))
+        if dataset == TIMESERIES
+        else rows
+    )
+    files = [f for f in checkpoint.files if f.startswith(dataset + "/")]
+    if inside.is_empty() or not files:
+        return inside
+    held = pl.concat(
+        [pl.read_parquet(storage.uri(f), columns=list(key)) for f in files], how="vertical_relaxed"
+    )
+    return inside.join(held, on=list(key), how="anti", nulls_equal=True)
+
+
+def _patch(storage: Storage, checkpoint: Checkpoint, kept: pl.DataFrame, rejects: pl.DataFrame) -> Checkpoint:
+    """Land the new rows as files of the window's committed attempt, then add them to its manifest."""
+    if kept.is_empty() and rejects.is_empty():
+        return checkpoint
+    site, window = checkpoint.site, checkpoint.window
+    stem = f"{window.key}_{checkpoint.attempt}_h{uuid.uuid4().hex[:8]}"
+    written = []
+    for day, part in split_by_date(kept.sort("point_name", "timestamp")).items():
+        written.append(f"{site_dir(TIMESERIES, site)}/date={day.isoformat()}/{stem}.parquet")
+        storage.write_parquet_atomic(written[-1], part)
+    if rejects.height:
+        written.append(f"{site_dir(REJECTS, site)}/date={window.start.date().isoformat()}/{stem}.parquet")
+        storage.write_parquet_atomic(written[-1], rejects)
+    patched = replace(
+        checkpoint,
+        files=(*checkpoint.files, *written),
+        records_kept=checkpoint.records_kept + kept.height,
+        records_rejected=checkpoint.records_rejected + rejects.height,
+        records_fetched=checkpoint.records_fetched + kept.height + rejects.height,
+    )
+    save_checkpoint(storage, patched)
+    return patched
+
+
+def _record_checks(
+    storage: Storage, site: str, gaps: Sequence[Gap], found: pl.DataFrame, now: datetime
+) -> None:
+    if not gaps:
+        return
+    frame = pl.DataFrame(
+        {
+            "site_name": [site] * len(gaps),
+            "point_name": [g.point_name for g in gaps],
+            "gap_start": [g.start for g in gaps],
+            "gap_end": [g.end for g in gaps],
+            "checked_at": [now] * len(gaps),
+        },
+        schema={k: v for k, v in GAP_CHECKS_SCHEMA.items() if k != "samples_found"},
+    )
+    if found.is_empty():
+        counted = frame.with_columns(samples_found=pl.lit(0, pl.Int64))
+    else:
+        pairs = frame.join(found, on="point_name", how="left").filter(
+            pl.col("timestamp").is_between(pl.col("gap_start"), pl.col("gap_end"), closed="none")
+        )
+        hits = pairs.group_by("point_name", "gap_start", "gap_end").agg(samples_found=pl.len().cast(pl.Int64))
+        counted = frame.join(hits, on=["point_name", "gap_start", "gap_end"], how="left").with_columns(
+            pl.col("samples_found").fill_null(0)
+        )
+    path = f"{site_dir(GAP_CHECKS, site)}/{compact_time(now)}_{uuid.uuid4().hex[:8]}.parquet"
+    storage.write_parquet_atomic(path, counted.select(GAP_CHECKS_SCHEMA.names()))
