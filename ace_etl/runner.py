@@ -24,7 +24,7 @@ from rich.progress import (
 from ace_etl.report import gaps_by_site, summarize, to_rich_table
 from extract.client import AceClient
 from extract.config import Settings
-from extract.heal import Gap, HealResult
+from extract.heal import HealResult
 from extract.metrics import WindowResult
 from extract.pipeline import PointsSource, RunResult, run_extract
 from extract.storage import open_storage
@@ -222,50 +222,22 @@ class HealOptions:
     force: bool = False
 
 
-def warehouse_gaps(data_dir: Path, site: str, span: Window) -> list[Gap]:
-    """The site's gaps in `span`, from the published warehouse (read-only, as an analyst reads it)."""
-    import duckdb
-
-    from ace_etl.transform import WAREHOUSE_FILE
-    from extract.errors import ConfigError
-
-    path = data_dir / WAREHOUSE_FILE
-    if not path.exists():
-        raise ConfigError(
-            f"no warehouse at {path} yet: run `ace-etl run` (or `ace-etl transform`) before healing"
-        )
-    with duckdb.connect(str(path), read_only=True) as con:
-        rows = con.execute(
-            "select point_name, gap_start, gap_end from timeseries_gaps "
-            "where site_name = ? and gap_end > ? and gap_start < ? order by gap_start, point_name",
-            [site, span.start, span.end],
-        ).fetchall()
-    return [Gap(name, start.astimezone(UTC), end.astimezone(UTC)) for name, start, end in rows]
-
-
 def run_heal(settings: Settings, options: HealOptions, console: Console = stdout) -> list[HealResult]:
     """Re-fetch the gap ranges of each site, land what the API now has, rebuild, and print per site what
     was found, fetched and healed, and what is still open."""
     from rich.table import Table
 
-    from extract.heal import heal_site
-    from extract.lease import SiteLease
-    from extract.pipeline import land_points, new_run_id, resolve_selector
+    from ace_etl.healing import heal_sites, warehouse_gaps
 
     span = Window(options.start, options.end)
-    storage = open_storage(options.data_dir)
-    run_id = new_run_id()
-    found = {site: warehouse_gaps(options.data_dir, site, span) for site in options.sites}
-    results = []
-    with AceClient.from_settings(settings, requests_per_minute=options.requests_per_minute) as client:
-        for site in options.sites:
-            with stderr.status(f"Healing {site}: {len(found[site])} gap(s)..."):
-                selector = resolve_selector(options.points, land_points(client, storage, site), site=site)
-                with SiteLease(storage, site, run_id) as lease:
-                    results.append(
-                        heal_site(client, storage, lease, found[site], selector, page_size=options.page_size,
-                                  force=options.force)
-                    )  # fmt: skip
+    with (
+        AceClient.from_settings(settings, requests_per_minute=options.requests_per_minute) as client,
+        stderr.status(f"Healing {len(options.sites)} site(s)..."),
+    ):
+        results = heal_sites(
+            client, open_storage(options.data_dir), options.data_dir, options.sites, span,
+            points=options.points, page_size=options.page_size, force=options.force,
+        )  # fmt: skip
     if options.transform and any(r.samples or r.rejected or r.ranges for r in results):
         run_transform(options.data_dir)
     table = Table("site", "gaps found", "checked", "ranges fetched", "requests", "samples landed", "gaps still open",

@@ -19,10 +19,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from ace_etl.healing import heal_sites
 from ace_etl.report import gaps_by_site, summarize, to_markdown
 from extract.client import AceClient
 from extract.config import Settings
 from extract.errors import AuthError
+from extract.heal import HealResult
 from extract.metrics import WindowResult
 from extract.pipeline import (
     PointsSource,
@@ -221,8 +223,29 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     results = _extract(params, windows)
     gaps = None
     if params.transform:
-        gaps = gaps_by_site(build_with_prefect_dbt(_settings(params)[0].data_dir))
+        data_dir = _settings(params)[0].data_dir
+        warehouse = build_with_prefect_dbt(data_dir)
+        if params.heal and any(r.ranges for r in heal_task(params, span)):
+            warehouse = build_with_prefect_dbt(data_dir)  # what healing landed
+        gaps = gaps_by_site(warehouse)
     logger.info("\n%s", _publish_summary(results, gaps))
+    return results
+
+
+@task(cache_policy=NO_CACHE, retries=0, task_run_name="heal {span.key}")
+def heal_task(params: EtlParams, span: Window) -> list[HealResult]:
+    """Re-fetch the ranges of the warehouse's gaps in `span` (backoff for those checked recently)."""
+    settings, storage = _settings(params)
+    with AceClient.from_settings(settings, requests_per_minute=params.max_requests_per_minute) as client:
+        results = heal_sites(
+            client, storage, settings.data_dir, params.sites, span,
+            points=_points_source(params), page_size=params.page_size, force=params.force,
+        )  # fmt: skip
+    for r in results:
+        get_run_logger().info(
+            "site %s: %d gap(s), %d checked, %d range(s) fetched in %d request(s), %d sample(s) landed",
+            r.site_name, r.gaps, r.gaps - r.deferred, r.ranges, r.requests, r.samples,
+        )  # fmt: skip
     return results
 
 
@@ -238,6 +261,19 @@ def backfill(params: BackfillParams) -> list[WindowResult]:
     """A long range, window by window (each a task and a checkpoint; complete ones are skipped), then one
     dbt build at the end rather than one per day."""
     return _etl(params)
+
+
+@flow(name="ace-etl-heal", task_runner=_runner(), log_prints=True)
+def heal(params: EtlParams) -> list[HealResult]:
+    """Heal the gaps of a long range (default: the lookback before the scheduled time), then rebuild."""
+    as_of = params.as_of or datetime.fromtimestamp(flow_run.get_scheduled_start_time().timestamp(), UTC)
+    span = params.range_at(as_of)
+    if span is None:
+        return []
+    results = heal_task(params, span)
+    if any(r.ranges for r in results):
+        build_with_prefect_dbt(_settings(params)[0].data_dir)
+    return results
 
 
 @flow(name="ace-etl-weather-hourly", task_runner=_runner())

@@ -55,6 +55,10 @@ class EtlParams(SiteParams):
     page_size: int = Field(default=100_000, ge=1, le=100_000, description="Samples per API page.")
     force: bool = Field(default=False, description="Re-extract windows that are already complete.")
     transform: bool = Field(default=True, description="Run dbt build after extracting.")
+    heal: bool = Field(
+        default=True,
+        description="After the build, re-fetch the ranges of the gaps in the range, then rebuild.",
+    )
 
     @model_validator(mode="after")
     def _one_points_source(self) -> EtlParams:
