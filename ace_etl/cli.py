@@ -234,6 +234,14 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Re-extract windows that are already complete.")
     ] = False,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Keep the still-open window current up to as-of (about one request per site); for a schedule "
+            "every few minutes.",
+        ),
+    ] = False,
 ) -> None:
     """Extract a time range for one or more sites, land it as Parquet, then build the warehouse.
 
@@ -242,18 +250,26 @@ def run(
     """
     from ace_etl.runner import RunOptions, run_pipeline
     from extract.config import Settings
-    from extract.windows import resolve_range
+    from extract.windows import Window, resolve_range
 
     if sum((points is not None, points_file is not None, points_from_api)) > 1:
         raise _fail("give only one of --points, --points-file and --points-from-api", 2)
     moment = parse_when(as_of, "--as-of") or datetime.now(UTC)
-    span = resolve_range(
-        parse_when(start, "--start"),
-        parse_when(end, "--end"),
-        moment,
-        lookback_days=lookback_days,
-        window_hours=window_hours,
-    )
+    if live:
+        from extract.windows import live_windows
+
+        if start is not None or end is not None:
+            raise _fail("--live covers the open window at --as-of: give no --start/--end", 2)
+        previous, current = live_windows(moment, window_hours)
+        span: Window | None = Window(previous.start, current.end)
+    else:
+        span = resolve_range(
+            parse_when(start, "--start"),
+            parse_when(end, "--end"),
+            moment,
+            lookback_days=lookback_days,
+            window_hours=window_hours,
+        )
     if span is None:
         typer.echo(
             f"Nothing to extract: no {window_hours:g} h window has closed by {moment.isoformat()}.", err=True
@@ -271,6 +287,7 @@ def run(
         requests_per_minute=max_requests_per_minute,
         transform=not no_transform,
         force=force,
+        live_as_of=moment if live else None,
     )
     run_pipeline(settings, options)
 

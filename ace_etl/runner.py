@@ -48,6 +48,7 @@ class RunOptions:
     transform: bool = True
     force: bool = False
     max_workers: int = 4
+    live_as_of: datetime | None = None
 
 
 class RunProgress:
@@ -116,6 +117,7 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
                 max_workers=options.max_workers,
                 on_page=progress.on_page,
                 on_window=progress.on_window,
+                live_as_of=options.live_as_of,
             )
     gaps = None
     if options.transform and any(w.status != "failed" for w in result.windows):

@@ -107,7 +107,7 @@ def run_window(
             commit(storage, lease, c, configured)  # an earlier run stopped mid-commit
     near = load_checkpoints(storage, site, window)
     if not force and covered(near, window, selector):
-        return Outcome("skipped", _summed([c for c in near if c.complete]))
+        return Outcome("skipped", summed([c for c in near if c.complete]))
     # The hull grows until no other checkpoint overlaps it: the attempt replaces every window it touches,
     # so it must keep every point any of them kept.
     hull = window
@@ -210,7 +210,7 @@ def _discard(storage: Storage, checkpoint: Checkpoint) -> None:
     storage.delete_prefix(staging_dir(checkpoint.site, checkpoint.attempt))
 
 
-def _summed(done: Sequence[Checkpoint]) -> Checkpoint:
+def summed(done: Sequence[Checkpoint]) -> Checkpoint:
     first = done[0]
     return replace(
         first,

@@ -6,6 +6,8 @@ A checkpoint names one attempt at one window of one site and moves through three
 - `publishing`: every page is staged; the manifest (`files`, landing paths) is final and the commit moves
   it into the landing and removes the files it replaces. A crash here is finished by the next run.
 - `complete`: the landing holds exactly the manifest's files for this window.
+- `live`: a window still open, kept current by live runs: its manifest's files are in the landing and
+  cover `[start, live_until)`; it becomes `complete` once live_until reaches the window's end.
 
 The checkpoint also records the selection it was extracted for (`names`, `patterns`): a window complete
 for some points is not complete for others.
@@ -28,7 +30,7 @@ from extract.windows import Window
 
 _VERSION = 2
 
-State = Literal["landing", "publishing", "complete"]
+State = Literal["landing", "publishing", "complete", "live"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Checkpoint:
     records_filtered: int = 0
     records_rejected: int = 0
     files: tuple[str, ...] = field(default=())
+    live_until: str | None = None  # ISO instant, for `live` checkpoints
 
     @classmethod
     def start(
@@ -115,7 +118,7 @@ class Checkpoint:
             )
         except (TypeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
             raise ValueError(f"malformed checkpoint: {exc}") from exc
-        if checkpoint.state not in ("landing", "publishing", "complete"):
+        if checkpoint.state not in ("landing", "publishing", "complete", "live"):
             raise ValueError(f"unknown checkpoint state {checkpoint.state!r}")
         return checkpoint
 

@@ -22,7 +22,7 @@ import polars as pl
 
 from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
-from extract.landing import GAP_CHECKS, REJECTS, TIMESERIES, site_dir, split_by_date
+from extract.landing import GAP_CHECKS, REJECTS, TIMESERIES, site_dir, split_by_date, window_files
 from extract.lease import SiteLease
 from extract.pagination import MAX_PAGE_SIZE, iter_pages
 from extract.parse import UTC_US, normalize_samples
@@ -140,14 +140,14 @@ def heal_site(
             )
             for i, c in enumerate(checkpoints):
                 lease.check()
-                kept = _new_rows(storage, c, rows.kept, ("point_name", "timestamp"), TIMESERIES)
+                kept = new_rows(storage, c, rows.kept, ("point_name", "timestamp"), TIMESERIES)
                 # A reject's time may be unreadable: the range's first window keeps them, once.
                 bad = (
-                    _new_rows(storage, c, rows.rejects, ("point_name", "timestamp_raw", "value_raw"), REJECTS)
+                    new_rows(storage, c, rows.rejects, ("point_name", "timestamp_raw", "value_raw"), REJECTS)
                     if i == 0
                     else rows.rejects.clear()
                 )
-                checkpoints[i] = _patch(storage, c, kept, bad)
+                checkpoints[i] = patch_window(storage, c, kept, bad)
                 landed += kept.height
                 rejected += bad.height
                 found.append(kept.select("point_name", "timestamp"))
@@ -155,7 +155,7 @@ def heal_site(
     return HealResult(site, len(gaps), len(gaps) - len(ready), len(ranges), stats.requests, landed, rejected)
 
 
-def _new_rows(
+def new_rows(
     storage: Storage, checkpoint: Checkpoint, rows: pl.DataFrame, key: tuple[str, ...], dataset: str
 ) -> pl.DataFrame:
     """The rows of `rows` inside the checkpoint's window that its landed files do not hold yet."""
@@ -165,7 +165,9 @@ def _new_rows(
         if dataset == TIMESERIES
         else rows
     )
-    files = [f for f in checkpoint.files if f.startswith(dataset + "/")]
+    # Every file of the window's range, not only its manifest: a patch written just before a crash (and so
+    # missing from the manifest) must not be landed twice.
+    files = [f for f in window_files(storage, checkpoint.site, window) if f.startswith(dataset + "/")]
     if inside.is_empty() or not files:
         return inside
     held = pl.concat(
@@ -174,12 +176,14 @@ def _new_rows(
     return inside.join(held, on=list(key), how="anti", nulls_equal=True)
 
 
-def _patch(storage: Storage, checkpoint: Checkpoint, kept: pl.DataFrame, rejects: pl.DataFrame) -> Checkpoint:
+def patch_window(
+    storage: Storage, checkpoint: Checkpoint, kept: pl.DataFrame, rejects: pl.DataFrame, *, filtered: int = 0
+) -> Checkpoint:
     """Land the new rows as files of the window's committed attempt, then add them to its manifest."""
-    if kept.is_empty() and rejects.is_empty():
+    if kept.is_empty() and rejects.is_empty() and not filtered:
         return checkpoint
     site, window = checkpoint.site, checkpoint.window
-    stem = f"{window.key}_{checkpoint.attempt}_h{uuid.uuid4().hex[:8]}"
+    stem = f"{window.key}_{checkpoint.attempt}_h{uuid.uuid4().hex[:12]}"
     written = []
     for day, part in split_by_date(kept.sort("point_name", "timestamp")).items():
         written.append(f"{site_dir(TIMESERIES, site)}/date={day.isoformat()}/{stem}.parquet")
@@ -192,7 +196,8 @@ def _patch(storage: Storage, checkpoint: Checkpoint, kept: pl.DataFrame, rejects
         files=(*checkpoint.files, *written),
         records_kept=checkpoint.records_kept + kept.height,
         records_rejected=checkpoint.records_rejected + rejects.height,
-        records_fetched=checkpoint.records_fetched + kept.height + rejects.height,
+        records_fetched=checkpoint.records_fetched + kept.height + rejects.height + filtered,
+        records_filtered=checkpoint.records_filtered + filtered,
     )
     save_checkpoint(storage, patched)
     return patched

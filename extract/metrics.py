@@ -13,7 +13,7 @@ from extract.parse import UTC_US
 from extract.storage import Storage
 from extract.windows import Window
 
-Status = Literal["complete", "failed", "skipped"]
+Status = Literal["complete", "failed", "skipped", "live"]
 
 RUNS_SCHEMA = pl.Schema(
     {

@@ -31,6 +31,7 @@ from extract.client import AceClient, RequestStats
 from extract.errors import AuthError, ConfigError, NoPointsError
 from extract.landing import points_path, write_weather
 from extract.lease import DEFAULT_WAIT_S, SiteLease
+from extract.live import run_live
 from extract.metrics import Status, WindowResult, write_run_row
 from extract.pagination import MAX_PAGE_SIZE
 from extract.parse import parse_weather
@@ -113,6 +114,29 @@ def land_points(client: AceClient, storage: Storage, site: str) -> list[dict[str
     return items
 
 
+POINTS_FRESH_FOR = 3600.0
+
+
+def recent_points(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
+    """The landed points list when fetched within the last hour, else a fresh one (`land_points`)."""
+    path = points_path(site)
+    try:
+        landed = pl.read_parquet(io.BytesIO(storage.read_bytes(path)))
+    except Exception:  # absent or damaged: fetch it
+        return land_points(client, storage, site)
+    newest = landed.get_column("collected_at").max()
+    if not isinstance(newest, datetime) or (_now() - newest).total_seconds() > POINTS_FRESH_FOR:
+        return land_points(client, storage, site)
+    return [
+        {
+            "name": r["point_name"],
+            "collect_enabled": r["collect_enabled"],
+            "collect_interval": r["collect_interval"],
+        }
+        for r in landed.iter_rows(named=True)
+    ]
+
+
 def resolve_selector(
     points: PointsSource, configured: Sequence[Mapping[str, Any]] = (), *, site: str = ""
 ) -> PointSelector:
@@ -183,6 +207,7 @@ def _window(
     on_page: OnPage | None,
     configured: Sequence[str],
     lease_wait_s: float,
+    live_as_of: datetime | None = None,
 ) -> tuple[WindowResult, Exception | None]:
     started, clock, stats = _now(), time.monotonic(), RequestStats()
 
@@ -193,10 +218,19 @@ def _window(
 
     try:
         with SiteLease(storage, site, run_id, wait_s=lease_wait_s) as lease:
-            outcome = run_window(
-                client, storage, lease, window, selector,
-                page_size=page_size, force=force, stats=stats, configured=configured, on_page=on_page,
-            )  # fmt: skip
+            outcome = None
+            if live_as_of is not None:
+                outcome = run_live(
+                    client, storage, lease, window, live_as_of, selector,
+                    page_size=page_size, stats=stats, configured=list(configured),
+                )  # fmt: skip
+            if outcome is None and (live_as_of is None or window.end <= live_as_of):
+                outcome = run_window(
+                    client, storage, lease, window, selector,
+                    page_size=page_size, force=force, stats=stats, configured=configured, on_page=on_page,
+                )  # fmt: skip
+            if outcome is None:  # open, and owned by a regular run: nothing for live to do
+                return result("skipped", None), None
     except Exception as exc:
         return result("failed", None, _one_line(exc)), exc
     return result(outcome.status, outcome.progress), None  # type: ignore[arg-type]
@@ -247,6 +281,7 @@ def run_extract(
     on_window: Callable[[WindowResult], None] | None = None,
     run_id: str | None = None,
     lease_wait_s: float = DEFAULT_WAIT_S,
+    live_as_of: datetime | None = None,
 ) -> RunResult:
     """Extract every site over `[start, end)`, split into windows of `window_hours`, with weather beside it.
 
@@ -270,14 +305,16 @@ def run_extract(
             if queued[site]:
                 w = queued[site].popleft()
                 args = (client, storage, site, w, selectors[site], result.run_id, page_size, force, on_page,
-                        configured[site], lease_wait_s)  # fmt: skip
+                        configured[site], lease_wait_s, live_as_of)  # fmt: skip
                 future = pool.submit(_window, *args)
                 tasks[future] = (site, "timeseries", w)
                 pending.add(future)
 
         for site in sites:
-            tasks[pool.submit(land_points, client, storage, site)] = (site, "points", None)
-            if weather_due(storage, site, windows, force=force):
+            # Live runs every few minutes reuse a recent points list rather than ask for it each time.
+            fetch = land_points if live_as_of is None else recent_points
+            tasks[pool.submit(fetch, client, storage, site)] = (site, "points", None)
+            if live_as_of is None and weather_due(storage, site, windows, force=force):
                 weather = pool.submit(
                     extract_weather, client, storage, site, windows[0].start, windows[-1].end
                 )

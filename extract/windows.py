@@ -104,6 +104,16 @@ def lookback_range(as_of: datetime, lookback_days: float, window_hours: float = 
     return Window(start, start + closed * step) if closed > 0 else None
 
 
+def live_windows(as_of: datetime, window_hours: float = 24) -> list[Window]:
+    """The window (on the grid of `window_hours` from UTC midnight) that holds `as_of`, and the one before
+    it, which a live run may still have to finish."""
+    moment = as_utc(as_of)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    step = timedelta(hours=window_hours)
+    current = midnight + math.floor((moment - midnight) / step) * step
+    return [Window(current - step, current), Window(current, current + step)]
+
+
 def resolve_range(
     start: datetime | None,
     end: datetime | None,

@@ -150,3 +150,48 @@ def test_a_gap_the_api_cannot_fill_is_retried_with_backoff_then_confirmed(tmp_pa
     assert rows(data, "select point_name, heal_attempts, status from timeseries_gaps") == [
         (silent, 3, "confirmed")
     ]
+
+
+def test_live_runs_keep_the_open_day_current_with_one_request_each(clean: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+
+    def live(sim: Simulator, as_of: str, *extra: str) -> None:
+        result = ace_etl(
+            "run", "--site", SITE, "--live", "--as-of", as_of, "--data-dir", str(data), "--page-size", "2000",
+            *extra, env=env_of(sim),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+
+    with Simulator(CFG) as sim:
+        live(sim, "2024-06-10T10:02:00Z", "--no-transform")  # catches up: the day before, then today so far
+        sim.clear_requests()
+        live(sim, "2024-06-10T10:07:00Z")
+        assert [r["path"].rsplit("/", 2)[-2:] for r in sim.requests] == [["timeseries", "paginated"]]
+        assert (
+            rows(data, "select max(timestamp) from timeseries_raw")[0][0].isoformat()
+            == "2024-06-10T10:05:00+00:00"
+        )
+        assert rows(data, "select count(*) from timeseries_gaps") == [(0,)]  # asked up to 10:07, all there
+        live(sim, "2024-06-11T00:03:00Z", "--no-transform")  # the day closes: complete
+        sim.clear_requests()
+        daily = ace_etl(
+            "run",
+            "--site",
+            SITE,
+            "--as-of",
+            NEXT,
+            "--lookback-days",
+            "1",
+            "--data-dir",
+            str(data),
+            env=env_of(sim),
+        )
+        assert daily.returncode == 0, daily.stderr
+        assert timeseries_requests(sim) == 0  # nothing left for the daily run
+    assert (
+        landed_rows(data)
+        .filter(pl.col("timestamp") < pl.lit(NEXT).str.to_datetime(time_zone="UTC"))
+        .equals(expected_rows(CFG, SITE, "2024-06-09T00:00:00Z", NEXT))
+    )
+    day = "select point_name, timestamp, value from timeseries_raw where timestamp >= '2024-06-10' and timestamp < '2024-06-11' order by all"
+    assert rows(data, day) == rows(clean, day)

@@ -1,0 +1,96 @@
+"""Live: keep the still-open window current, every few minutes, with about one request per site.
+
+The open window gets a `live` checkpoint whose files cover `[window start, live_until)`. Each live run
+fetches `[live_until, as-of)` only, lands the new samples as patch files of that checkpoint (never a
+sample the landing already holds), and moves live_until on; once it reaches the window's end the window is
+complete, and the daily run finds only late data to settle (its heal step fetches the gaps late uploads
+left). A window some other run already owns (a full extraction, or a selection the live checkpoint does
+not cover) is left to the regular runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import datetime
+
+import polars as pl
+
+from extract.attempt import SELECTIONS_SCHEMA, Outcome, covered, summed
+from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
+from extract.client import AceClient, RequestStats
+from extract.heal import new_rows, patch_window
+from extract.landing import REJECTS, TIMESERIES, selection_path
+from extract.lease import SiteLease
+from extract.pagination import iter_pages
+from extract.parse import normalize_samples
+from extract.points import PointSelector
+from extract.storage import Storage
+from extract.windows import Window
+
+
+def run_live(
+    client: AceClient,
+    storage: Storage,
+    lease: SiteLease,
+    window: Window,
+    as_of: datetime,
+    selector: PointSelector,
+    *,
+    page_size: int,
+    stats: RequestStats,
+    configured: list[str],
+) -> Outcome | None:
+    """Bring the window's live checkpoint up to `as_of` (the caller holds the lease); None when the window
+    belongs to a regular run."""
+    site = lease.site
+    near = load_checkpoints(storage, site, window)
+    if covered(near, window, selector):
+        return Outcome("skipped", summed([c for c in near if c.complete]))
+    live = next((c for c in near if c.state == "live" and c.window == window), None)
+    if live is None:
+        if near:
+            return None
+        live = replace(
+            Checkpoint.start(site, window, page_size, uuid.uuid4().hex[:12], selector),
+            state="live",
+            live_until=window.start.isoformat(),
+        )
+    elif not live.selector.covers(selector):
+        return None
+    since = datetime.fromisoformat(live.live_until or window.start.isoformat())
+    until = min(as_of, window.end)
+    if until > since:
+        span = Window(since, until)
+        for page in iter_pages(client, site, since, until, page_size=page_size, stats=stats):
+            rows = normalize_samples(
+                page.samples, site=site, collected_at=as_of, window=span, selector=live.selector
+            )
+            lease.check()
+            kept = new_rows(storage, live, rows.kept, ("point_name", "timestamp"), TIMESERIES)
+            bad = new_rows(storage, live, rows.rejects, ("point_name", "timestamp_raw", "value_raw"), REJECTS)
+            live = patch_window(storage, live, kept, bad, filtered=rows.fetched - kept.height - bad.height)
+        live = replace(live, live_until=until.isoformat(), next_page=live.next_page + 1)
+    live = _asked(storage, live, configured)
+    if until >= window.end:
+        live = replace(live, state="complete")
+    save_checkpoint(storage, live)
+    return Outcome("complete" if live.complete else "live", live)
+
+
+def _asked(storage: Storage, live: Checkpoint, configured: list[str]) -> Checkpoint:
+    """(Re)write the window's selection file for what live runs have covered so far."""
+    path = selection_path(live.site, live.window, live.attempt)
+    names = sorted(set(live.selector.among(configured)) | set(live.names))
+    until = datetime.fromisoformat(live.live_until or live.window.start.isoformat())
+    frame = pl.DataFrame(
+        {
+            "site_name": [live.site] * len(names),
+            "point_name": names,
+            "window_start": [live.window.start] * len(names),
+            "window_end": [until] * len(names),
+        },
+        schema=SELECTIONS_SCHEMA,
+    )
+    storage.write_parquet_atomic(path, frame)
+    return live if path in live.files else replace(live, files=(*live.files, path))
