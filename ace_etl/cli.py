@@ -407,12 +407,33 @@ def transform(
 
 @app.command()
 @handles_errors
-def status(data_dir: DataDirOption = None) -> None:
+def status(
+    data_dir: DataDirOption = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write the coverage picture (points by days, gaps marked) to this self-contained HTML file.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Show what is landed per site, unfinished windows, the last runs and the warehouse."""
     from ace_etl.status import print_status
     from extract.config import Settings
 
-    print_status(data_dir or Settings().data_dir)
+    root = data_dir or Settings().data_dir
+    print_status(root)
+    if html is not None:
+        from ace_etl.coverage_view import coverage_grid, to_html
+        from ace_etl.transform import WAREHOUSE_FILE
+        from extract.errors import ConfigError
+
+        warehouse = root / WAREHOUSE_FILE
+        if not warehouse.exists():
+            raise ConfigError(f"no warehouse at {warehouse} yet: run `ace-etl run` first")
+        html.write_text(to_html(coverage_grid(warehouse)), encoding="utf-8")
+        typer.echo(f"Coverage picture written to {html}", err=True)
 
 
 def main() -> None:

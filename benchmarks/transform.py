@@ -4,9 +4,11 @@
 1. Land one day of 2,000 points x 1,440 minutes (2.88 M samples) and time `dbt build`.
 2. Land days 2-30 and build once (history; printed, not compared).
 3. Land day 31 and time that incremental build.
+4. Heal: land late samples into yesterday (day 31), build; then into day 1, 30 days back, build.
 
-Prints both times, their ratio (target <= 1.5), the time to publish the warehouse, and peak RSS. dbt runs
-in this process, as PrefectDbtRunner would, so the RSS includes DuckDB.
+Prints the times, their ratios (targets <= 1.5: day 31 / day 1, and healing day 1 / healing day 31), the
+time to publish the warehouse, and peak RSS. dbt runs in this process, as PrefectDbtRunner would, so the
+RSS includes DuckDB.
 
     .venv/bin/python -m benchmarks.transform [--data-dir DIR] [--points 2000] [--history-days 30]
 """
@@ -34,6 +36,14 @@ def land_day(data_dir: Path, points: list[str], day: int) -> None:
     rows = samples(SITE, points, start, 1440, collected_at=start + timedelta(days=1, minutes=5))
     for page, offset in enumerate(range(0, rows.height, PAGE_ROWS)):
         write_timeseries(data_dir, rows.slice(offset, PAGE_ROWS), f"{start:%Y%m%d}-page{page:03d}")
+
+
+def land_late(data_dir: Path, points: list[str], day: int) -> None:
+    """What `ace-etl heal` lands for a day: samples that arrived late (here, half-minute readings of a tenth of
+    the points over four hours), in a patch file of their own."""
+    start = FIRST_DAY + timedelta(days=day, hours=20, seconds=30)
+    rows = samples(SITE, points[::10], start, 240, collected_at=datetime.now(UTC))
+    write_timeseries(data_dir, rows, f"{start:%Y%m%d}-heal")
 
 
 def timed(label: str, action) -> float:
@@ -73,11 +83,21 @@ def main() -> None:
         latest = timed(
             f"dbt build, day {options.history_days + 1} (incremental)", lambda: dbt_build(data_dir)
         )
+        timed("land late samples into yesterday", lambda: land_late(data_dir, points, options.history_days))
+        heal_recent = timed("dbt build after healing yesterday", lambda: dbt_build(data_dir))
+        timed(f"land late samples {options.history_days} days back", lambda: land_late(data_dir, points, 0))
+        heal_old = timed(
+            f"dbt build after healing {options.history_days} days back", lambda: dbt_build(data_dir)
+        )
         timed("publish warehouse (checkpoint, copy, rename)", lambda: publish_warehouse(data_dir))
 
         size_gb = (build_dir(data_dir) / "warehouse.duckdb").stat().st_size / 1e9
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux reports KiB
         print(f"ratio day {options.history_days + 1} / day 1: {latest / first:.2f} (target <= 1.5)")
+        print(
+            f"ratio healing {options.history_days} days back / healing yesterday: {heal_old / heal_recent:.2f} "
+            "(target <= 1.5)"
+        )
         print(f"warehouse: {size_gb:.1f} GB; peak RSS: {peak_gb:.1f} GB")
     finally:
         if options.data_dir is None:

@@ -183,13 +183,15 @@ def extract_window(
     on_page: OnPage | None = None,
     configured: Sequence[str] = (),
     lease_wait_s: float = DEFAULT_WAIT_S,
+    live_as_of: datetime | None = None,
 ) -> WindowResult:
     """Land one (site, window) under the site's lease: resume from its checkpoint, skip it when complete
     for the selection (unless `force`), restart it when its cursor is rejected. Writes the window's
     metrics row whatever happens; on failure the row has status `failed` and the error is re-raised."""
     result, error = _window(
-        client, storage, site, window, selector, run_id, page_size, force, on_page, configured, lease_wait_s
-    )
+        client, storage, site, window, selector, run_id, page_size, force, on_page, configured, lease_wait_s,
+        live_as_of,
+    )  # fmt: skip
     if error is not None:
         raise error
     return result

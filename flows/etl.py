@@ -19,6 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from ace_etl.coverage_view import coverage_grid
+from ace_etl.coverage_view import to_markdown as to_coverage_markdown
 from ace_etl.healing import heal_sites
 from ace_etl.report import gaps_by_site, summarize, to_markdown
 from extract.client import AceClient
@@ -38,7 +40,7 @@ from extract.pipeline import (
 )
 from extract.points import PointSelector
 from extract.storage import Storage, open_storage
-from extract.windows import Window, split_windows
+from extract.windows import Window, live_windows, split_windows
 from flows.params import BackfillParams, EtlParams, SiteParams
 
 
@@ -70,6 +72,7 @@ def extract_window_task(
     page_size: int,
     force: bool,
     configured: list[str],
+    live_as_of: datetime | None = None,
 ) -> WindowResult:
     """Land one (site, window), resuming from its checkpoint."""
     logger = get_run_logger()
@@ -88,6 +91,7 @@ def extract_window_task(
         force=force,
         on_page=on_page,
         configured=configured,
+        live_as_of=live_as_of,
     )
     logger.info(
         "site %s window %s: %s, %d pages, %d kept, %d filtered out, %d rejected",
@@ -141,7 +145,9 @@ def _settings(params: SiteParams) -> tuple[Settings, Storage]:
     return settings.model_copy(update={"data_dir": data_dir}), open_storage(data_dir)
 
 
-def _extract(params: EtlParams, windows: Sequence[Window]) -> list[WindowResult]:
+def _extract(
+    params: EtlParams, windows: Sequence[Window], live_as_of: datetime | None = None
+) -> list[WindowResult]:
     """Fan out: every site's points first (by default they decide the selection), weather beside; then the
     windows in waves, one window per site at a time, so memory stays one window per site in flight."""
     settings, storage = _settings(params)
@@ -213,6 +219,9 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     as_of = params.as_of or datetime.fromtimestamp(flow_run.get_scheduled_start_time().timestamp(), UTC)
     span = params.range_at(as_of)
     logger = get_run_logger()
+    if params.live:
+        previous, current = live_windows(as_of, params.window_hours)
+        span = Window(previous.start, current.end)
     if span is None:
         logger.info("nothing to extract: no window has closed by %s", as_of.isoformat())
         return []
@@ -220,14 +229,19 @@ def _etl(params: EtlParams) -> list[WindowResult]:
         "as of %s: covering %s to %s", as_of.isoformat(), span.start.isoformat(), span.end.isoformat()
     )
     windows = split_windows(span.start, span.end, params.window_hours)
-    results = _extract(params, windows)
+    results = _extract(params, windows, as_of if params.live else None)
     gaps = None
     if params.transform:
         data_dir = _settings(params)[0].data_dir
         warehouse = build_with_prefect_dbt(data_dir)
-        if params.heal and any(r.ranges for r in heal_task(params, span)):
+        if params.heal and not params.live and any(r.ranges for r in heal_task(params, span)):
             warehouse = build_with_prefect_dbt(data_dir)  # what healing landed
         gaps = gaps_by_site(warehouse)
+        create_markdown_artifact(
+            markdown=to_coverage_markdown(coverage_grid(warehouse)),
+            key="ace-etl-coverage",
+            description="Coverage per site: points by days, open and confirmed gaps",
+        )
     logger.info("\n%s", _publish_summary(results, gaps))
     return results
 

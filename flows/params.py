@@ -55,6 +55,10 @@ class EtlParams(SiteParams):
     page_size: int = Field(default=100_000, ge=1, le=100_000, description="Samples per API page.")
     force: bool = Field(default=False, description="Re-extract windows that are already complete.")
     transform: bool = Field(default=True, description="Run dbt build after extracting.")
+    live: bool = Field(
+        default=False,
+        description="Keep the still-open window current up to as-of (one request per site); for the live deployment.",
+    )
     heal: bool = Field(
         default=True,
         description="After the build, re-fetch the ranges of the gaps in the range, then rebuild.",

@@ -195,3 +195,21 @@ def test_live_runs_keep_the_open_day_current_with_one_request_each(clean: Path, 
     )
     day = "select point_name, timestamp, value from timeseries_raw where timestamp >= '2024-06-10' and timestamp < '2024-06-11' order by all"
     assert rows(data, day) == rows(clean, day)
+
+
+def test_the_coverage_picture_marks_a_planted_gap(tmp_path: Path) -> None:
+    data, page = tmp_path / "data", tmp_path / "coverage.html"
+    gappy = ENABLED[1]
+    with Simulator(replace(CFG, outages=((gappy, "2024-06-10T06:00:00Z", "2024-06-10T09:00:00Z"),))) as sim:
+        assert (
+            ace_etl(
+                "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", str(data), env=env_of(sim)
+            ).returncode
+            == 0
+        )
+    result = ace_etl("status", "--data-dir", str(data), "--html", str(page))
+    assert result.returncode == 0, result.stderr
+    text = page.read_text()
+    assert text.count("class='cell gap-open'") == 1 and text.count("class='cell'") == len(ENABLED) - 1
+    assert f"{gappy} 2024-06-10: 252 of 288 samples, 1 open gap(s)" in text
+    assert "<script" not in text and "http" not in text
