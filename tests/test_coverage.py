@@ -141,7 +141,9 @@ def test_a_gap_the_api_cannot_fill_is_retried_with_backoff_then_confirmed(tmp_pa
             == 0
         )
         heal = ["heal", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", str(data)]
+        before = rows(data, RAW)
         assert ace_etl(*heal, env=env).returncode == 0
+        assert rows(data, RAW) == before  # the API had nothing new: nothing changed
         sim.clear_requests()
         assert ace_etl(*heal, env=env).returncode == 0  # checked an instant ago without result: deferred
         assert timeseries_requests(sim) == 0
