@@ -97,7 +97,11 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
     Raises the first failure's typed error after the summary, so the caller can set the exit status."""
     windows = split_windows(options.start, options.end, options.window_hours)
     storage = open_storage(options.data_dir)
-    with AceClient.from_settings(settings, requests_per_minute=options.requests_per_minute) as client:
+    with AceClient.from_settings(
+        settings,
+        requests_per_minute=options.requests_per_minute,
+        budget=settings.budget_file(options.data_dir),
+    ) as client:
         stderr.print(
             f"Extracting {len(options.sites)} site(s), {options.start:%Y-%m-%d %H:%M} to {options.end:%Y-%m-%d %H:%M} UTC "
             f"({len(windows)} window(s) each) into {options.data_dir}"
@@ -233,7 +237,11 @@ def run_heal(settings: Settings, options: HealOptions, console: Console = stdout
 
     span = Window(options.start, options.end)
     with (
-        AceClient.from_settings(settings, requests_per_minute=options.requests_per_minute) as client,
+        AceClient.from_settings(
+            settings,
+            requests_per_minute=options.requests_per_minute,
+            budget=settings.budget_file(options.data_dir),
+        ) as client,
         stderr.status(f"Healing {len(options.sites)} site(s)..."),
     ):
         results = heal_sites(

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, unquote, urlsplit
@@ -23,6 +24,7 @@ import stamina
 from pydantic import SecretStr
 
 from extract import cancel, redact
+from extract.budget import SharedBudget
 from extract.config import Settings
 from extract.errors import (
     ApiError,
@@ -34,7 +36,7 @@ from extract.errors import (
     RetriesExhaustedError,
     SiteNotFoundError,
 )
-from extract.ratelimit import RateLimiter, shared_rate_limiter
+from extract.ratelimit import Limiter, shared_rate_limiter
 from extract.retry import DEFAULT_RETRY_POLICY, RetryPolicy, retry_after_seconds
 
 T = TypeVar("T")
@@ -109,7 +111,7 @@ class AceClient:
         *,
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
         requests_per_minute: float | None = 100,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Limiter | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -133,9 +135,23 @@ class AceClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> AceClient:
-        """A client for `ACEIOT_API_URL` / `ACEIOT_API_KEY`; ConfigError if no key is set."""
-        return cls(settings.api_url, settings.require_key(), **kwargs)
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        requests_per_minute: float = 100,
+        budget: Path | None = None,
+        **kwargs: Any,
+    ) -> AceClient:
+        """A client for `ACEIOT_API_URL` / `ACEIOT_API_KEY`; ConfigError if no key is set. With `budget` (a
+        file), every process using the same key on this machine shares one request budget."""
+        key = settings.require_key()
+        if budget is not None:
+            check_api_key(key.get_secret_value())
+            kwargs["rate_limiter"] = SharedBudget.per_minute(
+                budget, settings.api_url, key.get_secret_value(), requests_per_minute
+            )
+        return cls(settings.api_url, key, requests_per_minute=requests_per_minute, **kwargs)
 
     def __repr__(self) -> str:
         return f"AceClient(base_url={self.base_url!r}, rate_limiter={self.rate_limiter!r})"
@@ -260,7 +276,10 @@ class AceClient:
         text = self._one_line(_error_text(response.content))
         if status in self.retry_policy.retry_statuses and status not in _NEVER_RETRIED:
             reason = f"HTTP {status}: {text}" if text else f"HTTP {status}"
-            raise _Transient(reason, retry_after_seconds(response.headers.get("Retry-After")))
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            if status == 429 and retry_after and self.rate_limiter is not None:
+                self.rate_limiter.pause(retry_after)  # every thread (and process) sharing the budget waits
+            raise _Transient(reason, retry_after)
         if status in (401, 403):
             raise AuthError(
                 f"the API key was rejected (HTTP {status}): set ACEIOT_API_KEY to a valid key", status=status

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     api_url: str = Field(default=DEFAULT_API_URL, validation_alias="ACEIOT_API_URL")
     api_key: SecretStr | None = Field(default=None, validation_alias="ACEIOT_API_KEY")
     data_dir: Path = Field(default=Path("data"), validation_alias="ACE_ETL_DATA_DIR")
+    budget_path: Path | None = Field(default=None, validation_alias="ACE_ETL_BUDGET_PATH")
+
+    def budget_file(self, data_dir: Path | None = None) -> Path:
+        """Where processes on this machine share one request budget per key: ACE_ETL_BUDGET_PATH, else
+        `state/api-budget.sqlite` in the data dir (every run of one data dir shares it)."""
+        return self.budget_path or Path(data_dir or self.data_dir) / "state" / "api-budget.sqlite"
 
     def require_key(self) -> SecretStr:
         if self.api_key is None or not self.api_key.get_secret_value().strip():

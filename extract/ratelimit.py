@@ -11,6 +11,7 @@ import math
 import threading
 import time
 from collections import deque
+from typing import Protocol
 
 from extract import cancel
 from extract.errors import ConfigError
@@ -34,10 +35,16 @@ class RateLimiter:
         self.period = period
         self.margin = min(_MARGIN_MAX, period * _MARGIN_FRACTION) if margin is None else margin
         self._sent: deque[float] = deque()
+        self._paused_until = 0.0
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RateLimiter(capacity={self.capacity}, period={self.period:g}, margin={self.margin:g})"
+
+    def pause(self, seconds: float) -> None:
+        """The server asked us to wait: no thread sends for `seconds`."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def acquire(self) -> None:
         """Block the calling thread until a request may be sent, and count it as sent now."""
@@ -47,12 +54,23 @@ class RateLimiter:
                 now = time.monotonic()
                 while self._sent and self._sent[0] <= now - window:
                     self._sent.popleft()
-                if len(self._sent) < self.capacity:
+                if self._paused_until > now:
+                    delay = self._paused_until - now
+                elif len(self._sent) < self.capacity:
                     self._sent.append(now)
                     return
-                delay = self._sent[0] + window - now
+                else:
+                    delay = self._sent[0] + window - now
             # Sleep without the lock so other threads can still check; whoever wakes first takes the slot.
             cancel.sleep(delay)
+
+
+class Limiter(Protocol):
+    """What the client needs from a rate limit: in-process (`RateLimiter`) or shared (`SharedBudget`)."""
+
+    def acquire(self) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
 
 
 _SHARED: dict[tuple[float, float], RateLimiter] = {}

@@ -156,7 +156,9 @@ def _extract(
     failures: list[Exception] = []
     results: list[WindowResult] = []
     span = Window(windows[0].start, windows[-1].end)
-    with AceClient.from_settings(settings, requests_per_minute=params.max_requests_per_minute) as client:
+    with AceClient.from_settings(
+        settings, requests_per_minute=params.max_requests_per_minute, budget=settings.budget_file()
+    ) as client:
         weather = [
             weather_task.submit(client, storage, site, span)
             for site in params.sites
@@ -250,7 +252,9 @@ def _etl(params: EtlParams) -> list[WindowResult]:
 def heal_task(params: EtlParams, span: Window) -> list[HealResult]:
     """Re-fetch the ranges of the warehouse's gaps in `span` (backoff for those checked recently)."""
     settings, storage = _settings(params)
-    with AceClient.from_settings(settings, requests_per_minute=params.max_requests_per_minute) as client:
+    with AceClient.from_settings(
+        settings, requests_per_minute=params.max_requests_per_minute, budget=settings.budget_file()
+    ) as client:
         results = heal_sites(
             client, storage, settings.data_dir, params.sites, span,
             points=_points_source(params), page_size=params.page_size, force=params.force,
@@ -299,6 +303,8 @@ def weather_hourly(params: SiteParams) -> list[WeatherResult]:
     settings, storage = _settings(params)
     now = datetime.now(UTC)
     hour = Window(now - timedelta(hours=1), now)
-    with AceClient.from_settings(settings, requests_per_minute=params.max_requests_per_minute) as client:
+    with AceClient.from_settings(
+        settings, requests_per_minute=params.max_requests_per_minute, budget=settings.budget_file()
+    ) as client:
         futures = [weather_task.submit(client, storage, site, hour) for site in params.sites]
         return [f.result() for f in futures]

@@ -436,6 +436,8 @@ def test_chaos_ends_exactly_like_one_clean_run(slow: Simulator, sim: Simulator, 
                     "--data-dir",
                     str(data),
                     "--no-transform",
+                    "--max-requests-per-minute",
+                    "100000",  # concurrency is under test here, not the shared budget
                     *extra,
                     env=env_of(slow),
                 )

@@ -1,0 +1,74 @@
+"""One request budget per API key across processes: several real processes against a rate-limited simulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ace_etl.simulator import Faults, Simulator, SimulatorConfig
+from extract.budget import SharedBudget, key_id
+
+
+def test_processes_sharing_a_budget_are_never_throttled_and_lose_no_time(tmp_path: Path) -> None:
+    # The server allows 20 requests per 3 s for the key; 3 processes page through 3 sites, 20 pages each.
+    sites = ("s1", "s2", "s3")
+    cfg = SimulatorConfig(
+        sites=sites, points=10, interval=60, api_key="demo", faults=Faults(rate_limit=20, rate_period=3.0)
+    )
+    budget = tmp_path / "budget.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    child = str(Path(__file__).with_name("budget_child.py"))
+    with Simulator(cfg) as sim:
+        SharedBudget(budget, key_id(sim.url, "demo"), 20, 3.0)  # the file exists before the clock starts
+        started = time.monotonic()
+        runs = [
+            subprocess.Popen(
+                [sys.executable, child, sim.url, site, str(budget)],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for site in sites
+        ]
+        pages = [int(run.communicate(timeout=120)[0]) for run in runs]
+        elapsed = time.monotonic() - started
+        statuses = [r["status"] for r in sim.requests if "/timeseries/" in r["path"]]
+    assert pages == [20, 20, 20] and len(statuses) == 60
+    assert statuses.count(429) == 0
+    # 60 requests at 20 per 3 s: two full windows of waiting at least; process start-up on top.
+    assert 6.0 <= elapsed <= 6.0 + 6.0, elapsed
+
+
+def test_a_pause_seen_by_one_process_holds_every_process_of_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "budget.sqlite"
+    first, second = SharedBudget(path, "key-a", 100, 60.0), SharedBudget(path, "key-a", 100, 60.0)
+    other = SharedBudget(path, "key-b", 100, 60.0)
+    first.pause(0.6)
+    waited: dict[str, float] = {}
+
+    def timed(name: str, budget: SharedBudget) -> None:
+        started = time.monotonic()
+        budget.acquire()
+        waited[name] = time.monotonic() - started
+
+    threads = [
+        threading.Thread(target=timed, args=pair) for pair in (("same key", second), ("other key", other))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert waited["same key"] >= 0.5
+    assert waited["other key"] < 0.3  # one key's 429s never slow another key's sites
+
+
+def test_the_budget_file_never_holds_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "budget.sqlite"
+    budget = SharedBudget.per_minute(path, "http://x/api", "super-secret-key-42", 100)
+    budget.acquire()
+    budget.pause(0.01)
+    assert b"super-secret-key-42" not in path.read_bytes()
