@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from extract import cancel
 from extract.errors import AceEtlError
 from extract.quarantine import set_aside_unreadable
 from extract.storage import open_storage, remove_abandoned, temporary_name
@@ -76,6 +77,48 @@ def dbt_environment(data_dir: Path) -> Iterator[None]:
                 os.environ[key] = value
 
 
+BUILD_WAIT_S = 3600.0
+
+
+@contextmanager
+def build_lock(data_dir: Path, wait_s: float = BUILD_WAIT_S) -> Iterator[None]:
+    """One build (dbt build + publish) of a data dir at a time, across processes: a second build says so,
+    waits for the first (at most `wait_s`), then builds what is new. Never DuckDB's raw lock error."""
+    import fcntl
+    import logging
+
+    work = build_dir(data_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    with (work / "build.lock").open("a+") as lock:
+        deadline = time.monotonic() + wait_s
+        told = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TransformError(
+                        f"another build of {data_dir} did not finish within {wait_s:g} s; run `ace-etl transform` later"
+                    ) from None
+                if not told:
+                    lock.seek(0)
+                    holder = lock.read().strip() or "another process"
+                    logging.getLogger("extract").warning(
+                        "waiting for the build running in %s to finish before building", holder
+                    )
+                    told = True
+                cancel.sleep(0.2)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_warehouse(
     data_dir: Path, *, full_refresh: bool = False, select: str | Sequence[str] | None = None
 ) -> TransformResult:
@@ -86,8 +129,9 @@ def build_warehouse(
     Raises TransformError when a model or an error-severity test fails; nothing is published then.
     """
     started = time.perf_counter()
-    results = dbt_build(data_dir, full_refresh=full_refresh, select=select)
-    warehouse = publish_warehouse(data_dir)
+    with build_lock(data_dir):
+        results = dbt_build(data_dir, full_refresh=full_refresh, select=select)
+        warehouse = publish_warehouse(data_dir)
     return TransformResult(
         warehouse=warehouse,
         elapsed_s=time.perf_counter() - started,

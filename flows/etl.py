@@ -116,19 +116,21 @@ def build_with_prefect_dbt(data_dir: Path) -> Path:
     from ace_etl.transform import (
         DBT_PROJECT_DIR,
         build_dir,
+        build_lock,
         check_landing,
         dbt_environment,
         publish_warehouse,
     )
 
-    check_landing(data_dir)
-    work = build_dir(data_dir)
-    settings = PrefectDbtSettings(
-        project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
-    )
-    with dbt_environment(data_dir):
-        PrefectDbtRunner(settings=settings).invoke(["build", "--log-path", str(work / "logs")])
-    return publish_warehouse(data_dir)
+    with build_lock(data_dir):
+        check_landing(data_dir)
+        work = build_dir(data_dir)
+        settings = PrefectDbtSettings(
+            project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
+        )
+        with dbt_environment(data_dir):
+            PrefectDbtRunner(settings=settings).invoke(["build", "--log-path", str(work / "logs")])
+        return publish_warehouse(data_dir)
 
 
 def _points_source(params: EtlParams) -> PointsSource:

@@ -7,10 +7,13 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
 from extract.budget import SharedBudget, key_id
+from tests.clihelp import ace_etl, spawn
+from tests.landing_factory import samples, write_timeseries
 
 
 def test_processes_sharing_a_budget_are_never_throttled_and_lose_no_time(tmp_path: Path) -> None:
@@ -72,3 +75,17 @@ def test_the_budget_file_never_holds_the_key(tmp_path: Path) -> None:
     budget.acquire()
     budget.pause(0.01)
     assert b"super-secret-key-42" not in path.read_bytes()
+
+
+def test_two_builds_at_once_both_succeed(tmp_path: Path) -> None:
+    """A backfill's build finishing during the nightly one: the second waits, says so, then builds."""
+    data = tmp_path / "data"
+    day = datetime(2025, 1, 1, tzinfo=UTC)
+    write_timeseries(data, samples("s", ["p1", "p2"], day, 600, collected_at=day), "first")
+    builds = [spawn("transform", "--data-dir", str(data)) for _ in range(2)]
+    outputs = [b.communicate(timeout=300) for b in builds]
+    assert [b.returncode for b in builds] == [0, 0], outputs
+    assert any("waiting for the build running in pid" in err for _, err in outputs), outputs
+    assert not any("Could not set lock" in err for _, err in outputs)
+    status = ace_etl("status", "--data-dir", str(data))
+    assert "Warehouse:" in status.stdout
