@@ -426,10 +426,10 @@ def status(
     print_status(root)
     if html is not None:
         from ace_etl.coverage_view import coverage_grid, to_html
-        from ace_etl.transform import WAREHOUSE_FILE
+        from ace_etl.transform import warehouse_file
         from extract.errors import ConfigError
 
-        warehouse = root / WAREHOUSE_FILE
+        warehouse = warehouse_file(root)
         if not warehouse.exists():
             raise ConfigError(f"no warehouse at {warehouse} yet: run `ace-etl run` first")
         html.write_text(to_html(coverage_grid(warehouse)), encoding="utf-8")

@@ -19,9 +19,9 @@ def warehouse_gaps(data_dir: Path, site: str, span: Window) -> list[Gap]:
     """The site's gaps in `span`, from the published warehouse (read-only, as an analyst reads it)."""
     import duckdb
 
-    from ace_etl.transform import WAREHOUSE_FILE
+    from ace_etl.transform import warehouse_file
 
-    path = Path(data_dir) / WAREHOUSE_FILE
+    path = warehouse_file(data_dir)
     if not path.exists():
         raise ConfigError(
             f"no warehouse at {path} yet: run `ace-etl run` (or `ace-etl transform`) before healing"

@@ -193,9 +193,10 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
     from rich.syntax import Syntax
     from rich.table import Table
 
-    from ace_etl.transform import WAREHOUSE_FILE
+    from ace_etl.transform import warehouse_file
+    from extract.storage import open_storage
 
-    path = data_dir / WAREHOUSE_FILE
+    path = warehouse_file(data_dir)
     console.print(
         f"\nTry it yourself: duckdb -readonly {path}   (or in Python: duckdb.connect('{path}', read_only=True))"
     )
@@ -208,7 +209,7 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
             for row in cursor.fetchall():
                 table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row))
             console.print(table)
-    landing = data_dir / "landing" / "timeseries"
+    landing = open_storage(data_dir).uri("landing/timeseries")
     console.print(
         "\nOr query the Parquet landing directly (the site_name column, not the encoded folder name):\n"
         f"select site_name, count(*) from read_parquet('{landing}/*/*/*.parquet', hive_partitioning = false) group by 1"

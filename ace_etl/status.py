@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
+from ace_etl.transform import warehouse_file
 from extract.checkpoint import Checkpoint
 from extract.landing import CHECKPOINTS, RUNS, TIMESERIES
 from extract.quarantine import quarantined
@@ -30,11 +30,11 @@ def landed_rows(storage: Storage) -> dict[str, tuple[int, int]]:
     names: dict[str, str] = {}
     for path in storage.list(TIMESERIES, "*/date=*/*.parquet"):
         try:
-            metadata = pq.read_metadata(storage.uri(path))
+            count = storage.parquet_rows(path)
             folder = _folder_of(path)
             if folder not in names:
-                names[folder] = pl.read_parquet(storage.uri(path), columns=["site_name"], n_rows=1).item()
-            site, rows = names[folder], metadata.num_rows
+                names[folder] = storage.read_parquet(path, columns=["site_name"]).item(0, 0)
+            site, rows = names[folder], count
         except Exception:  # a truncated or foreign file: reported, never a traceback
             site, rows = DAMAGED, 0
         files, total = totals.get(site, (0, 0))
@@ -62,7 +62,7 @@ def last_runs(storage: Storage, limit: int = 10) -> pl.DataFrame:
     frames = []
     for path in storage.list(RUNS, "*.parquet"):
         try:
-            frames.append(pl.read_parquet(storage.uri(path)))
+            frames.append(storage.read_parquet(path))
         except Exception:
             continue  # a damaged runs row is left for `ace-etl transform` to set aside
     if not frames:
@@ -73,7 +73,7 @@ def last_runs(storage: Storage, limit: int = 10) -> pl.DataFrame:
 def print_status(data_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
     storage = open_storage(data_dir)
-    console.print(f"Data dir: {Path(storage.uri()).resolve()}")
+    console.print(f"Data dir: {storage.uri()}")
     landed, states = landed_rows(storage), window_states(storage)
     if not landed and not states:
         console.print(
@@ -104,7 +104,7 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
             f"Quarantine: {len(aside)} damaged file(s) set aside under {storage.uri('quarantine')} "
             "(each with a .reason.txt; the data they held was fetched again)"
         )
-    warehouse = data_dir / "warehouse.duckdb"
+    warehouse = warehouse_file(data_dir)
     if warehouse.exists():
         built = datetime.fromtimestamp(warehouse.stat().st_mtime, UTC)
         console.print(f"Warehouse: {warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC)")

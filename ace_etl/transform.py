@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING
 from extract import cancel
 from extract.errors import AceEtlError
 from extract.quarantine import set_aside_unreadable
-from extract.storage import open_storage, remove_abandoned, temporary_name
+from extract.storage import (
+    is_object_store,
+    local_dir,
+    normalize_location,
+    open_storage,
+    remove_abandoned,
+    temporary_name,
+)
 
 if TYPE_CHECKING:
     from dbt.artifacts.schemas.run import RunResult
@@ -50,18 +57,25 @@ class TransformResult:
     """One line per data-quality test that warned: its name and dbt's message."""
 
 
-def build_dir(data_dir: Path) -> Path:
-    """dbt's own working area: the build database, its artifacts and its logs."""
-    return Path(data_dir).resolve() / ".build"
+def warehouse_file(data_dir: Path | str) -> Path:
+    """The published warehouse analysts open (always local): ACE_ETL_DUCKDB_PATH, else `warehouse.duckdb` in
+    the data dir, or in `./data` when the data dir is an object store."""
+    explicit = os.environ.get("ACE_ETL_DUCKDB_PATH")
+    return Path(explicit).absolute() if explicit else local_dir(data_dir) / WAREHOUSE_FILE
+
+
+def build_dir(data_dir: Path | str) -> Path:
+    """dbt's own working area, beside the published warehouse: the build database, artifacts and logs."""
+    return warehouse_file(data_dir).parent / ".build"
 
 
 @contextmanager
 def dbt_environment(data_dir: Path) -> Iterator[None]:
     """Point the dbt project (dbt_project/profiles.yml reads these) at `data_dir` and its build database for a
     dbt run in this process; the environment is restored afterwards."""
-    data_dir = Path(data_dir).resolve()
+    location = normalize_location(data_dir)
     values = {
-        "ACE_ETL_DATA_DIR": str(data_dir),
+        "ACE_ETL_DATA_DIR": location if is_object_store(location) else str(Path(location).resolve()),
         "ACE_ETL_DUCKDB_PATH": str(build_dir(data_dir) / WAREHOUSE_FILE),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
@@ -182,10 +196,7 @@ def check_landing(data_dir: Path) -> list[str]:
     since = marker.stat().st_mtime if marker.exists() else 0.0
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    root = Path(storage.uri())
-    # ctime, not mtime: a committed file was renamed into the landing after it was written.
-    fresh = [p for p in storage.list("landing", "**/*.parquet") if (root / p).stat().st_ctime >= since - 1]
-    return set_aside_unreadable(storage, fresh)
+    return set_aside_unreadable(storage, storage.list_since("landing", "**/*.parquet", since - 1))
 
 
 def publish_warehouse(data_dir: Path) -> Path:
@@ -193,7 +204,7 @@ def publish_warehouse(data_dir: Path) -> Path:
     import duckdb
 
     built = build_dir(data_dir) / WAREHOUSE_FILE
-    published = Path(data_dir).resolve() / WAREHOUSE_FILE
+    published = warehouse_file(data_dir)
     # Fold the write-ahead log into the database file, so that the file alone is the whole database.
     # In the process that ran dbt this joins dbt's still-open instance of the same file.
     try:

@@ -110,7 +110,7 @@ def load_checks(storage: Storage, site: str) -> pl.DataFrame:
     files = storage.list(site_dir(GAP_CHECKS, site), "*.parquet")
     if not files:
         return pl.DataFrame(schema=GAP_CHECKS_SCHEMA)
-    return pl.concat([pl.read_parquet(storage.uri(f)) for f in files], how="vertical_relaxed")
+    return pl.concat([storage.read_parquet(f) for f in files], how="vertical_relaxed")
 
 
 def heal_site(
@@ -170,9 +170,7 @@ def new_rows(
     files = [f for f in window_files(storage, checkpoint.site, window) if f.startswith(dataset + "/")]
     if inside.is_empty() or not files:
         return inside
-    held = pl.concat(
-        [pl.read_parquet(storage.uri(f), columns=list(key)) for f in files], how="vertical_relaxed"
-    )
+    held = pl.concat([storage.read_parquet(f, columns=list(key)) for f in files], how="vertical_relaxed")
     return inside.join(held, on=list(key), how="anti", nulls_equal=True)
 
 

@@ -6,8 +6,6 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-import pyarrow.parquet as pq
-
 from extract.landing import CHECKPOINTS, QUARANTINE, file_window
 from extract.storage import Storage
 from extract.windows import compact_time
@@ -36,7 +34,7 @@ def set_aside_unreadable(storage: Storage, paths: Iterable[str]) -> list[str]:
     aside = []
     for path in paths:
         try:
-            pq.read_metadata(storage.uri(path))
+            storage.parquet_rows(path)
         except Exception as exc:  # pyarrow raises several types for damaged files
             quarantine(storage, path, f"unreadable Parquet: {' '.join(str(exc).split())[:200]}")
             aside.append(path)

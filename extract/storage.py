@@ -7,8 +7,10 @@ are atomic: a reader (or a crash) sees the old file, the new file, or no file, n
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import os
+import re
 import shutil
 import socket
 import time
@@ -19,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final, Protocol
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from extract.errors import ConfigError
 
@@ -77,6 +80,18 @@ class Storage(Protocol):
 
     def clean_temporaries(self, prefix: str) -> int:
         """Remove the temporary files that writers killed mid-write left under `prefix`; returns how many."""
+        ...
+
+    def read_parquet(self, rel_path: str, columns: builtins.list[str] | None = None) -> pl.DataFrame:
+        """A Parquet file (or some of its columns) as a frame."""
+        ...
+
+    def parquet_rows(self, rel_path: str) -> int:
+        """The row count from the Parquet footer; raises for a file that is not readable Parquet."""
+        ...
+
+    def list_since(self, prefix: str, pattern: str, since: float) -> builtins.list[str]:
+        """`list`, keeping the files that appeared (were written or moved there) at or after `since`."""
         ...
 
 
@@ -156,6 +171,16 @@ class LocalStorage:
 
     def clean_temporaries(self, prefix: str) -> int:
         return remove_abandoned(self._path(prefix), recursive=True)
+
+    def read_parquet(self, rel_path: str, columns: builtins.list[str] | None = None) -> pl.DataFrame:
+        return pl.read_parquet(self._path(rel_path), columns=columns, hive_partitioning=False)
+
+    def parquet_rows(self, rel_path: str) -> int:
+        return int(pq.read_metadata(self._path(rel_path)).num_rows)
+
+    def list_since(self, prefix: str, pattern: str, since: float) -> builtins.list[str]:
+        # ctime, not mtime: a committed file was renamed into place after it was written.
+        return [p for p in self.list(prefix, pattern) if self._path(p).stat().st_ctime >= since]
 
     @contextmanager
     def _locked(self, rel_path: str) -> Iterator[None]:
@@ -257,9 +282,39 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def open_storage(location: Path | str) -> Storage:
-    """The storage for a data dir. Only local paths today; an `s3://` URL is where an object store plugs in."""
+def normalize_location(location: Path | str) -> str:
+    """A data dir as text: a local path, or `s3://bucket/prefix` (also when a Path squeezed it to `s3:/...`)."""
     text = str(location)
-    if "://" in text:
-        raise ConfigError(f"data dir {text!r}: only local folders are supported so far")
+    if text.startswith("s3:/") and not text.startswith("s3://"):
+        text = "s3://" + text[len("s3:/") :]
+    return text.rstrip("/") if text.startswith("s3://") else text
+
+
+def is_object_store(location: Path | str) -> bool:
+    return normalize_location(location).startswith("s3://")
+
+
+def local_dir(location: Path | str) -> Path:
+    """Where the local-only parts live (the warehouse, its build, the request budget): the data dir itself,
+    or `./data` when the data dir is an object store."""
+    return (
+        Path("data").absolute()
+        if is_object_store(location)
+        else Path(normalize_location(location)).absolute()
+    )
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+
+
+def open_storage(location: Path | str) -> Storage:
+    """The storage for a data dir: a local folder or `s3://bucket/prefix` (any S3-compatible store, from
+    AWS_ENDPOINT_URL and the standard AWS variables). Any other scheme is a ConfigError."""
+    text = normalize_location(location)
+    if text.startswith("s3://"):
+        from extract.objectstore import S3Storage
+
+        return S3Storage(text)
+    if _SCHEME.match(text):
+        raise ConfigError(f"data dir {text!r}: use a local folder or s3://bucket/prefix")
     return LocalStorage(Path(text))

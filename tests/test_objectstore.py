@@ -1,0 +1,166 @@
+"""The landing on an object store: a real local S3-compatible server (moto's server mode) on loopback, the
+real CLI, real Parquet objects, dbt reading them through fsspec. No mocked boto calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from ace_etl.simulator import Faults, Simulator, SimulatorConfig
+from tests.clihelp import ace_etl, expected_rows, landed_rows, spawn
+
+SITE = "hq"
+CFG = SimulatorConfig(sites=(SITE,), points=12, interval=300, api_key="s3-test-key-0123456789")
+DAY, NEXT = "2024-06-10T00:00:00Z", "2024-06-11T00:00:00Z"
+BUCKET = "ace-etl-test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Iterator[dict[str, str]]:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.1)
+        import s3fs
+
+        s3fs.S3FileSystem(skip_instance_cache=True).mkdir(BUCKET)
+        yield env
+    finally:
+        server.terminate()
+        server.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def s3_rows(prefix: str) -> pl.DataFrame:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+    files = sorted(fs.glob(f"{BUCKET}/{prefix}/landing/timeseries/*/*/*.parquet"))
+    frames = [pl.read_parquet(fs.cat_file(f)) for f in files]
+    return pl.concat(frames).select("point_name", "timestamp", "value").sort("point_name", "timestamp")
+
+
+def raw(db: Path) -> list[tuple]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(
+            "select site_name, point_name, timestamp, value, quality from timeseries_raw order by all"
+        ).fetchall()
+
+
+def test_a_run_on_object_storage_resumes_after_a_kill_and_builds_like_local_disk(
+    s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    local = tmp_path / "local"
+    remote = f"s3://{BUCKET}/run1"
+    warehouse = tmp_path / "s3-warehouse" / "warehouse.duckdb"
+    with Simulator(replace(CFG, faults=Faults(latency=0.05))) as sim:
+        env = {
+            **s3_env,
+            "ACEIOT_API_URL": sim.url,
+            "ACEIOT_API_KEY": CFG.api_key,
+            "ACE_ETL_DUCKDB_PATH": str(warehouse),
+        }
+        child = spawn(
+            "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", remote, "--page-size", "100",
+            "--no-transform", env=env,
+        )  # fmt: skip
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+        deadline = time.monotonic() + 60
+        while True:  # kill -9 once a few pages are checkpointed
+            found = fs.glob(f"{BUCKET}/run1/state/checkpoints/*/*.json")
+            if found and json.loads(fs.cat_file(found[0]))["next_page"] >= 3:
+                break
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        resumed = ace_etl(
+            "run",
+            "--site",
+            SITE,
+            "--start",
+            DAY,
+            "--end",
+            NEXT,
+            "--data-dir",
+            remote,
+            "--page-size",
+            "100",
+            env=env,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        reference = ace_etl(
+            "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", str(local), "--page-size", "100",
+            env={"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key},
+        )  # fmt: skip
+        assert reference.returncode == 0, reference.stderr
+    assert s3_rows("run1").equals(expected_rows(CFG, SITE, DAY, NEXT))
+    assert landed_rows(local).equals(s3_rows("run1"))
+    assert raw(warehouse) == raw(local / "warehouse.duckdb")
+    status = ace_etl("status", "--data-dir", remote, env={**s3_env, "ACE_ETL_DUCKDB_PATH": str(warehouse)})
+    assert status.returncode == 0 and "windows complete" in status.stdout, status.stderr
+    assert not list(tmp_path.glob("s3:*")) and not Path("s3:").exists()  # never a local folder named s3:
+
+
+def test_an_unknown_scheme_or_an_unreachable_store_is_one_line(
+    s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {"ACEIOT_API_URL": "http://127.0.0.1:9/api", "ACEIOT_API_KEY": CFG.api_key}
+    unknown = ace_etl(
+        "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", "gs://bucket/x", env=env
+    )
+    assert unknown.returncode == 2 and "use a local folder or s3://bucket/prefix" in unknown.stderr
+    unreachable = ace_etl(
+        "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", f"s3://{BUCKET}/x",
+        env={**env, **s3_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"},
+    )  # fmt: skip
+    assert unreachable.returncode == 1, unreachable.stderr
+    lines = [line for line in unreachable.stderr.splitlines() if line.startswith("error:")]
+    assert (
+        len(lines) == 1
+        and "cannot reach the object store" in lines[0]
+        and "Traceback" not in unreachable.stderr
+    )
