@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from pydantic import SecretStr
 
 from ace_etl.coverage_view import coverage_grid
 from ace_etl.coverage_view import to_markdown as to_coverage_markdown
@@ -144,7 +145,23 @@ def _points_source(params: EtlParams) -> PointsSource:
 def _settings(params: SiteParams) -> tuple[Settings, Storage]:
     settings = Settings()
     data_dir = params.data_dir or settings.data_dir
-    return settings.model_copy(update={"data_dir": data_dir}), open_storage(data_dir)
+    update: dict[str, Any] = {"data_dir": data_dir}
+    if params.api_key_block and (key := _block_key(params.api_key_block)) is not None:
+        update["api_key"] = key
+    return settings.model_copy(update=update), open_storage(data_dir)
+
+
+def _block_key(name: str) -> SecretStr | None:
+    """The API key from a Prefect Secret block (how workers on other machines get it), or None when no
+    such block exists (then ACEIOT_API_KEY). Never a flow parameter: parameters are stored in plain text."""
+    from prefect.blocks.system import Secret
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        block: Any = Secret.load(name)  # sync here: flows are synchronous
+    except (ValueError, ObjectNotFound):
+        return None
+    return SecretStr(str(block.get()))
 
 
 def _extract(

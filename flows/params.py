@@ -16,7 +16,14 @@ class SiteParams(BaseModel):
 
     sites: list[str] = Field(min_length=1, description="Site names as in FlightDeck.")
     max_requests_per_minute: float = Field(default=100, ge=1, description="Shared client-side rate limit.")
-    data_dir: Path | None = Field(default=None, description="Data dir; default ACE_ETL_DATA_DIR or ./data.")
+    data_dir: str | Path | None = Field(
+        default=None,
+        description="Data dir (a folder or s3://bucket/prefix); default ACE_ETL_DATA_DIR or ./data.",
+    )
+    api_key_block: str | None = Field(
+        default="ace-etl-api-key",
+        description="Prefect Secret block holding the API key (workers on other machines); ACEIOT_API_KEY when absent.",
+    )
 
     @field_validator("sites")
     @classmethod

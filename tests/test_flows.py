@@ -150,6 +150,20 @@ def test_daily_flow_with_a_rejected_key_fails_typed_and_never_logs_it(
     assert "HTTP 401" in caplog.text and wrong not in caplog.text
 
 
+def test_the_key_comes_from_a_secret_block_when_there_is_one(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.blocks.system import Secret
+
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.delenv("ACEIOT_API_KEY", raising=False)  # a worker on another machine has no key of its own
+    Secret(value=CFG.api_key).save("ace-etl-test-key", overwrite=True)
+    results = weather_hourly(
+        SiteParams(sites=[SITES[0]], data_dir=str(tmp_path), api_key_block="ace-etl-test-key")
+    )
+    assert [r.rows for r in results] == [1]
+
+
 def test_weather_hourly_lands_current_conditions(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
