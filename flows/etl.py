@@ -8,7 +8,8 @@ its checkpoint by the next run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,28 +51,36 @@ def _runner() -> TaskRunner[Any]:
     return ThreadPoolTaskRunner(max_workers=4)
 
 
-# Tasks receive live objects (client, storage); they are not inputs worth hashing or caching.
+# Tasks receive settings and plain values and build their own client and storage, so they run on threads
+# of this process or on Dask workers elsewhere alike; processes on one machine share the key's budget file.
 _task = task(cache_policy=NO_CACHE, retries=0)
 
 
+@contextmanager
+def _connected(settings: Settings, requests_per_minute: float) -> Iterator[tuple[AceClient, Storage]]:
+    with AceClient.from_settings(
+        settings, requests_per_minute=requests_per_minute, budget=settings.budget_file()
+    ) as client:
+        yield client, open_storage(settings.data_dir)
+
+
 @_task
-def land_points_task(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
+def land_points_task(settings: Settings, site: str, requests_per_minute: float) -> list[dict[str, Any]]:
     """Fetch and land the site's configured points."""
-    items = land_points(client, storage, site)
+    with _connected(settings, requests_per_minute) as (client, storage):
+        items = land_points(client, storage, site)
     get_run_logger().info("site %s: %d configured points landed", site, len(items))
     return items
 
 
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="extract {site} {window.key}")
 def extract_window_task(
-    client: AceClient,
-    storage: Storage,
+    settings: Settings,
     site: str,
     window: Window,
     selector: PointSelector,
     run_id: str,
-    page_size: int,
-    force: bool,
+    params: EtlParams,
     configured: list[str],
     live_as_of: datetime | None = None,
 ) -> WindowResult:
@@ -81,19 +90,12 @@ def extract_window_task(
     def on_page(site: str, window: Window, page: int, samples: int) -> None:
         logger.info("site %s window %s: page %d landed (%d samples)", site, window.key, page, samples)
 
-    result = extract_window(
-        client,
-        storage,
-        site,
-        window,
-        selector,
-        run_id=run_id,
-        page_size=page_size,
-        force=force,
-        on_page=on_page,
-        configured=configured,
-        live_as_of=live_as_of,
-    )
+    with _connected(settings, params.max_requests_per_minute) as (client, storage):
+        result = extract_window(
+            client, storage, site, window, selector,
+            run_id=run_id, page_size=params.page_size, force=params.force, on_page=on_page,
+            configured=configured, live_as_of=live_as_of,
+        )  # fmt: skip
     logger.info(
         "site %s window %s: %s, %d pages, %d kept, %d filtered out, %d rejected",
         site, window.key, result.status, result.pages, result.records_kept, result.records_filtered, result.records_rejected,
@@ -102,9 +104,10 @@ def extract_window_task(
 
 
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="weather {site}")
-def weather_task(client: AceClient, storage: Storage, site: str, window: Window) -> WeatherResult:
+def weather_task(settings: Settings, site: str, window: Window, requests_per_minute: float) -> WeatherResult:
     """Land the site's weather for the window (current conditions on the real API)."""
-    result = extract_weather(client, storage, site, window.start, window.end)
+    with _connected(settings, requests_per_minute) as (client, storage):
+        result = extract_weather(client, storage, site, window.start, window.end)
     get_run_logger().info("site %s: %d weather rows landed", site, result.rows)
     return result
 
@@ -164,6 +167,30 @@ def _block_key(name: str) -> SecretStr | None:
     return SecretStr(str(block.get()))
 
 
+@contextmanager
+def _task_runner(params: SiteParams) -> Iterator[TaskRunner[Any] | None]:
+    """Where tasks run: a Dask cluster (an existing scheduler, or a local one of N worker processes) when the
+    parameters name one, else the flow's own thread pool (None)."""
+    if params.dask_address is None and params.dask_workers is None:
+        yield None
+        return
+    from prefect_dask import DaskTaskRunner
+
+    runner = (
+        DaskTaskRunner(address=params.dask_address)
+        if params.dask_address
+        else DaskTaskRunner(
+            cluster_kwargs={"n_workers": params.dask_workers, "processes": True, "threads_per_worker": 1}
+        )
+    )
+    with runner:
+        yield runner
+
+
+def _submit(runner: TaskRunner[Any] | None, work: Any, **parameters: Any) -> Any:
+    return work.submit(**parameters) if runner is None else runner.submit(work, parameters=parameters)
+
+
 def _extract(
     params: EtlParams, windows: Sequence[Window], live_as_of: datetime | None = None
 ) -> list[WindowResult]:
@@ -175,15 +202,17 @@ def _extract(
     failures: list[Exception] = []
     results: list[WindowResult] = []
     span = Window(windows[0].start, windows[-1].end)
-    with AceClient.from_settings(
-        settings, requests_per_minute=params.max_requests_per_minute, budget=settings.budget_file()
-    ) as client:
+    rpm = params.max_requests_per_minute
+    with _task_runner(params) as runner:
         weather = [
-            weather_task.submit(client, storage, site, span)
+            _submit(runner, weather_task, settings=settings, site=site, window=span, requests_per_minute=rpm)
             for site in params.sites
-            if weather_due(storage, site, windows, force=params.force)
+            if live_as_of is None and weather_due(storage, site, windows, force=params.force)
         ]
-        points = {site: land_points_task.submit(client, storage, site) for site in params.sites}
+        points = {
+            site: _submit(runner, land_points_task, settings=settings, site=site, requests_per_minute=rpm)
+            for site in params.sites
+        }
         selectors: dict[str, PointSelector] = {}
         configured: dict[str, list[str]] = {}
         for site, future in points.items():
@@ -197,16 +226,17 @@ def _extract(
             if any(isinstance(f, AuthError) for f in failures):
                 break  # a rejected key fails every request alike
             wave = [
-                extract_window_task.submit(
-                    client,
-                    storage,
-                    site,
-                    window,
-                    selector,
-                    run_id,
-                    params.page_size,
-                    params.force,
-                    configured[site],
+                _submit(
+                    runner,
+                    extract_window_task,
+                    settings=settings,
+                    site=site,
+                    window=window,
+                    selector=selector,
+                    run_id=run_id,
+                    params=params,
+                    configured=configured[site],
+                    live_as_of=live_as_of,
                 )
                 for site, selector in selectors.items()
             ]
@@ -270,10 +300,8 @@ def _etl(params: EtlParams) -> list[WindowResult]:
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="heal {span.key}")
 def heal_task(params: EtlParams, span: Window) -> list[HealResult]:
     """Re-fetch the ranges of the warehouse's gaps in `span` (backoff for those checked recently)."""
-    settings, storage = _settings(params)
-    with AceClient.from_settings(
-        settings, requests_per_minute=params.max_requests_per_minute, budget=settings.budget_file()
-    ) as client:
+    settings, _ = _settings(params)
+    with _connected(settings, params.max_requests_per_minute) as (client, storage):
         results = heal_sites(
             client, storage, settings.data_dir, params.sites, span,
             points=_points_source(params), page_size=params.page_size, force=params.force,
@@ -319,11 +347,10 @@ def weather_hourly(params: SiteParams) -> list[WeatherResult]:
     comes from calling it often."""
     from datetime import timedelta
 
-    settings, storage = _settings(params)
+    settings, _ = _settings(params)
     now = datetime.now(UTC)
     hour = Window(now - timedelta(hours=1), now)
-    with AceClient.from_settings(
-        settings, requests_per_minute=params.max_requests_per_minute, budget=settings.budget_file()
-    ) as client:
-        futures = [weather_task.submit(client, storage, site, hour) for site in params.sites]
-        return [f.result() for f in futures]
+    futures = [
+        weather_task.submit(settings, site, hour, params.max_requests_per_minute) for site in params.sites
+    ]
+    return [f.result() for f in futures]

@@ -20,6 +20,15 @@ class SiteParams(BaseModel):
         default=None,
         description="Data dir (a folder or s3://bucket/prefix); default ACE_ETL_DATA_DIR or ./data.",
     )
+    dask_address: str | None = Field(
+        default=None, description="Run tasks on this existing Dask scheduler (e.g. tcp://10.0.0.5:8786)."
+    )
+    dask_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Run tasks on a local Dask cluster of this many worker processes.",
+    )
     api_key_block: str | None = Field(
         default="ace-etl-api-key",
         description="Prefect Secret block holding the API key (workers on other machines); ACEIOT_API_KEY when absent.",

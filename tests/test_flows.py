@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
@@ -148,6 +149,29 @@ def test_daily_flow_with_a_rejected_key_fails_typed_and_never_logs_it(
     assert any("HTTP 401" in m for m in messages)
     assert not any(wrong in m for m in messages)
     assert "HTTP 401" in caplog.text and wrong not in caplog.text
+
+
+def test_the_daily_flow_runs_its_tasks_on_a_local_dask_cluster(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    params = EtlParams(
+        sites=list(SITES), start=START, end=END, window_hours=12, page_size=200, data_dir=tmp_path,
+        transform=False, dask_workers=2,
+    )  # fmt: skip
+    results = daily_etl(params)
+    assert sorted((r.site_name, r.status) for r in results) == [
+        (s, "complete") for s in SITES for _ in range(2)
+    ]
+    landed = pl.read_parquet(
+        tmp_path / "landing" / "timeseries" / "**" / "*.parquet", hive_partitioning=False
+    )
+    for site in SITES:
+        configured = sum(
+            p.configured for p in site_points(site, CFG.points, CFG.interval, CFG.configured_fraction)
+        )
+        assert landed.filter(pl.col("site_name") == site).height == configured * 24 * 3600 // CFG.interval  # type: ignore[operator]
 
 
 def test_the_key_comes_from_a_secret_block_when_there_is_one(
