@@ -436,6 +436,23 @@ def status(
         typer.echo(f"Coverage picture written to {html}", err=True)
 
 
+@app.command("prefect-setup")
+@handles_errors
+def prefect_setup(
+    max_requests_per_minute: Annotated[
+        float, typer.Option(min=1, help="The key's budget, shared by every worker of the Prefect server.")
+    ] = 100.0,
+) -> None:
+    """Create (or update) the Prefect global concurrency limit that is this API key's request budget across
+    machines (flows with budget_scope: prefect). Uses ACEIOT_API_URL / ACEIOT_API_KEY and PREFECT_API_URL."""
+    from extract.config import Settings
+    from flows.budget import setup_budget
+
+    settings = Settings()
+    name = setup_budget(settings.api_url, settings.require_key().get_secret_value(), max_requests_per_minute)
+    typer.echo(f"Prefect concurrency limit {name}: {max_requests_per_minute:g} requests per minute")
+
+
 def main() -> None:
     try:
         app()

@@ -43,6 +43,7 @@ from extract.pipeline import (
 from extract.points import PointSelector
 from extract.storage import Storage, open_storage
 from extract.windows import Window, live_windows, split_windows
+from flows.budget import PrefectBudget, limit_name
 from flows.params import BackfillParams, EtlParams, SiteParams
 
 
@@ -57,17 +58,23 @@ _task = task(cache_policy=NO_CACHE, retries=0)
 
 
 @contextmanager
-def _connected(settings: Settings, requests_per_minute: float) -> Iterator[tuple[AceClient, Storage]]:
-    with AceClient.from_settings(
-        settings, requests_per_minute=requests_per_minute, budget=settings.budget_file()
-    ) as client:
+def _connected(settings: Settings, params: SiteParams) -> Iterator[tuple[AceClient, Storage]]:
+    if params.budget_scope == "prefect":
+        key = settings.require_key()
+        limiter = PrefectBudget(limit_name(settings.api_url, key.get_secret_value()))
+        client = AceClient(settings.api_url, key, rate_limiter=limiter)
+    else:
+        client = AceClient.from_settings(
+            settings, requests_per_minute=params.max_requests_per_minute, budget=settings.budget_file()
+        )
+    with client:
         yield client, open_storage(settings.data_dir)
 
 
 @_task
-def land_points_task(settings: Settings, site: str, requests_per_minute: float) -> list[dict[str, Any]]:
+def land_points_task(settings: Settings, site: str, params: SiteParams) -> list[dict[str, Any]]:
     """Fetch and land the site's configured points."""
-    with _connected(settings, requests_per_minute) as (client, storage):
+    with _connected(settings, params) as (client, storage):
         items = land_points(client, storage, site)
     get_run_logger().info("site %s: %d configured points landed", site, len(items))
     return items
@@ -90,7 +97,7 @@ def extract_window_task(
     def on_page(site: str, window: Window, page: int, samples: int) -> None:
         logger.info("site %s window %s: page %d landed (%d samples)", site, window.key, page, samples)
 
-    with _connected(settings, params.max_requests_per_minute) as (client, storage):
+    with _connected(settings, params) as (client, storage):
         result = extract_window(
             client, storage, site, window, selector,
             run_id=run_id, page_size=params.page_size, force=params.force, on_page=on_page,
@@ -104,9 +111,9 @@ def extract_window_task(
 
 
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="weather {site}")
-def weather_task(settings: Settings, site: str, window: Window, requests_per_minute: float) -> WeatherResult:
+def weather_task(settings: Settings, site: str, window: Window, params: SiteParams) -> WeatherResult:
     """Land the site's weather for the window (current conditions on the real API)."""
-    with _connected(settings, requests_per_minute) as (client, storage):
+    with _connected(settings, params) as (client, storage):
         result = extract_weather(client, storage, site, window.start, window.end)
     get_run_logger().info("site %s: %d weather rows landed", site, result.rows)
     return result
@@ -202,15 +209,14 @@ def _extract(
     failures: list[Exception] = []
     results: list[WindowResult] = []
     span = Window(windows[0].start, windows[-1].end)
-    rpm = params.max_requests_per_minute
     with _task_runner(params) as runner:
         weather = [
-            _submit(runner, weather_task, settings=settings, site=site, window=span, requests_per_minute=rpm)
+            _submit(runner, weather_task, settings=settings, site=site, window=span, params=params)
             for site in params.sites
             if live_as_of is None and weather_due(storage, site, windows, force=params.force)
         ]
         points = {
-            site: _submit(runner, land_points_task, settings=settings, site=site, requests_per_minute=rpm)
+            site: _submit(runner, land_points_task, settings=settings, site=site, params=params)
             for site in params.sites
         }
         selectors: dict[str, PointSelector] = {}
@@ -301,7 +307,7 @@ def _etl(params: EtlParams) -> list[WindowResult]:
 def heal_task(params: EtlParams, span: Window) -> list[HealResult]:
     """Re-fetch the ranges of the warehouse's gaps in `span` (backoff for those checked recently)."""
     settings, _ = _settings(params)
-    with _connected(settings, params.max_requests_per_minute) as (client, storage):
+    with _connected(settings, params) as (client, storage):
         results = heal_sites(
             client, storage, settings.data_dir, params.sites, span,
             points=_points_source(params), page_size=params.page_size, force=params.force,
@@ -350,7 +356,5 @@ def weather_hourly(params: SiteParams) -> list[WeatherResult]:
     settings, _ = _settings(params)
     now = datetime.now(UTC)
     hour = Window(now - timedelta(hours=1), now)
-    futures = [
-        weather_task.submit(settings, site, hour, params.max_requests_per_minute) for site in params.sites
-    ]
+    futures = [weather_task.submit(settings, site, hour, params) for site in params.sites]
     return [f.result() for f in futures]

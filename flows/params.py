@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -19,6 +20,11 @@ class SiteParams(BaseModel):
     data_dir: str | Path | None = Field(
         default=None,
         description="Data dir (a folder or s3://bucket/prefix); default ACE_ETL_DATA_DIR or ./data.",
+    )
+    budget_scope: Literal["machine", "prefect"] = Field(
+        default="machine",
+        description="Share the key's request budget among the processes of this machine (a file), or among "
+        "every worker of the Prefect server (a global concurrency limit: run `ace-etl prefect-setup` once).",
     )
     dask_address: str | None = Field(
         default=None, description="Run tasks on this existing Dask scheduler (e.g. tcp://10.0.0.5:8786)."

@@ -205,3 +205,28 @@ def test_daily_flow_with_an_unknown_site_fails_typed(
     monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
     with pytest.raises(SiteNotFoundError, match="no such site 'atlantis'"):
         daily_etl(EtlParams(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False))
+
+
+def test_a_prefect_budget_spaces_requests_across_workers(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cross-machine budget: a global concurrency limit with slot decay, created by the setup step."""
+    import time
+
+    from extract.errors import ConfigError
+    from flows.budget import PrefectBudget, limit_name, setup_budget
+
+    name = setup_budget(sim.url, CFG.api_key, requests_per_minute=120)  # 120 slots, 2 decay per second
+    assert name == limit_name(sim.url, CFG.api_key) and CFG.api_key not in name
+    setup_budget(sim.url, CFG.api_key, requests_per_minute=60)  # updated in place: 60 slots, 1 per second
+    budget = PrefectBudget(name)
+    started = time.monotonic()
+    for _ in range(62):
+        budget.acquire()
+    assert time.monotonic() - started >= 1.5  # the 61st and 62nd wait for slots to decay
+    with pytest.raises(ConfigError, match="prefect-setup"):
+        PrefectBudget("ace-etl-api-missing").acquire()
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    results = weather_hourly(SiteParams(sites=[SITES[0]], data_dir=tmp_path, budget_scope="prefect"))
+    assert [r.rows for r in results] == [1]
