@@ -248,7 +248,7 @@ def run(
     Needs ACEIOT_API_KEY (and ACEIOT_API_URL for a non-default API). Completed windows are skipped on a
     re-run (use --force to redo them); an interrupted window resumes from its last landed page.
     """
-    from ace_etl.runner import RunOptions, run_pipeline
+    from ace_etl.runner import run_pipeline
     from extract.config import Settings
     from extract.windows import Window, resolve_range
 
@@ -276,20 +276,39 @@ def run(
         )
         return
     settings = Settings()
-    options = RunOptions(
-        sites=tuple(dict.fromkeys(site)),
+    options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
+                       not no_transform, force, window_hours=window_hours, live_as_of=moment if live else None)  # fmt: skip
+    run_pipeline(settings, options)
+
+
+def _options(
+    settings: Any,
+    sites: list[str],
+    span: Any,
+    points: str | None,
+    points_file: Path | None,
+    data_dir: Path | None,
+    page_size: int,
+    requests_per_minute: float,
+    transform: bool,
+    force: bool,
+    **extra: Any,
+) -> Any:
+    """The options `run` and `heal` share, from their command-line values."""
+    from ace_etl.runner import RunOptions
+
+    return RunOptions(
+        sites=tuple(dict.fromkeys(sites)),  # `--site a --site a` is one site
         start=span.start,
         end=span.end,
         points=points.split(",") if points is not None else points_file,
         data_dir=data_dir or settings.data_dir,
         page_size=page_size,
-        window_hours=window_hours,
-        requests_per_minute=max_requests_per_minute,
-        transform=not no_transform,
+        requests_per_minute=requests_per_minute,
+        transform=transform,
         force=force,
-        live_as_of=moment if live else None,
+        **extra,
     )
-    run_pipeline(settings, options)
 
 
 @app.command()
@@ -336,7 +355,7 @@ def heal(
     """
     from datetime import timedelta
 
-    from ace_etl.runner import HealOptions, run_heal
+    from ace_etl.runner import run_heal
     from extract.config import Settings
     from extract.windows import resolve_range
 
@@ -352,17 +371,8 @@ def heal(
         span = resolve_range(parse_when(start, "--start"), parse_when(end, "--end"), now)
     assert span is not None
     settings = Settings()
-    options = HealOptions(
-        sites=tuple(dict.fromkeys(site)),
-        start=span.start,
-        end=span.end,
-        points=points.split(",") if points is not None else points_file,
-        data_dir=data_dir or settings.data_dir,
-        page_size=page_size,
-        requests_per_minute=max_requests_per_minute,
-        transform=not no_transform,
-        force=force,
-    )
+    options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
+                       not no_transform, force)  # fmt: skip
     run_heal(settings, options)
 
 

@@ -216,20 +216,7 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
     )
 
 
-@dataclass(frozen=True)
-class HealOptions:
-    sites: Sequence[str]
-    start: datetime
-    end: datetime
-    data_dir: Path
-    points: PointsSource = None
-    page_size: int = 100_000
-    requests_per_minute: float = 100
-    transform: bool = True
-    force: bool = False
-
-
-def run_heal(settings: Settings, options: HealOptions, console: Console = stdout) -> list[HealResult]:
+def run_heal(settings: Settings, options: RunOptions, console: Console = stdout) -> list[HealResult]:
     """Re-fetch the gap ranges of each site, land what the API now has, rebuild, and print per site what
     was found, fetched and healed, and what is still open."""
     from rich.table import Table
