@@ -12,14 +12,32 @@ import time
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
-from ace_etl.simulator.config import SHAPES, TIME_FORMATS
+from ace_etl.simulator import config as _config
 
-Shape = StrEnum("Shape", [(shape, shape) for shape in SHAPES])
-TimeFormat = StrEnum("TimeFormat", [(time_format, time_format) for time_format in TIME_FORMATS])
+
+class Shape(StrEnum):
+    """The API shapes (config.SHAPES), as typer choices."""
+
+    real = "real"
+    seed = "seed"
+
+
+class TimeFormat(StrEnum):
+    """The sample time spellings (config.TIME_FORMATS), as typer choices."""
+
+    z = "z"
+    offset = "offset"
+    naive = "naive"
+    millis = "millis"
+    mixed = "mixed"
+
+
+# The choices and the config's Literal types name the same values (checked once, at import).
+assert tuple(Shape) == _config.SHAPES and tuple(TimeFormat) == _config.TIME_FORMATS
 
 
 _FAULTS = "Fault injection (all off by default; requests are numbered from 1 after authentication)"
@@ -173,10 +191,10 @@ def simulator(
             sites=tuple(site.strip() for site in sites.split(",")),
             points=points,
             interval=interval,
-            shape=shape.value,
+            shape=cast(_config.Shape, shape.value),
             api_key=api_key,
             configured_fraction=configured_fraction,
-            time_format=time_format.value,
+            time_format=cast(_config.TimeFormat, time_format.value),
             outages=tuple(_parse_outage(text) for text in outage or ()),
             request_log=request_log,
             upload_horizon=upload_horizon,
