@@ -31,9 +31,9 @@ from extract.errors import (
     SiteNotFoundError,
 )
 from extract.retry import DEFAULT_RETRY_POLICY, RetryPolicy, retry_after_seconds
+from tests.support import FAST
 
 KEY = "s3cret-key-do-not-log"
-FAST = RetryPolicy(max_attempts=4, deadline=30.0, backoff_initial=0.01, backoff_max=0.02, jitter=0.0)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -7,7 +7,6 @@ full refresh. Each stage keeps a copy of the published warehouse for the asserti
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from ace_etl.transform import TransformError, TransformResult, build_warehouse
+from ace_etl.transform import TransformError, build_warehouse
 from tests.landing_factory import (
     samples,
     write_points,
@@ -26,6 +25,7 @@ from tests.landing_factory import (
     write_timeseries,
     write_weather,
 )
+from tests.support import Stage, build
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -51,33 +51,6 @@ TABLES = [
 
 def minute(m: int) -> datetime:
     return DAY + timedelta(minutes=m)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """The published warehouse as one build left it."""
-
-    result: TransformResult
-    copy: Path
-
-    def rows(self, sql: str) -> list[tuple]:
-        with duckdb.connect(str(self.copy), read_only=True) as connection:
-            connection.execute("set TimeZone = 'UTC'")
-            return connection.execute(sql).fetchall()
-
-    def columns(self, table: str) -> list[str]:
-        return [name for (name,) in self.rows(f"select column_name from (describe {table})")]
-
-    def contents(self, table: str, *, ignore: tuple[str, ...] = ()) -> list[tuple]:
-        kept = ", ".join(f'"{name}"' for name in self.columns(table) if name not in ignore)
-        return self.rows(f"select {kept} from {table} order by all")
-
-
-def build(data_dir: Path, name: str, **options) -> Stage:
-    result = build_warehouse(data_dir, **options)
-    copy = data_dir.parent / f"{data_dir.name}-{name}.duckdb"
-    shutil.copyfile(result.warehouse, copy)
-    return Stage(result, copy)
 
 
 def land_first_day(data_dir: Path) -> None:

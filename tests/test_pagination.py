@@ -20,7 +20,7 @@ from extract.errors import CursorError, PaginationError, RetriesExhaustedError
 from extract.pagination import Page, iter_pages
 from extract.ratelimit import RateLimiter
 from extract.retry import RetryPolicy
-from tests.test_client import FAST
+from tests.support import FAST
 
 START, END = datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)
 

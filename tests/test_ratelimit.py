@@ -13,7 +13,7 @@ from extract.client import AceClient
 from extract.errors import ConfigError
 from extract.pagination import iter_pages
 from extract.ratelimit import RateLimiter, shared_rate_limiter
-from tests.test_client import FAST
+from tests.support import FAST
 
 
 def acquire_times(limiter: RateLimiter, threads: int, per_thread: int) -> list[float]:

@@ -24,7 +24,7 @@ from extract.landing import TIMESERIES
 from extract.pipeline import run_extract
 from extract.retry import RetryPolicy
 from extract.storage import LocalStorage
-from tests.test_dbt import Stage, build
+from tests.support import Stage, build
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -1,0 +1,43 @@
+"""Helpers shared by test modules (test modules never import each other)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ace_etl.transform import TransformResult, build_warehouse
+from extract.retry import RetryPolicy
+
+# Retries without waiting: tests count attempts, not seconds.
+FAST = RetryPolicy(max_attempts=4, deadline=30.0, backoff_initial=0.01, backoff_max=0.02, jitter=0.0)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The published warehouse as one build left it."""
+
+    result: TransformResult
+    copy: Path
+
+    def rows(self, sql: str) -> list[tuple]:
+        with duckdb.connect(str(self.copy), read_only=True) as connection:
+            connection.execute("set TimeZone = 'UTC'")
+            return connection.execute(sql).fetchall()
+
+    def columns(self, table: str) -> list[str]:
+        return [name for (name,) in self.rows(f"select column_name from (describe {table})")]
+
+    def contents(self, table: str, *, ignore: tuple[str, ...] = ()) -> list[tuple]:
+        kept = ", ".join(f'"{name}"' for name in self.columns(table) if name not in ignore)
+        return self.rows(f"select {kept} from {table} order by all")
+
+
+def build(data_dir: Path, name: str, **options: Any) -> Stage:
+    result = build_warehouse(data_dir, **options)
+    copy = data_dir.parent / f"{data_dir.name}-{name}.duckdb"
+    shutil.copyfile(result.warehouse, copy)
+    return Stage(result, copy)
