@@ -35,6 +35,7 @@ from extract.errors import (
     InvalidBodyError,
     RetriesExhaustedError,
     SiteNotFoundError,
+    UnexpectedResponseError,
 )
 from extract.ratelimit import Limiter, shared_rate_limiter
 from extract.retry import DEFAULT_RETRY_POLICY, RetryPolicy, retry_after_seconds
@@ -364,12 +365,16 @@ def _decode_object(body: bytes) -> dict[str, Any]:
     except ValueError as exc:
         raise InvalidBodyError(f"response is not valid JSON ({len(body)} bytes): {exc}") from exc
     if not isinstance(parsed, dict):
-        raise InvalidBodyError(f"response is JSON but not an object ({len(body)} bytes)")
+        raise UnexpectedResponseError(
+            f"response is JSON but not an object ({len(body)} bytes): not the ACE IoT API"
+        )
     return parsed
 
 
 def _decode_points_page(body: bytes) -> dict[str, Any]:
     page = _decode_object(body)
     if not isinstance(page.get("items"), list):
-        raise InvalidBodyError(f"configured_points page has no 'items' list ({len(body)} bytes)")
+        raise UnexpectedResponseError(
+            f"configured_points page has no 'items' list ({len(body)} bytes): not the ACE IoT API"
+        )
     return page

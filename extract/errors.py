@@ -56,3 +56,7 @@ class InvalidBodyError(AceEtlError):
 
 class NoPointsError(AceEtlError):
     """The site has no configured point to collect, so a run would land nothing and call it complete."""
+
+
+class UnexpectedResponseError(ApiError):
+    """A 200 whose JSON is whole but not what the ACE IoT API sends: asking again would not change it."""

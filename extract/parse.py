@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from extract.errors import InvalidBodyError
+from extract.errors import InvalidBodyError, UnexpectedResponseError
 from extract.points import PointSelector
 from extract.windows import Window
 
@@ -124,7 +124,7 @@ def _decode_any(body: bytes) -> RawPage:
     except pl.exceptions.PolarsError:
         return _decode_irregular(body)
     if envelope.height != 1:
-        raise InvalidBodyError(f"timeseries page is not a JSON object ({len(body)} bytes)")
+        raise _unexpected(body, "is not a JSON object")
     # Only the small fields go through Python: `row()` on the sample lists would build 100k dicts per page.
     row = envelope.select(
         real=pl.col("point_samples").is_not_null(),
@@ -146,13 +146,19 @@ def _decode_any(body: bytes) -> RawPage:
         pagination = row["pagination"] or {}
         next_cursor, has_more = pagination.get("next_cursor"), pagination.get("has_more")
     else:
-        raise InvalidBodyError(
-            f"timeseries page has neither 'point_samples' nor 'data' ({len(body)} bytes): not an ACE IoT API response"
-        )
+        raise _unexpected(body, "has neither 'point_samples' nor 'data'")
     return RawPage(
         samples=samples.select(pl.col(c).cast(pl.String()) for c in RAW_COLUMNS),
         next_cursor=next_cursor or None,
         has_more=bool(has_more) if has_more is not None else next_cursor is not None,
+    )
+
+
+def _unexpected(body: bytes, what: str) -> UnexpectedResponseError:
+    # Whole JSON of the wrong shape will not change when asked again: not retried, unlike a truncated body.
+    return UnexpectedResponseError(
+        f"timeseries page {what} ({len(body)} bytes): not an ACE IoT API response; check that ACEIOT_API_URL "
+        "is the API's base URL (it usually ends in /api)"
     )
 
 
@@ -166,7 +172,7 @@ def _decode_irregular(body: bytes) -> RawPage:
     except ValueError as exc:
         raise InvalidBodyError(f"timeseries page is not valid JSON ({len(body)} bytes): {exc}") from exc
     if not isinstance(page, dict):
-        raise InvalidBodyError(f"timeseries page is not a JSON object ({len(body)} bytes)")
+        raise _unexpected(body, "is not a JSON object")
     keys: tuple[str | None, ...]
     if isinstance(page.get("point_samples"), list):
         records, keys = page["point_samples"], ("name", "time", "value", None, None)
@@ -176,9 +182,7 @@ def _decode_irregular(body: bytes) -> RawPage:
         pagination = page["pagination"] if isinstance(page.get("pagination"), dict) else {}
         next_cursor, has_more = pagination.get("next_cursor"), pagination.get("has_more")
     else:
-        raise InvalidBodyError(
-            f"timeseries page has neither 'point_samples' nor 'data' ({len(body)} bytes): not an ACE IoT API response"
-        )
+        raise _unexpected(body, "has neither 'point_samples' nor 'data'")
     columns = {
         column: [_as_text(r.get(key)) if key and isinstance(r, dict) else None for r in records]
         for column, key in zip(RAW_COLUMNS, keys, strict=True)

@@ -334,3 +334,26 @@ def test_configured_points_and_weather_over_http() -> None:
     assert [p["name"] for p in points] == listed
     assert len(sim.requests) == math.ceil(len(listed) / 3) + 1
     assert {"temp", "humidity", "wind_speed"} <= weather.keys()
+
+
+@pytest.mark.parametrize("body", [b"[]", b'{"items": []}', b'{"point_samples": 3}', b'"text"'])
+def test_a_page_of_the_wrong_shape_is_not_retried(body: bytes) -> None:
+    from extract.errors import UnexpectedResponseError
+    from extract.pagination import iter_pages
+
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, content=body)
+
+    transport = httpx.MockTransport(handler)
+    start, end = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)
+    with (
+        AceClient(
+            "http://api.test/api", "k" * 8, retry_policy=FAST, requests_per_minute=None, transport=transport
+        ) as client,
+        pytest.raises(UnexpectedResponseError, match="ACEIOT_API_URL"),
+    ):
+        list(iter_pages(client, "s", start, end))
+    assert len(calls) == 1  # it will not change when asked again
