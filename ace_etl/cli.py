@@ -1,7 +1,7 @@
 """The `ace-etl` command line.
 
 Heavy modules (Polars, Prefect, dbt) are imported inside the commands so that `ace-etl --help` stays fast.
-Exit status: 0 success, 1 the run failed, 2 bad usage or configuration (DESIGN.md).
+Exit status: 0 success, 1 the run failed, 2 bad usage or configuration (docs/DESIGN.md).
 """
 
 from __future__ import annotations

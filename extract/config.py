@@ -1,4 +1,4 @@
-"""Configuration from the environment (names fixed by DESIGN.md).
+"""Configuration from the environment (names fixed by docs/DESIGN.md).
 
 `ACEIOT_API_URL` and `ACEIOT_API_KEY` match the official `aceiot-models` client so one environment serves both.
 """

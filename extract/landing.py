@@ -1,4 +1,4 @@
-"""Landing layout (DESIGN.md) and its writers: where each file goes and what it is called.
+"""Landing layout (docs/DESIGN.md) and its writers: where each file goes and what it is called.
 
 Names are deterministic per (site, window, attempt, page): `<window key>_<attempt>_p<page>.parquet`. An
 attempt is one extraction of a window; its pages are written to a staging folder under `state/` and moved

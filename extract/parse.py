@@ -1,6 +1,6 @@
 """Pure transforms: page bytes -> raw frame -> (typed rows, rejects). No I/O, no Python loop over samples.
 
-Both API shapes of DESIGN.md are read in one pass: the schema lists the keys of both and Polars leaves the
+Both API shapes of docs/DESIGN.md are read in one pass: the schema lists the keys of both and Polars leaves the
 absent ones null, which also tells us which shape arrived. The real API's compact spelling, by far the most
 common page, first gets a faster and leaner reading as NDJSON (`_decode_compact_real`).
 

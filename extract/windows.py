@@ -45,7 +45,7 @@ def parse_compact_time(text: str) -> datetime:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """A naive datetime is taken as UTC (the DESIGN.md rule for timestamps without offset)."""
+    """A naive datetime is taken as UTC (the docs/DESIGN.md rule for timestamps without offset)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

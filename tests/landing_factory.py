@@ -1,4 +1,4 @@
-"""Synthetic landing files, written exactly as DESIGN.md's "Landing layout" says.
+"""Synthetic landing files, written exactly as docs/DESIGN.md's "Landing layout" says.
 
 Tests and benchmarks use this to feed dbt without the extractor: same folders, column names, Arrow types,
 row order and compression, and the same atomic write (temporary hidden name, then rename).

@@ -48,7 +48,7 @@ def table(db: Path, sql: str) -> pl.DataFrame:
         return pl.from_arrow(con.sql(sql).to_arrow_table())  # type: ignore[return-value]
 
 
-# The analysts' tables of DESIGN.md, less `etl_runs`, which gains a row per window on every run by design.
+# The analysts' tables of docs/DESIGN.md, less `etl_runs`, which gains a row per window on every run by design.
 DATA_TABLES = (
     "timeseries_raw", "weather_raw", "timeseries_rejects", "points",
     "timeseries_hourly", "timeseries_daily", "timeseries_gaps", "timeseries_coverage",
