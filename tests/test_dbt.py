@@ -344,6 +344,8 @@ def empty(empty_data_dir: Path) -> Stage:
 def test_empty_landing_builds_empty_tables(empty: Stage) -> None:
     for table in TABLES:
         assert empty.rows(f"select count(*) from {table}") == [(0,)], table
+    # Nothing has arrived: that is not "fresh".
+    assert any(w.startswith("timeseries_landing_age_hours") for w in empty.result.warnings)
     assert set(empty.columns("timeseries_raw")) == {
         "id", "site_name", "point_name", "timestamp", "value", "quality", "metadata", "collected_at", "created_at",
     }  # fmt: skip

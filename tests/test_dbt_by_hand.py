@@ -65,3 +65,16 @@ def test_build_and_docs_by_hand(tmp_path: Path) -> None:
     docs = dbt("docs", "generate", data_dir=tmp_path)
     assert docs.returncode == 0, docs.stdout[-3000:]
     assert (tmp_path / "by-hand-target" / "catalog.json").is_file()
+
+
+def test_a_hand_run_without_the_data_dir_refuses_to_build_an_empty_warehouse(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ACE_ETL_DATA_DIR"}
+    run = subprocess.run(
+        [str(DBT), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        cwd=tmp_path,  # not dbt_project/: ../data is the wrong folder here
+        env={**env, "ACE_ETL_DUCKDB_PATH": str(tmp_path / "w.duckdb"), "DBT_TARGET_PATH": str(tmp_path / "t"),
+             "DBT_LOG_PATH": str(tmp_path / "l"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "set ACE_ETL_DATA_DIR" in run.stdout

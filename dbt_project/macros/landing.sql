@@ -59,3 +59,18 @@ qualify row_number() over (
     partition by {{ key | join(', ') }} order by {{ newest_by }} desc, landing_file desc
 ) = 1
 {%- endmacro %}
+
+
+{% macro require_landing() -%}
+{#- A hand-run `dbt build` without ACE_ETL_DATA_DIR reads ../data relative to where it runs: from anywhere
+    but dbt_project/ that is the wrong folder, and an empty landing there would build an empty warehouse
+    without a word. So, unset, the landing must exist; `ace-etl transform` always sets it. -#}
+{%- if env_var('ACE_ETL_DATA_DIR', '') == '' -%}
+select case when (select count(*) from glob('../data/landing/**/*.parquet')) = 0 then error(
+    'no landing under ../data (relative to ' || getenv('PWD') || '): set ACE_ETL_DATA_DIR to the data dir, '
+    || 'e.g. ACE_ETL_DATA_DIR=$PWD/../data dbt build'
+) end
+{%- else -%}
+select 1
+{%- endif -%}
+{%- endmacro %}
