@@ -200,9 +200,10 @@ def _submit(runner: TaskRunner[Any] | None, work: Any, **parameters: Any) -> Any
 
 def _extract(
     params: EtlParams, windows: Sequence[Window], live_as_of: datetime | None = None
-) -> list[WindowResult]:
+) -> tuple[list[WindowResult], list[Exception]]:
     """Fan out: every site's points first (by default they decide the selection), weather beside; then the
-    windows in waves, one window per site at a time, so memory stays one window per site in flight."""
+    windows in waves, one window per site at a time, so memory stays one window per site in flight.
+    Returns what landed and what failed: one bad site must not keep the others' data out of the warehouse."""
     settings, storage = _settings(params)
     run_id = str(flow_run.get_id() or new_run_id())
     explicit = _points_source(params)
@@ -256,11 +257,7 @@ def _extract(
                 weather_future.result()
             except Exception as exc:
                 failures.append(exc)
-    if failures:
-        # Summary first, so the artifact shows what did land; then Prefect sees the typed error.
-        _publish_summary(results, None)
-        raise failures[0]
-    return results
+    return results, failures
 
 
 def _publish_summary(results: list[WindowResult], gaps: dict[str, int] | None) -> str:
@@ -286,12 +283,14 @@ def _etl(params: EtlParams) -> list[WindowResult]:
         "as of %s: covering %s to %s", as_of.isoformat(), span.start.isoformat(), span.end.isoformat()
     )
     windows = split_windows(span.start, span.end, params.window_hours)
-    results = _extract(params, windows, as_of if params.live else None)
+    results, failures = _extract(params, windows, as_of if params.live else None)
     gaps = None
-    if params.transform:
+    if params.transform and any(r.status != "failed" for r in results):
+        # Build what landed even when a site failed; the run still fails below, naming it.
         data_dir = _settings(params)[0].data_dir
         warehouse = build_with_prefect_dbt(data_dir)
-        if params.heal and not params.live and any(r.ranges for r in heal_task(params, span)):
+        healing = params.heal and not params.live and not failures
+        if healing and any(r.ranges for r in heal_task(params, span)):
             warehouse = build_with_prefect_dbt(data_dir)  # what healing landed
         gaps = gaps_by_site(warehouse)
         create_markdown_artifact(
@@ -300,6 +299,8 @@ def _etl(params: EtlParams) -> list[WindowResult]:
             description="Coverage per site: points by days, open and confirmed gaps",
         )
     logger.info("\n%s", _publish_summary(results, gaps))
+    if failures:
+        raise failures[0]  # typed, and after the build: Prefect marks the run failed, the data is in
     return results
 
 

@@ -230,3 +230,17 @@ def test_a_prefect_budget_spaces_requests_across_workers(
     monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
     results = weather_hourly(SiteParams(sites=[SITES[0]], data_dir=tmp_path, budget_scope="prefect"))
     assert [r.rows for r in results] == [1]
+
+
+def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    params = EtlParams(
+        sites=[SITES[0], "atlantis"], start=START, end=END, page_size=500, data_dir=tmp_path, heal=False
+    )
+    with pytest.raises(SiteNotFoundError, match="atlantis"):
+        daily_etl(params)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select distinct site_name from timeseries_raw").fetchall() == [(SITES[0],)]
