@@ -70,7 +70,7 @@ def build_dir(data_dir: Path | str) -> Path:
 
 
 @contextmanager
-def dbt_environment(data_dir: Path) -> Iterator[None]:
+def dbt_environment(data_dir: Path | str) -> Iterator[None]:
     """Point the dbt project (dbt_project/profiles.yml reads these) at `data_dir` and its build database for a
     dbt run in this process; the environment is restored afterwards."""
     location = normalize_location(data_dir)
@@ -95,7 +95,7 @@ BUILD_WAIT_S = 3600.0
 
 
 @contextmanager
-def build_lock(data_dir: Path, wait_s: float = BUILD_WAIT_S) -> Iterator[None]:
+def build_lock(data_dir: Path | str, wait_s: float = BUILD_WAIT_S) -> Iterator[None]:
     """One build (dbt build + publish) of a data dir at a time, across processes: a second build says so,
     waits for the first (at most `wait_s`), then builds what is new. Never DuckDB's raw lock error."""
     import fcntl
@@ -187,7 +187,7 @@ def dbt_build(
     return results
 
 
-def check_landing(data_dir: Path) -> list[str]:
+def check_landing(data_dir: Path | str) -> list[str]:
     """Set aside (quarantine, with a warning) the landing files that arrived since the last check and cannot
     be read, and the checkpoints of their windows, so that one damaged file neither fails the build nor
     stays missing: the next run of its range fetches it again."""
@@ -199,7 +199,7 @@ def check_landing(data_dir: Path) -> list[str]:
     return set_aside_unreadable(storage, storage.list_since("landing", "**/*.parquet", since - 1))
 
 
-def publish_warehouse(data_dir: Path) -> Path:
+def publish_warehouse(data_dir: Path | str) -> Path:
     """Make the latest build the warehouse analysts open, atomically; returns its path."""
     import duckdb
 

@@ -119,9 +119,10 @@ def weather_task(settings: Settings, site: str, window: Window, params: SitePara
     return result
 
 
-def build_with_prefect_dbt(data_dir: Path) -> Path:
-    """`dbt build` through prefect-dbt (one Prefect task per dbt node) into the build database, then
-    publish it for analysts (see `ace_etl.transform`)."""
+def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> Path:
+    """`dbt build` through prefect-dbt (one Prefect task per dbt node) into the build database, publish it
+    for analysts (see `ace_etl.transform`), and publish the data-quality artifact: every test with pass /
+    warn / fail and its failing-row count, titled so that a run whose tests warn stands out."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     from ace_etl.transform import (
@@ -139,9 +140,32 @@ def build_with_prefect_dbt(data_dir: Path) -> Path:
         settings = PrefectDbtSettings(
             project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
         )
+        args = ["build", "--log-path", str(work / "logs"), "--vars", f"{{dq_severity: {dq_severity}}}"]
         with dbt_environment(data_dir):
-            PrefectDbtRunner(settings=settings).invoke(["build", "--log-path", str(work / "logs")])
-        return publish_warehouse(data_dir)
+            outcome = PrefectDbtRunner(settings=settings).invoke(args)
+        warehouse = publish_warehouse(data_dir)
+    _publish_data_quality(list(getattr(getattr(outcome, "result", None), "results", []) or []))
+    return warehouse
+
+
+def _publish_data_quality(results: list[Any]) -> None:
+    tests = [r for r in results if getattr(r.node, "resource_type", None) == "test"]
+    warned = [r for r in tests if str(r.status) in ("warn", "fail", "error")]
+    rows = "\n".join(
+        f"| {r.node.name} | {r.status} | {r.failures if r.failures is not None else ''} |" for r in tests
+    )
+    title = (
+        f"{len(warned)} data-quality test(s) warn or fail"
+        if warned
+        else f"all {len(tests)} data-quality tests pass"
+    )
+    create_markdown_artifact(
+        markdown=f"## {title}\n\n| test | status | failing rows |\n| --- | --- | --- |\n{rows}\n",
+        key="ace-etl-data-quality",
+        description=("WARN: " if warned else "OK: ") + title,
+    )
+    if warned:
+        get_run_logger().warning("data quality: %s (%s)", title, ", ".join(r.node.name for r in warned))
 
 
 def _points_source(params: EtlParams) -> PointsSource:
@@ -288,10 +312,10 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     if params.transform and any(r.status != "failed" for r in results):
         # Build what landed even when a site failed; the run still fails below, naming it.
         data_dir = _settings(params)[0].data_dir
-        warehouse = build_with_prefect_dbt(data_dir)
+        warehouse = build_with_prefect_dbt(data_dir, params.dq_severity)
         healing = params.heal and not params.live and not failures
         if healing and any(r.ranges for r in heal_task(params, span)):
-            warehouse = build_with_prefect_dbt(data_dir)  # what healing landed
+            warehouse = build_with_prefect_dbt(data_dir, params.dq_severity)  # what healing landed
         gaps = gaps_by_site(warehouse)
         create_markdown_artifact(
             markdown=to_coverage_markdown(coverage_grid(warehouse)),
@@ -344,7 +368,7 @@ def heal(params: EtlParams) -> list[HealResult]:
         return []
     results = heal_task(params, span)
     if any(r.ranges for r in results):
-        build_with_prefect_dbt(_settings(params)[0].data_dir)
+        build_with_prefect_dbt(_settings(params)[0].data_dir, params.dq_severity)
     return results
 
 

@@ -77,6 +77,9 @@ class EtlParams(SiteParams):
     page_size: int = Field(default=100_000, ge=1, le=100_000, description="Samples per API page.")
     force: bool = Field(default=False, description="Re-extract windows that are already complete.")
     transform: bool = Field(default=True, description="Run dbt build after extracting.")
+    dq_severity: Literal["warn", "error"] = Field(
+        default="warn", description="Data-quality tests (gaps, coverage, freshness) warn, or fail the build."
+    )
     live: bool = Field(
         default=False,
         description="Keep the still-open window current up to as-of (one request per site); for the live deployment.",

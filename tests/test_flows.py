@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,6 +107,34 @@ def test_daily_flow_lands_and_builds_both_sites(
 
     markdown = asyncio.run(summary())
     assert all(f"| {site} | 2 | 0 | 0 |" in markdown for site in SITES), markdown
+
+    quality, description = latest_artifact("ace-etl-data-quality")
+    assert description.startswith("OK: all") and "| points_with_gaps | pass | 0 |" in quality
+
+
+def latest_artifact(key: str) -> tuple[str, str]:
+    async def read() -> tuple[str, str]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            )
+            return str(artifacts[-1].data), str(artifacts[-1].description)
+
+    return asyncio.run(read())
+
+
+def test_a_run_whose_tests_warn_says_so_in_its_data_quality_artifact(
+    harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gappy = sorted(p.name for p in site_points(SITES[0], CFG.points, CFG.interval) if p.configured)[0]
+    outage = ((gappy, "2024-06-01T06:00:00Z", "2024-06-01T09:00:00Z"),)
+    with Simulator(replace(CFG, outages=outage)) as sim:
+        monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+        monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+        daily_etl(EtlParams(sites=[SITES[0]], start=START, end=END, data_dir=tmp_path, heal=False))
+    quality, description = latest_artifact("ace-etl-data-quality")
+    assert description.startswith("WARN:"), description
+    assert "| points_with_gaps | warn | 1 |" in quality, quality
 
 
 def test_a_late_daily_run_extracts_the_days_of_its_schedule(
