@@ -140,7 +140,15 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
         settings = PrefectDbtSettings(
             project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
         )
-        args = ["build", "--log-path", str(work / "logs"), "--vars", f"{{dq_severity: {dq_severity}}}"]
+        # No colour codes: these lines go to Prefect's logs, not to a terminal.
+        args = [
+            "build",
+            "--no-use-colors",
+            "--log-path",
+            str(work / "logs"),
+            "--vars",
+            f"{{dq_severity: {dq_severity}}}",
+        ]
         with dbt_environment(data_dir):
             outcome = PrefectDbtRunner(settings=settings).invoke(args)
         warehouse = publish_warehouse(data_dir)

@@ -111,6 +111,13 @@ def test_daily_flow_lands_and_builds_both_sites(
     quality, description = latest_artifact("ace-etl-data-quality")
     assert description.startswith("OK: all") and "| points_with_gaps | pass | 0 |" in quality
 
+    async def logs() -> list[str]:
+        async with get_client() as client:
+            return [log.message for log in await client.read_logs(log_filter=LogFilter())]
+
+    APILogWorker.drain_all(timeout=10)
+    assert not [m for m in asyncio.run(logs()) if "\x1b[" in m]  # no terminal colour codes in Prefect's logs
+
 
 def latest_artifact(key: str) -> tuple[str, str]:
     async def read() -> tuple[str, str]:
