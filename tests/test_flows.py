@@ -17,6 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.flow_engine import run_flow
 from prefect.flows import load_flow_from_entrypoint
 from prefect.logging.handlers import APILogWorker
@@ -44,6 +45,11 @@ def harness() -> Iterator[None]:
 def sim() -> Iterator[Simulator]:
     with Simulator(CFG) as running:
         yield running
+
+
+def use_api(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
+    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
+    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
 
 
 def test_prefect_yaml_loads_every_entrypoint_and_cron() -> None:
@@ -80,8 +86,7 @@ def test_params_default_to_the_lookback_before_as_of() -> None:
 def test_daily_flow_lands_and_builds_both_sites(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
-    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    use_api(monkeypatch, sim)
     params = EtlParams(
         sites=list(SITES), start=START, end=END, window_hours=12, page_size=200, data_dir=tmp_path
     )
@@ -98,34 +103,39 @@ def test_daily_flow_lands_and_builds_both_sites(
         )
         assert counts[site] == configured * per_day
 
-    async def summary() -> str:
-        async with get_client() as client:
-            artifacts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ace-etl-run-summary"]))
-            )
-            return str(artifacts[-1].data)
-
-    markdown = asyncio.run(summary())
+    markdown, _ = latest_artifact("ace-etl-run-summary")
     assert all(f"| {site} | 2 | 0 | 0 |" in markdown for site in SITES), markdown
 
     quality, description = latest_artifact("ace-etl-data-quality")
     assert description.startswith("OK: all") and "| points_with_gaps | pass | 0 |" in quality
 
-    async def logs() -> list[str]:
-        async with get_client() as client:
-            return [log.message for log in await client.read_logs(log_filter=LogFilter())]
+    assert not [m for m in all_logs() if "\x1b[" in m]  # no terminal colour codes in Prefect's logs
 
-    APILogWorker.drain_all(timeout=10)
-    assert not [m for m in asyncio.run(logs()) if "\x1b[" in m]  # no terminal colour codes in Prefect's logs
+
+def all_logs() -> list[str]:
+    """Every log message the session's Prefect server holds (the API hands them out a page at a time)."""
+    APILogWorker.drain_all(timeout=10)  # logs reach the Prefect API in batches
+
+    async def read() -> list[str]:
+        messages: list[str] = []
+        async with get_client() as client:
+            while page := await client.read_logs(log_filter=LogFilter(), limit=200, offset=len(messages)):
+                messages += [log.message for log in page]
+        return messages
+
+    return asyncio.run(read())
 
 
 def latest_artifact(key: str) -> tuple[str, str]:
+    """The newest artifact with this key (data, description): tests of one session share the server."""
+
     async def read() -> tuple[str, str]:
         async with get_client() as client:
             artifacts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                sort=ArtifactSort.CREATED_DESC,
             )
-            return str(artifacts[-1].data), str(artifacts[-1].description)
+            return str(artifacts[0].data), str(artifacts[0].description)
 
     return asyncio.run(read())
 
@@ -136,8 +146,7 @@ def test_a_run_whose_tests_warn_says_so_in_its_data_quality_artifact(
     gappy = sorted(p.name for p in site_points(SITES[0], CFG.points, CFG.interval) if p.configured)[0]
     outage = ((gappy, "2024-06-01T06:00:00Z", "2024-06-01T09:00:00Z"),)
     with Simulator(replace(CFG, outages=outage)) as sim:
-        monkeypatch.setenv("ACEIOT_API_URL", sim.url)
-        monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+        use_api(monkeypatch, sim)
         daily_etl(EtlParams(sites=[SITES[0]], start=START, end=END, data_dir=tmp_path, heal=False))
     quality, description = latest_artifact("ace-etl-data-quality")
     assert description.startswith("WARN:"), description
@@ -149,8 +158,7 @@ def test_a_late_daily_run_extracts_the_days_of_its_schedule(
 ) -> None:
     """A run scheduled for 2024-06-02 00:00 that a worker picks up much later still covers the day before
     its schedule (and the lookback), not the days before the clock."""
-    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
-    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    use_api(monkeypatch, sim)
     params = EtlParams(sites=[SITES[0]], lookback_days=1, data_dir=tmp_path, transform=False, page_size=500)
 
     async def scheduled() -> FlowRun:
@@ -176,12 +184,7 @@ def test_daily_flow_with_a_rejected_key_fails_typed_and_never_logs_it(
     with pytest.raises(AuthError, match="HTTP 401"):
         daily_etl(EtlParams(sites=[SITES[0]], start=START, end=END, data_dir=tmp_path, transform=False))
 
-    async def logs() -> list[str]:
-        async with get_client() as client:
-            return [log.message for log in await client.read_logs(log_filter=LogFilter())]
-
-    APILogWorker.drain_all(timeout=10)  # logs reach the Prefect API in batches
-    messages = asyncio.run(logs())
+    messages = all_logs()
     assert any("HTTP 401" in m for m in messages)
     assert not any(wrong in m for m in messages)
     assert "HTTP 401" in caplog.text and wrong not in caplog.text
@@ -190,8 +193,7 @@ def test_daily_flow_with_a_rejected_key_fails_typed_and_never_logs_it(
 def test_the_daily_flow_runs_its_tasks_on_a_local_dask_cluster(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
-    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    use_api(monkeypatch, sim)
     params = EtlParams(
         sites=list(SITES), start=START, end=END, window_hours=12, page_size=200, data_dir=tmp_path,
         transform=False, dask_workers=2,
@@ -227,8 +229,7 @@ def test_the_key_comes_from_a_secret_block_when_there_is_one(
 def test_weather_hourly_lands_current_conditions(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
-    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    use_api(monkeypatch, sim)
     results = weather_hourly(SiteParams(sites=list(SITES), data_dir=tmp_path))
     assert sorted((r.site_name, r.rows) for r in results) == [(s, 1) for s in SITES]
     assert len(list((tmp_path / "landing" / "weather").rglob("*.parquet"))) == len(SITES)
@@ -237,8 +238,7 @@ def test_weather_hourly_lands_current_conditions(
 def test_daily_flow_with_an_unknown_site_fails_typed(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
-    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    use_api(monkeypatch, sim)
     with pytest.raises(SiteNotFoundError, match="no such site 'atlantis'"):
         daily_etl(EtlParams(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False))
 
@@ -262,8 +262,7 @@ def test_a_prefect_budget_spaces_requests_across_workers(
     assert time.monotonic() - started >= 1.5  # the 61st and 62nd wait for slots to decay
     with pytest.raises(ConfigError, match="prefect-setup"):
         PrefectBudget("ace-etl-api-missing").acquire()
-    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
-    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    use_api(monkeypatch, sim)
     results = weather_hourly(SiteParams(sites=[SITES[0]], data_dir=tmp_path, budget_scope="prefect"))
     assert [r.rows for r in results] == [1]
 
@@ -271,8 +270,7 @@ def test_a_prefect_budget_spaces_requests_across_workers(
 def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACEIOT_API_URL", sim.url)
-    monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+    use_api(monkeypatch, sim)
     params = EtlParams(
         sites=[SITES[0], "atlantis"], start=START, end=END, page_size=500, data_dir=tmp_path, heal=False
     )
