@@ -342,7 +342,9 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
         second = time.monotonic()
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=10)
-    assert child.returncode == 130 and time.monotonic() - second < 1, stderr
+    # 130 from our handler, or -SIGINT when the second press lands while the interpreter is already
+    # tearing down: either way the process is gone at once.
+    assert child.returncode in (130, -signal.SIGINT) and time.monotonic() - second < 1, stderr
     assert "Ctrl-C again to quit at once" in stderr
 
 
