@@ -14,11 +14,10 @@ and the next run finishes an interrupted commit before anything else.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -47,8 +46,6 @@ from extract.prefetch import Prefetched
 from extract.quarantine import quarantine
 from extract.storage import Storage
 from extract.windows import Window
-
-log = logging.getLogger(__name__)
 
 # An expired cursor restarts its window; a server whose cursors expire faster than we can page would loop.
 MAX_CURSOR_RESTARTS = 3
@@ -297,6 +294,4 @@ def _land_page(
 
 
 def _now() -> datetime:
-    from datetime import UTC
-
     return datetime.now(UTC)
