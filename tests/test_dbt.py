@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from ace_etl.transform import TransformError, build_warehouse
+from ace_etl.transform import DBT_PROJECT_DIR, TransformError, build_warehouse
 from tests.landing_factory import (
     samples,
     write_points,
@@ -389,3 +389,14 @@ def test_an_unreadable_landing_file_is_set_aside_and_the_build_goes_on(tmp_path:
     assert aside == sorted(
         [truncated.name, truncated.name + ".reason.txt", checkpoint.name, checkpoint.name + ".reason.txt"]
     )
+
+
+def test_every_published_column_is_described(first: Stage) -> None:
+    import yaml
+
+    described: dict[str, set[str]] = {}
+    for path in (DBT_PROJECT_DIR / "models").rglob("*.yml"):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            described[model["name"]] = {c["name"] for c in model.get("columns", []) if c.get("description")}
+    missing = {table: set(first.columns(table)) - described.get(table, set()) for table in TABLES}
+    assert {table: columns for table, columns in missing.items() if columns} == {}
