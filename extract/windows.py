@@ -54,12 +54,17 @@ MAX_WINDOW_HOURS = 24 * 366
 MAX_WINDOWS = 100_000
 
 
-def split_windows(start: datetime, end: datetime, hours: float = 24) -> list[Window]:
-    """Cut `[start, end)` into consecutive windows of `hours`, counted from `start`; the last may be shorter."""
+def check_window_hours(hours: float) -> None:
+    """ConfigError unless `hours` is a usable window length."""
     if not (math.isfinite(hours) and 0 < hours <= MAX_WINDOW_HOURS):
         raise ConfigError(
             f"window length must be more than 0 and at most {MAX_WINDOW_HOURS} hours, got {hours}"
         )
+
+
+def split_windows(start: datetime, end: datetime, hours: float = 24) -> list[Window]:
+    """Cut `[start, end)` into consecutive windows of `hours`, counted from `start`; the last may be shorter."""
+    check_window_hours(hours)
     start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise ConfigError(f"empty range: start {start.isoformat()} is not before end {end.isoformat()}")
@@ -94,9 +99,7 @@ def lookback_range(as_of: datetime, lookback_days: float, window_hours: float = 
     days late lands the three missed days and nothing it already has."""
     if not (math.isfinite(lookback_days) and 0 < lookback_days <= 3660):
         raise ConfigError(f"--lookback-days must be more than 0 and at most 3660, got {lookback_days}")
-    split_windows(
-        datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC), window_hours
-    )  # checks it
+    check_window_hours(window_hours)
     moment = as_utc(as_of)
     start = moment.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=lookback_days)
     step = timedelta(hours=window_hours)

@@ -27,7 +27,7 @@ from extract.metrics import RUNS_SCHEMA, WindowResult, runs_frame
 from extract.parse import normalize_samples
 from extract.points import PointSelector
 from extract.storage import LocalStorage, open_storage
-from extract.windows import Window, previous_utc_day, resolve_range, split_windows
+from extract.windows import Window, lookback_range, previous_utc_day, resolve_range, split_windows
 
 WINDOW = Window(datetime(2024, 3, 1, 12, tzinfo=UTC), datetime(2024, 3, 2, 12, tzinfo=UTC))
 
@@ -175,6 +175,9 @@ def test_windows_are_half_open_and_cover_the_range() -> None:
             split_windows(start, end, hours)
     with pytest.raises(ConfigError, match="at most"):
         split_windows(datetime(2000, 1, 1, tzinfo=UTC), end, 0.01)
+    for hours in (float("inf"), 0):
+        with pytest.raises(ConfigError, match="window length"):
+            lookback_range(end, 7, hours)
 
 
 @pytest.mark.parametrize(
