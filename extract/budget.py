@@ -67,8 +67,8 @@ class SharedBudget:
     def __repr__(self) -> str:
         return f"SharedBudget({str(self.path)!r}, capacity={self.capacity}, period={self.period:g})"
 
-    def acquire(self) -> None:
-        """Block until a request may be sent under this key's budget, and count it as sent now."""
+    def acquire(self) -> int:
+        """Block until a request may be sent under this key's budget, count it as sent now, return its slot."""
         window = self.period + self.margin
         while True:
             with self._transaction() as db:
@@ -82,10 +82,16 @@ class SharedBudget:
                         "select count(*), min(at) from grants where key = ?", (self.key,)
                     ).fetchone()
                     if count < self.capacity:
-                        db.execute("insert into grants values (?, ?)", (self.key, now))
-                        return
+                        grant = db.execute("insert into grants values (?, ?)", (self.key, now)).lastrowid
+                        return int(grant or 0)
                     wait = oldest + window - now
             cancel.sleep(max(wait, 0.001))
+
+    def settle(self, slot: int | None) -> None:
+        """The response to `slot`'s request arrived: count the grant from now (see extract.ratelimit)."""
+        if slot:
+            with self._transaction() as db:
+                db.execute("update grants set at = max(at, ?) where rowid = ?", (time.time(), slot))
 
     def pause(self, seconds: float) -> None:
         """The server asked us to wait: no process sends with this key for `seconds`."""

@@ -253,8 +253,7 @@ class AceClient:
         *,
         first: bool,
     ) -> T:
-        if self.rate_limiter is not None:
-            self.rate_limiter.acquire()
+        slot = self.rate_limiter.acquire() if self.rate_limiter is not None else None
         self._count(stats, requests=1, retries=0 if first else 1)
         try:
             response = self._http.get(path, params=params)
@@ -262,6 +261,9 @@ class AceClient:
             raise _Transient(self._describe(exc)) from exc
         except httpx.HTTPError as exc:
             raise ApiError(f"GET {path} failed: {self._describe(exc)}") from exc
+        finally:
+            if self.rate_limiter is not None:
+                self.rate_limiter.settle(slot)
         self._count(stats, bytes=len(response.content), throttled=int(response.status_code == 429))
         if not response.is_success:
             self._raise_for_status(response, path, params)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from typing import Protocol
 
 from extract import cancel
 from extract.errors import ConfigError
 
 # The server stamps a request later than we take its slot (connection setup, TLS, queueing), so two
-# requests a full period apart on our clock can look closer together on the server's. Waiting this much
-# longer than the period absorbs that skew at a cost of at most 2% of the throughput.
+# requests a full period apart on our clock can look closer together on the server's. Each slot is
+# therefore re-stamped when its response arrives (`settle`: the server cannot have stamped it later), and
+# this margin covers what is left (clock rates, requests that never settle) at most 2% of the throughput.
 _MARGIN_FRACTION = 0.02
 _MARGIN_MAX = 1.0
 
@@ -34,7 +34,9 @@ class RateLimiter:
         self.capacity = capacity
         self.period = period
         self.margin = min(_MARGIN_MAX, period * _MARGIN_FRACTION) if margin is None else margin
-        self._sent: deque[float] = deque()
+        # slot token -> when it was taken, or when its response arrived once settled
+        self._sent: dict[int, float] = {}
+        self._tokens = 0
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
@@ -46,29 +48,39 @@ class RateLimiter:
         with self._lock:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
-    def acquire(self) -> None:
-        """Block the calling thread until a request may be sent, and count it as sent now."""
+    def acquire(self) -> int:
+        """Block the calling thread until a request may be sent, count it as sent now, return its slot."""
         window = self.period + self.margin
         while True:
             with self._lock:
                 now = time.monotonic()
-                while self._sent and self._sent[0] <= now - window:
-                    self._sent.popleft()
+                # Settling reorders the stamps, so expire by scanning: the window holds `capacity` at most.
+                for token in [token for token, at in self._sent.items() if at <= now - window]:
+                    del self._sent[token]
                 if self._paused_until > now:
                     delay = self._paused_until - now
                 elif len(self._sent) < self.capacity:
-                    self._sent.append(now)
-                    return
+                    self._tokens += 1
+                    self._sent[self._tokens] = now
+                    return self._tokens
                 else:
-                    delay = self._sent[0] + window - now
+                    delay = min(self._sent.values()) + window - now
             # Sleep without the lock so other threads can still check; whoever wakes first takes the slot.
             cancel.sleep(delay)
+
+    def settle(self, slot: int | None) -> None:
+        """The response to `slot`'s request arrived: count the slot from now, the latest the server saw it."""
+        with self._lock:
+            if slot in self._sent:
+                self._sent[slot] = max(self._sent[slot], time.monotonic())
 
 
 class Limiter(Protocol):
     """What the client needs from a rate limit: in-process (`RateLimiter`) or shared (`SharedBudget`)."""
 
-    def acquire(self) -> None: ...
+    def acquire(self) -> int | None: ...
+
+    def settle(self, slot: int | None) -> None: ...
 
     def pause(self, seconds: float) -> None: ...
 

@@ -61,6 +61,9 @@ class PrefectBudget:
                 ) from None
             raise
 
+    def settle(self, slot: int | None) -> None:
+        """Nothing to re-stamp: a Prefect slot decays on the server's clock, which the limit already uses."""
+
     def pause(self, seconds: float) -> None:
         """Nothing to share: the client's own retry waits out Retry-After on this worker, and Prefect
         limits have no shared pause (the decaying slots still bound every worker together)."""

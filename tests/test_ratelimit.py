@@ -5,14 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
+from extract.budget import SharedBudget
 from extract.client import AceClient
 from extract.errors import ConfigError
 from extract.pagination import iter_pages
-from extract.ratelimit import RateLimiter, shared_rate_limiter
+from extract.ratelimit import Limiter, RateLimiter, shared_rate_limiter
 from tests.support import FAST
 
 
@@ -42,6 +44,22 @@ def test_no_window_ever_holds_more_than_capacity() -> None:
     assert min(later - earlier for earlier, later in zip(times, times[5:], strict=False)) >= 0.32
     # ...and no more than that: the first 5 at once, then 5 per window, so 2 windows of waiting.
     assert times[-1] - times[0] == pytest.approx(0.64, abs=0.1)
+
+
+@pytest.mark.parametrize("kind", ["in-process", "shared"])
+def test_a_settled_slot_counts_from_when_its_response_arrived(kind: str, tmp_path: Path) -> None:
+    # A slow first response must not let the next request reach the server within the period of it.
+    limiter: Limiter = (
+        RateLimiter(1, 0.3, margin=0.0)
+        if kind == "in-process"
+        else SharedBudget(tmp_path / "budget.sqlite", "key", 1, 0.3, margin=0.0)
+    )
+    started = time.monotonic()
+    slot = limiter.acquire()
+    time.sleep(0.2)
+    limiter.settle(slot)
+    limiter.acquire()
+    assert time.monotonic() - started == pytest.approx(0.5, abs=0.08)
 
 
 def test_shared_limiter_is_one_instance_per_rate_and_period() -> None:
