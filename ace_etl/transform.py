@@ -2,38 +2,29 @@
 
 All transformation logic lives in the dbt project (`dbt_project/`); this module only runs it and publishes
 the result. DuckDB allows one writer per file, and any open connection to a file, even a read-only one,
-stops a writer from opening it. So dbt never writes the file analysts open: it builds
-`<data>/.build/warehouse.duckdb`, which it keeps between builds because that file holds the incremental
-state, and a successful build is copied beside `<data>/warehouse.duckdb` and renamed over it. An analyst
-connected to the old file keeps reading the old inode; new connections see the new build; a failed build
-publishes nothing.
+stops a writer from opening it. So dbt never writes the file analysts open: it builds one of two
+generations under `<data>/.build/` (see `ace_etl.generations`), and a successful build is hard-linked
+over `<data>/warehouse.duckdb`. An analyst connected to the old file keeps reading the old inode; new
+connections see the new build; a failed build publishes nothing.
 
-Prefect flows run the same project with prefect-dbt's PrefectDbtRunner: inside `dbt_environment(data_dir)`,
-then they call `publish_warehouse(data_dir)`.
+Prefect flows run the same project with prefect-dbt's PrefectDbtRunner inside `building(data_dir)`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ace_etl import generations
 from extract import cancel
 from extract.errors import AceEtlError
 from extract.quarantine import set_aside_unreadable
-from extract.storage import (
-    is_object_store,
-    local_dir,
-    normalize_location,
-    open_storage,
-    remove_abandoned,
-    temporary_name,
-)
+from extract.storage import is_object_store, local_dir, normalize_location, open_storage
 
 if TYPE_CHECKING:
     from dbt.artifacts.schemas.run import RunResult
@@ -70,13 +61,13 @@ def build_dir(data_dir: Path | str) -> Path:
 
 
 @contextmanager
-def dbt_environment(data_dir: Path | str) -> Iterator[None]:
-    """Point the dbt project (dbt_project/profiles.yml reads these) at `data_dir` and its build database for a
-    dbt run in this process; the environment is restored afterwards."""
+def dbt_environment(data_dir: Path | str, database: Path) -> Iterator[None]:
+    """Point the dbt project (dbt_project/profiles.yml reads these) at `data_dir` and the build database
+    `database` for a dbt run in this process; the environment is restored afterwards."""
     location = normalize_location(data_dir)
     values = {
         "ACE_ETL_DATA_DIR": location if is_object_store(location) else str(Path(location).resolve()),
-        "ACE_ETL_DUCKDB_PATH": str(build_dir(data_dir) / WAREHOUSE_FILE),
+        "ACE_ETL_BUILD_DATABASE": str(database),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     saved = {key: os.environ.get(key) for key in values}
@@ -133,6 +124,29 @@ def build_lock(data_dir: Path | str, wait_s: float = BUILD_WAIT_S) -> Iterator[N
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@contextmanager
+def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Path]:
+    """One build of `data_dir`'s warehouse: under the build lock, with the landing checked and dbt's
+    environment set, yields the database file to build; publishes it when the block ends without error."""
+    with build_lock(data_dir):
+        check_landing(data_dir)
+        work = build_dir(data_dir)
+        database = generations.prepare(work, warehouse_file(data_dir))
+        try:
+            with dbt_environment(data_dir, database):
+                yield database
+        except BaseException:
+            # A failed build is still a state dbt can continue from, unless dbt never made the file or it is
+            # unusable; either way the build's own error is the one to report.
+            if database.exists():
+                with suppress(TransformError, OSError):
+                    _checkpoint(database)
+                    generations.settle(work, database)
+            raise
+        _checkpoint(database)
+        generations.publish(work, database, warehouse_file(data_dir), full_refresh=full_refresh)
+
+
 def build_warehouse(
     data_dir: Path, *, full_refresh: bool = False, select: str | Sequence[str] | None = None
 ) -> TransformResult:
@@ -143,11 +157,10 @@ def build_warehouse(
     Raises TransformError when a model or an error-severity test fails; nothing is published then.
     """
     started = time.perf_counter()
-    with build_lock(data_dir):
+    with building(data_dir, full_refresh=full_refresh):
         results = dbt_build(data_dir, full_refresh=full_refresh, select=select)
-        warehouse = publish_warehouse(data_dir)
     return TransformResult(
-        warehouse=warehouse,
+        warehouse=warehouse_file(data_dir),
         elapsed_s=time.perf_counter() - started,
         models=sum(result.node.resource_type == "model" for result in results),
         tests=sum(result.node.resource_type == "test" for result in results),
@@ -160,12 +173,10 @@ def build_warehouse(
 def dbt_build(
     data_dir: Path, *, full_refresh: bool = False, select: str | Sequence[str] | None = None
 ) -> list[RunResult]:
-    """Run `dbt build` in this process against the build database, without publishing it."""
+    """Run `dbt build` in this process inside `building(data_dir)`, which publishes the result."""
     from dbt.cli.main import dbtRunner  # dbt takes seconds to import; `ace-etl --help` should not wait
 
     work = build_dir(data_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    check_landing(data_dir)
     args = [
         "build",
         "--project-dir", str(DBT_PROJECT_DIR),
@@ -179,8 +190,7 @@ def dbt_build(
     if select:
         args += ["--select", *([select] if isinstance(select, str) else select)]
 
-    with dbt_environment(data_dir):
-        outcome = dbtRunner().invoke(args)
+    outcome = dbtRunner().invoke(args)
     results = list(getattr(outcome.result, "results", []))
     if not outcome.success:
         raise TransformError(_failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
@@ -199,36 +209,16 @@ def check_landing(data_dir: Path | str) -> list[str]:
     return set_aside_unreadable(storage, storage.list_since("landing", "**/*.parquet", since - 1))
 
 
-def publish_warehouse(data_dir: Path | str) -> Path:
-    """Make the latest build the warehouse analysts open, atomically; returns its path."""
+def _checkpoint(database: Path) -> None:
+    """Fold the write-ahead log into the database file, so that the file alone is the whole database.
+    In the process that ran dbt this joins dbt's still-open instance of the same file."""
     import duckdb
 
-    built = build_dir(data_dir) / WAREHOUSE_FILE
-    published = warehouse_file(data_dir)
-    # Fold the write-ahead log into the database file, so that the file alone is the whole database.
-    # In the process that ran dbt this joins dbt's still-open instance of the same file.
     try:
-        with duckdb.connect(str(built)) as connection:
+        with duckdb.connect(str(database)) as connection:
             connection.execute("CHECKPOINT")
     except duckdb.Error as error:
-        raise TransformError(f"cannot publish {built}: {_first_line(str(error))}") from error
-    # A temporary name in the same folder, so the rename is atomic; hidden so nobody opens it by mistake.
-    # One left by a publish that was killed is removed first.
-    remove_abandoned(published.parent)
-    staging = published.with_name(temporary_name(published.name))
-    try:
-        shutil.copyfile(built, staging)
-        with staging.open("rb+") as copy:
-            os.fsync(copy.fileno())
-        os.replace(staging, published)
-    finally:
-        staging.unlink(missing_ok=True)
-    directory = os.open(published.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return published
+        raise TransformError(f"cannot publish {database}: {_first_line(str(error))}") from error
 
 
 def _failure_message(exception: BaseException | None, results: Sequence[RunResult], log: Path) -> str:

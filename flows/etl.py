@@ -125,17 +125,9 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
     warn / fail and its failing-row count, titled so that a run whose tests warn stands out."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-    from ace_etl.transform import (
-        DBT_PROJECT_DIR,
-        build_dir,
-        build_lock,
-        check_landing,
-        dbt_environment,
-        publish_warehouse,
-    )
+    from ace_etl.transform import DBT_PROJECT_DIR, build_dir, building, warehouse_file
 
-    with build_lock(data_dir):
-        check_landing(data_dir)
+    with building(data_dir):
         work = build_dir(data_dir)
         settings = PrefectDbtSettings(
             project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
@@ -149,11 +141,9 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
             "--vars",
             f"{{dq_severity: {dq_severity}}}",
         ]
-        with dbt_environment(data_dir):
-            outcome = PrefectDbtRunner(settings=settings).invoke(args)
-        warehouse = publish_warehouse(data_dir)
+        outcome = PrefectDbtRunner(settings=settings).invoke(args)
     _publish_data_quality(list(getattr(getattr(outcome, "result", None), "results", []) or []))
-    return warehouse
+    return warehouse_file(data_dir)
 
 
 def _publish_data_quality(results: list[Any]) -> None:
