@@ -4,22 +4,37 @@ Prefect's server already coordinates every worker of a deployment, wherever it r
 are the cross-machine budget: one limit per key (named by a digest of the API URL and key, never the key),
 `limit` slots decaying at `limit / 60` per second. `setup_budget` creates or updates it (the documented
 `ace-etl prefect-setup` step); `PrefectBudget` is the client's limiter inside flows.
+
+A limit has no pause, so a server's Retry-After travels in a Prefect variable beside it
+(`ace-etl-pause-<digest>`, the wall-clock time until which nobody sends): every worker reads it at most once
+a second, so one worker's 429 holds all of them, on every machine, within a second.
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.concurrency.sync import rate_limit
 from prefect.exceptions import ObjectNotFound
+from prefect.variables import Variable
 
 from extract import cancel
 from extract.budget import key_id
 from extract.errors import ConfigError
 
+# How stale a worker's view of the shared pause may be: one variable read per second per process.
+PAUSE_POLL_S = 1.0
+
 
 def limit_name(api_url: str, api_key: str) -> str:
     return f"ace-etl-api-{key_id(api_url, api_key)}"
+
+
+def pause_name(limit: str) -> str:
+    return limit.replace("ace-etl-api-", "ace-etl-pause-", 1)
 
 
 def setup_budget(api_url: str, api_key: str, requests_per_minute: float) -> str:
@@ -46,12 +61,17 @@ class PrefectBudget:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._paused_until = 0.0
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"PrefectBudget({self.name!r})"
 
     def acquire(self) -> None:
         cancel.check()
+        while (wait := self._shared_pause() - time.time()) > 0:
+            cancel.sleep(min(wait, PAUSE_POLL_S))
         try:
             rate_limit(self.name, strict=True)
         except Exception as exc:
@@ -65,5 +85,25 @@ class PrefectBudget:
         """Nothing to re-stamp: a Prefect slot decays on the server's clock, which the limit already uses."""
 
     def pause(self, seconds: float) -> None:
-        """Nothing to share: the client's own retry waits out Retry-After on this worker, and Prefect
-        limits have no shared pause (the decaying slots still bound every worker together)."""
+        """The server asked us to wait: no worker of this key sends for `seconds`, wherever it runs."""
+        until = time.time() + seconds
+        with self._lock:
+            self._paused_until = max(self._paused_until, until)
+        # Read-then-write can lose to a concurrent pause that ends later; each 429 re-posts its own, so
+        # the longest wait still reaches everyone at its next 429 at worst.
+        current = Variable.get(pause_name(self.name), default=0.0)
+        if not isinstance(current, int | float) or current < until:
+            Variable.set(pause_name(self.name), until, overwrite=True)
+
+    def _shared_pause(self) -> float:
+        """Until when the key is paused, as far as this worker knows (read from Prefect at most once a second)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._read_at < PAUSE_POLL_S:
+                return self._paused_until
+            self._read_at = now
+        shared = Variable.get(pause_name(self.name), default=0.0)
+        with self._lock:
+            if isinstance(shared, int | float):
+                self._paused_until = max(self._paused_until, float(shared))
+            return self._paused_until

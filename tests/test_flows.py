@@ -267,6 +267,28 @@ def test_a_prefect_budget_spaces_requests_across_workers(
     assert [r.rows for r in results] == [1]
 
 
+def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(harness: None) -> None:
+    """Retry-After reaches workers on other machines: here, two budgets that share nothing but Prefect."""
+    import time
+
+    from flows.budget import PAUSE_POLL_S, PrefectBudget, limit_name, pause_name, setup_budget
+
+    name = setup_budget("http://pause-test/api", "key-one", requests_per_minute=600)
+    other = setup_budget("http://pause-test/api", "key-two", requests_per_minute=600)
+    here, there, other_key = PrefectBudget(name), PrefectBudget(name), PrefectBudget(other)
+    there.acquire()
+    time.sleep(PAUSE_POLL_S)  # what `there` read of the pause (nothing) is now a second old: it reads again
+    started = time.monotonic()
+    here.pause(2.0)
+    other_key.acquire()
+    assert time.monotonic() - started < 1.5  # one key's 429s never slow another key's sites (paused 2 s)
+    there.acquire()
+    assert time.monotonic() - started >= 1.9
+    assert "key-one" not in pause_name(name) and pause_name(name) != limit_name(
+        "http://pause-test/api", "key-one"
+    )
+
+
 def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
