@@ -152,8 +152,7 @@ def build_warehouse(
 ) -> TransformResult:
     """Run `dbt build` (models and tests) on the landing under `data_dir`, then publish the warehouse.
 
-    `select` takes dbt selectors. Landing files are picked up by the `stg_landing__files` model, so a
-    selection that should load new data must include it, e.g. `+timeseries_daily`.
+    `select` takes dbt selectors; each selected model loads what landed since it last ran (its own record).
     Raises TransformError when a model or an error-severity test fails; nothing is published then.
     """
     started = time.perf_counter()

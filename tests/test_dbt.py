@@ -288,7 +288,7 @@ def test_coverage_counts_expected_and_received(first: Stage) -> None:
 
 
 def test_second_identical_build_changes_nothing(first: Stage, second: Stage) -> None:
-    for table in [*TABLES, "stg_landing__files"]:
+    for table in TABLES:
         assert second.contents(table) == first.contents(table), table
 
 
@@ -400,3 +400,16 @@ def test_every_published_column_is_described(first: Stage) -> None:
             described[model["name"]] = {c["name"] for c in model.get("columns", []) if c.get("description")}
     missing = {table: set(first.columns(table)) - described.get(table, set()) for table in TABLES}
     assert {table: columns for table, columns in missing.items() if columns} == {}
+
+
+def test_analysts_schema_holds_the_published_tables_only(first: Stage) -> None:
+    schemas = dict(
+        first.rows(
+            "select table_schema, list(table_name order by table_name) from information_schema.tables "
+            "where table_catalog = current_database() group by 1"
+        )
+    )
+    assert schemas["main"] == sorted(TABLES)
+    # Bookkeeping and intermediate models are in `internal`: one record of loaded files per landing model.
+    assert "int_timeseries__point_days" in schemas["internal"]
+    assert "timeseries_raw__landing_loads" in schemas["internal"]

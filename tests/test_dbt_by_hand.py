@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -41,15 +41,19 @@ def dbt(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_build_and_docs_by_hand(tmp_path: Path) -> None:
+def extract_day(data_dir: Path, day: int) -> None:
     with Simulator(CFG) as sim, AceClient(sim.url, CFG.api_key, requests_per_minute=None) as client:
-        run_extract(
-            client,
-            LocalStorage(tmp_path),
-            CFG.sites,
-            datetime(2024, 2, 1, tzinfo=UTC),
-            datetime(2024, 2, 2, tzinfo=UTC),
-        )
+        start = datetime(2024, 2, day, tzinfo=UTC)
+        run_extract(client, LocalStorage(data_dir), CFG.sites, start, start + timedelta(days=1))
+
+
+def raw_rows(data_dir: Path) -> int:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute("select count(*) from timeseries_raw").fetchall()[0][0]
+
+
+def test_build_and_docs_by_hand(tmp_path: Path) -> None:
+    extract_day(tmp_path, 1)
 
     def freshness_warned(run: subprocess.CompletedProcess[str]) -> bool:
         assert run.returncode == 0, run.stdout[-3000:]
@@ -59,8 +63,15 @@ def test_build_and_docs_by_hand(tmp_path: Path) -> None:
     # Landed just now (age 0 h): quiet with the default threshold, a warning once the threshold is below it.
     assert not freshness_warned(dbt("build", data_dir=tmp_path))
     assert freshness_warned(dbt("build", "--vars", "{freshness_warn_after_hours: -1}", data_dir=tmp_path))
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("select count(*) from timeseries_raw").fetchall()[0][0] > 0
+    first_day = raw_rows(tmp_path)
+    assert first_day > 0
+
+    # A selection of one model loads what is new to it: each model keeps its own record of landed files.
+    extract_day(tmp_path, 2)
+    run = dbt("run", "--select", "timeseries_raw", data_dir=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert raw_rows(tmp_path) == 2 * first_day
+    assert dbt("build", data_dir=tmp_path).returncode == 0 and raw_rows(tmp_path) == 2 * first_day
 
     docs = dbt("docs", "generate", data_dir=tmp_path)
     assert docs.returncode == 0, docs.stdout[-3000:]

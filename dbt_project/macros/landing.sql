@@ -28,18 +28,51 @@ not regexp_matches({{ path }}, '/[._][^/]*$')
 {%- endmacro %}
 
 
-{% macro landed_since_last_build(dataset) -%}
-{#- Rows from files registered after this model last wrote: an incremental build reads only new and
-    re-landed files. DuckDB turns the semi-join into a file filter, so older files are never opened. -#}
-{%- set files = ref('stg_landing__files') -%}
-{%- if is_incremental() -%}
-landing_file in (
-    select path from {{ files }}
-    where dataset = '{{ dataset }}' and registered_at > {{ last_write_of(this) }}
-)
-{%- else -%}
-true
-{%- endif -%}
+{% macro landed_since_last_build() -%}
+{#- Rows from the files this model has not loaded yet (new, or re-landed under the same name), as
+    `track_landing` listed them before the model ran. Each model keeps its own record, so any selection
+    (`dbt run --select timeseries_raw`) loads what is new to that model. DuckDB turns the semi-join into a
+    file filter, so older files are never opened. -#}
+landing_file in (select path from {{ landing_loads() }} where pending)
+{%- endmacro %}
+
+
+{% macro landing_loads() -%}
+{#- The files a model fed from the landing has loaded, and those it is loading (pending). Bookkeeping:
+    kept in the `internal` schema, out of analysts' way. -#}
+internal.{{ this.identifier }}__landing_loads
+{%- endmacro %}
+
+
+{% macro track_landing(dataset) -%}
+{#- Pre-hook of a model fed from the landing: list the dataset's files (read_blob stats them without
+    reading them) and mark as pending those the model has not loaded in this version (path, size and
+    modification time); a full refresh marks them all. -#}
+{%- set loads = landing_loads() -%}
+create table if not exists {{ loads }} (
+    path varchar, size_bytes bigint, modified_at timestamptz, pending boolean
+);
+delete from {{ loads }} where pending;
+insert into {{ loads }}
+select filename, size, last_modified, true
+from {{ source('landing', 'files') }} as files
+where {{ is_landed_file('filename') }}
+  and regexp_extract(filename, '.*/landing/([^/]+)/', 1) = '{{ dataset }}'
+{%- if is_incremental() %}
+  and not exists (
+    select 1 from {{ loads }} as known
+    where not known.pending and known.path = files.filename
+      and known.size_bytes = files.size and known.modified_at = files.last_modified
+  )
+{%- endif %}
+{%- endmacro %}
+
+
+{% macro landing_loaded() -%}
+{#- Post-hook (it runs only when the model was written): the pending files are loaded now. -#}
+{%- set loads = landing_loads() -%}
+delete from {{ loads }} where not pending and path in (select path from {{ loads }} where pending);
+update {{ loads }} set pending = false where pending
 {%- endmacro %}
 
 

@@ -1,10 +1,14 @@
-{{ config(unique_key=['run_id', 'site_name', 'window_start']) }}
+{{ config(
+    unique_key=['run_id', 'site_name', 'window_start'],
+    pre_hook="{{ track_landing('runs') }}",
+    post_hook="{{ landing_loaded() }}",
+) }}
 
 -- One landing file per run, so the files pile up like the samples do: loaded incrementally too.
 
 with landed as (
     select * from {{ ref('stg_landing__runs') }}
-    where {{ landed_since_last_build('runs') }}
+    where {{ landed_since_last_build() }}
 ),
 
 latest as (

@@ -1,4 +1,8 @@
-{{ config(unique_key=['site_name', 'point_name', 'timestamp']) }}
+{{ config(
+    unique_key=['site_name', 'point_name', 'timestamp'],
+    pre_hook="{{ track_landing('timeseries') }}",
+    post_hook="{{ landing_loaded() }}",
+) }}
 
 -- Each batch goes in sorted by site, point and time. DuckDB keeps min/max per row group, so analysts'
 -- filters on site, point or a time range skip most of the table, and so do the incremental delete and
@@ -6,7 +10,7 @@
 
 with landed as (
     select * from {{ ref('stg_landing__timeseries') }}
-    where {{ landed_since_last_build('timeseries') }}
+    where {{ landed_since_last_build() }}
 ),
 
 latest as (

@@ -1,4 +1,8 @@
-{{ config(unique_key='id') }}
+{{ config(
+    unique_key='id',
+    pre_hook="{{ track_landing('rejects') }}",
+    post_hook="{{ landing_loaded() }}",
+) }}
 
 -- A rejected sample has no trustworthy timestamp, so its identity is the raw text it came as.
 
@@ -7,7 +11,7 @@ with landed as (
         {{ stable_id(['site_name', 'point_name', 'timestamp_raw', 'value_raw']) }} as id,
         *
     from {{ ref('stg_landing__rejects') }}
-    where {{ landed_since_last_build('rejects') }}
+    where {{ landed_since_last_build() }}
 ),
 
 latest as (

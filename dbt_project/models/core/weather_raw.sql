@@ -1,8 +1,12 @@
-{{ config(unique_key=['site_name', 'timestamp']) }}
+{{ config(
+    unique_key=['site_name', 'timestamp'],
+    pre_hook="{{ track_landing('weather') }}",
+    post_hook="{{ landing_loaded() }}",
+) }}
 
 with landed as (
     select * from {{ ref('stg_landing__weather') }}
-    where {{ landed_since_last_build('weather') }}
+    where {{ landed_since_last_build() }}
 ),
 
 latest as (

@@ -1,4 +1,8 @@
-{{ config(unique_key=['site_name', 'point_name', 'day']) }}
+{{ config(
+    unique_key=['site_name', 'point_name', 'day'],
+    pre_hook="{{ track_landing('selections') }}",
+    post_hook="{{ landing_loaded() }}",
+) }}
 
 -- What coverage and gaps need, per site, point and UTC day, with that day's gaps as a list. An
 -- incremental build recomputes exactly the (site, day)s that received new samples or a new extraction
@@ -38,7 +42,7 @@ changed_days as (
     where {{ written_since_last_build() }}
     union
     select distinct site_name, day from selected
-    where {{ landed_since_last_build('selections') }}
+    where {{ landed_since_last_build() }}
 ),
 
 point_samples as (
