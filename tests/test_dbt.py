@@ -7,6 +7,7 @@ full refresh. Each stage keeps a copy of the published warehouse for the asserti
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -413,3 +414,21 @@ def test_analysts_schema_holds_the_published_tables_only(first: Stage) -> None:
     # Bookkeeping and intermediate models are in `internal`: one record of loaded files per landing model.
     assert "int_timeseries__point_days" in schemas["internal"]
     assert "timeseries_raw__landing_loads" in schemas["internal"]
+
+
+def test_a_copied_landing_file_is_reported_and_a_duplicate_key_anywhere_fails_the_build(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    (original,) = write_timeseries(data_dir, samples(SITE, ["p1"], DAY, 10, collected_at=FIRST), "w1")
+    shutil.copyfile(original, original.with_name("w1 (copy).parquet"))
+    result = build_warehouse(data_dir)
+    (warning,) = [w for w in result.warnings if w.startswith("duplicate_landing_files")]
+    assert "Got 1 result" in warning  # one set of identical files
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as by_hand:
+        assert by_hand.execute("select count(*) from timeseries_raw").fetchall() == [(10,)]
+        # A duplicate of the oldest row, far from anything a later build writes: the test sees it anyway.
+        by_hand.execute("insert into timeseries_raw select * from timeseries_raw order by timestamp limit 1")
+    write_timeseries(data_dir, samples(SITE, ["p1"], DAY + timedelta(days=30), 10, collected_at=FIRST), "w2")
+    with pytest.raises(TransformError, match="unique_timeseries_raw_id"):
+        build_warehouse(data_dir)
