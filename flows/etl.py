@@ -44,7 +44,7 @@ from extract.points import PointSelector
 from extract.storage import Storage, open_storage
 from extract.windows import Window, live_windows, split_windows
 from flows.budget import PrefectBudget, limit_name
-from flows.params import BackfillParams, EtlParams, SiteParams
+from flows.params import BackfillParams, EtlParams, SiteParams, flat_parameters
 
 
 def _runner() -> TaskRunner[Any]:
@@ -344,6 +344,7 @@ def heal_task(params: EtlParams, span: Window) -> list[HealResult]:
 
 
 @flow(name="ace-etl-daily", task_runner=_runner(), log_prints=True)
+@flat_parameters(EtlParams)
 def daily_etl(params: EtlParams) -> list[WindowResult]:
     """Extract every site for the range (default: every window not yet complete in the lookback before the
     scheduled time), land it, build the warehouse."""
@@ -351,6 +352,7 @@ def daily_etl(params: EtlParams) -> list[WindowResult]:
 
 
 @flow(name="ace-etl-backfill", task_runner=_runner(), log_prints=True)
+@flat_parameters(BackfillParams)
 def backfill(params: BackfillParams) -> list[WindowResult]:
     """A long range, window by window (each a task and a checkpoint; complete ones are skipped), then one
     dbt build at the end rather than one per day."""
@@ -358,6 +360,7 @@ def backfill(params: BackfillParams) -> list[WindowResult]:
 
 
 @flow(name="ace-etl-heal", task_runner=_runner(), log_prints=True)
+@flat_parameters(EtlParams)
 def heal(params: EtlParams) -> list[HealResult]:
     """Heal the gaps of a long range (default: the lookback before the scheduled time), then rebuild."""
     as_of = params.as_of or datetime.fromtimestamp(flow_run.get_scheduled_start_time().timestamp(), UTC)
@@ -371,6 +374,7 @@ def heal(params: EtlParams) -> list[HealResult]:
 
 
 @flow(name="ace-etl-weather-hourly", task_runner=_runner())
+@flat_parameters(SiteParams)
 def weather_hourly(params: SiteParams) -> list[WeatherResult]:
     """Land the current weather of every site. The real API only returns current conditions, so history
     comes from calling it often."""

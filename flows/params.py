@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -115,3 +118,46 @@ class BackfillParams(EtlParams):
 
     start: datetime
     end: datetime
+
+
+Model = TypeVar("Model", bound=BaseModel)
+Result = TypeVar("Result")
+
+
+def flat_parameters(model: type[Model]) -> Callable[[Callable[[Model], Result]], Callable[..., Result]]:
+    """Give a flow the model's fields as parameters of its own, and hand the body one validated model.
+
+    Prefect merges a run's parameters into its deployment's key by key, so `--param page_size=500` keeps
+    the deployment's sites and the rest; a single object parameter would be replaced whole. The model stays
+    the one definition: types, bounds, defaults, descriptions (in the flow's docstring, where Prefect's UI
+    reads them) and the checks across fields, which run when the flow starts.
+    """
+
+    def expose(body: Callable[[Model], Result]) -> Callable[..., Result]:
+        @functools.wraps(body)
+        def flow_function(**values: object) -> Result:
+            return body(model(**values))
+
+        parameters = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=inspect.Parameter.empty if field.is_required() else field.get_default(),
+                annotation=Annotated[(field.annotation, *field.metadata)]
+                if field.metadata
+                else field.annotation,
+            )
+            for name, field in model.model_fields.items()
+        ]
+        del flow_function.__wrapped__  # Prefect must read the signature below, not the body's
+        flow_function.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        flow_function.__annotations__ = {p.name: p.annotation for p in parameters}
+        described = "\n".join(
+            f"    {name}: {field.description}"
+            for name, field in model.model_fields.items()
+            if field.description
+        )
+        flow_function.__doc__ = f"{inspect.cleandoc(body.__doc__ or '')}\n\nArgs:\n{described}\n"
+        return flow_function
+
+    return expose

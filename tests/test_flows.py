@@ -27,7 +27,7 @@ from prefect.testing.utilities import prefect_test_harness
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from extract.errors import AuthError, SiteNotFoundError
 from flows.etl import daily_etl, weather_hourly
-from flows.params import EtlParams, SiteParams
+from flows.params import EtlParams
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = ("hq", "plant-2")
@@ -66,6 +66,18 @@ def test_prefect_yaml_loads_every_entrypoint_and_cron() -> None:
     assert {"daily", "weather-hourly", "backfill"} <= names
 
 
+def test_a_run_parameter_replaces_one_deployment_value_and_keeps_the_others(harness: None) -> None:
+    """What `prefect deployment run ace-etl-daily/daily --param page_size=500` does."""
+    from prefect.deployments import run_deployment
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    daily = next(d for d in spec["deployments"] if d["name"] == "daily")
+    daily_etl.to_deployment(name="daily", parameters=daily["parameters"]).apply()
+    run = run_deployment("ace-etl-daily/daily", parameters={"page_size": 500}, timeout=0)
+    assert run.parameters == {**daily["parameters"], "page_size": 500}
+    assert daily["parameters"]["page_size"] != 500 and daily["parameters"]["sites"]
+
+
 def test_params_default_to_the_lookback_before_as_of() -> None:
     params = EtlParams(sites=["x"], lookback_days=3)
     span = params.range_at(datetime(2024, 6, 5, 7, 30, tzinfo=UTC))
@@ -90,7 +102,7 @@ def test_daily_flow_lands_and_builds_both_sites(
     params = EtlParams(
         sites=list(SITES), start=START, end=END, window_hours=12, page_size=200, data_dir=tmp_path
     )
-    results = daily_etl(params)
+    results = daily_etl(**params.model_dump())
     assert sorted((r.site_name, r.status) for r in results) == [
         (s, "complete") for s in SITES for _ in range(2)
     ]
@@ -147,7 +159,7 @@ def test_a_run_whose_tests_warn_says_so_in_its_data_quality_artifact(
     outage = ((gappy, "2024-06-01T06:00:00Z", "2024-06-01T09:00:00Z"),)
     with Simulator(replace(CFG, outages=outage)) as sim:
         use_api(monkeypatch, sim)
-        daily_etl(EtlParams(sites=[SITES[0]], start=START, end=END, data_dir=tmp_path, heal=False))
+        daily_etl(sites=[SITES[0]], start=START, end=END, data_dir=tmp_path, heal=False)
     quality, description = latest_artifact("ace-etl-data-quality")
     assert description.startswith("WARN:"), description
     assert "| points_with_gaps | warn | 1 |" in quality, quality
@@ -159,15 +171,21 @@ def test_a_late_daily_run_extracts_the_days_of_its_schedule(
     """A run scheduled for 2024-06-02 00:00 that a worker picks up much later still covers the day before
     its schedule (and the lookback), not the days before the clock."""
     use_api(monkeypatch, sim)
-    params = EtlParams(sites=[SITES[0]], lookback_days=1, data_dir=tmp_path, transform=False, page_size=500)
+    params = {
+        "sites": [SITES[0]],
+        "lookback_days": 1,
+        "data_dir": str(tmp_path),
+        "transform": False,
+        "page_size": 500,
+    }
 
     async def scheduled() -> FlowRun:
         async with get_client() as client:
             return await client.create_flow_run(
-                daily_etl, parameters={"params": params}, state=Scheduled(scheduled_time=END)
+                daily_etl, parameters=params, state=Scheduled(scheduled_time=END)
             )
 
-    results = run_flow(daily_etl, flow_run=asyncio.run(scheduled()), parameters={"params": params})
+    results = run_flow(daily_etl, flow_run=asyncio.run(scheduled()), parameters=params)
     assert [(r.window_start, r.window_end, r.status) for r in results] == [(START, END, "complete")]  # type: ignore[union-attr]
 
 
@@ -182,7 +200,7 @@ def test_daily_flow_with_a_rejected_key_fails_typed_and_never_logs_it(
     monkeypatch.setenv("ACEIOT_API_URL", sim.url)
     monkeypatch.setenv("ACEIOT_API_KEY", wrong)
     with pytest.raises(AuthError, match="HTTP 401"):
-        daily_etl(EtlParams(sites=[SITES[0]], start=START, end=END, data_dir=tmp_path, transform=False))
+        daily_etl(sites=[SITES[0]], start=START, end=END, data_dir=tmp_path, transform=False)
 
     messages = all_logs()
     assert any("HTTP 401" in m for m in messages)
@@ -198,7 +216,7 @@ def test_the_daily_flow_runs_its_tasks_on_a_local_dask_cluster(
         sites=list(SITES), start=START, end=END, window_hours=12, page_size=200, data_dir=tmp_path,
         transform=False, dask_workers=2,
     )  # fmt: skip
-    results = daily_etl(params)
+    results = daily_etl(**params.model_dump())
     assert sorted((r.site_name, r.status) for r in results) == [
         (s, "complete") for s in SITES for _ in range(2)
     ]
@@ -220,9 +238,7 @@ def test_the_key_comes_from_a_secret_block_when_there_is_one(
     monkeypatch.setenv("ACEIOT_API_URL", sim.url)
     monkeypatch.delenv("ACEIOT_API_KEY", raising=False)  # a worker on another machine has no key of its own
     Secret(value=CFG.api_key).save("ace-etl-test-key", overwrite=True)
-    results = weather_hourly(
-        SiteParams(sites=[SITES[0]], data_dir=str(tmp_path), api_key_block="ace-etl-test-key")
-    )
+    results = weather_hourly(sites=[SITES[0]], data_dir=str(tmp_path), api_key_block="ace-etl-test-key")
     assert [r.rows for r in results] == [1]
 
 
@@ -230,7 +246,7 @@ def test_weather_hourly_lands_current_conditions(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     use_api(monkeypatch, sim)
-    results = weather_hourly(SiteParams(sites=list(SITES), data_dir=tmp_path))
+    results = weather_hourly(sites=list(SITES), data_dir=tmp_path)
     assert sorted((r.site_name, r.rows) for r in results) == [(s, 1) for s in SITES]
     assert len(list((tmp_path / "landing" / "weather").rglob("*.parquet"))) == len(SITES)
 
@@ -240,7 +256,7 @@ def test_daily_flow_with_an_unknown_site_fails_typed(
 ) -> None:
     use_api(monkeypatch, sim)
     with pytest.raises(SiteNotFoundError, match="no such site 'atlantis'"):
-        daily_etl(EtlParams(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False))
+        daily_etl(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False)
 
 
 def test_a_prefect_budget_spaces_requests_across_workers(
@@ -263,7 +279,7 @@ def test_a_prefect_budget_spaces_requests_across_workers(
     with pytest.raises(ConfigError, match="prefect-setup"):
         PrefectBudget("ace-etl-api-missing").acquire()
     use_api(monkeypatch, sim)
-    results = weather_hourly(SiteParams(sites=[SITES[0]], data_dir=tmp_path, budget_scope="prefect"))
+    results = weather_hourly(sites=[SITES[0]], data_dir=tmp_path, budget_scope="prefect")
     assert [r.rows for r in results] == [1]
 
 
@@ -297,6 +313,6 @@ def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
         sites=[SITES[0], "atlantis"], start=START, end=END, page_size=500, data_dir=tmp_path, heal=False
     )
     with pytest.raises(SiteNotFoundError, match="atlantis"):
-        daily_etl(params)
+        daily_etl(**params.model_dump())
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select distinct site_name from timeseries_raw").fetchall() == [(SITES[0],)]
