@@ -192,7 +192,7 @@ def dbt_build(
     outcome = dbtRunner().invoke(args)
     results = list(getattr(outcome.result, "results", []))
     if not outcome.success:
-        raise TransformError(_failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
+        raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
     return results
 
 
@@ -220,7 +220,7 @@ def _checkpoint(database: Path) -> None:
         raise TransformError(f"cannot publish {database}: {_first_line(str(error))}") from error
 
 
-def _failure_message(exception: BaseException | None, results: Sequence[RunResult], log: Path) -> str:
+def failure_message(exception: BaseException | None, results: Sequence[RunResult], log: Path) -> str:
     failed = [
         f"{result.node.name}: {_first_line(result.message)}"
         for result in results

@@ -43,6 +43,7 @@ from extract.pipeline import (
 from extract.points import PointSelector
 from extract.storage import Storage, open_storage
 from extract.windows import Window, live_windows, split_windows
+from flows.alerts import emit_data_quality
 from flows.budget import PrefectBudget, limit_name
 from flows.params import BackfillParams, EtlParams, SiteParams, flat_parameters
 
@@ -125,7 +126,14 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
     warn / fail and its failing-row count, titled so that a run whose tests warn stands out."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
-    from ace_etl.transform import DBT_PROJECT_DIR, build_dir, building, warehouse_file
+    from ace_etl.transform import (
+        DBT_PROJECT_DIR,
+        TransformError,
+        build_dir,
+        building,
+        failure_message,
+        warehouse_file,
+    )
 
     with building(data_dir):
         work = build_dir(data_dir)
@@ -141,14 +149,19 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
             "--vars",
             f"{{dq_severity: {dq_severity}}}",
         ]
-        outcome = PrefectDbtRunner(settings=settings).invoke(args)
-    _publish_data_quality(list(getattr(getattr(outcome, "result", None), "results", []) or []))
+        # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
+        outcome = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(args)
+        results = list(getattr(getattr(outcome, "result", None), "results", []) or [])
+        _publish_data_quality(results)
+        if not outcome.success:
+            raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
     return warehouse_file(data_dir)
 
 
 def _publish_data_quality(results: list[Any]) -> None:
     tests = [r for r in results if getattr(r.node, "resource_type", None) == "test"]
     warned = [r for r in tests if str(r.status) in ("warn", "fail", "error")]
+    failed = [r for r in warned if str(r.status) != "warn"]
     rows = "\n".join(
         f"| {r.node.name} | {r.status} | {r.failures if r.failures is not None else ''} |" for r in tests
     )
@@ -164,6 +177,13 @@ def _publish_data_quality(results: list[Any]) -> None:
     )
     if warned:
         get_run_logger().warning("data quality: %s (%s)", title, ", ".join(r.node.name for r in warned))
+    run_id = flow_run.get_id()
+    emit_data_quality(
+        "fail" if failed else "warn" if warned else "pass",
+        title,
+        [f"{r.node.name} ({r.status})" for r in warned],
+        (str(run_id), str(flow_run.get_name())) if run_id else None,
+    )
 
 
 def _points_source(params: EtlParams) -> PointsSource:

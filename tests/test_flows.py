@@ -305,6 +305,78 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(harness: None) 
     )
 
 
+class Receiver:
+    """An HTTP endpoint on loopback that keeps what is POSTed to it: where alerts go in tests."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append(self.rfile.read(int(self.headers.get("content-length", 0))).decode())
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.received:
+                if text in message:
+                    return message
+            time.sleep(0.2)
+        raise AssertionError(f"no alert containing {text!r} in {self.received}")
+
+
+def test_alerts_for_a_failed_run_and_for_data_quality_are_set_up_by_one_command(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from prefect import flow
+    from typer.testing import CliRunner
+
+    from ace_etl.cli import app
+    from flows.alerts import emit_data_quality
+
+    use_api(monkeypatch, sim)
+    receiver = Receiver()
+    for _ in range(2):  # run twice: the automations are replaced, not doubled
+        setup = CliRunner().invoke(app, ["prefect-setup", "--alert-webhook", receiver.url])
+        assert setup.exit_code == 0, setup.output
+    assert "ace-etl: a run failed" in setup.output and "data-quality" in setup.output
+
+    with pytest.raises(SiteNotFoundError):
+        daily_etl(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False)
+    alert = json.loads(receiver.wait_for("ace-etl-daily"))["text"]
+    assert "ace-etl: a run failed" in alert and "Failed" in alert and "atlantis" in alert
+
+    @flow(name="ace-etl-dq-probe")
+    def probe() -> None:
+        emit_data_quality(
+            "warn", "1 data-quality test(s) warn or fail", ["points_with_gaps (warn)"], ("id", "probe-run")
+        )
+
+    probe()
+    alert = json.loads(receiver.wait_for("points_with_gaps"))["text"]
+    assert "did not pass" in alert and "probe-run" in alert
+    assert len([m for m in receiver.received if "a run failed" in m]) == 1  # one automation, not two
+
+    bad = CliRunner().invoke(app, ["prefect-setup", "--alert-block", "slack-webhook/missing"])
+    assert bad.exit_code == 2 and "no notification block 'slack-webhook/missing'" in bad.output
+
+
 def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,119 @@
+"""Alerting: Prefect automations that notify someone when a run fails or its data-quality tests do not pass.
+
+Automations live on the Prefect server, so they also catch what no code of ours sees: a crashed worker, a
+run killed by its infrastructure. `setup_alerts` (the documented `ace-etl prefect-setup --alert-...` step)
+creates them, replacing earlier versions by name, and sends through a notification block: one it creates
+for a webhook URL (Slack, Teams, or any endpoint taking JSON), or any notification block already saved (e-mail, PagerDuty...).
+The flows emit `ace-etl.data-quality.<status>` events (see `emit_data_quality`) for the second automation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from prefect.automations import Automation
+from prefect.blocks.core import Block
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import get_client
+from prefect.events import emit_event
+from prefect.events.actions import SendNotification
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.exceptions import ObjectNotFound
+
+from extract.errors import ConfigError
+
+ALERT_BLOCK = "ace-etl-alerts"
+FLOWS = "ace-etl-*"
+RUN_FAILED = "ace-etl: a run failed"
+DATA_QUALITY = "ace-etl: data-quality tests did not pass"
+DATA_QUALITY_EVENT = "ace-etl.data-quality"
+
+_RUN_FAILED_BODY = """\
+Flow run {{ flow_run.name }} of {{ flow.name }} ended {{ flow_run.state.name }}: {{ flow_run.state.message }}
+{{ flow_run|ui_url }}"""
+_DATA_QUALITY_BODY = """\
+{{ event.payload.title }} in flow run {{ event.resource.get('flow-run-name') }}:
+{{ event.payload.tests | join(', ') }}"""
+
+
+def setup_alerts(*, webhook_url: str | None = None, block: str | None = None) -> list[str]:
+    """Create (or replace) the automations, notifying through a new webhook block or a saved block named
+    `block`; returns the automations' names."""
+    if (webhook_url is None) == (block is None):
+        raise ConfigError("give either --alert-webhook URL or --alert-block NAME")
+    block_id = _webhook_block(webhook_url) if webhook_url else _saved_block(str(block))
+    automations = [
+        Automation(
+            name=RUN_FAILED,
+            description="A flow run of ace-etl failed or crashed.",
+            trigger=EventTrigger(
+                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOWS},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[SendNotification(block_document_id=block_id, subject=RUN_FAILED, body=_RUN_FAILED_BODY)],
+        ),
+        Automation(
+            name=DATA_QUALITY,
+            description="A warehouse build's dbt tests warned or failed.",
+            trigger=EventTrigger(
+                expect={f"{DATA_QUALITY_EVENT}.warn", f"{DATA_QUALITY_EVENT}.fail"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[
+                SendNotification(block_document_id=block_id, subject=DATA_QUALITY, body=_DATA_QUALITY_BODY)
+            ],
+        ),
+    ]
+    for automation in automations:
+        _replace(automation)
+    return [a.name for a in automations]
+
+
+def emit_data_quality(
+    status: str, title: str, tests: Sequence[str], flow_run: tuple[str, str] | None
+) -> None:
+    """Tell the server how a build's tests went (`pass`, `warn` or `fail`): the automation reacts to the
+    last two. `flow_run` is (id, name) when in a flow run."""
+    resource = {"prefect.resource.id": f"{DATA_QUALITY_EVENT}.{flow_run[0] if flow_run else 'local'}"}
+    if flow_run:
+        resource["flow-run-name"] = flow_run[1]
+    emit_event(
+        event=f"{DATA_QUALITY_EVENT}.{status}",
+        resource=resource,
+        payload={"title": title, "tests": list(tests)},
+    )
+
+
+def _webhook_block(url: str) -> UUID:
+    # Slack and Teams incoming webhooks, and most chat tools, accept {"text": ...}.
+    block: Any = CustomWebhookNotificationBlock.model_validate(
+        {"name": ALERT_BLOCK, "url": url, "json_data": {"text": "{{subject}}\n{{body}}"}}
+    )
+    block_id: UUID = block.save(ALERT_BLOCK, overwrite=True)  # sync here: not in an event loop
+    return block_id
+
+
+def _saved_block(name: str) -> UUID:
+    loaded: Any
+    try:
+        loaded = Block.load(name)  # sync here: not in an event loop
+    except (ValueError, ObjectNotFound):
+        loaded = None
+    if loaded is None or loaded._block_document_id is None:
+        raise ConfigError(
+            f"no notification block {name!r} on this Prefect server: give it as <type>/<name> "
+            "(e.g. slack-webhook/ops, see `prefect block ls`), or use --alert-webhook URL"
+        )
+    return loaded._block_document_id
+
+
+def _replace(automation: Automation) -> None:
+    with get_client(sync_client=True) as client:
+        for old in client.read_automations_by_name(name=automation.name):
+            client.delete_automation(old.id)
+    automation.create()
