@@ -128,6 +128,7 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
 
     from ace_etl.transform import (
         DBT_PROJECT_DIR,
+        NIGHTLY_EXCLUDES,
         TransformError,
         build_dir,
         building,
@@ -148,6 +149,7 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
             str(work / "logs"),
             "--vars",
             f"{{dq_severity: {dq_severity}}}",
+            *NIGHTLY_EXCLUDES,
         ]
         # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
         outcome = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(args)

@@ -61,7 +61,11 @@ def test_build_and_docs_by_hand(tmp_path: Path) -> None:
         return any("WARN" in line and "timeseries_landing_age_hours" in line for line in lines)
 
     # Landed just now (age 0 h): quiet with the default threshold, a warning once the threshold is below it.
-    assert not freshness_warned(dbt("build", data_dir=tmp_path))
+    first = dbt("build", data_dir=tmp_path)
+    assert not freshness_warned(first)
+    # The dbt unit tests of the gap and coverage logic ran in it, and passed (else the build failed).
+    unit_tests = [line for line in first.stdout.splitlines() if " PASS " in line and "::" in line]
+    assert len(unit_tests) == 3, first.stdout[-3000:]
     assert freshness_warned(dbt("build", "--vars", "{freshness_warn_after_hours: -1}", data_dir=tmp_path))
     first_day = raw_rows(tmp_path)
     assert first_day > 0

@@ -32,8 +32,12 @@ not regexp_matches({{ path }}, '/[._][^/]*$')
 {#- Rows from the files this model has not loaded yet (new, or re-landed under the same name), as
     `track_landing` listed them before the model ran. Each model keeps its own record, so any selection
     (`dbt run --select timeseries_raw`) loads what is new to that model. DuckDB turns the semi-join into a
-    file filter, so older files are never opened. -#}
+    file filter, so older files are never opened. A full build reads every file. -#}
+{%- if is_incremental() -%}
 landing_file in (select path from {{ landing_loads() }} where pending)
+{%- else -%}
+true
+{%- endif -%}
 {%- endmacro %}
 
 
