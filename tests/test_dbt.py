@@ -432,3 +432,40 @@ def test_a_copied_landing_file_is_reported_and_a_duplicate_key_anywhere_fails_th
     write_timeseries(data_dir, samples(SITE, ["p1"], DAY + timedelta(days=30), 10, collected_at=FIRST), "w2")
     with pytest.raises(TransformError, match="unique_timeseries_raw_id"):
         build_warehouse(data_dir)
+
+
+def test_a_warehouse_from_before_per_model_records_is_not_reloaded_on_upgrade(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    write_timeseries(data_dir, samples(SITE, ["p1"], DAY, 10, collected_at=FIRST), "w1")
+    build_warehouse(data_dir)
+    # What the previous version left: one registry in the analysts' schema, no record per model.
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as old:
+        loads = [name for (name,) in old.execute(
+            "select table_name from information_schema.tables where table_schema = 'internal' "
+            "and table_name like '%__landing_loads'"
+        ).fetchall()]  # fmt: skip
+        old.execute(
+            "create table main.stg_landing__files as "
+            + " union all ".join(
+                f"select path, regexp_extract(path, '.*/landing/([^/]+)/', 1) as dataset, size_bytes, "
+                f"modified_at, '-infinity'::timestamptz as registered_at from internal.{name}"
+                for name in loads
+            )
+        )
+        for name in loads:
+            old.execute(f"drop table internal.{name}")
+        loaded_at = old.execute("select max(created_at) from timeseries_raw").fetchall()
+    write_timeseries(data_dir, samples(SITE, ["p1"], DAY + timedelta(days=1), 10, collected_at=FIRST), "w2")
+    build_warehouse(data_dir)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as upgraded:
+        # The first file was not read again: its rows keep the time they were loaded.
+        assert upgraded.execute(
+            "select count(*) filter (where created_at = $at), count(*) from timeseries_raw",
+            {"at": loaded_at[0][0]},
+        ).fetchall() == [(10, 20)]
+        tables = upgraded.execute(
+            "select table_schema || '.' || table_name from information_schema.tables"
+        ).fetchall()
+    assert ("main.stg_landing__files",) not in tables and (
+        "internal.timeseries_raw__landing_loads",
+    ) in tables

@@ -56,6 +56,7 @@ internal.{{ this.identifier }}__landing_loads
 create table if not exists {{ loads }} (
     path varchar, size_bytes bigint, modified_at timestamptz, pending boolean
 );
+{{ adopt_old_registry(dataset, loads) }}
 delete from {{ loads }} where pending;
 insert into {{ loads }}
 select filename, size, last_modified, true
@@ -69,6 +70,45 @@ where {{ is_landed_file('filename') }}
       and known.size_bytes = files.size and known.modified_at = files.last_modified
   )
 {%- endif %}
+{%- endmacro %}
+
+
+{% macro adopt_old_registry(dataset, loads) -%}
+{#- Warehouses built before per-model records kept one registry, main.stg_landing__files: a model that
+    has no record yet starts from the files registered before its own last write, so upgrading does not
+    reload the whole landing. -#}
+{%- set old = adapter.get_relation(database=this.database, schema=this.schema, identifier='stg_landing__files') -%}
+{%- if old is not none and is_incremental() -%}
+insert into {{ loads }}
+select path, size_bytes, modified_at, false
+from {{ old }}
+where dataset = '{{ dataset }}'
+  and registered_at <= {{ last_write_of(this) }}
+  and not exists (select 1 from {{ loads }});
+{%- endif -%}
+{%- endmacro %}
+
+
+{% macro drop_old_registry() -%}
+{#- on-run-end: drop main.stg_landing__files once every model fed from the landing has its own record. -#}
+{%- if execute -%}
+{%- set old = adapter.get_relation(database=target.database, schema=target.schema, identifier='stg_landing__files') -%}
+{%- set waiting = [] -%}
+{%- for node in graph.nodes.values() if node.resource_type == 'model' -%}
+{%- for hook in node.config.pre_hook if 'track_landing' in hook.sql -%}
+{%- if adapter.get_relation(database=target.database, schema='internal', identifier=node.name ~ '__landing_loads') is none -%}
+{%- do waiting.append(node.name) -%}
+{%- endif -%}
+{%- endfor -%}
+{%- endfor -%}
+{%- if old is not none and not waiting -%}
+drop table {{ old }}
+{%- else -%}
+select 1
+{%- endif -%}
+{%- else -%}
+select 1
+{%- endif -%}
 {%- endmacro %}
 
 
