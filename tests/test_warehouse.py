@@ -67,7 +67,13 @@ def frame(stage: Stage, sql: str) -> pl.DataFrame:
 
 
 def tables(stage: Stage) -> list[str]:
-    return [name for (name,) in stage.rows("select table_name from information_schema.tables order by 1")]
+    """The analysts' tables (schema main)."""
+    return [
+        name
+        for (name,) in stage.rows(
+            "select table_name from information_schema.tables where table_schema = 'main' order by 1"
+        )
+    ]
 
 
 def served_configured(cfg: SimulatorConfig, start: datetime = START, end: datetime = END) -> pl.DataFrame:
