@@ -1,9 +1,10 @@
 """Extract orchestration: sites x windows -> pages -> landed Parquet, checkpointed, with one metrics row each.
 
-The public entry points are `run_extract` (what the CLI calls) and its parts, which Prefect tasks call one
-by one: `land_points`, `resolve_selector`, `extract_window`, `extract_weather`. They raise the typed errors of
-`extract.errors`; `run_extract` collects them per site and window instead, so one bad site does not stop the
-others, and `RunResult.raise_if_failed` re-raises the first.
+The units of work are `land_points` (or `recent_points`), `extract_window` and `extract_weather`; they
+raise the typed errors of `extract.errors`. `extract.scheduler.schedule` decides what runs when, for the CLI
+(`run_extract`: the units on threads of this process) and the flows (the units as Prefect tasks) alike;
+it collects failures per site and window, so one bad site does not stop the others, and
+`RunResult.raise_if_failed` re-raises the first.
 
 Per window (`extract.attempt`): take the site's lease, plan against the checkpoints, stage pages with a
 checkpoint after each, commit. Any sequence of crashes, resumes, concurrent and forced runs lands exactly
@@ -15,20 +16,19 @@ from __future__ import annotations
 import io
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 
 from extract.attempt import OnPage, covered, run_window
 from extract.checkpoint import Checkpoint, load_checkpoints
 from extract.client import AceClient, RequestStats
-from extract.errors import AuthError, ConfigError, NoPointsError
+from extract.errors import ConfigError, NoPointsError
 from extract.landing import points_path, write_weather
 from extract.lease import DEFAULT_WAIT_S, SiteLease
 from extract.live import run_live
@@ -38,57 +38,14 @@ from extract.parse import parse_weather
 from extract.points import PointSelector, configured_points_frame, enabled_point_names, read_points_file
 from extract.quarantine import quarantine
 from extract.redact import redact
+from extract.scheduler import Failure, Plan, RunResult, WeatherResult, schedule
 from extract.storage import Storage
 from extract.windows import Window, compact_time, split_windows
 
+__all__ = ["Failure", "RunResult", "WeatherResult"]  # re-exported: the results of `run_extract`
+
 # Points to keep: explicit names/patterns, a points file, or None for the API's enabled configured points.
 PointsSource = Sequence[str] | Path | None
-
-
-@dataclass(frozen=True)
-class WeatherResult:
-    """Weather landed for one site and range; `rejected` rows had no readable time and were not landed."""
-
-    site_name: str
-    start: datetime
-    end: datetime
-    rows: int
-    rejected: int
-    files: tuple[str, ...]
-    api_requests: int
-
-
-Task = Literal["points", "weather", "timeseries"]
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A task that raised; `window` is set for `timeseries`."""
-
-    site_name: str
-    what: Task
-    error: Exception
-    window: Window | None = None
-
-
-@dataclass
-class RunResult:
-    """Everything one `run_extract` did: a row per (site, window), weather per site, and the failures."""
-
-    run_id: str
-    windows: list[WindowResult] = field(default_factory=list)
-    weather: list[WeatherResult] = field(default_factory=list)
-    points: dict[str, int] = field(default_factory=dict)
-    failures: list[Failure] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def raise_if_failed(self) -> None:
-        """Re-raise the first failure's error (typed, so callers can map it to an exit status)."""
-        if self.failures:
-            raise self.failures[0].error
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -187,12 +144,14 @@ def extract_window(
 ) -> WindowResult:
     """Land one (site, window) under the site's lease: resume from its checkpoint, skip it when complete
     for the selection (unless `force`), restart it when its cursor is rejected. Writes the window's
-    metrics row whatever happens; on failure the row has status `failed` and the error is re-raised."""
+    metrics row whatever happens; on failure the row has status `failed` and the error is re-raised with
+    the row as its `window_result` (the scheduler reports it)."""
     result, error = _window(
         client, storage, site, window, selector, run_id, page_size, force, on_page, configured, lease_wait_s,
         live_as_of,
     )  # fmt: skip
     if error is not None:
+        error.window_result = result  # type: ignore[attr-defined]
         raise error
     return result
 
@@ -285,99 +244,83 @@ def run_extract(
     lease_wait_s: float = DEFAULT_WAIT_S,
     live_as_of: datetime | None = None,
 ) -> RunResult:
-    """Extract every site over `[start, end)`, split into windows of `window_hours`, with weather beside it.
-
-    Sites share one thread pool (and the client's one rate limit); a site's windows run one after another,
-    so memory is one window's worth per site in flight whatever the range's length (each window already
-    overlaps fetching with landing). The configured points are landed first for each site, since by default
-    they decide the selection. Never raises for a failed site or window: see `RunResult.failures` and
-    `raise_if_failed`. An AuthError cancels what has not started.
-    """
+    """Extract every site over `[start, end)`, split into windows of `window_hours`, with weather beside it,
+    on a pool of threads sharing `client` (and its one rate limit). See `extract.scheduler.schedule`.
+    Never raises for a failed site or window: see `RunResult.failures` and `raise_if_failed`."""
     windows = split_windows(start, end, window_hours)
-    sites = list(dict.fromkeys(sites))  # `--site a --site a` is one site, not two runs racing
-    explicit = None if points is None else resolve_selector(points)
-    result = RunResult(run_id=run_id or new_run_id())
-    configured: dict[str, list[str]] = {}
-    queued: dict[str, deque[Window]] = {}
-    selectors: dict[str, PointSelector] = {}
+    run_id = run_id or new_run_id()
+    if points is not None:
+        resolve_selector(points)  # a selection that keeps nothing fails before any request
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="extract") as pool:
-        tasks: dict[Future[Any], tuple[str, Task, Window | None]] = {}
-
-        def next_window(site: str) -> None:
-            if queued[site]:
-                w = queued[site].popleft()
-                args = (client, storage, site, w, selectors[site], result.run_id, page_size, force, on_page,
-                        configured[site], lease_wait_s, live_as_of)  # fmt: skip
-                future = pool.submit(_window, *args)
-                tasks[future] = (site, "timeseries", w)
-                pending.add(future)
-
-        for site in sites:
-            # Live runs every few minutes reuse a recent points list rather than ask for it each time.
-            fetch = land_points if live_as_of is None else recent_points
-            tasks[pool.submit(fetch, client, storage, site)] = (site, "points", None)
-            if live_as_of is None and weather_due(storage, site, windows, force=force):
-                weather = pool.submit(
-                    extract_weather, client, storage, site, windows[0].start, windows[-1].end
-                )
-                tasks[weather] = (site, "weather", None)
-        pending = set(tasks)
-        while pending:
-            # A timed wait, not a blocking one: a signal may be delivered to any thread, and the main thread
-            # only runs Python's handler (Ctrl-C) when it wakes up.
-            finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            if not finished:
-                continue
-            done = finished.pop()
-            pending.discard(done)
-            site, what, window = tasks[done]
-            try:
-                value = done.result()
-            except Exception as exc:
-                result.failures.append(Failure(site, what, exc))
-                if what == "points":
-                    # No selection, so no window can run: each still gets its `failed` row.
-                    result.windows.extend(_failed_row(storage, result.run_id, site, w, exc) for w in windows)
-                _stop_if_unauthorized(exc, pending, queued)
-                continue
-            if what == "timeseries":
-                row, error = value
-                result.windows.append(row)
-                if on_window is not None:
-                    on_window(row)
-                if error is not None:
-                    result.failures.append(Failure(site, what, error, window))
-                    _stop_if_unauthorized(error, pending, queued)
-                next_window(site)
-            elif what == "points":
-                result.points[site] = len(value)
-                configured[site] = [str(item["name"]) for item in value if item.get("name")]
-                try:
-                    selectors[site] = resolve_selector(
-                        points if explicit is not None else None, value, site=site
-                    )
-                except Exception as exc:
-                    result.failures.append(Failure(site, "points", exc))
-                    result.windows.extend(_failed_row(storage, result.run_id, site, w, exc) for w in windows)
-                    continue
-                queued[site] = deque(windows)
-                next_window(site)
-            else:
-                result.weather.append(value)
-    result.windows.sort(key=lambda r: (r.site_name, r.window_start))
-    return result
+        runner = ThreadRunner(
+            pool, client, storage,
+            run_id=run_id, page_size=page_size, force=force, on_page=on_page, lease_wait_s=lease_wait_s,
+            live_as_of=live_as_of,
+        )  # fmt: skip
+        plan = extraction_plan(
+            storage, sites, windows, run_id, points, force=force, live=live_as_of is not None
+        )
+        return schedule(plan, runner, on_window=on_window)
 
 
-def _stop_if_unauthorized(
-    exc: Exception, pending: set[Future[Any]], queued: Mapping[str, deque[Window]]
-) -> None:
-    # A rejected key fails every request alike: cancel queued tasks rather than let each find out.
-    if isinstance(exc, AuthError):
-        for windows in queued.values():
-            windows.clear()
-        for future in list(pending):
-            if future.cancel():
-                pending.discard(future)
+def extraction_plan(
+    storage: Storage,
+    sites: Sequence[str],
+    windows: Sequence[Window],
+    run_id: str,
+    points: PointsSource,
+    *,
+    force: bool,
+    live: bool,
+) -> Plan:
+    """The scheduler's plan, for the CLI and the flows alike (live runs land no weather)."""
+    return Plan(
+        sites=sites,
+        windows=windows,
+        run_id=run_id,
+        selector=lambda configured, site: resolve_selector(points, configured, site=site),
+        weather_due=lambda site: not live and weather_due(storage, site, windows, force=force),
+        failed_row=lambda site, window, exc: _failed_row(storage, run_id, site, window, exc),
+    )
+
+
+@dataclass
+class ThreadRunner:
+    """The scheduler's units on threads of this process, sharing one client and one storage."""
+
+    pool: ThreadPoolExecutor
+    client: AceClient
+    storage: Storage
+    run_id: str
+    page_size: int
+    force: bool
+    on_page: OnPage | None
+    lease_wait_s: float
+    live_as_of: datetime | None
+
+    def points(self, site: str) -> Future[list[dict[str, Any]]]:
+        # Live runs every few minutes reuse a recent points list rather than ask for it each time.
+        fetch = land_points if self.live_as_of is None else recent_points
+        return self.pool.submit(fetch, self.client, self.storage, site)
+
+    def weather(self, site: str, span: Window) -> Future[WeatherResult]:
+        return self.pool.submit(extract_weather, self.client, self.storage, site, span.start, span.end)
+
+    def window(
+        self, site: str, window: Window, selector: PointSelector, configured: list[str]
+    ) -> Future[WindowResult]:
+        return self.pool.submit(
+            extract_window, self.client, self.storage, site, window, selector,
+            run_id=self.run_id, page_size=self.page_size, force=self.force, on_page=self.on_page,
+            configured=configured, lease_wait_s=self.lease_wait_s, live_as_of=self.live_as_of,
+        )  # fmt: skip
+
+    # The scheduler only hands back what this runner returned: futures.
+    def wait(self, pending: Collection[Any], timeout: float) -> Collection[Any]:
+        return wait(pending, timeout=timeout, return_when=FIRST_COMPLETED).done
+
+    def cancel(self, handle: Any) -> bool:
+        return bool(handle.cancel())
 
 
 def _failed_row(storage: Storage, run_id: str, site: str, window: Window, exc: Exception) -> WindowResult:

@@ -8,8 +8,9 @@ its checkpoint by the next run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.futures import wait as wait_for
 from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
@@ -27,7 +30,6 @@ from ace_etl.healing import heal_sites
 from ace_etl.report import gaps_by_site, summarize, to_markdown
 from extract.client import AceClient
 from extract.config import Settings
-from extract.errors import AuthError
 from extract.heal import HealResult
 from extract.metrics import WindowResult
 from extract.pipeline import (
@@ -35,12 +37,13 @@ from extract.pipeline import (
     WeatherResult,
     extract_weather,
     extract_window,
+    extraction_plan,
     land_points,
     new_run_id,
-    resolve_selector,
-    weather_due,
+    recent_points,
 )
 from extract.points import PointSelector
+from extract.scheduler import schedule
 from extract.storage import Storage, open_storage
 from extract.windows import Window, live_windows, split_windows
 from flows.alerts import emit_data_quality
@@ -73,11 +76,13 @@ def _connected(settings: Settings, params: SiteParams) -> Iterator[tuple[AceClie
 
 
 @_task
-def land_points_task(settings: Settings, site: str, params: SiteParams) -> list[dict[str, Any]]:
-    """Fetch and land the site's configured points."""
+def land_points_task(
+    settings: Settings, site: str, params: SiteParams, live: bool = False
+) -> list[dict[str, Any]]:
+    """Fetch and land the site's configured points (live runs reuse a list fetched within the hour)."""
     with _connected(settings, params) as (client, storage):
-        items = land_points(client, storage, site)
-    get_run_logger().info("site %s: %d configured points landed", site, len(items))
+        items = (recent_points if live else land_points)(client, storage, site)
+    get_run_logger().info("site %s: %d configured points", site, len(items))
     return items
 
 
@@ -238,70 +243,69 @@ def _task_runner(params: SiteParams) -> Iterator[TaskRunner[Any] | None]:
         yield runner
 
 
-def _submit(runner: TaskRunner[Any] | None, work: Any, **parameters: Any) -> Any:
-    return work.submit(**parameters) if runner is None else runner.submit(work, parameters=parameters)
+@dataclass
+class _PrefectRunner:
+    """The scheduler's units as Prefect tasks: on the flow's threads, or on a Dask cluster."""
+
+    task_runner: TaskRunner[Any] | None
+    settings: Settings
+    params: EtlParams
+    run_id: str
+    live_as_of: datetime | None
+
+    def points(self, site: str) -> PrefectFuture[Any]:
+        return self._submit(
+            land_points_task,
+            settings=self.settings,
+            site=site,
+            params=self.params,
+            live=self.live_as_of is not None,
+        )
+
+    def weather(self, site: str, span: Window) -> PrefectFuture[Any]:
+        return self._submit(weather_task, settings=self.settings, site=site, window=span, params=self.params)
+
+    def window(
+        self, site: str, window: Window, selector: PointSelector, configured: list[str]
+    ) -> PrefectFuture[Any]:
+        return self._submit(
+            extract_window_task, settings=self.settings, site=site, window=window, selector=selector,
+            run_id=self.run_id, params=self.params, configured=configured, live_as_of=self.live_as_of,
+        )  # fmt: skip
+
+    # The scheduler only hands back what this runner returned: Prefect futures.
+    def wait(self, pending: Collection[Any], timeout: float) -> Collection[Any]:
+        return wait_for(list(pending), timeout=timeout).done
+
+    def cancel(self, handle: Any) -> bool:
+        return False  # a submitted task runs; the scheduler stops submitting more
+
+    def _submit(self, work: Any, **parameters: Any) -> PrefectFuture[Any]:
+        if self.task_runner is None:
+            return work.submit(**parameters)
+        return self.task_runner.submit(work, parameters=parameters)
 
 
 def _extract(
     params: EtlParams, windows: Sequence[Window], live_as_of: datetime | None = None
 ) -> tuple[list[WindowResult], list[Exception]]:
-    """Fan out: every site's points first (by default they decide the selection), weather beside; then the
-    windows in waves, one window per site at a time, so memory stays one window per site in flight.
-    Returns what landed and what failed: one bad site must not keep the others' data out of the warehouse."""
+    """The extraction's one scheduler (`extract.scheduler`, as the CLI runs it) with Prefect tasks as its
+    units. Returns a row per (site, window), failed ones included, and the errors: one bad site must not
+    keep the others' data out."""
     settings, storage = _settings(params)
     run_id = str(flow_run.get_id() or new_run_id())
-    explicit = _points_source(params)
-    failures: list[Exception] = []
-    results: list[WindowResult] = []
-    span = Window(windows[0].start, windows[-1].end)
-    with _task_runner(params) as runner:
-        weather = [
-            _submit(runner, weather_task, settings=settings, site=site, window=span, params=params)
-            for site in params.sites
-            if live_as_of is None and weather_due(storage, site, windows, force=params.force)
-        ]
-        points = {
-            site: _submit(runner, land_points_task, settings=settings, site=site, params=params)
-            for site in params.sites
-        }
-        selectors: dict[str, PointSelector] = {}
-        configured: dict[str, list[str]] = {}
-        for site, future in points.items():
-            try:
-                items = future.result()
-                configured[site] = [str(item["name"]) for item in items if item.get("name")]
-                selectors[site] = resolve_selector(explicit, items, site=site)
-            except Exception as exc:  # this site cannot start; the others go on
-                failures.append(exc)
-        for window in windows:
-            if any(isinstance(f, AuthError) for f in failures):
-                break  # a rejected key fails every request alike
-            wave = [
-                _submit(
-                    runner,
-                    extract_window_task,
-                    settings=settings,
-                    site=site,
-                    window=window,
-                    selector=selector,
-                    run_id=run_id,
-                    params=params,
-                    configured=configured[site],
-                    live_as_of=live_as_of,
-                )
-                for site, selector in selectors.items()
-            ]
-            for window_future in wave:
-                try:
-                    results.append(window_future.result())
-                except Exception as exc:
-                    failures.append(exc)
-        for weather_future in weather:
-            try:
-                weather_future.result()
-            except Exception as exc:
-                failures.append(exc)
-    return results, failures
+    plan = extraction_plan(
+        storage,
+        params.sites,
+        windows,
+        run_id,
+        _points_source(params),
+        force=params.force,
+        live=live_as_of is not None,
+    )
+    with _task_runner(params) as task_runner:
+        result = schedule(plan, _PrefectRunner(task_runner, settings, params, run_id, live_as_of))
+    return result.windows, [f.error for f in result.failures]
 
 
 def _publish_summary(results: list[WindowResult], gaps: dict[str, int] | None) -> str:

@@ -305,6 +305,49 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(harness: None) 
     )
 
 
+def landed(data_dir: Path, dataset: str, drop: tuple[str, ...]) -> pl.DataFrame:
+    files = sorted((data_dir / "landing" / dataset).rglob("*.parquet"))
+    frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="diagonal")
+    return frame.drop(drop).sort(frame.drop(drop).columns)
+
+
+def test_the_flow_and_the_cli_land_the_same_rows_and_run_rows_with_a_failed_site(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One scheduler, two front doors: same input, same landing, same etl_runs rows (timings aside)."""
+    from typer.testing import CliRunner
+
+    from ace_etl.cli import app
+
+    use_api(monkeypatch, sim)
+    sites = [SITES[0], "atlantis"]
+    with pytest.raises(SiteNotFoundError, match="atlantis"):
+        daily_etl(
+            sites=sites,
+            start=START,
+            end=END,
+            window_hours=12,
+            page_size=500,
+            data_dir=tmp_path / "flow",
+            transform=False,
+        )
+    cli = CliRunner().invoke(
+        app,
+        ["run", *[a for site in sites for a in ("--site", site)], "--start", START.isoformat(), "--end", END.isoformat(),
+         "--window-hours", "12", "--page-size", "500", "--data-dir", str(tmp_path / "cli"), "--no-transform"],
+    )  # fmt: skip
+    assert cli.exit_code == 1 and "atlantis" in cli.output
+    timing = ("run_id", "started_at", "finished_at", "duration_s")
+    for dataset, drop in (("timeseries", ("collected_at",)), ("runs", timing), ("points", ("collected_at",))):
+        flow_rows, cli_rows = (landed(tmp_path / front, dataset, drop) for front in ("flow", "cli"))
+        assert flow_rows.height > 0 and flow_rows.equals(cli_rows), dataset
+    runs = landed(tmp_path / "flow", "runs", timing)
+    assert runs.group_by("site_name", "status").len().sort("site_name").rows() == [
+        ("atlantis", "failed", 2),
+        (SITES[0], "complete", 2),
+    ]
+
+
 class Receiver:
     """An HTTP endpoint on loopback that keeps what is POSTed to it: where alerts go in tests."""
 

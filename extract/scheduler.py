@@ -1,0 +1,193 @@
+"""The one scheduler of an extraction, whatever runs the work: threads of this process (the CLI, through
+`extract.pipeline.run_extract`) or Prefect tasks on threads or Dask workers (the flows, `flows.etl`).
+
+Per site: the configured points first (by default they decide the selection), weather beside them, then
+the site's windows one after another, so memory stays one window per site in flight however long the
+range. A failure is recorded and the others go on; a site whose points fail gets a `failed` row for each of
+its windows; a rejected key stops what has not started. How a unit of work runs is the `Runner`'s business.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeVar
+
+from extract.errors import AuthError
+from extract.metrics import WindowResult
+from extract.points import PointSelector
+from extract.windows import Window
+
+T = TypeVar("T", covariant=True)
+Task = Literal["points", "weather", "timeseries"]
+
+
+@dataclass(frozen=True)
+class WeatherResult:
+    """Weather landed for one site and range; `rejected` rows had no readable time and were not landed."""
+
+    site_name: str
+    start: datetime
+    end: datetime
+    rows: int
+    rejected: int
+    files: tuple[str, ...]
+    api_requests: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A task that raised; `window` is set for `timeseries`."""
+
+    site_name: str
+    what: Task
+    error: Exception
+    window: Window | None = None
+
+
+@dataclass
+class RunResult:
+    """Everything one extraction did: a row per (site, window), weather per site, and the failures."""
+
+    run_id: str
+    windows: list[WindowResult] = field(default_factory=list)
+    weather: list[WeatherResult] = field(default_factory=list)
+    points: dict[str, int] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def raise_if_failed(self) -> None:
+        """Re-raise the first failure's error (typed, so callers can map it to an exit status)."""
+        if self.failures:
+            raise self.failures[0].error
+
+
+class Handle(Protocol[T]):
+    """A unit of work submitted to a runner: a concurrent.futures or a Prefect future."""
+
+    def result(self) -> T: ...
+
+
+class Runner(Protocol):
+    """How units of work run. `window` runs `extract.pipeline.extract_window`: it writes the window's
+    metrics row whatever happens and raises on failure, with that row as the error's `window_result`."""
+
+    def points(self, site: str) -> Handle[list[dict[str, Any]]]: ...
+
+    def weather(self, site: str, span: Window) -> Handle[WeatherResult]: ...
+
+    def window(
+        self, site: str, window: Window, selector: PointSelector, configured: list[str]
+    ) -> Handle[WindowResult]: ...
+
+    def wait(self, pending: Collection[Handle[Any]], timeout: float) -> Collection[Handle[Any]]:
+        """Those of `pending` that are done, after at most `timeout` seconds."""
+        ...
+
+    def cancel(self, handle: Handle[Any]) -> bool:
+        """Cancel a unit that has not started; False when it cannot be cancelled any more."""
+        ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to extract and how to decide the selection."""
+
+    sites: Sequence[str]
+    windows: Sequence[Window]
+    run_id: str
+    selector: Callable[[list[dict[str, Any]], str], PointSelector]
+    """The site's selection from its configured points (raises when nothing can be kept)."""
+    weather_due: Callable[[str], bool]
+    failed_row: Callable[[str, Window, Exception], WindowResult]
+    """Record the `failed` row of a window that could not start."""
+
+
+def schedule(
+    plan: Plan, runner: Runner, *, on_window: Callable[[WindowResult], None] | None = None
+) -> RunResult:
+    """Run the plan on `runner`; never raises for a failed site or window (see `RunResult.failures`)."""
+    result = RunResult(run_id=plan.run_id)
+    queued: dict[str, deque[Window]] = {}
+    selectors: dict[str, PointSelector] = {}
+    configured: dict[str, list[str]] = {}
+    tasks: dict[Handle[Any], tuple[str, Task, Window | None]] = {}
+    span = Window(plan.windows[0].start, plan.windows[-1].end)
+
+    def submit(handle: Handle[Any], site: str, what: Task, window: Window | None = None) -> None:
+        tasks[handle] = (site, what, window)
+        pending.add(handle)
+
+    def next_window(site: str) -> None:
+        if queued[site]:
+            w = queued[site].popleft()
+            submit(runner.window(site, w, selectors[site], configured[site]), site, "timeseries", w)
+
+    def site_failed(site: str, exc: Exception) -> None:
+        result.failures.append(Failure(site, "points", exc))
+        result.windows.extend(plan.failed_row(site, w, exc) for w in plan.windows)
+
+    pending: set[Handle[Any]] = set()
+    for site in dict.fromkeys(plan.sites):  # a repeated site is one site, not two runs racing
+        submit(runner.points(site), site, "points")
+        if plan.weather_due(site):
+            submit(runner.weather(site, span), site, "weather")
+    while pending:
+        # A timed wait, not a blocking one: a signal may be delivered to any thread, and the main thread
+        # only runs Python's handler (Ctrl-C) when it wakes up.
+        for done in runner.wait(list(pending), 0.2):
+            pending.discard(done)
+            site, what, window = tasks[done]
+            try:
+                value = done.result()
+            except Exception as exc:
+                if what == "points":
+                    site_failed(site, exc)  # no selection, so no window can run: each gets its row
+                elif what == "timeseries":
+                    row = getattr(exc, "window_result", None)
+                    if isinstance(row, WindowResult):
+                        _add_row(result, row, on_window)
+                    result.failures.append(Failure(site, what, exc, window))
+                    next_window(site)
+                else:
+                    result.failures.append(Failure(site, what, exc))
+                if isinstance(exc, AuthError):
+                    _stop(runner, pending, queued)
+                continue
+            if what == "timeseries":
+                _add_row(result, value, on_window)
+                next_window(site)
+            elif what == "points":
+                result.points[site] = len(value)
+                configured[site] = [str(item["name"]) for item in value if item.get("name")]
+                try:
+                    selectors[site] = plan.selector(value, site)
+                except Exception as exc:
+                    site_failed(site, exc)
+                    continue
+                queued[site] = deque(plan.windows)
+                next_window(site)
+            else:
+                result.weather.append(value)
+    result.windows.sort(key=lambda r: (r.site_name, r.window_start))
+    return result
+
+
+def _add_row(result: RunResult, row: WindowResult, on_window: Callable[[WindowResult], None] | None) -> None:
+    result.windows.append(row)
+    if on_window is not None:
+        on_window(row)
+
+
+def _stop(runner: Runner, pending: set[Handle[Any]], queued: dict[str, deque[Window]]) -> None:
+    # A rejected key fails every request alike: drop what has not started rather than let each find out.
+    for windows in queued.values():
+        windows.clear()
+    for handle in list(pending):
+        if runner.cancel(handle):
+            pending.discard(handle)
