@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from extract import schemas
 from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
 from extract.errors import AceEtlError, CursorError
@@ -234,14 +235,7 @@ def _stage_selection(storage: Storage, progress: Checkpoint, path: str, configur
     storage.write_parquet_atomic(staged(progress.site, progress.attempt, path), frame)
 
 
-SELECTIONS_SCHEMA = pl.Schema(
-    {
-        "site_name": pl.String(),
-        "point_name": pl.String(),
-        "window_start": pl.Datetime("us", "UTC"),
-        "window_end": pl.Datetime("us", "UTC"),
-    }
-)
+SELECTIONS_SCHEMA = schemas.SELECTIONS
 
 
 def _land_pages(

@@ -20,12 +20,13 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
+from extract import schemas
 from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
 from extract.landing import GAP_CHECKS, REJECTS, TIMESERIES, site_dir, split_by_date, window_files
 from extract.lease import SiteLease
 from extract.pagination import MAX_PAGE_SIZE, iter_pages
-from extract.parse import UTC_US, normalize_samples
+from extract.parse import normalize_samples
 from extract.points import PointSelector
 from extract.storage import Storage
 from extract.windows import Window, compact_time
@@ -38,16 +39,7 @@ CONFIRMED_AFTER = 3
 FIRST_RECHECK = timedelta(hours=1)
 MAX_RECHECK = timedelta(days=7)
 
-GAP_CHECKS_SCHEMA = pl.Schema(
-    {
-        "site_name": pl.String(),
-        "point_name": pl.String(),
-        "gap_start": UTC_US,
-        "gap_end": UTC_US,
-        "checked_at": UTC_US,
-        "samples_found": pl.Int64(),
-    }
-)
+GAP_CHECKS_SCHEMA = schemas.GAP_CHECKS
 
 
 @dataclass(frozen=True)

@@ -8,34 +8,14 @@ from typing import Literal
 
 import polars as pl
 
+from extract import schemas
 from extract.landing import runs_path
-from extract.parse import UTC_US
 from extract.storage import Storage
 from extract.windows import Window
 
 Status = Literal["complete", "failed", "skipped", "live"]
 
-RUNS_SCHEMA = pl.Schema(
-    {
-        "run_id": pl.String(),
-        "site_name": pl.String(),
-        "window_start": UTC_US,
-        "window_end": UTC_US,
-        "status": pl.String(),
-        "api_requests": pl.Int64(),
-        "retries": pl.Int64(),
-        "pages": pl.Int64(),
-        "bytes": pl.Int64(),
-        "records_fetched": pl.Int64(),
-        "records_kept": pl.Int64(),
-        "records_filtered": pl.Int64(),
-        "records_rejected": pl.Int64(),
-        "duration_s": pl.Float64(),
-        "error": pl.String(),
-        "started_at": UTC_US,
-        "finished_at": UTC_US,
-    }
-)
+RUNS_SCHEMA = schemas.RUNS
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 import polars as pl
 
+from extract import schemas
 from extract.errors import InvalidBodyError, UnexpectedResponseError
 from extract.points import PointSelector
 from extract.windows import Window
@@ -201,39 +202,10 @@ def _as_text(value: object) -> str | None:
     return json.dumps(value, separators=(",", ":"))
 
 
-UTC_US = pl.Datetime("us", "UTC")
-TIMESERIES_SCHEMA = pl.Schema(
-    {
-        "site_name": pl.String(),
-        "point_name": pl.String(),
-        "timestamp": UTC_US,
-        "value": pl.Float64(),
-        "quality": pl.String(),
-        "metadata": pl.String(),
-        "collected_at": UTC_US,
-    }
-)
-REJECTS_SCHEMA = pl.Schema(
-    {
-        "site_name": pl.String(),
-        "point_name": pl.String(),
-        "timestamp_raw": pl.String(),
-        "value_raw": pl.String(),
-        "reason": pl.String(),
-        "collected_at": UTC_US,
-    }
-)
-WEATHER_COLUMNS = ("temperature", "humidity", "precipitation", "wind_speed")
-WEATHER_SCHEMA = pl.Schema(
-    {
-        "site_name": pl.String(),
-        "timestamp": UTC_US,
-        **{name: pl.Float64() for name in WEATHER_COLUMNS},
-        "conditions": pl.String(),
-        "metadata": pl.String(),
-        "collected_at": UTC_US,
-    }
-)
+# The landing schemas live in extract.schemas; these names are this module's outputs.
+TIMESERIES_SCHEMA, REJECTS_SCHEMA, WEATHER_SCHEMA = schemas.TIMESERIES, schemas.REJECTS, schemas.WEATHER
+WEATHER_COLUMNS = schemas.WEATHER_MEASURES
+UTC_US = schemas.UTC_US
 UNKNOWN_QUALITY = "unknown"
 EMPTY_METADATA = "{}"
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from extract import schemas
 from extract.errors import ConfigError
 
 _GLOB_CHARS = frozenset("*?[")
@@ -98,13 +99,7 @@ def enabled_point_names(items: Sequence[Mapping[str, Any]]) -> list[str]:
     return [str(item["name"]) for item in items if item.get("name") and _truthy(item.get("collect_enabled"))]
 
 
-_POINT_COLUMNS = {
-    "site_name": pl.String(),
-    "point_name": pl.String(),
-    "collect_enabled": pl.Boolean(),
-    "collect_interval": pl.Int64(),
-    "collected_at": pl.Datetime("us", "UTC"),
-}
+_POINT_COLUMNS = schemas.POINTS
 
 
 def configured_points_frame(

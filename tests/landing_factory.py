@@ -16,80 +16,24 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-UTC_US = pa.timestamp("us", tz="UTC")
+from extract import schemas
 
-TIMESERIES = pa.schema(
-    [
-        ("site_name", pa.string()),
-        ("point_name", pa.string()),
-        ("timestamp", UTC_US),
-        ("value", pa.float64()),
-        ("quality", pa.string()),
-        ("metadata", pa.string()),
-        ("collected_at", UTC_US),
-    ]
-)
-WEATHER = pa.schema(
-    [
-        ("site_name", pa.string()),
-        ("timestamp", UTC_US),
-        ("temperature", pa.float64()),
-        ("humidity", pa.float64()),
-        ("precipitation", pa.float64()),
-        ("wind_speed", pa.float64()),
-        ("conditions", pa.string()),
-        ("metadata", pa.string()),
-        ("collected_at", UTC_US),
-    ]
-)
-REJECTS = pa.schema(
-    [
-        ("site_name", pa.string()),
-        ("point_name", pa.string()),
-        ("timestamp_raw", pa.string()),
-        ("value_raw", pa.string()),
-        ("reason", pa.string()),
-        ("collected_at", UTC_US),
-    ]
-)
-POINTS = pa.schema(
-    [
-        ("site_name", pa.string()),
-        ("point_name", pa.string()),
-        ("collect_enabled", pa.bool_()),
-        ("collect_interval", pa.int64()),
-        ("collected_at", UTC_US),
-    ]
-)
-RUNS = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("site_name", pa.string()),
-        ("window_start", UTC_US),
-        ("window_end", UTC_US),
-        ("status", pa.string()),
-        ("api_requests", pa.int64()),
-        ("retries", pa.int64()),
-        ("pages", pa.int64()),
-        ("bytes", pa.int64()),
-        ("records_fetched", pa.int64()),
-        ("records_kept", pa.int64()),
-        ("records_filtered", pa.int64()),
-        ("records_rejected", pa.int64()),
-        ("duration_s", pa.float64()),
-        ("error", pa.string()),
-        ("started_at", UTC_US),
-        ("finished_at", UTC_US),
-    ]
-)
 
-SELECTIONS = pa.schema(
-    [
-        ("site_name", pa.string()),
-        ("point_name", pa.string()),
-        ("window_start", UTC_US),
-        ("window_end", UTC_US),
-    ]
+def _arrow(schema: pl.Schema) -> pa.Schema:
+    return pl.DataFrame(schema=schema).to_arrow().schema
+
+
+# The extractor's own schemas (extract.schemas), as Arrow types.
+TIMESERIES, WEATHER, REJECTS, POINTS, RUNS, SELECTIONS = (
+    _arrow(s)
+    for s in (
+        schemas.TIMESERIES,
+        schemas.WEATHER,
+        schemas.REJECTS,
+        schemas.POINTS,
+        schemas.RUNS,
+        schemas.SELECTIONS,
+    )
 )
 
 _DEFAULTS = {"quality": "unknown", "metadata": "{}"}
