@@ -14,8 +14,8 @@ import polars as pl
 
 from extract import cancel
 from extract.client import AceClient, RequestStats, format_time, site_path
+from extract.decode import RawPage, decode_timeseries_page
 from extract.errors import PaginationError
-from extract.parse import RawPage, decode_timeseries_page
 
 MAX_PAGE_SIZE = 100_000
 

@@ -34,12 +34,12 @@ from extract.lease import DEFAULT_WAIT_S, SiteLease
 from extract.live import run_live
 from extract.metrics import Status, WindowResult, write_run_row
 from extract.pagination import MAX_PAGE_SIZE
-from extract.parse import parse_weather
 from extract.points import PointSelector, configured_points_frame, enabled_point_names, read_points_file
 from extract.quarantine import quarantine
 from extract.redact import redact
 from extract.scheduler import Failure, Plan, RunResult, WeatherResult, schedule
 from extract.storage import Storage
+from extract.weather import parse_weather
 from extract.windows import Window, compact_time, split_windows
 
 __all__ = ["Failure", "RunResult", "WeatherResult"]  # re-exported: the results of `run_extract`

@@ -8,21 +8,18 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
+from extract.decode import RAW_COLUMNS, _decode_any, _decode_compact_real, decode_timeseries_page
 from extract.errors import InvalidBodyError
 from extract.parse import (
-    RAW_COLUMNS,
     REJECTS_SCHEMA,
     TIMESERIES_SCHEMA,
-    WEATHER_SCHEMA,
-    _decode_any,
-    _decode_compact_real,
     coerce_values,
-    decode_timeseries_page,
     normalize_samples,
     parse_timestamps,
-    parse_weather,
 )
 from extract.points import PointSelector
+from extract.schemas import WEATHER as WEATHER_SCHEMA
+from extract.weather import parse_weather
 from extract.windows import Window
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
