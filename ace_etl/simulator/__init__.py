@@ -13,30 +13,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ace_etl.simulator.catalogue import PointSpec, site_points
     from ace_etl.simulator.config import SimulatorConfig
-    from ace_etl.simulator.data import (
-        BAD_KINDS,
-        PointSpec,
-        current_weather,
-        served_aggregates,
-        served_samples,
-        served_weather,
-        site_points,
-    )
+    from ace_etl.simulator.data import BAD_KINDS, served_aggregates, served_samples
     from ace_etl.simulator.faults import Faults
     from ace_etl.simulator.server import Simulator
+    from ace_etl.simulator.weather import current_weather, served_weather
 
 _HOMES = {
     "BAD_KINDS": "data",
     "Faults": "faults",
-    "PointSpec": "data",
+    "PointSpec": "catalogue",
     "Simulator": "server",
     "SimulatorConfig": "config",
-    "current_weather": "data",
+    "current_weather": "weather",
     "served_aggregates": "data",
     "served_samples": "data",
-    "served_weather": "data",
-    "site_points": "data",
+    "served_weather": "weather",
+    "site_points": "catalogue",
 }
 __all__ = [
     "BAD_KINDS",

@@ -15,16 +15,11 @@ from urllib.parse import unquote
 
 import polars as pl
 
+from ace_etl.simulator.catalogue import site_points
 from ace_etl.simulator.config import SimulatorConfig
 from ace_etl.simulator.cursor import CursorError, issue_cursor, query_fingerprint, read_cursor, signing_key
-from ace_etl.simulator.data import (
-    current_weather,
-    page_frame,
-    served_weather,
-    site_points,
-    to_epoch_us,
-    weather_rows,
-)
+from ace_etl.simulator.data import page_frame, to_epoch_us
+from ace_etl.simulator.weather import current_weather, served_weather, weather_rows
 
 DEFAULT_PAGE_SIZE = 10_000
 MAX_PAGE_SIZE = 100_000

@@ -1,4 +1,4 @@
-"""Deterministic building telemetry: point catalogues, samples, 5-minute aggregates and weather.
+"""Deterministic building telemetry: the samples and 5-minute aggregates of the points of `catalogue`.
 
 Everything here is a pure function of its arguments, so the server and the tests derive the same rows
 independently. Samples sit on exact multiples of the point's interval since the Unix epoch, and the serving
@@ -10,180 +10,22 @@ does not keep stable across versions.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Literal
 
 import polars as pl
 
+from ace_etl.simulator.catalogue import DAY_S, DEVICE_SIGNALS, PRIME, US, point_table
 from ace_etl.simulator.config import Outage, SimulatorConfig, TimeFormat, utc_instant
 
-Kind = Literal["analog", "binary"]
 BAD_KINDS = ("bool", "numeric_string", "text", "null", "bad_timestamp")
-MIXED_INTERVALS = (60, 300, 900)
 AGGREGATE_SECONDS = 300
-WEATHER_UNITS = {
-    "temp": "degF",
-    "feels_like": "degF",
-    "pressure": "hPa",
-    "humidity": "%",
-    "dew_point": "degF",
-    "clouds": "%",
-    "wind_speed": "mph",
-    "wind_deg": "deg",
-    "wet_bulb": "degF",
-}
 
-_DAY = 86_400
-_US = 1_000_000
-_PRIME = 2_147_483_647
 _LOCAL_OFFSET_S = -5 * 3600
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STREAMS = {1: 16_807, 2: 48_271_117, 3: 69_621}
 _PUBLIC_COLUMNS = ("name", "time", "value", "bad_kind", "time_raw", "value_raw")
-
-
-@dataclass(frozen=True)
-class PointSpec:
-    """One point of a site. Unlisted points are absent from configured_points but present in timeseries."""
-
-    name: str
-    interval_s: int
-    kind: Kind
-    configured: bool
-    listed: bool
-
-
-@dataclass(frozen=True)
-class _Signal:
-    point: str
-    kind: Kind
-    units: str
-    base: float = 0.0
-    amplitude: float = 0.0
-    noise: float = 0.0
-    decimals: int = 2
-
-
-def _binary(point: str) -> _Signal:
-    return _Signal(point, "binary", "on/off")
-
-
-_DEVICE_SIGNALS: dict[str, tuple[_Signal, ...]] = {
-    "ahu": (
-        _Signal("sa_temp", "analog", "degF", 55, 3, 0.4),
-        _Signal("ra_temp", "analog", "degF", 72, 2, 0.3),
-        _Signal("ma_temp", "analog", "degF", 63, 4, 0.4),
-        _Signal("oa_temp", "analog", "degF", 58, 12, 0.5),
-        _Signal("sa_static", "analog", "inH2O", 1.4, 0.3, 0.05, 3),
-        _Signal("oa_damper", "analog", "%", 35, 20, 1.0, 1),
-        _Signal("clg_valve", "analog", "%", 40, 35, 1.5, 1),
-        _binary("fan_status"),
-        _binary("fan_cmd"),
-    ),
-    "vav": (
-        _Signal("zone_temp", "analog", "degF", 72, 1.5, 0.2),
-        _Signal("zone_setpoint", "analog", "degF", 72, 1, 0, 1),
-        _Signal("damper_pos", "analog", "%", 55, 30, 2, 1),
-        _Signal("airflow", "analog", "cfm", 420, 160, 8, 1),
-        _binary("occ_status"),
-    ),
-    "chiller": (
-        _Signal("chws_temp", "analog", "degF", 44, 1.5, 0.2),
-        _Signal("chwr_temp", "analog", "degF", 54, 3, 0.3),
-        _Signal("kw", "analog", "kW", 140, 70, 3),
-        _binary("run_status"),
-    ),
-    "boiler": (
-        _Signal("hws_temp", "analog", "degF", 160, 12, 0.8),
-        _Signal("hwr_temp", "analog", "degF", 140, 10, 0.8),
-        _binary("run_status"),
-    ),
-    "meter": (
-        _Signal("kw", "analog", "kW", 260, 120, 6),
-        _Signal("voltage", "analog", "V", 480, 4, 0.6, 1),
-        _Signal("pf", "analog", "", 0.92, 0.03, 0.005, 3),
-    ),
-}
-
-
-def _devices() -> Iterator[str]:
-    """An endless plausible building: each block is an AHU with six VAVs and a meter; every other block
-    adds a chiller plant. Small point counts still show every device type."""
-    for block in itertools.count(1):
-        yield f"ahu-{block}"
-        yield from (f"vav-{n}" for n in range(6 * block - 5, 6 * block + 1))
-        if block % 2:
-            yield f"chiller-{(block + 1) // 2}"
-            yield f"boiler-{(block + 1) // 2}"
-        yield f"meter-{block}"
-
-
-def _stable_hash(text: str, salt: str) -> int:
-    digest = hashlib.blake2b(f"{salt}\0{text}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % _PRIME
-
-
-@lru_cache(maxsize=32)
-def _catalogue(
-    site: str, n_points: int, interval: int | None, configured_fraction: float
-) -> tuple[tuple[PointSpec, _Signal], ...]:
-    signals = itertools.islice(
-        ((device, signal) for device in _devices() for signal in _DEVICE_SIGNALS[device.split("-")[0]]),
-        n_points,
-    )
-    named = [(f"{site}/{device}/{signal.point}", signal) for device, signal in signals]
-    # Ranking by hash makes the configured count exact while spreading it over devices.
-    ranked = sorted(range(len(named)), key=lambda i: _stable_hash(named[i][0], "configured"))
-    position = {index: rank for rank, index in enumerate(ranked)}
-    n_configured = round(configured_fraction * len(named))
-    specs = []
-    for index, (name, signal) in enumerate(named):
-        rank = position[index]
-        configured = rank < n_configured
-        interval_s = interval or MIXED_INTERVALS[_stable_hash(name, "interval") % len(MIXED_INTERVALS)]
-        listed = configured or (rank - n_configured) % 2 == 0
-        specs.append((PointSpec(name, interval_s, signal.kind, configured, listed), signal))
-    return tuple(sorted(specs, key=lambda pair: pair[0].name))
-
-
-def site_points(
-    site: str, n_points: int, interval: int | None = None, configured_fraction: float = 0.8
-) -> list[PointSpec]:
-    """The site's points sorted by name (the serving order), named `{site}/{device}/{point}`."""
-    return [spec for spec, _ in _catalogue(site, n_points, interval, configured_fraction)]
-
-
-@lru_cache(maxsize=32)
-def _point_table(site: str, n_points: int, interval: int | None, configured_fraction: float) -> pl.DataFrame:
-    rows = []
-    for spec, signal in _catalogue(site, n_points, interval, configured_fraction):
-        seed = _stable_hash(spec.name, "seed")
-        rows.append(
-            {
-                "name": spec.name,
-                "name_json": json.dumps(spec.name),
-                "metadata_json": json.dumps({"units": signal.units}),
-                "interval_s": spec.interval_s,
-                "binary": spec.kind == "binary",
-                "base": float(signal.base),
-                "amplitude": float(signal.amplitude),
-                "noise": float(signal.noise),
-                "decimals": signal.decimals,
-                # Analog curves peak mid-afternoon UTC give or take an hour; binary points run 12 h a day
-                # from a point-specific hour.
-                "phase": seed % _DAY if spec.kind == "binary" else seed % 3600 - 9 * 3600,
-                "seed": seed,
-            }
-        )
-    table = pl.DataFrame(rows, schema_overrides={"interval_s": pl.Int64, "phase": pl.Int64, "seed": pl.Int64})
-    return table.with_row_index("point")
 
 
 def _served_spans(outages: tuple[Outage, ...]) -> pl.DataFrame:
@@ -217,7 +59,7 @@ def _outage_table(
     A point with outages gets a row per span it serves, none if it never has data; split rows share the
     point's `point` index, so the serving order stays point-major.
     """
-    table = _point_table(site, n_points, interval, configured_fraction)
+    table = point_table(site, n_points, interval, configured_fraction)
     down = pl.col("name").is_in([name for name, _, _ in outages])
     unbounded = table.filter(~down).with_columns(lo_us=pl.lit(None, pl.Int64), hi_us=pl.lit(None, pl.Int64))
     split = table.join(_served_spans(outages), on="name")
@@ -235,15 +77,15 @@ def _scramble() -> pl.Expr:
 
     Computed once per row as column `h`; `_draw` derives independent-looking streams from it.
     """
-    x = (pl.col("t") % _PRIME * 48_271 % _PRIME + pl.col("seed")) % _PRIME
-    return ((x * x % _PRIME) * 362_437_001 + x * 521_288_629 + 12_345) % _PRIME
+    x = (pl.col("t") % PRIME * 48_271 % PRIME + pl.col("seed")) % PRIME
+    return ((x * x % PRIME) * 362_437_001 + x * 521_288_629 + 12_345) % PRIME
 
 
 def _draw(stream: int) -> pl.Expr:
     """A uniform-looking integer in [0, p) per row: multiplying `h` by a per-stream constant mod p
     decorrelates the streams. Decisions compare integers, so they never hinge on float rounding, which
     Polars may do differently for a single-row page."""
-    return pl.col("h") * _STREAMS[stream] % _PRIME
+    return pl.col("h") * _STREAMS[stream] % PRIME
 
 
 def _iso(seconds: pl.Expr) -> pl.Expr:
@@ -261,7 +103,7 @@ def _time_text(time_format: TimeFormat) -> pl.Expr:
     }
     if time_format != "mixed":
         return variants[time_format]()
-    pick = _draw(3) * len(variants) // _PRIME
+    pick = _draw(3) * len(variants) // PRIME
     return pl.coalesce(pl.when(pick == index).then(text()) for index, text in enumerate(variants.values()))
 
 
@@ -271,7 +113,7 @@ def _rounded(value: pl.Expr) -> pl.Expr:
     Not `(value * scale).round() / scale`: Polars may turn a division by a column that happens to be
     constant into a multiplication by its reciprocal, serving 70.71000000000001 on some pages only.
     """
-    decimals = {signal.decimals for signals in _DEVICE_SIGNALS.values() for signal in signals}
+    decimals = {signal.decimals for signals in DEVICE_SIGNALS.values() for signal in signals}
     return pl.coalesce(pl.when(pl.col("decimals") == places).then(value.round(places)) for places in decimals)
 
 
@@ -280,10 +122,10 @@ def _samples(spans: pl.LazyFrame) -> pl.LazyFrame:
     tau = 2 * math.pi
     analog = _rounded(
         pl.col("base")
-        + pl.col("amplitude") * ((pl.col("t") + pl.col("phase")) * (tau / _DAY)).sin()
-        + pl.col("noise") * (2 * _draw(1) / _PRIME - 1)
+        + pl.col("amplitude") * ((pl.col("t") + pl.col("phase")) * (tau / DAY_S)).sin()
+        + pl.col("noise") * (2 * _draw(1) / PRIME - 1)
     )
-    binary = ((pl.col("t") + pl.col("phase")) % _DAY < _DAY // 2).cast(pl.Float64)
+    binary = ((pl.col("t") + pl.col("phase")) % DAY_S < DAY_S // 2).cast(pl.Float64)
     return (
         spans.filter(pl.col("k_hi") > pl.col("k_lo"))
         .with_columns(k=pl.int_ranges("k_lo", "k_hi"))
@@ -306,7 +148,7 @@ def _layout(table: pl.DataFrame, start_us: int, end_us: int, raw: bool) -> pl.La
     outage may both hold samples of one 5-minute bucket: that bucket is served once, so the later row's
     first bucket is `shared`, takes no position of its own and starts at the previous row's last one.
     """
-    interval_us = pl.col("interval_s") * _US
+    interval_us = pl.col("interval_s") * US
     laid = table.lazy().with_columns(
         s_us=pl.max_horizontal(pl.lit(start_us), pl.col("lo_us")),
         e_us=pl.min_horizontal(pl.lit(end_us), pl.col("hi_us")),
@@ -345,8 +187,8 @@ def _spans(laid: pl.LazyFrame, raw: bool, offset: int, count: int) -> pl.LazyFra
     by_sample = {"k_lo": pl.col("k_first") + pl.col("lo"), "k_hi": pl.col("k_first") + pl.col("hi")}
     if raw:
         return spans.with_columns(**by_sample)
-    interval_us = pl.col("interval_s") * _US
-    bucket_us = AGGREGATE_SECONDS * _US
+    interval_us = pl.col("interval_s") * US
+    bucket_us = AGGREGATE_SECONDS * US
     t_lo = pl.max_horizontal((pl.col("b_first") + pl.col("lo")) * bucket_us, pl.col("s_us"))
     t_hi = pl.min_horizontal((pl.col("b_first") + pl.col("hi")) * bucket_us, pl.col("e_us"))
     by_bucket = {"k_lo": _ceil_div(t_lo, interval_us), "k_hi": _ceil_div(t_hi, interval_us)}
@@ -362,7 +204,7 @@ def _served_raw(samples: pl.LazyFrame, time_format: TimeFormat, bad_fraction: fl
         .then(pl.col("value").cast(pl.Int64).cast(pl.Utf8))
         .otherwise(pl.col("value").cast(pl.Utf8))
     )
-    threshold = round(bad_fraction * _PRIME)
+    threshold = round(bad_fraction * PRIME)
     if threshold:
         # A draw below the threshold is bad, and its position below it picks the kind; every other draw
         # maps past the last kind, to null.
@@ -438,7 +280,7 @@ def _whole_window(
     start_us, end_us = to_epoch_us(start), to_epoch_us(end)
     _, total = page_frame(cfg, site, start_us, end_us, raw, 0, 0)
     frame = page_frame(cfg, site, start_us, end_us, raw, 0, total)[0]
-    time = (pl.col("t") * _US).cast(pl.Datetime("us", "UTC"))
+    time = (pl.col("t") * US).cast(pl.Datetime("us", "UTC"))
     return frame.with_columns(time=time).select(_PUBLIC_COLUMNS)
 
 
@@ -459,113 +301,3 @@ def served_aggregates(
 ) -> pl.DataFrame:
     """The 5-minute means the server serves for `[start, end)` without raw_data (time = bucket start)."""
     return _whole_window(cfg, site, start, end, raw=False)
-
-
-def _weather(site: str, seconds: list[int]) -> pl.DataFrame:
-    """Weather at the given instants: smooth daily, seasonal and multi-day swings, phased per site."""
-    phase = _stable_hash(site, "weather") % _DAY
-    t = pl.col("t") + phase
-    tau = 2 * math.pi
-
-    def swing(period_days: float, shift: float = 0.0) -> pl.Expr:
-        return (t * (tau / (period_days * _DAY)) + shift).sin()
-
-    temp = 57 + 20 * ((t / _DAY - 200) * (tau / 365.25)).cos() + 9 * swing(1, -tau * 9 / 24) + 4 * swing(4.3)
-    humidity = (62 - 18 * swing(1, -tau * 9 / 24) + 15 * swing(3.1, 1.0)).clip(15, 100)
-    celsius = (pl.col("temp") - 32) * 5 / 9
-    rh = pl.col("humidity")
-    gamma = (rh / 100).log() + 17.625 * celsius / (243.04 + celsius)
-    dew_c = 243.04 * gamma / (17.625 - gamma)
-    # Stull (2011): wet-bulb temperature from temperature and relative humidity at sea level.
-    wet_c = (
-        celsius * (0.151977 * (rh + 8.313659).sqrt()).arctan()
-        + (celsius + rh).arctan()
-        - (rh - 1.676331).arctan()
-        + 0.00391838 * rh.pow(1.5) * (0.023101 * rh).arctan()
-        - 4.686035
-    )
-    wind = pl.col("wind_speed")
-    return (
-        pl.DataFrame({"t": seconds}, schema={"t": pl.Int64})
-        .with_columns(
-            temp=temp.round(1),
-            humidity=humidity.round(0),
-            pressure=(1013 + 8 * swing(3.7, 2.0)).round(1),
-            clouds=(50 + 50 * swing(2.9, 3.0)).round(0),
-            wind_speed=(8 + 6 * swing(1.7, 4.0)).abs().round(1),
-            wind_deg=(180 + 170 * swing(2.3, 5.0)).round(0),
-        )
-        .with_columns(
-            dew_point=(dew_c * 9 / 5 + 32).round(1),
-            wet_bulb=(wet_c * 9 / 5 + 32).round(1),
-            feels_like=pl.when(pl.col("temp") < 50)
-            .then(pl.col("temp") - 0.7 * wind)
-            .when(pl.col("temp") > 80)
-            .then(pl.col("temp") + 0.1 * (rh - 40))
-            .otherwise(pl.col("temp"))
-            .round(1),
-            precipitation=pl.when((pl.col("clouds") > 85) & (rh > 70))
-            .then((pl.col("clouds") - 85) / 100)
-            .otherwise(0.0)
-            .round(2),
-        )
-        .with_columns(
-            conditions=pl.when(pl.col("precipitation") > 0)
-            .then(pl.lit("rain"))
-            .when(pl.col("clouds") >= 70)
-            .then(pl.lit("cloudy"))
-            .when(pl.col("clouds") >= 25)
-            .then(pl.lit("partly cloudy"))
-            .otherwise(pl.lit("clear")),
-            time=(pl.col("t") * _US).cast(pl.Datetime("us", "UTC")),
-        )
-    )
-
-
-def _iso_z(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def current_weather(site: str, now: datetime | float) -> dict[str, dict[str, object]]:
-    """The real API's current conditions at `now` floored to the minute."""
-    epoch = now if isinstance(now, float | int) else to_epoch_us(now) / _US
-    minute = int(epoch // 60 * 60)
-    row = _weather(site, [minute]).row(0, named=True)
-    return {
-        field: {
-            "name": field,
-            "value": row[field],
-            "time": _iso_z(minute),
-            "units": units,
-            "source": "openweathermap",
-        }
-        for field, units in WEATHER_UNITS.items()
-    }
-
-
-def served_weather(
-    cfg: SimulatorConfig, site: str, start: str | datetime, end: str | datetime
-) -> pl.DataFrame:
-    """The design-document shape's hourly weather rows for `[start, end)`."""
-    if site not in cfg.sites:
-        raise ValueError(f"unknown site: {site!r}")
-    hour_us = 3600 * _US
-    first = -(-to_epoch_us(start) // hour_us)
-    last = -(-to_epoch_us(end) // hour_us)
-    hours = [hour * 3600 for hour in range(first, max(first, last))]
-    return _weather(site, hours).select(
-        timestamp="time",
-        temperature="temp",
-        humidity="humidity",
-        precipitation="precipitation",
-        wind_speed="wind_speed",
-        conditions="conditions",
-    )
-
-
-def weather_rows(frame: pl.DataFrame) -> list[dict[str, object]]:
-    """served_weather rows as JSON-ready dicts (timestamps as ISO with Z)."""
-    return [
-        {**row, "timestamp": row["timestamp"].strftime("%Y-%m-%dT%H:%M:%SZ")}
-        for row in frame.iter_rows(named=True)
-    ]

@@ -24,8 +24,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ace_etl.simulator.api import Api, Reply, json_reply
+from ace_etl.simulator.catalogue import site_points
 from ace_etl.simulator.config import SimulatorConfig
-from ace_etl.simulator.data import site_points
 from ace_etl.simulator.faults import FaultPlan, Verdict
 
 _AUTH_ERROR = "missing or invalid API key: send the header Authorization: Bearer <key>"
