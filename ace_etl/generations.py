@@ -22,9 +22,10 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-from extract.storage import remove_abandoned, temporary_name
+from extract.storage import fsync_path, remove_abandoned, temporary_name
 
 RECORD = "generations.json"
 _FOLDER = re.compile(r"generation-(\d+)")
@@ -59,12 +60,7 @@ def prepare(work: Path, published: Path) -> Path:
         size = published.stat().st_size / 1e9
         if why:
             log.warning("copying the warehouse (%.2f GB) to build on: %s", size, why)
-        staging = target.with_name(temporary_name(target.name))
-        try:
-            shutil.copyfile(published, staging)
-            os.replace(staging, target)
-        finally:
-            staging.unlink(missing_ok=True)
+        _put(target, lambda temporary: shutil.copyfile(published, temporary))
     return target
 
 
@@ -80,13 +76,8 @@ def publish(work: Path, built: Path, published: Path, *, full_refresh: bool) -> 
     behind it for the next build; a full refresh keeps none, since the one behind has the old logic."""
     published.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(published.parent)
-    link = published.with_name(temporary_name(published.name))
-    try:
-        os.link(built, link)
-        os.replace(link, published)
-    finally:
-        link.unlink(missing_ok=True)
-    _fsync_folder(published.parent)
+    _put(published, lambda temporary: os.link(built, temporary))
+    fsync_path(published.parent)
     generations = _generations(work)
     keep = {_key(built)}
     behind = [n for n in sorted(generations, reverse=True) if generations[n] != built]
@@ -162,14 +153,14 @@ def _record(work: Path) -> dict[str, list[int]]:
 
 
 def _write_record(work: Path, trusted: dict[str, list[int]]) -> None:
-    staging = work / temporary_name(RECORD)
-    staging.write_text(json.dumps(trusted, indent=1, sort_keys=True))
-    os.replace(staging, work / RECORD)
+    _put(work / RECORD, lambda temporary: temporary.write_text(json.dumps(trusted, indent=1, sort_keys=True)))
 
 
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
+def _put(target: Path, make: Callable[[Path], object]) -> None:
+    """`target` whole or not at all: `make` fills a hidden temporary name beside it, renamed over it."""
+    temporary = target.with_name(temporary_name(target.name))
     try:
-        os.fsync(descriptor)
+        make(temporary)
+        os.replace(temporary, target)
     finally:
-        os.close(descriptor)
+        temporary.unlink(missing_ok=True)

@@ -140,7 +140,7 @@ class LocalStorage:
         final = self._path(dst)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._path(src), final)
-        _fsync_path(final.parent)
+        fsync_path(final.parent)
 
     def read_versioned(self, rel_path: str) -> tuple[bytes, str] | None:
         path = self._path(rel_path)
@@ -210,12 +210,12 @@ class LocalStorage:
         tmp = final.with_name(temporary_name(final.name))
         try:
             write(tmp)
-            _fsync_path(tmp)
+            fsync_path(tmp)
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_path(final.parent)
+        fsync_path(final.parent)
 
 
 class _Writer(Protocol):
@@ -274,7 +274,7 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
