@@ -8,11 +8,16 @@ newest one, swapped atomically. The next build goes into the other file, which i
 incremental models catch up on the landing of the last two builds (time in proportion to new data). A
 reader still holding an old generation keeps reading its inode.
 
+Catching up costs about what the last build cost; copying the published file costs its size over the
+disk's speed. While the warehouse is small the copy is cheaper (1.9 GB copies in 1.7 s here, where a day of
+a 2,000-point site takes 20 s to build), so the build starts from a copy instead, and deletes the file
+behind first so the disk still holds two copies. Either way a build costs at most about twice what its own
+new data costs, never the history.
+
 A generation is reused as a base only when it is exactly as a build of ours left it (size and modification
 time recorded in `generations.json`). When the previous generation is open elsewhere (a notebook left
 open since the build before last), was written by hand (a `dbt build` run directly on the published file),
-or was superseded by a full refresh, the build starts from a copy of the published file: correct, and as
-costly as every publish used to be.
+or was superseded by a full refresh, the build starts from a copy of the published file, with a warning.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from pathlib import Path
 from extract.storage import fsync_path, remove_abandoned, temporary_name
 
 RECORD = "generations.json"
+LAST_BUILD = "last-build-seconds"
+# A copying speed most disks beat (1.1 GB/s with fsync here; network volumes and old disks are slower):
+# erring low keeps catching up, which never costs the history, for warehouses near the break-even size.
+COPY_BYTES_PER_S = 250e6
 _FOLDER = re.compile(r"generation-(\d+)")
 _FILE = "warehouse.duckdb"
 
@@ -52,6 +61,10 @@ def prepare(work: Path, published: Path) -> Path:
         why = ""  # the second build ever, or the first after a full refresh: nothing to catch up from
     elif not _writable(generations[behind[0]]):
         why = "the previous build is still open elsewhere (close old connections to free it)"
+    elif _copy_is_cheaper(work, published):
+        why = ""
+        log.info("copying the warehouse: cheaper than catching up on the last build")
+        shutil.rmtree(generations[behind[0]].parent)  # replaced by the copy: two copies on disk, not three
     else:
         return generations[behind[0]]
     target = work / f"generation-{max(generations, default=0) + 1}" / _FILE
@@ -71,9 +84,11 @@ def settle(work: Path, built: Path) -> None:
     _write_record(work, trusted)
 
 
-def publish(work: Path, built: Path, published: Path, *, full_refresh: bool) -> None:
+def publish(work: Path, built: Path, published: Path, *, full_refresh: bool, build_s: float) -> None:
     """Make `built` the published warehouse (a hard link swapped in atomically) and keep one generation
-    behind it for the next build; a full refresh keeps none, since the one behind has the old logic."""
+    behind it for the next build; a full refresh keeps none, since the one behind has the old logic.
+    `build_s`, what the build took, is what the generation behind would take to catch up."""
+    _put(work / LAST_BUILD, lambda temporary: temporary.write_text(f"{build_s:.3f}\n"))
     published.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(published.parent)
     _put(published, lambda temporary: os.link(built, temporary))
@@ -131,6 +146,14 @@ def _fingerprint(path: Path) -> list[int]:
 def _intact(path: Path, trusted: dict[str, list[int]]) -> bool:
     wal = path.with_name(path.name + ".wal")
     return trusted.get(_key(path)) == _fingerprint(path) and not wal.exists()
+
+
+def _copy_is_cheaper(work: Path, published: Path) -> bool:
+    try:
+        catch_up_s = float((work / LAST_BUILD).read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return published.exists() and published.stat().st_size / COPY_BYTES_PER_S < catch_up_s
 
 
 def _writable(path: Path) -> bool:

@@ -134,6 +134,7 @@ def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Pa
         check_landing(data_dir)
         work = build_dir(data_dir)
         database = generations.prepare(work, warehouse_file(data_dir))
+        started = time.perf_counter()
         try:
             with dbt_environment(data_dir, database):
                 yield database
@@ -146,7 +147,10 @@ def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Pa
                     generations.settle(work, database)
             raise
         _checkpoint(database)
-        generations.publish(work, database, warehouse_file(data_dir), full_refresh=full_refresh)
+        generations.publish(
+            work, database, warehouse_file(data_dir),
+            full_refresh=full_refresh, build_s=time.perf_counter() - started,
+        )  # fmt: skip
 
 
 def build_warehouse(

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ace_etl import generations
 from ace_etl.transform import build_dir, building, warehouse_file
 
 NOTEBOOK = """
@@ -41,12 +42,32 @@ def generation_files(data_dir: Path) -> list[str]:
 
 
 def copies(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("copying the warehouse")]
+    """The warnings that a build had to start from a copy."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.getMessage().startswith("copying the warehouse")
+    ]
 
 
 @pytest.fixture(autouse=True)
-def _capture(caplog: pytest.LogCaptureFixture) -> None:
+def _capture(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level(logging.INFO, logger="extract")
+    # These builds take milliseconds, so a copy would always look cheaper: catch up unless a test says so.
+    monkeypatch.setattr(generations, "COPY_BYTES_PER_S", 1e-9)
+
+
+def test_a_small_warehouse_is_copied_rather_than_caught_up_and_the_disk_holds_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(generations, "COPY_BYTES_PER_S", float("inf"))  # any copy beats any build
+    for value in (1, 2, 3, 4):
+        build(tmp_path, value)
+        assert published_value(tmp_path) == value and len(generation_files(tmp_path)) <= 2
+    # From the third build on, the file behind is replaced by a fresh copy of the published one.
+    assert generation_files(tmp_path) == ["generation-3", "generation-4"]
+    assert [r.getMessage() for r in caplog.records if "cheaper than catching up" in r.getMessage()] != []
+    assert copies(caplog) == []  # nothing anyone needs to act on
 
 
 def test_builds_alternate_between_two_files_and_publish_by_link(
