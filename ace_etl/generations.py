@@ -44,8 +44,9 @@ log = logging.getLogger("extract")
 
 
 def prepare(work: Path, published: Path) -> Path:
-    """The database file the next build writes: the generation behind the published one if it can catch
-    up, else a copy of the published warehouse (or a new file for a first build)."""
+    """The database file the next build writes: the generation behind the published one when it can catch
+    up and that costs less than a copy, else a copy of the published warehouse (or a new file for a first
+    build)."""
     work.mkdir(parents=True, exist_ok=True)
     remove_abandoned(work, recursive=True)
     _adopt_single_file_layout(work)
