@@ -39,6 +39,7 @@ COPY_BYTES_PER_S = 250e6
 COPY_MARGIN = 4.0
 _FOLDER = re.compile(r"generation-(\d+)")
 _FILE = "warehouse.duckdb"
+_ALIAS = "building"
 
 log = logging.getLogger("extract")
 
@@ -76,6 +77,15 @@ def prepare(work: Path, published: Path) -> Path:
             log.warning("copying the warehouse (%.2f GB) to build on: %s", size, why)
         _put(target, lambda temporary: shutil.copyfile(published, temporary))
     return target
+
+
+def alias(work: Path, database: Path) -> Path:
+    """`database` under one path for every build of this data dir (`building/`, a symlink to its
+    generation): dbt reparses the whole project (4 s) whenever the profile's path changes, and the two
+    generations would change it on every build."""
+    link = work / _ALIAS
+    _put(link, lambda temporary: os.symlink(database.parent.name, temporary))
+    return link / database.name
 
 
 def settle(work: Path, built: Path) -> None:

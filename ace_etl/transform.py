@@ -136,8 +136,11 @@ def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Pa
         database = generations.prepare(work, warehouse_file(data_dir))
         started = time.perf_counter()
         try:
-            with dbt_environment(data_dir, database):
-                yield database
+            with dbt_environment(data_dir, generations.alias(work, database)):
+                try:
+                    yield database
+                finally:
+                    _release_dbt_database()
         except BaseException:
             # A failed build is still a state dbt can continue from, unless dbt never made the file or it is
             # unusable; either way the build's own error is the one to report.
@@ -215,9 +218,27 @@ def check_landing(data_dir: Path | str) -> list[str]:
     return set_aside_unreadable(storage, storage.list_since("landing", "**/*.parquet", since - 1))
 
 
+def _release_dbt_database() -> None:
+    """Close the database dbt-duckdb keeps open in the process after a run.
+
+    dbt-duckdb holds its DuckDB instance in a class attribute (`_ENV`) and reuses it while the profile is
+    unchanged. Left open, it holds the published file's lock against analysts for as long as the process
+    lives (a Prefect worker), and, since every build opens the same `building/` alias, the next build in
+    the process would write into the previous generation. There is no public call that closes it."""
+    import sys
+
+    if "dbt.adapters.duckdb.connections" not in sys.modules:
+        return  # dbt never ran here
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    environment = DuckDBConnectionManager._ENV
+    DuckDBConnectionManager.close_all_connections()
+    if environment is not None:
+        environment.close()
+
+
 def _checkpoint(database: Path) -> None:
-    """Fold the write-ahead log into the database file, so that the file alone is the whole database.
-    In the process that ran dbt this joins dbt's still-open instance of the same file."""
+    """Fold the write-ahead log into the database file, so that the file alone is the whole database."""
     import duckdb
 
     try:

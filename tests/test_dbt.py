@@ -326,6 +326,15 @@ def test_rerun_replaces_old_window_and_ignores_stale_fetch(
     ) == [(60, 89.5)]
 
 
+def test_another_process_opens_the_warehouse_built_in_this_one(
+    first: Stage, second: Stage, rerun: tuple[Stage, AnalystView], refreshed: Stage
+) -> None:
+    # dbt-duckdb keeps its database open in the process that ran dbt; a Prefect worker lives on, and an
+    # analyst's notebook would meet "Conflicting lock" until it exited.
+    for stage in (first, second, rerun[0], refreshed):
+        assert stage.open_elsewhere == ""
+
+
 def test_analyst_connection_survives_build(rerun: tuple[Stage, AnalystView]) -> None:
     _, analyst = rerun
     assert (analyst.before, analyst.during, analyst.after) == (542, 542, 552)
