@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from tests.clihelp import ace_etl, expected_rows, landed_rows
@@ -31,17 +30,7 @@ def rows(data: Path, sql: str) -> list[tuple]:
 
 
 RAW = "select site_name, point_name, timestamp, value, quality from timeseries_raw order by all"
-
-
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = tmp_path_factory.mktemp("clean") / "data"
-    with Simulator(CFG) as sim:
-        result = ace_etl(
-            "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", str(data), env=env_of(sim)
-        )
-    assert result.returncode == 0, result.stderr
-    return data
+RAW_VALUES = "select point_name, timestamp, value from timeseries_raw order by all"
 
 
 def timeseries_requests(sim: Simulator) -> int:
@@ -93,7 +82,7 @@ def test_an_open_window_is_not_fetched(tmp_path: Path) -> None:
     assert asked == {"2024-06-09"}  # 06-10 is still open at 12:00
 
 
-def test_late_data_is_a_gap_until_heal_fetches_only_the_missing_hours(clean: Path, tmp_path: Path) -> None:
+def test_late_data_is_a_gap_until_heal_fetches_only_the_missing_hours(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with Simulator(replace(CFG, upload_horizon=LATE)) as sim:
         first = ace_etl(
@@ -123,7 +112,7 @@ def test_late_data_is_a_gap_until_heal_fetches_only_the_missing_hours(clean: Pat
         heal_requests = timeseries_requests(sim)
     assert 0 < heal_requests <= day_requests / 4, (heal_requests, day_requests)
     assert rows(data, "select count(*) from timeseries_gaps") == [(0,)]
-    assert rows(data, RAW) == rows(clean, RAW)
+    assert rows(data, RAW_VALUES) == expected_rows(CFG, SITE, DAY, NEXT).rows()
     landed = landed_rows(data)
     assert landed.height == landed.unique(["point_name", "timestamp"]).height
     assert "gaps still open" in healed.stdout
@@ -154,7 +143,7 @@ def test_a_gap_the_api_cannot_fill_is_retried_with_backoff_then_confirmed(tmp_pa
     ]
 
 
-def test_live_runs_keep_the_open_day_current_with_one_request_each(clean: Path, tmp_path: Path) -> None:
+def test_live_runs_keep_the_open_day_current_with_one_request_each(tmp_path: Path) -> None:
     data = tmp_path / "data"
 
     def live(sim: Simulator, as_of: str, *extra: str) -> None:
@@ -196,7 +185,7 @@ def test_live_runs_keep_the_open_day_current_with_one_request_each(clean: Path, 
         .equals(expected_rows(CFG, SITE, "2024-06-09T00:00:00Z", NEXT))
     )
     day = "select point_name, timestamp, value from timeseries_raw where timestamp >= '2024-06-10' and timestamp < '2024-06-11' order by all"
-    assert rows(data, day) == rows(clean, day)
+    assert rows(data, day) == expected_rows(CFG, SITE, DAY, NEXT).rows()
 
 
 def test_the_coverage_picture_marks_a_planted_gap(tmp_path: Path) -> None:
