@@ -99,7 +99,7 @@ def run_window(
 ) -> Outcome:
     """Bring `window` to complete for `selector` (the caller holds `lease`)."""
     site = lease.site
-    tidy(storage, site)
+    tidy(storage, site, lease.run_id)
     for c in load_checkpoints(storage, site, window):
         if c.state == "publishing":
             commit(storage, lease, c, configured)  # an earlier run stopped mid-commit
@@ -179,10 +179,10 @@ def quarantine_checkpoint(storage: Storage, progress: Checkpoint, reason: str) -
         quarantine(storage, path, reason)
 
 
-_TIDIED: set[tuple[str, str]] = set()
+_TIDIED: dict[tuple[str, str], str] = {}
 
 
-def tidy(storage: Storage, site: str) -> None:
+def tidy(storage: Storage, site: str, run_id: str) -> None:
     """Before a site's work: set aside files sitting where folders belong, and remove what killed runs left
     (temporary files, staging folders no checkpoint refers to)."""
     for folder in (*LANDING_DIRS, *(site_dir(d, site) for d in (*WINDOW_DATASETS, CHECKPOINTS, STAGING))):
@@ -191,10 +191,12 @@ def tidy(storage: Storage, site: str) -> None:
             prefix = "/".join(parts[:depth])
             if storage.exists(prefix):
                 quarantine(storage, prefix, "a file where a folder belongs")
-    if (storage.uri(), site) not in _TIDIED:  # walking the site's folders once per process is enough
+    # Walking the site's folders once per run is enough, not once per window; a long-lived process (a
+    # Prefect worker) serves many runs, and each must clear what a run killed since left behind.
+    if _TIDIED.get((storage.uri(), site)) != run_id:
         for folder in (RUNS, LEASES, *(site_dir(d, site) for d in (*WINDOW_DATASETS, CHECKPOINTS, STAGING))):
             storage.clean_temporaries(folder)
-        _TIDIED.add((storage.uri(), site))
+        _TIDIED[(storage.uri(), site)] = run_id
     base = site_dir(STAGING, site)
     staged_attempts = {p[len(base) + 1 :].split("/", 1)[0] for p in storage.list(base)}
     if staged_attempts:  # rare: only after a crash or while a window is running

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig, served_samples, site_points
-from tests.clihelp import BIN, ace_etl
+from tests.clihelp import BIN, ace_etl, ace_etl_script
 
 SITES = ("north campus", "south/annex")  # a space and a slash: names must stay one folder each
 START, END = "2024-05-01T00:00:00Z", "2024-05-01T12:00:00Z"
@@ -67,7 +67,7 @@ def test_help_imports_nothing_heavy() -> None:
     code = "import sys, ace_etl.cli; print(sorted(m for m in ('polars', 'prefect', 'dbt', 'duckdb', 'httpx') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    result = ace_etl("--help")
+    result = ace_etl_script("--help")  # the installed console script
     assert result.returncode == 0
     for command in ("demo", "run", "transform", "simulator", "status"):
         assert command in result.stdout
