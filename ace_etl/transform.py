@@ -140,7 +140,7 @@ def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Pa
                 try:
                     yield database
                 finally:
-                    _release_dbt_database()
+                    release_dbt_database()
         except BaseException:
             # A failed build is still a state dbt can continue from, unless dbt never made the file or it is
             # unusable; either way the build's own error is the one to report.
@@ -218,7 +218,7 @@ def check_landing(data_dir: Path | str) -> list[str]:
     return set_aside_unreadable(storage, storage.list_since("landing", "**/*.parquet", since - 1))
 
 
-def _release_dbt_database() -> None:
+def release_dbt_database() -> None:
     """Close the database dbt-duckdb keeps open in the process after a run.
 
     dbt-duckdb holds its DuckDB instance in a class attribute (`_ENV`) and reuses it while the profile is

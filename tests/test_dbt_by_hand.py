@@ -1,18 +1,21 @@
-"""`cd dbt_project && dbt build` and `dbt docs generate` work by hand on what the extractor landed, and the
-landing-freshness test speaks up when its threshold is passed."""
+"""`dbt build`, `dbt run --select` and `dbt docs generate` work by hand on what the extractor landed, the
+landing-freshness test speaks up when its threshold is passed, and the `dbt` command run from the wrong
+folder refuses to build an empty warehouse."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig
-from ace_etl.transform import DBT_PROJECT_DIR
+from ace_etl.transform import DBT_PROJECT_DIR, release_dbt_database
 from extract.client import AceClient
 from extract.pipeline import run_extract
 from extract.storage import LocalStorage
@@ -21,24 +24,29 @@ DBT = Path(sys.executable).parent / "dbt"
 CFG = SimulatorConfig(sites=("lab",), points=6, interval=900)
 
 
-def dbt(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "ACE_ETL_DATA_DIR": str(data_dir),
-        "DBT_TARGET_PATH": str(data_dir / "by-hand-target"),
-        "DBT_LOG_PATH": str(data_dir / "by-hand-logs"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    env.pop("ACE_ETL_DUCKDB_PATH", None)
-    return subprocess.run(
-        [str(DBT), *args],
-        cwd=DBT_PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+@dataclass(frozen=True)
+class Invocation:
+    success: bool
+    lines: list[str]
+
+
+def dbt(*args: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Invocation:
+    """`dbt ARGS` as typed in dbt_project/ with ACE_ETL_DATA_DIR set, through dbt's programmatic entry point
+    (dbtRunner: the same commands and flags) in this process, which spares a dbt import per command. The
+    last test runs the `dbt` console script itself."""
+    from dbt.cli.main import dbtRunner
+
+    with monkeypatch.context() as patch:
+        patch.setenv("ACE_ETL_DATA_DIR", str(data_dir))
+        patch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        patch.delenv("ACE_ETL_DUCKDB_PATH", raising=False)
+        lines: list[str] = []
+        result = dbtRunner(callbacks=[lambda event: lines.append(event.info.msg)]).invoke(
+            [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+             "--target-path", str(data_dir / "by-hand-target"), "--log-path", str(data_dir / "by-hand-logs")]
+        )  # fmt: skip
+        release_dbt_database()  # as the end of a `dbt` process would: the test reads the file next
+    return Invocation(result.success, lines)
 
 
 def extract_day(data_dir: Path, day: int) -> None:
@@ -52,40 +60,35 @@ def raw_rows(data_dir: Path) -> int:
         return con.execute("select count(*) from timeseries_raw").fetchall()[0][0]
 
 
-def test_build_and_docs_by_hand(tmp_path: Path) -> None:
+def test_build_and_docs_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     extract_day(tmp_path, 1)
 
-    def freshness_warned(run: subprocess.CompletedProcess[str]) -> bool:
-        assert run.returncode == 0, run.stdout[-3000:]
-        lines = run.stdout.splitlines()
-        return any("WARN" in line and "timeseries_landing_age_hours" in line for line in lines)
+    def freshness_warned(run: Invocation) -> bool:
+        assert run.success, run.lines[-30:]
+        return any("WARN" in line and "timeseries_landing_age_hours" in line for line in run.lines)
 
     # Landed just now (age 0 h): quiet with the default threshold, a warning once the threshold is below it.
-    first = dbt("build", data_dir=tmp_path)
+    first = dbt("build", data_dir=tmp_path, monkeypatch=monkeypatch)
     assert not freshness_warned(first)
     # The dbt unit tests of the gap and coverage logic ran in it, and passed (else the build failed).
-    unit_tests = [line for line in first.stdout.splitlines() if " PASS " in line and "::" in line]
-    assert len(unit_tests) == 3, first.stdout[-3000:]
+    unit_tests = [line for line in first.lines if " PASS " in line and "::" in line]
+    assert len(unit_tests) == 3, first.lines[-40:]
     late = dbt(
-        "test",
-        "--select",
-        "timeseries_landing_age_hours",
-        "--vars",
-        "{freshness_warn_after_hours: -1}",
-        data_dir=tmp_path,
-    )
+        "test", "--select", "timeseries_landing_age_hours", "--vars", "{freshness_warn_after_hours: -1}",
+        data_dir=tmp_path, monkeypatch=monkeypatch,
+    )  # fmt: skip
     assert freshness_warned(late)
     first_day = raw_rows(tmp_path)
     assert first_day > 0
 
     # A selection of one model loads what is new to it: each model keeps its own record of landed files.
     extract_day(tmp_path, 2)
-    run = dbt("run", "--select", "timeseries_raw", data_dir=tmp_path)
-    assert run.returncode == 0, run.stdout[-3000:]
+    run = dbt("run", "--select", "timeseries_raw", data_dir=tmp_path, monkeypatch=monkeypatch)
+    assert run.success, run.lines[-30:]
     assert raw_rows(tmp_path) == 2 * first_day
 
-    docs = dbt("docs", "generate", data_dir=tmp_path)
-    assert docs.returncode == 0, docs.stdout[-3000:]
+    docs = dbt("docs", "generate", data_dir=tmp_path, monkeypatch=monkeypatch)
+    assert docs.success, docs.lines[-30:]
     assert (tmp_path / "by-hand-target" / "catalog.json").is_file()
 
 
