@@ -100,7 +100,7 @@ def test_a_run_on_object_storage_resumes_after_a_kill_and_builds_every_sample_on
             "ACE_ETL_DUCKDB_PATH": str(warehouse),
         }
         child = spawn(
-            "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", remote, "--page-size", "100",
+            "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", remote, "--page-size", "300",
             "--no-transform", env=env,
         )  # fmt: skip
         import s3fs
@@ -126,7 +126,7 @@ def test_a_run_on_object_storage_resumes_after_a_kill_and_builds_every_sample_on
             "--data-dir",
             remote,
             "--page-size",
-            "100",
+            "300",
             env=env,
         )
         assert resumed.returncode == 0, resumed.stderr
