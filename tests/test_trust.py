@@ -471,9 +471,7 @@ def test_chaos_ends_exactly_like_one_clean_run(slow: Simulator, sim: Simulator, 
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
         raw = pl.from_arrow(
-            con.execute(
-                "select point_name, timestamp, value from timeseries_raw order by all"
-            ).to_arrow_table()
+            con.sql("select point_name, timestamp, value from timeseries_raw order by all").to_arrow_table()
         )
         coverage = con.execute(
             "select point_name, day, expected_samples, received_samples from timeseries_coverage"
