@@ -326,6 +326,15 @@ def test_rerun_replaces_old_window_and_ignores_stale_fetch(
     ) == [(60, 89.5)]
 
 
+def test_builds_after_the_first_parse_only_what_changed(
+    rerun: tuple[Stage, AnalystView], data_dir: Path
+) -> None:
+    # Each build writes another generation, through one path (`.build/building`): were the profile's path
+    # to change, dbt would re-parse the whole project every time (4 s).
+    log = (data_dir / ".build" / "logs" / "dbt.log").read_text()
+    assert log.count("Running with dbt=") >= 3 and "profile has changed" not in log
+
+
 def test_another_process_opens_the_warehouse_built_in_this_one(
     first: Stage, second: Stage, rerun: tuple[Stage, AnalystView], refreshed: Stage
 ) -> None:
