@@ -7,6 +7,7 @@ copied and what analysts see do not depend on what dbt puts in it (test_dbt.py r
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,17 @@ def test_the_single_build_file_of_earlier_versions_becomes_the_first_generation(
     with building(tmp_path) as database, duckdb.connect(str(database)) as db:
         assert db.execute("select s from history").fetchall() == [("incremental state",)]
     assert not old.exists() and generation_files(tmp_path) == ["generation-1"]
+
+
+def test_dbt_sees_one_path_for_every_generation(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    seen = []
+    for value in (1, 2, 3):
+        with building(data) as database:
+            # What dbt's profile reads (dbt_project/profiles.yml): the same path, the file being built.
+            path = Path(os.environ["ACE_ETL_BUILD_DATABASE"])
+            seen.append((path, path.resolve() == database.resolve()))
+            with duckdb.connect(str(path)) as db:
+                db.execute("create or replace table t as select ? as v", [value])
+    assert [ok for _, ok in seen] == [True, True, True] and len({path for path, _ in seen}) == 1
+    assert len(set(generation_files(data))) == 2 and published_value(data) == 3
