@@ -262,7 +262,8 @@ def _abandoned(tmp: Path) -> bool:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine."""
+    """Whether a process with this id runs on this machine. A killed process that its parent has not
+    reaped yet (a zombie) still answers signals, but it will never renew a lease or finish a file."""
     if pid == os.getpid():
         return True
     try:
@@ -271,7 +272,15 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (macOS): signals are all there is to go by
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"  # the state follows the command name in parentheses
 
 
 def fsync_path(path: Path) -> None:

@@ -228,6 +228,29 @@ def test_temporaries_of_dead_writers_are_cleaned(tmp_path: Path) -> None:
     assert mine.exists() and not abandoned.exists()
 
 
+def test_a_killed_process_not_yet_reaped_is_not_alive() -> None:
+    # A zombie answers signals, but it will never renew a lease: other runs must not wait out the TTL.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from extract.storage import process_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert process_alive(child.pid)
+        child.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while process_alive(child.pid):  # dead, but not reaped until child.wait() below
+            assert time.monotonic() < deadline, "a zombie counted as alive"
+            time.sleep(0.01)
+        assert Path(f"/proc/{child.pid}").exists()  # still a zombie: only its state says it is gone
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_previous_utc_day() -> None:
     day = previous_utc_day(datetime(2024, 3, 1, 0, 30, tzinfo=UTC))
     assert (day.start, day.end) == (datetime(2024, 2, 29, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
