@@ -1,6 +1,6 @@
 """`dbt build`, `dbt run --select` and `dbt docs generate` work by hand on what the extractor landed, the
-landing-freshness test speaks up when its threshold is passed, and the `dbt` command run from the wrong
-folder refuses to build an empty warehouse."""
+landing-freshness test speaks up when its threshold is passed, and dbt run from the wrong folder refuses
+to build an empty warehouse."""
 
 from __future__ import annotations
 
@@ -30,20 +30,28 @@ class Invocation:
     lines: list[str]
 
 
-def dbt(*args: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Invocation:
-    """`dbt ARGS` as typed in dbt_project/ with ACE_ETL_DATA_DIR set, through dbt's programmatic entry point
-    (dbtRunner: the same commands and flags) in this process, which spares a dbt import per command.
-    `dbt_command` runs the `dbt` console script itself."""
+def dbt(
+    *args: str, monkeypatch: pytest.MonkeyPatch, data_dir: Path | None = None, cwd: Path = DBT_PROJECT_DIR
+) -> Invocation:
+    """`dbt ARGS` as typed in `cwd` (dbt_project/ by default) with ACE_ETL_DATA_DIR set to `data_dir` (unset
+    when None), through dbt's programmatic entry point (dbtRunner: the same commands and flags) in this
+    process, which spares a dbt import per command. `dbt_command` runs the `dbt` console script itself."""
     from dbt.cli.main import dbtRunner
 
+    work = data_dir or cwd
     with monkeypatch.context() as patch:
-        patch.setenv("ACE_ETL_DATA_DIR", str(data_dir))
+        patch.chdir(cwd)
         patch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        patch.delenv("ACE_ETL_DUCKDB_PATH", raising=False)
+        if data_dir is None:
+            patch.delenv("ACE_ETL_DATA_DIR", raising=False)
+            patch.setenv("ACE_ETL_DUCKDB_PATH", str(cwd / "w.duckdb"))
+        else:
+            patch.setenv("ACE_ETL_DATA_DIR", str(data_dir))
+            patch.delenv("ACE_ETL_DUCKDB_PATH", raising=False)
         lines: list[str] = []
         result = dbtRunner(callbacks=[lambda event: lines.append(event.info.msg)]).invoke(
             [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-             "--target-path", str(data_dir / "by-hand-target"), "--log-path", str(data_dir / "by-hand-logs")]
+             "--target-path", str(work / "by-hand-target"), "--log-path", str(work / "by-hand-logs")]
         )  # fmt: skip
         release_dbt_database()  # as the end of a `dbt` process would: the test reads the file next
     return Invocation(result.success, lines)
@@ -108,12 +116,10 @@ def test_build_and_docs_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (tmp_path / "by-hand-target" / "catalog.json").is_file()
 
 
-def test_a_hand_run_without_the_data_dir_refuses_to_build_an_empty_warehouse(tmp_path: Path) -> None:
-    run = dbt_command(
-        "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-        cwd=tmp_path,  # not dbt_project/: ../data is the wrong folder here
-        env={"ACE_ETL_DUCKDB_PATH": str(tmp_path / "w.duckdb"), "DBT_TARGET_PATH": str(tmp_path / "t"),
-             "DBT_LOG_PATH": str(tmp_path / "l")},
-    )  # fmt: skip
-    assert run.returncode != 0
-    assert "set ACE_ETL_DATA_DIR" in run.stdout
+def test_a_hand_run_without_the_data_dir_refuses_to_build_an_empty_warehouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run from tmp_path, not dbt_project/: ../data is the wrong folder here.
+    run = dbt("build", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert not run.success
+    assert any("set ACE_ETL_DATA_DIR" in line for line in run.lines), run.lines[-20:]
