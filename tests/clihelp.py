@@ -1,4 +1,5 @@
-"""Running the real `ace-etl` console script, and reading what it landed: shared by the CLI test modules."""
+"""Running the `ace-etl` command (in this process, or as the console script in a new one) and reading what it
+landed: shared by the CLI test modules."""
 
 from __future__ import annotations
 
@@ -18,9 +19,7 @@ def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "COLUMNS": "200", **(env or {})}
 
 
-def ace_etl(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
+def ace_etl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`ace-etl ARGS` run in this process by Typer's test runner: the same command, options, output and exit
     status, without a Python start-up and a dbt import (3 to 4 s) per call. `ace_etl_script` runs the
     installed console script; `spawn` runs it in the background (kills, Ctrl-C, concurrency)."""
