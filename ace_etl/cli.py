@@ -200,14 +200,17 @@ def run(
     points: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated point names or glob patterns, e.g. '*/ahu-1/*,site/meter-1/kw'.",
+            help="Comma-separated point names or glob patterns, e.g. '*/ahu-1/*,site/meter-1/kw'; a name in double "
+            "quotes is exactly that name, e.g. '\"site/zone[1]/temp\"'.",
             show_default=False,
         ),
     ] = None,
     points_file: Annotated[
         Path | None,
         typer.Option(
-            help="File with one point name or pattern per line ('#' starts a comment).", show_default=False
+            help="UTF-8 file with one point name or pattern per line ('#' starts a comment; a name in double "
+            "quotes is exactly that name).",
+            show_default=False,
         ),
     ] = None,
     points_from_api: Annotated[
@@ -330,10 +333,15 @@ def heal(
         float, typer.Option("--lookback-days", help="Without --start/--end: heal this many days before now.")
     ] = 7,
     points: Annotated[
-        str | None, typer.Option(help="Comma-separated point names or glob patterns.", show_default=False)
+        str | None,
+        typer.Option(
+            help="Comma-separated point names or glob patterns (a name in double quotes is exactly that name).",
+            show_default=False,
+        ),
     ] = None,
     points_file: Annotated[
-        Path | None, typer.Option(help="File with one point name or pattern per line.", show_default=False)
+        Path | None,
+        typer.Option(help="UTF-8 file with one point name or pattern per line.", show_default=False),
     ] = None,
     data_dir: DataDirOption = None,
     page_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per API page.")] = 100_000,

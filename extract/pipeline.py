@@ -108,7 +108,7 @@ def resolve_selector(
                 f"site {site!r} has no configured points with collect_enabled ({len(configured)} configured): "
                 "enable points in FlightDeck, or name them with --points"
             )
-        return PointSelector.from_list(names)
+        return PointSelector.exact(names)
     if isinstance(points, Path):
         selector = PointSelector.from_list(read_points_file(points))
     else:

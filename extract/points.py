@@ -1,8 +1,17 @@
 """Which points to keep: exact names and glob patterns, from a list, a file or the API's configured points.
 
+Names from the API are exact, whatever they contain (`PointSelector.exact`): a point named `zone[1]`, `a*b` or
+` lead` is that point and no other. Patterns come only from what a user typed (`PointSelector.from_list`):
+each entry is stripped of surrounding whitespace; an entry in double quotes is a JSON string and an exact
+name (`"site/zone[1]/temp"`, `"site/ahu-1/temp "`); any other entry with `*?[` is a glob, and one without
+is an exact name.
+
 Glob semantics (fnmatch-like, case-sensitive, whole name): `*` matches any run of characters *including* `/`,
-`?` one character, `[abc]`/`[!abc]` a class. `*` crossing `/` is what makes `*/ahu-1/*` mean "every point of
-device ahu-1 of any site", however deep the site or point part of the name is. A name without `*?[` is exact.
+`?` one character, `[abc]`/`[!abc]` a class (`[[]`, `[*]`, `[?]` match a literal `[`, `*`, `?`). `*` crossing
+`/` is what makes `*/ahu-1/*` mean "every point of device ahu-1 of any site", however deep the site or point
+part of the name is.
+
+Points files are UTF-8, with or without a byte order mark, with any line endings (LF, CRLF, CR).
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ _GLOB_CHARS = frozenset("*?[")
 _REGEX_META = frozenset("\\.+*?()|[]{}^$#&-~")
 # A trailing comment needs whitespace before `#`, so `#` inside a point name survives.
 _TRAILING_COMMENT = re.compile(r"\s+#.*$")
+# Only the three line endings: `str.splitlines` would also split names at \x1c, \x85 or U+2028.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_JSON = json.JSONDecoder()
 
 
 @dataclass(frozen=True)
@@ -35,13 +47,25 @@ class PointSelector:
     patterns: tuple[str, ...] = ()
 
     @classmethod
+    def exact(cls, names: Iterable[str]) -> PointSelector:
+        """Exactly these names, as the API spells them: never stripped, never read as patterns."""
+        return cls(names=frozenset(names))
+
+    @classmethod
     def from_list(cls, entries: Iterable[str]) -> PointSelector:
-        """Split entries into exact names and glob patterns; blank entries are ignored."""
-        cleaned = [entry.strip() for entry in entries if entry.strip()]
-        patterns = tuple(dict.fromkeys(e for e in cleaned if _is_glob(e)))
-        for pattern in patterns:
-            _glob_regex(pattern)  # fail early, with the pattern in the message
-        return cls(names=frozenset(e for e in cleaned if not _is_glob(e)), patterns=patterns)
+        """What a user typed: exact names (plain or quoted) and glob patterns; blank entries are ignored.
+        Raises ConfigError for a quoted entry that is not a JSON string or a pattern that does not compile."""
+        names: set[str] = set()
+        patterns: dict[str, None] = {}
+        for entry in (e.strip() for e in entries):
+            if entry.startswith('"'):
+                names.add(_quoted_name(entry))
+            elif _is_glob(entry):
+                _glob_regex(entry)  # fail early, with the pattern in the message
+                patterns[entry] = None
+            elif entry:
+                names.add(entry)
+        return cls(names=frozenset(names), patterns=tuple(patterns))
 
     def expr(self, column: str = "point_name") -> pl.Expr:
         """Boolean expression: the point is selected. Null names are never selected."""
@@ -81,17 +105,33 @@ class PointSelector:
 
 
 def parse_points_text(text: str) -> list[str]:
-    """One point or pattern per line; blank lines and `#` comments (whole-line or after whitespace) ignored."""
-    lines = (_TRAILING_COMMENT.sub("", line).strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    """One entry per line (LF, CRLF or CR); blank lines and `#` comments (whole-line or after whitespace)
+    ignored. A quoted entry is kept whole, comment marks and spaces inside its quotes included."""
+    entries = []
+    for line in _LINE_BREAK.split(text):
+        entry = line.strip()
+        if entry.startswith('"'):
+            entries.append(_without_comment(entry))
+        else:
+            entry = _TRAILING_COMMENT.sub("", entry)
+            if entry and not entry.startswith("#"):
+                entries.append(entry)
+    return entries
 
 
 def read_points_file(path: Path) -> list[str]:
-    """The entries of a points file (see `parse_points_text`)."""
+    """The entries of a points file (see `parse_points_text`); a leading byte order mark is not part of them."""
     try:
-        return parse_points_text(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read points file {path}: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"points file {path} is not UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start}): save it as UTF-8"
+        ) from None
+    return parse_points_text(text)
 
 
 def enabled_point_names(items: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -142,6 +182,30 @@ def _text(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True)
 
 
+def _without_comment(quoted: str) -> str:
+    """A quoted line without its trailing comment; the whole line when it is not one JSON string and a
+    comment (`from_list` then names it)."""
+    try:
+        _, end = _JSON.raw_decode(quoted)
+    except ValueError:
+        return quoted
+    rest = quoted[end:].strip()
+    return quoted[:end] if not rest or rest.startswith("#") else quoted
+
+
+def _quoted_name(entry: str) -> str:
+    try:
+        name = json.loads(entry)
+    except ValueError:
+        name = None
+    if not isinstance(name, str) or not name:
+        raise ConfigError(
+            f"bad point entry {entry}: a quoted entry is one exact name written as a JSON string, "
+            'e.g. "site/zone[1]/temp" (escape a quote inside as \\")'
+        )
+    return name
+
+
 def _is_glob(entry: str) -> bool:
     return not _GLOB_CHARS.isdisjoint(entry)
 
@@ -159,7 +223,10 @@ def _glob_regex(pattern: str) -> str:
         elif char == "[":
             close = pattern.find("]", i + 1 if pattern[i : i + 1] in ("!", "]") else i)
             if close == -1:
-                raise ConfigError(f"bad point pattern {pattern!r}: '[' without a closing ']'")
+                raise ConfigError(
+                    f"bad point pattern {pattern!r}: '[' without a closing ']'; write a literal '[' as '[[]', "
+                    f'or quote an exact name as {json.dumps(pattern)}'
+                )
             body = pattern[i:close]
             i = close + 1
             negate = body.startswith("!")

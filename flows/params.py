@@ -66,9 +66,13 @@ class EtlParams(SiteParams):
         le=3660,
         description="Without start/end: days before as-of to cover.",
     )
-    points: list[str] | None = Field(default=None, description="Point names or glob patterns to keep.")
+    points: list[str] | None = Field(
+        default=None,
+        description='Point names or glob patterns to keep; an entry in double quotes (a JSON string, e.g. '
+        '"site/zone[1]/temp" with its quotes) is exactly that name.',
+    )
     points_file: Path | None = Field(
-        default=None, description="File with one point name or pattern per line."
+        default=None, description="UTF-8 file with one point name or pattern per line."
     )
     points_from_api: bool = Field(
         default=False,

@@ -242,7 +242,7 @@ class Api:
         cfg = self.config
         listed = [
             spec
-            for spec in site_points(site, cfg.points, cfg.interval, cfg.configured_fraction)
+            for spec in site_points(site, cfg.points, cfg.interval, cfg.configured_fraction, cfg.extra)
             if spec.listed
         ]
         items = [

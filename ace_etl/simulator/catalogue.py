@@ -88,6 +88,10 @@ DEVICE_SIGNALS: dict[str, tuple[_Signal, ...]] = {
 }
 
 
+# The signal of an extra point (`SimulatorConfig.extra_points`): a plain analog reading.
+_EXTRA_SIGNAL = _Signal("extra", "analog", "", 50, 10, 0.5)
+
+
 def _devices() -> Iterator[str]:
     """An endless plausible building: each block is an AHU with six VAVs and a meter; every other block
     adds a chiller plant. Small point counts still show every device type."""
@@ -105,15 +109,22 @@ def stable_hash(text: str, salt: str) -> int:
     return int.from_bytes(digest, "big") % PRIME
 
 
+Extra = tuple[tuple[str, bool], ...]
+"""Points served beside the generated building, verbatim: (name, collect_enabled)."""
+
+
 @lru_cache(maxsize=32)
 def catalogue(
-    site: str, n_points: int, interval: int | None, configured_fraction: float
+    site: str, n_points: int, interval: int | None, configured_fraction: float, extra: Extra = ()
 ) -> tuple[tuple[PointSpec, _Signal], ...]:
     signals = itertools.islice(
         ((device, signal) for device in _devices() for signal in DEVICE_SIGNALS[device.split("-")[0]]),
         n_points,
     )
     named = [(f"{site}/{device}/{signal.point}", signal) for device, signal in signals]
+    clashes = sorted({name for name, _ in extra} & {name for name, _ in named})
+    if clashes:
+        raise ValueError(f"extra points already served by site {site!r}: {', '.join(clashes)}")
     # Ranking by hash makes the configured count exact while spreading it over devices.
     ranked = sorted(range(len(named)), key=lambda i: stable_hash(named[i][0], "configured"))
     position = {index: rank for rank, index in enumerate(ranked)}
@@ -125,20 +136,26 @@ def catalogue(
         interval_s = interval or MIXED_INTERVALS[stable_hash(name, "interval") % len(MIXED_INTERVALS)]
         listed = configured or (rank - n_configured) % 2 == 0
         specs.append((PointSpec(name, interval_s, signal.kind, configured, listed), signal))
+    for name, enabled in extra:
+        interval_s = interval or MIXED_INTERVALS[stable_hash(name, "interval") % len(MIXED_INTERVALS)]
+        specs.append((PointSpec(name, interval_s, "analog", enabled, True), _EXTRA_SIGNAL))
     return tuple(sorted(specs, key=lambda pair: pair[0].name))
 
 
 def site_points(
-    site: str, n_points: int, interval: int | None = None, configured_fraction: float = 0.8
+    site: str, n_points: int, interval: int | None = None, configured_fraction: float = 0.8, extra: Extra = ()
 ) -> list[PointSpec]:
-    """The site's points sorted by name (the serving order), named `{site}/{device}/{point}`."""
-    return [spec for spec, _ in catalogue(site, n_points, interval, configured_fraction)]
+    """The site's points sorted by name (the serving order), named `{site}/{device}/{point}`, and the
+    `extra` points named as given."""
+    return [spec for spec, _ in catalogue(site, n_points, interval, configured_fraction, extra)]
 
 
 @lru_cache(maxsize=32)
-def point_table(site: str, n_points: int, interval: int | None, configured_fraction: float) -> pl.DataFrame:
+def point_table(
+    site: str, n_points: int, interval: int | None, configured_fraction: float, extra: Extra = ()
+) -> pl.DataFrame:
     rows = []
-    for spec, signal in catalogue(site, n_points, interval, configured_fraction):
+    for spec, signal in catalogue(site, n_points, interval, configured_fraction, extra):
         seed = stable_hash(spec.name, "seed")
         rows.append(
             {

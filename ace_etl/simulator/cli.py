@@ -99,6 +99,17 @@ def simulator(
             "2026-01-01T05:00Z'.",
         ),
     ] = None,
+    extra_point: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A point every site serves beside its generated ones, with collect_enabled, named exactly as "
+            "given (spaces, '[', '*' and all). Repeatable, e.g. --extra-point 'demo-site/zone[1]/temp'.",
+        ),
+    ] = None,
+    extra_disabled_point: Annotated[
+        list[str] | None,
+        typer.Option(help="As --extra-point, listed with collect_enabled false. Repeatable."),
+    ] = None,
     upload_horizon: Annotated[
         str | None,
         typer.Option(
@@ -196,6 +207,8 @@ def simulator(
             configured_fraction=configured_fraction,
             time_format=cast(_config.TimeFormat, time_format.value),
             outages=tuple(_parse_outage(text) for text in outage or ()),
+            extra_points=tuple(extra_point or ()),
+            extra_disabled_points=tuple(extra_disabled_point or ()),
             request_log=request_log,
             upload_horizon=upload_horizon,
             host=host,

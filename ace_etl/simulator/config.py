@@ -29,6 +29,8 @@ class SimulatorConfig:
     configured_points. `request_log` appends one JSON line per request. `port=0` picks a free port.
     `upload_horizon` (ISO instant) models gateways that upload late: samples at or after it are not served
     yet; `Simulator.set_upload_horizon` (or `PUT /api/_simulator/upload_horizon?at=ISO`) moves it.
+    `extra_points` (collect_enabled) and `extra_disabled_points` are served by every site beside its
+    generated points, named exactly as given (spaces, `[`, `*` and all), analog, listed in configured_points.
     """
 
     sites: tuple[str, ...] = ("demo-site",)
@@ -42,6 +44,8 @@ class SimulatorConfig:
     outages: tuple[Outage, ...] = ()
     request_log: str | Path | None = None
     upload_horizon: str | None = None
+    extra_points: tuple[str, ...] = ()
+    extra_disabled_points: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -66,6 +70,9 @@ class SimulatorConfig:
             raise ValueError("port must be between 0 and 65535")
         for outage in self.outages:
             _check_outage(outage)
+        extra = (*self.extra_points, *self.extra_disabled_points)
+        if any(not name for name in extra) or len(set(extra)) != len(extra):
+            raise ValueError("extra point names must be unique and not empty")
         if self.upload_horizon is not None:
             try:
                 utc_instant(self.upload_horizon)
@@ -73,6 +80,12 @@ class SimulatorConfig:
                 raise ValueError(
                     f"upload_horizon {self.upload_horizon!r} is not an ISO 8601 instant"
                 ) from None
+
+
+    @property
+    def extra(self) -> tuple[tuple[str, bool], ...]:
+        """The extra points as the catalogue takes them: (name, collect_enabled)."""
+        return (*((n, True) for n in self.extra_points), *((n, False) for n in self.extra_disabled_points))
 
 
 def utc_instant(instant: str | datetime) -> datetime:

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import polars as pl
 
-from ace_etl.simulator.catalogue import DAY_S, DEVICE_SIGNALS, PRIME, US, point_table
+from ace_etl.simulator.catalogue import DAY_S, DEVICE_SIGNALS, PRIME, US, Extra, point_table
 from ace_etl.simulator.config import Outage, SimulatorConfig, TimeFormat, utc_instant
 
 BAD_KINDS = ("bool", "numeric_string", "text", "null", "bad_timestamp")
@@ -52,14 +52,19 @@ def _served_spans(outages: tuple[Outage, ...]) -> pl.DataFrame:
 
 @lru_cache(maxsize=32)
 def _outage_table(
-    site: str, n_points: int, interval: int | None, configured_fraction: float, outages: tuple[Outage, ...]
+    site: str,
+    n_points: int,
+    interval: int | None,
+    configured_fraction: float,
+    extra: Extra,
+    outages: tuple[Outage, ...],
 ) -> pl.DataFrame:
     """The point table with one row per served span (`lo_us`, `hi_us`), sorted by point then span.
 
     A point with outages gets a row per span it serves, none if it never has data; split rows share the
     point's `point` index, so the serving order stays point-major.
     """
-    table = point_table(site, n_points, interval, configured_fraction)
+    table = point_table(site, n_points, interval, configured_fraction, extra)
     down = pl.col("name").is_in([name for name, _, _ in outages])
     unbounded = table.filter(~down).with_columns(lo_us=pl.lit(None, pl.Int64), hi_us=pl.lit(None, pl.Int64))
     split = table.join(_served_spans(outages), on="name")
@@ -69,7 +74,7 @@ def _outage_table(
 def _table(cfg: SimulatorConfig, site: str) -> pl.DataFrame:
     if site not in cfg.sites:
         raise ValueError(f"unknown site: {site!r}")
-    return _outage_table(site, cfg.points, cfg.interval, cfg.configured_fraction, cfg.outages)
+    return _outage_table(site, cfg.points, cfg.interval, cfg.configured_fraction, cfg.extra, cfg.outages)
 
 
 def _scramble() -> pl.Expr:
