@@ -225,7 +225,7 @@ def _glob_regex(pattern: str) -> str:
             if close == -1:
                 raise ConfigError(
                     f"bad point pattern {pattern!r}: '[' without a closing ']'; write a literal '[' as '[[]', "
-                    f'or quote an exact name as {json.dumps(pattern)}'
+                    f"or quote an exact name as {json.dumps(pattern, ensure_ascii=False)}"
                 )
             body = pattern[i:close]
             i = close + 1

@@ -68,7 +68,7 @@ class EtlParams(SiteParams):
     )
     points: list[str] | None = Field(
         default=None,
-        description='Point names or glob patterns to keep; an entry in double quotes (a JSON string, e.g. '
+        description="Point names or glob patterns to keep; an entry in double quotes (a JSON string, e.g. "
         '"site/zone[1]/temp" with its quotes) is exactly that name.',
     )
     points_file: Path | None = Field(

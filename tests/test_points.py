@@ -11,7 +11,13 @@ import pytest
 
 from extract.errors import ConfigError
 from extract.pipeline import resolve_selector
-from extract.points import PointSelector, configured_points_frame, enabled_point_names, parse_points_text
+from extract.points import (
+    PointSelector,
+    configured_points_frame,
+    enabled_point_names,
+    parse_points_text,
+    read_points_file,
+)
 
 NAMES = [
     "site-a/ahu-1/sa_temp",
@@ -140,3 +146,98 @@ def test_configured_points_frame() -> None:
         ("a", False, None, None, '{"k": 1}'),
         ("b", True, 300, "z", None),
     ]
+
+
+EXOTIC = ["site/zone[1]/temp", "site/ahu-1/temp ", " lead", "a*b", "what?", "site/zone[2/temp"]
+LOOKALIKES = ["site/zone1/temp", "site/ahu-1/temp", "lead", "aXb", "what!", "site/zone2/temp"]
+
+
+def kept(selector: PointSelector, names: list[str]) -> list[str]:
+    frame = pl.DataFrame({"point_name": names}, schema={"point_name": pl.String})
+    by_expr = frame.filter(selector.expr()).get_column("point_name").to_list()
+    assert by_expr == [name for name in names if selector.matches(name)]
+    return by_expr
+
+
+def test_api_names_are_exact_whatever_they_contain() -> None:
+    items = [
+        *({"name": name, "collect_enabled": True} for name in EXOTIC),
+        *({"name": name, "collect_enabled": False} for name in LOOKALIKES),
+    ]
+    selector = resolve_selector(None, items, site="site")
+    assert selector == PointSelector.exact(EXOTIC)
+    assert kept(selector, [*EXOTIC, *LOOKALIKES]) == EXOTIC
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ('"site/zone[1]/temp"', ["site/zone[1]/temp"]),
+        ('  "site/ahu-1/temp "  ', ["site/ahu-1/temp "]),
+        ('" lead"', [" lead"]),
+        ('"a*b"', ["a*b"]),
+        ('"what?"', ["what?"]),
+        ('"site/zone[2/temp"', ["site/zone[2/temp"]),
+        ("site/zone[[]1]/temp", ["site/zone[1]/temp"]),  # fnmatch's classes match a literal `[`, `*`, `?`
+        ("a[*]b", ["a*b"]),
+        ("what[?]", ["what?"]),
+        (" lead ", ["lead"]),  # unquoted entries are stripped
+    ],
+)
+def test_typed_entries_quoted_are_exact_and_classes_match_literals(entry: str, expected: list[str]) -> None:
+    assert kept(PointSelector.from_list([entry]), [*EXOTIC, *LOOKALIKES]) == expected
+
+
+@pytest.mark.parametrize("entry", ['"unclosed', '"a" "b"', '""', '"\\x"', '"a"x'])
+def test_a_bad_quoted_entry_is_a_config_error_saying_how_to_quote(entry: str) -> None:
+    with pytest.raises(ConfigError, match="JSON string") as error:
+        PointSelector.from_list([entry])
+    assert "\n" not in str(error.value)
+
+
+def test_an_unclosed_class_says_how_to_match_a_literal_bracket() -> None:
+    with pytest.raises(ConfigError) as error:
+        PointSelector.from_list(["site/zone[2/temp"])
+    assert str(error.value) == (
+        "bad point pattern 'site/zone[2/temp': '[' without a closing ']'; write a literal '[' as '[[]', "
+        'or quote an exact name as "site/zone[2/temp"'
+    )
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["plain", "bom"])
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_points_files_are_utf8_with_or_without_a_bom_and_any_line_ending(
+    tmp_path: Path, bom: bytes, ending: str
+) -> None:
+    lines = [
+        "site-a/ahu-1/sa_temp",
+        "# a comment",
+        '"site/ahu-1/temp "   # quoted, so the trailing space is kept',
+        '"a # b"',
+        "caf\u00e9/\u2028temp",  # a line separator inside a name is not a line break
+        "",
+    ]
+    path = tmp_path / "points.txt"
+    path.write_bytes(bom + ending.join(lines).encode())
+    entries = read_points_file(path)
+    assert entries == ["site-a/ahu-1/sa_temp", '"site/ahu-1/temp "', '"a # b"', "caf\u00e9/\u2028temp"]
+    assert PointSelector.from_list(entries).names == {
+        "site-a/ahu-1/sa_temp",
+        "site/ahu-1/temp ",
+        "a # b",
+        "caf\u00e9/\u2028temp",
+    }
+
+
+def test_a_points_file_in_another_encoding_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "points.txt"
+    path.write_bytes("site-a/caf\u00e9/temp\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as error:
+        resolve_selector(path)
+    assert str(error.value) == f"points file {path} is not UTF-8 (byte 0xe9 at offset 10): save it as UTF-8"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) -> None:
+    path = tmp_path / "points.txt"
+    path.write_bytes(b"\xef\xbb\xbfsite-a/ahu-1/sa_temp\n")
+    assert selected(resolve_selector(path)) == ["site-a/ahu-1/sa_temp"]

@@ -81,7 +81,6 @@ class SimulatorConfig:
                     f"upload_horizon {self.upload_horizon!r} is not an ISO 8601 instant"
                 ) from None
 
-
     @property
     def extra(self) -> tuple[tuple[str, bool], ...]:
         """The extra points as the catalogue takes them: (name, collect_enabled)."""

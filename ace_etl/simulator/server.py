@@ -268,7 +268,9 @@ def _check_outages(config: SimulatorConfig) -> None:
     names = {
         point.name
         for site in config.sites
-        for point in site_points(site, config.points, config.interval, config.configured_fraction, config.extra)
+        for point in site_points(
+            site, config.points, config.interval, config.configured_fraction, config.extra
+        )
     }
     unknown = sorted({outage[0] for outage in config.outages} - names)
     if unknown:
