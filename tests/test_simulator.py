@@ -377,6 +377,41 @@ def test_an_outage_of_an_unknown_point_is_refused() -> None:
         Simulator(replace(BASE, outages=(("demo-site/ahu-1/typo", None, None),)))
 
 
+def test_extra_points_are_served_by_every_site_named_exactly_as_given(serve: Any) -> None:
+    cfg = replace(BASE, extra_points=(" zone[1]/temp* ",), extra_disabled_points=("zone1/temp?",))
+    _, client = serve(cfg)
+    configured = client.get(f"/sites/{SITE}/configured_points", params={"per_page": 1000}).json()["items"]
+    flags = {item["name"]: item["collect_enabled"] for item in configured}
+    assert (flags[" zone[1]/temp* "], flags["zone1/temp?"]) == (True, False)
+    expected = served_samples(cfg, SITE, START, END)
+    assert expected.filter(~pl.col("name").is_in(cfg.extra_points + cfg.extra_disabled_points)).equals(
+        served_samples(BASE, SITE, START, END)
+    )
+    assert {" zone[1]/temp* ", "zone1/temp?"} <= set(served_samples(cfg, "annex", START, END)["name"])
+    records, _ = page_through(client, window(page_size=97, raw_data="true"))
+    assert [(r["name"], r["time"], r["value"]) for r in records] == as_served(expected)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"extra_points": ("",)}, "not empty"),
+        ({"extra_points": ("x",), "extra_disabled_points": ("x",)}, "unique"),
+        ({"extra_disabled_points": ("annex/ahu-1/sa_temp",)}, "already served by site 'annex'"),
+    ],
+)
+def test_invalid_extra_points_are_refused(extra: dict[str, tuple[str, ...]], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        Simulator(replace(BASE, **extra))  # type: ignore[arg-type]
+
+
+def test_cli_refuses_an_extra_point_that_is_already_served() -> None:
+    from ace_etl.cli import app
+
+    result = CliRunner().invoke(app, ["simulator", "--extra-point", "demo-site/ahu-1/sa_temp"])
+    assert result.exit_code == 2 and "already served" in result.output
+
+
 # --- other endpoints --------------------------------------------------------------------------
 
 
