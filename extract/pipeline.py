@@ -98,7 +98,7 @@ def resolve_selector(
     points: PointsSource, configured: Sequence[Mapping[str, Any]] = (), *, site: str = ""
 ) -> PointSelector:
     """The selection for a site: from `points` (names/patterns, `a,b,c` text, or a file), or, when None, the
-    site's configured points with `collect_enabled`. A selection that cannot keep anything is an error:
+    site's configured points with `collect_enabled`, as exact names (never patterns). A selection that cannot keep anything is an error:
     ConfigError when given points select nothing (or none of the site's configured points), NoPointsError
     when the site has no enabled point."""
     if points is None:
