@@ -187,7 +187,8 @@ def run(
         str | None,
         typer.Option(
             "--as-of",
-            help="The instant the run is for (ISO; default now): windows still open then are not fetched.",
+            help="The instant the run is for (ISO; default now): without --start/--end, windows still open then "
+            "are not fetched; a window of --start/--end still open then is landed up to it, not complete.",
             show_default=False,
         ),
     ] = None,
@@ -277,7 +278,7 @@ def run(
         return
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force, window_hours=window_hours, live_as_of=moment if live else None)  # fmt: skip
+                       not no_transform, force, window_hours=window_hours, as_of=moment, live=live)  # fmt: skip
     run_pipeline(settings, options)
 
 

@@ -48,7 +48,9 @@ class RunOptions:
     transform: bool = True
     force: bool = False
     max_workers: int = 4
-    live_as_of: datetime | None = None
+    as_of: datetime | None = None
+    """The instant the run is for (default now): windows not ended then are landed up to it, not complete."""
+    live: bool = False
 
 
 class RunProgress:
@@ -121,7 +123,8 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
                 max_workers=options.max_workers,
                 on_page=progress.on_page,
                 on_window=progress.on_window,
-                live_as_of=options.live_as_of,
+                as_of=options.as_of,
+                live=options.live,
             )
     gaps = None
     if options.transform and any(w.status != "failed" for w in result.windows):
@@ -243,7 +246,7 @@ def run_heal(settings: Settings, options: RunOptions, console: Console = stdout)
     for r in results:
         still = len(warehouse_gaps(options.data_dir, r.site_name, span)) if options.transform else r.gaps
         table.add_row(
-            r.site_name, str(r.gaps), str(r.gaps - r.deferred), str(r.ranges), str(r.requests), f"{r.samples:,}", str(still)
+            r.site_name, str(r.gaps), str(r.gaps - r.deferred - r.skipped), str(r.ranges), str(r.requests), f"{r.samples:,}", str(still)
         )  # fmt: skip
     console.print(table)
     return results
