@@ -71,6 +71,10 @@ def test_a_range_ending_after_as_of_is_landed_but_not_complete(tmp_path: Path, s
     with Simulator(replace(CFG, upload_horizon=NOON)) as sim:
         first = ace_etl(*command, "--as-of", NOON, "--no-transform", env=env_of(sim))
         assert first.returncode == 0, first.stderr
+        assert (
+            "1 window(s) had not ended at 2024-06-10 12:00 UTC: landed up to then, not complete"
+            in first.stderr
+        )
         assert_landed_once(data, DAY, NOON)
         assert checkpoint_states(data) == [("2024-06-10T00:00:00+00:00", "live", "2024-06-10T12:00:00+00:00")]
         assert statuses(data) == ["live"]
