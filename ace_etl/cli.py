@@ -352,7 +352,8 @@ def heal(
     now has, rebuild, and report per site: gaps found, fetched, still open.
 
     Reads the gaps from the published warehouse. A gap the API cannot fill is re-checked with backoff and
-    becomes `confirmed` in timeseries_gaps after repeated empty checks.
+    becomes `confirmed` in timeseries_gaps after repeated empty checks. Gaps of a window not complete yet
+    (still open) are fetched and landed, but not counted as checks: they never become `confirmed` while open.
     """
     from datetime import timedelta
 

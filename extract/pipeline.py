@@ -184,10 +184,10 @@ def _window(
             storage, _window_result(run_id, site, window, status, progress, stats, started, clock, error)
         )
 
+    if window.start >= as_of:  # nothing can have been uploaded for it yet
+        return result("live", None), None
     try:
         with SiteLease(storage, site, run_id, wait_s=lease_wait_s) as lease:
-            if window.start >= as_of:  # nothing can have been uploaded for it yet
-                return result("live", None), None
             outcome = None
             closed = window.end <= as_of
             if not (closed and force):

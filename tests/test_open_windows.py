@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -14,6 +14,13 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
+from extract.client import AceClient
+from extract.heal import Gap, heal_site
+from extract.lease import SiteLease
+from extract.pipeline import run_extract
+from extract.points import PointSelector
+from extract.storage import LocalStorage
+from extract.windows import Window
 from tests.clihelp import ace_etl, expected_rows, landed_rows
 
 SITE = "hq"
@@ -158,3 +165,23 @@ def test_heal_during_live_lands_what_the_api_has_and_confirms_nothing_open(tmp_p
         )
         live(sim, "2024-06-10T10:07:00Z")  # the live checkpoint goes on where it was
     assert_landed_once(data, "2024-06-09T00:00:00Z", "2024-06-10T10:07:00Z", cfg)
+
+
+def test_heal_neither_fetches_nor_records_a_gap_of_a_window_being_extracted(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    enabled = sorted(p.name for p in site_points(SITE, CFG.points, CFG.interval) if p.configured)
+    start = datetime.fromisoformat(DAY)
+
+    def stop(site: str, window: Window, page: int, samples: int) -> None:
+        raise RuntimeError("stopped after the first page")  # the window stays part-way, in `landing`
+
+    with Simulator(CFG) as sim, AceClient(sim.url, CFG.api_key, requests_per_minute=None) as client:
+        run_extract(client, storage, [SITE], start, datetime.fromisoformat(NEXT), page_size=500, on_page=stop)
+        assert checkpoint_states(tmp_path / "data") == [("2024-06-10T00:00:00+00:00", "landing", None)]
+        sim.clear_requests()
+        gap = Gap(enabled[0], start + timedelta(hours=1), start + timedelta(hours=2))
+        with SiteLease(storage, SITE, "heal-test") as lease:
+            healed = heal_site(client, storage, lease, [gap], PointSelector.from_list(enabled), force=True)
+        assert asked_from(sim) == []
+    assert (healed.gaps, healed.skipped, healed.ranges, healed.samples) == (1, 1, 0, 0)
+    assert not storage.list("landing/gap_checks")
