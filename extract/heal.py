@@ -151,8 +151,8 @@ def heal_site(
         )  # fmt: skip
     if skipped:
         log.warning(
-            "site %r: %d gap(s) lie in windows not landed yet (being extracted): not fetched, no check recorded; "
-            "the run that finishes them fetches their samples",
+            "site %r: %d gap(s) lie in windows with nothing landed to patch (an extraction under way or to be "
+            "redone): not fetched, no check recorded; the run that lands those windows fetches their samples",
             site, skipped,
         )  # fmt: skip
     checked = list(settled) if force else due(settled, load_checks(storage, site), now)
