@@ -187,7 +187,8 @@ def run(
         str | None,
         typer.Option(
             "--as-of",
-            help="The instant the run is for (ISO; default now): windows still open then are not fetched.",
+            help="The instant the run is for (ISO; default now): without --start/--end, windows still open then "
+            "are not fetched; a window of --start/--end still open then is landed up to it, not complete.",
             show_default=False,
         ),
     ] = None,
@@ -280,7 +281,7 @@ def run(
         return
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force, window_hours=window_hours, live_as_of=moment if live else None)  # fmt: skip
+                       not no_transform, force, window_hours=window_hours, as_of=moment, live=live)  # fmt: skip
     run_pipeline(settings, options)
 
 
@@ -359,7 +360,8 @@ def heal(
     now has, rebuild, and report per site: gaps found, fetched, still open.
 
     Reads the gaps from the published warehouse. A gap the API cannot fill is re-checked with backoff and
-    becomes `confirmed` in timeseries_gaps after repeated empty checks.
+    becomes `confirmed` in timeseries_gaps after repeated empty checks. Gaps of a window not complete yet
+    (still open) are fetched and landed, but not counted as checks: they never become `confirmed` while open.
     """
     from datetime import timedelta
 

@@ -12,6 +12,7 @@ COLUMNS = (
     ("site", "site"),
     ("windows", "windows"),
     ("skipped", "skipped"),
+    ("open", "open"),
     ("failed", "failed"),
     ("pages", "pages"),
     ("requests", "requests"),
@@ -29,6 +30,8 @@ class SiteSummary:
     site: str
     windows: int = 0
     skipped: int = 0
+    open: int = 0
+    """Windows not ended at the run's as-of: landed up to it, not complete."""
     failed: int = 0
     pages: int = 0
     requests: int = 0
@@ -48,6 +51,7 @@ def summarize(windows: Iterable[Any], gaps_by_site: Mapping[str, int] | None = N
         s = sites.setdefault(w.site_name, SiteSummary(w.site_name))
         s.windows += 1
         s.skipped += w.status == "skipped"
+        s.open += w.status == "live"
         s.failed += w.status == "failed"
         s.pages += w.pages
         s.requests += w.api_requests
@@ -93,7 +97,8 @@ def to_rich_table(summaries: list[SiteSummary], title: str = "ace-etl run summar
 
     table = Table(
         title=title,
-        caption="filtered: outside the window or not a selected point; gaps: rows of timeseries_gaps",
+        caption="open: landed up to as-of, not complete; filtered: outside the window or not a selected point; "
+        "gaps: rows of timeseries_gaps",
     )
     for key, label in COLUMNS:
         table.add_column(label, justify="left" if key == "site" else "right", no_wrap=True)

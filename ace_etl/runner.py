@@ -48,7 +48,9 @@ class RunOptions:
     transform: bool = True
     force: bool = False
     max_workers: int = 4
-    live_as_of: datetime | None = None
+    as_of: datetime | None = None
+    """The instant the run is for (default now): windows not ended then are landed up to it, not complete."""
+    live: bool = False
 
 
 class RunProgress:
@@ -96,6 +98,7 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
 
     Raises the first failure's typed error after the summary, so the caller can set the exit status."""
     windows = split_windows(options.start, options.end, options.window_hours)
+    as_of = options.as_of or datetime.now(UTC)
     storage = open_storage(options.data_dir)
     with AceClient.from_settings(
         settings,
@@ -121,12 +124,20 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
                 max_workers=options.max_workers,
                 on_page=progress.on_page,
                 on_window=progress.on_window,
-                live_as_of=options.live_as_of,
+                as_of=as_of,
+                live=options.live,
             )
     gaps = None
     if options.transform and any(w.status != "failed" for w in result.windows):
         gaps = run_transform(options.data_dir)
     console.print(to_rich_table(summarize(result.windows, gaps)))
+    still_open = sum(w.status == "live" for w in result.windows)
+    if still_open and not options.live:
+        stderr.print(
+            f"{still_open} window(s) had not ended at {as_of:%Y-%m-%d %H:%M} UTC: "
+            "landed up to then, not complete; a later run (this command again, or the next day's) fetches the rest",
+            soft_wrap=True,
+        )
     result.raise_if_failed()
     return result
 
@@ -243,7 +254,7 @@ def run_heal(settings: Settings, options: RunOptions, console: Console = stdout)
     for r in results:
         still = len(warehouse_gaps(options.data_dir, r.site_name, span)) if options.transform else r.gaps
         table.add_row(
-            r.site_name, str(r.gaps), str(r.gaps - r.deferred), str(r.ranges), str(r.requests), f"{r.samples:,}", str(still)
+            r.site_name, str(r.gaps), str(r.gaps - r.deferred - r.skipped), str(r.ranges), str(r.requests), f"{r.samples:,}", str(still)
         )  # fmt: skip
     console.print(table)
     return results

@@ -96,8 +96,10 @@ def run_window(
     stats: RequestStats,
     configured: Sequence[str] = (),
     on_page: OnPage | None = None,
-) -> Outcome:
-    """Bring `window` to complete for `selector` (the caller holds `lease`)."""
+    as_of: datetime | None = None,
+) -> Outcome | None:
+    """Bring `window` to complete for `selector` (the caller holds `lease`). None when the attempt would
+    reach past `as_of`, the instant the run is for: an open window is never complete (`extract.live`)."""
     site = lease.site
     tidy(storage, site, lease.run_id)
     for c in load_checkpoints(storage, site, window):
@@ -116,6 +118,8 @@ def run_window(
         if grown == hull:
             break
         hull, near = grown, load_checkpoints(storage, site, grown)
+    if as_of is not None and hull.end > as_of:
+        return None
     union = selector
     for c in near:
         union = union.union(c.selector)

@@ -6,13 +6,17 @@ What comes back is compared with what the landing already holds for that range, 
 not hold yet are landed: as a patch file of the committed window they belong to, added to its manifest, so
 the landing still holds each sample once and a later re-extraction of the window replaces the patch too.
 
-Every gap checked is recorded (`landing/gap_checks`), with how many samples the check found, so a gap the
-API cannot fill is retried with backoff, not on every run forever, and analysts can tell an open gap from
-one confirmed by repeated checks.
+Every gap of a complete window that was checked is recorded (`landing/gap_checks`), with how many samples
+the check found, so a gap the API cannot fill is retried with backoff, not on every run forever, and
+analysts can tell an open gap from one confirmed by repeated checks. A window not complete yet is not
+settled: the gaps in the landed part of a `live` window are fetched and what the API has is landed in it (as
+a live run would), but no check is recorded, so none of them is ever `confirmed` while its window is open;
+gaps where nothing is landed to patch (a window being extracted) are not fetched at all.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +45,8 @@ MAX_RECHECK = timedelta(days=7)
 
 GAP_CHECKS_SCHEMA = schemas.GAP_CHECKS
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Gap:
@@ -56,6 +62,10 @@ class HealResult:
     """Gaps found in the range."""
     deferred: int
     """Gaps not checked this time: checked recently without result (backoff)."""
+    unsettled: int
+    """Gaps in windows still open: fetched and landed, but not recorded as checked."""
+    skipped: int
+    """Gaps in windows with nothing landed to patch (not complete, not live): not fetched."""
     ranges: int
     """Time ranges fetched after coalescing."""
     requests: int
@@ -118,33 +128,90 @@ def heal_site(
     """Fetch the site's gap ranges (the caller holds the site's lease) and land the samples that are new."""
     site = lease.site
     now = datetime.now(UTC)
-    ready = list(gaps) if force else due(gaps, load_checks(storage, site), now)
+    known = (
+        load_checkpoints(storage, site, Window(min(g.start for g in gaps), max(g.end for g in gaps)))
+        if gaps
+        else []
+    )
+    complete = [(c.window.start, c.window.end) for c in known if c.complete]
+    held = [s for s in (_landed(c) for c in known) if s is not None]
+    settled: list[Gap] = []
+    unsettled: list[Gap] = []
+    for gap in gaps:
+        if _within(gap, complete):
+            settled.append(gap)
+        elif _within(gap, held):
+            unsettled.append(gap)
+    skipped = len(gaps) - len(settled) - len(unsettled)
+    if unsettled:
+        log.warning(
+            "site %r: %d gap(s) lie in windows still open: what the API has is landed, no check is recorded "
+            "until the window is complete",
+            site, len(unsettled),
+        )  # fmt: skip
+    if skipped:
+        log.warning(
+            "site %r: %d gap(s) lie in windows with nothing landed to patch (an extraction under way or to be "
+            "redone): not fetched, no check recorded; the run that lands those windows fetches their samples",
+            site, skipped,
+        )  # fmt: skip
+    checked = list(settled) if force else due(settled, load_checks(storage, site), now)
     stats = RequestStats()
     landed = rejected = 0
     found: list[pl.DataFrame] = []
-    ranges = merge_ranges(ready)
+    ranges = merge_ranges([*checked, *unsettled])
     for span in ranges:
-        # Only windows that were extracted are healed; what was never asked for is not a gap to fill.
-        checkpoints = [c for c in load_checkpoints(storage, site, span) if c.complete]
+        # Only what a window's files hold can be patched; what was never asked for is not a gap to fill.
+        targets = [(c, s[1]) for c in load_checkpoints(storage, site, span) if (s := _landed(c)) is not None]
         for page in iter_pages(client, site, span.start, span.end, page_size=page_size, stats=stats):
             rows = normalize_samples(
                 page.samples, site=site, collected_at=now, window=span, selector=selector
             )
-            for i, c in enumerate(checkpoints):
+            for i, (c, reach) in enumerate(targets):
                 lease.check()
-                kept = new_rows(storage, c, rows.kept, ("point_name", "timestamp"), TIMESERIES)
+                # A live window's files cover it up to live_until; its next live run lands the rest.
+                before = rows.kept.filter(pl.col("timestamp") < reach)
+                kept = new_rows(storage, c, before, ("point_name", "timestamp"), TIMESERIES)
                 # A reject's time may be unreadable: the range's first window keeps them, once.
                 bad = (
                     new_rows(storage, c, rows.rejects, ("point_name", "timestamp_raw", "value_raw"), REJECTS)
                     if i == 0
                     else rows.rejects.clear()
                 )
-                checkpoints[i] = patch_window(storage, c, kept, bad)
+                targets[i] = (patch_window(storage, c, kept, bad), reach)
                 landed += kept.height
                 rejected += bad.height
                 found.append(kept.select("point_name", "timestamp"))
-    _record_checks(storage, site, ready, pl.concat(found) if found else pl.DataFrame(), now)
-    return HealResult(site, len(gaps), len(gaps) - len(ready), len(ranges), stats.requests, landed, rejected)
+    _record_checks(storage, site, checked, pl.concat(found) if found else pl.DataFrame(), now)
+    return HealResult(
+        site, len(gaps), len(settled) - len(checked), len(unsettled), skipped, len(ranges), stats.requests,
+        landed, rejected,
+    )  # fmt: skip
+
+
+Span = tuple[datetime, datetime]
+
+
+def _landed(checkpoint: Checkpoint) -> Span | None:
+    """The time range the checkpoint's landed files cover: a complete window, or a live one's part up to
+    live_until; None when its files are not in the landing (an extraction under way)."""
+    start = checkpoint.window.start
+    if checkpoint.complete:
+        return start, checkpoint.window.end
+    if checkpoint.state == "live" and checkpoint.live_until is not None:
+        until = datetime.fromisoformat(checkpoint.live_until)
+        return (start, until) if until > start else None
+    return None
+
+
+def _within(gap: Gap, spans: Sequence[Span]) -> bool:
+    """Whether the spans together cover all of the gap."""
+    reach = gap.start
+    for start, end in sorted(spans):
+        if start > reach:
+            break
+        reach = max(reach, end)
+    return reach >= gap.end
 
 
 def new_rows(

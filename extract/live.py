@@ -1,5 +1,9 @@
 """Live: keep the still-open window current, every few minutes, with about one request per site.
 
+Any run, not only `run --live`, treats a window that has not ended at its as-of this way: the API cannot
+have the part after as-of yet, so such a window is landed up to as-of and never called complete; a later
+run (the next day's, or the same command again) continues it from there.
+
 The open window gets a `live` checkpoint whose files cover `[window start, live_until)`. Each live run
 fetches `[live_until, as-of)` only, lands the new samples as patch files of that checkpoint (never a
 sample the landing already holds), and moves live_until on; once it reaches the window's end the window is
@@ -40,16 +44,17 @@ def run_live(
     page_size: int,
     stats: RequestStats,
     configured: list[str],
+    begin: bool = True,
 ) -> Outcome | None:
-    """Bring the window's live checkpoint up to `as_of` (the caller holds the lease); None when the window
-    belongs to a regular run."""
+    """Bring the window's live checkpoint up to `as_of` (the caller holds the lease), starting one when
+    `begin` and the window has no checkpoint; None when the window belongs to a regular run."""
     site = lease.site
     near = load_checkpoints(storage, site, window)
     if covered(near, window, selector):
         return Outcome("skipped", summed([c for c in near if c.complete]))
     live = next((c for c in near if c.state == "live" and c.window == window), None)
     if live is None:
-        if near:
+        if near or not begin:
             return None
         live = replace(
             Checkpoint.start(site, window, page_size, uuid.uuid4().hex[:12], selector),

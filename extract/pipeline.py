@@ -14,6 +14,7 @@ what one clean run would.
 from __future__ import annotations
 
 import io
+import logging
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -43,6 +44,8 @@ from extract.weather import parse_weather
 from extract.windows import Window, compact_time, split_windows
 
 __all__ = ["Failure", "RunResult", "WeatherResult"]  # re-exported: the results of `run_extract`
+
+log = logging.getLogger(__name__)
 
 # Points to keep: explicit names/patterns, a points file, or None for the API's enabled configured points.
 PointsSource = Sequence[str] | Path | None
@@ -140,15 +143,18 @@ def extract_window(
     on_page: OnPage | None = None,
     configured: Sequence[str] = (),
     lease_wait_s: float = DEFAULT_WAIT_S,
-    live_as_of: datetime | None = None,
+    as_of: datetime | None = None,
+    live: bool = False,
 ) -> WindowResult:
     """Land one (site, window) under the site's lease: resume from its checkpoint, skip it when complete
-    for the selection (unless `force`), restart it when its cursor is rejected. Writes the window's
+    for the selection (unless `force`), restart it when its cursor is rejected. A window that has not
+    ended at `as_of` (the instant the run is for, default now) is landed up to as-of and kept `live`, not
+    complete (`extract.live`); `live` runs also finish the live window before it. Writes the window's
     metrics row whatever happens; on failure the row has status `failed` and the error is re-raised with
     the row as its `window_result` (the scheduler reports it)."""
     result, error = _window(
         client, storage, site, window, selector, run_id, page_size, force, on_page, configured, lease_wait_s,
-        live_as_of,
+        as_of or _now(), live,
     )  # fmt: skip
     if error is not None:
         error.window_result = result  # type: ignore[attr-defined]
@@ -168,7 +174,8 @@ def _window(
     on_page: OnPage | None,
     configured: Sequence[str],
     lease_wait_s: float,
-    live_as_of: datetime | None = None,
+    as_of: datetime,
+    live: bool,
 ) -> tuple[WindowResult, Exception | None]:
     started, clock, stats = _now(), time.monotonic(), RequestStats()
 
@@ -177,21 +184,30 @@ def _window(
             storage, _window_result(run_id, site, window, status, progress, stats, started, clock, error)
         )
 
+    if window.start >= as_of:  # nothing can have been uploaded for it yet
+        return result("live", None), None
     try:
         with SiteLease(storage, site, run_id, wait_s=lease_wait_s) as lease:
             outcome = None
-            if live_as_of is not None:
+            closed = window.end <= as_of
+            if not (closed and force):
+                # An open window is kept live; a closed one with a live checkpoint is finished by it.
                 outcome = run_live(
-                    client, storage, lease, window, live_as_of, selector,
-                    page_size=page_size, stats=stats, configured=list(configured),
+                    client, storage, lease, window, as_of, selector,
+                    page_size=page_size, stats=stats, configured=list(configured), begin=live or not closed,
                 )  # fmt: skip
-            if outcome is None and (live_as_of is None or window.end <= live_as_of):
+            if outcome is None:
                 outcome = run_window(
-                    client, storage, lease, window, selector,
+                    client, storage, lease, window, selector, as_of=as_of,
                     page_size=page_size, force=force, stats=stats, configured=configured, on_page=on_page,
                 )  # fmt: skip
-            if outcome is None:  # open, and owned by a regular run: nothing for live to do
-                return result("skipped", None), None
+            if outcome is None:
+                log.warning(
+                    "window %s of site %r is open at %s and other windows' checkpoints overlap it (another "
+                    "window length or selection): it is fetched once it has closed",
+                    window.key, site, as_of.isoformat(),
+                )  # fmt: skip
+                return result("live", None), None
     except Exception as exc:
         return result("failed", None, _one_line(exc)), exc
     return result(outcome.status, outcome.progress), None  # type: ignore[arg-type]
@@ -242,12 +258,15 @@ def run_extract(
     on_window: Callable[[WindowResult], None] | None = None,
     run_id: str | None = None,
     lease_wait_s: float = DEFAULT_WAIT_S,
-    live_as_of: datetime | None = None,
+    as_of: datetime | None = None,
+    live: bool = False,
 ) -> RunResult:
     """Extract every site over `[start, end)`, split into windows of `window_hours`, with weather beside it,
     on a pool of threads sharing `client` (and its one rate limit). See `extract.scheduler.schedule`.
+    Windows not ended at `as_of` (default now) are landed up to it, not complete (see `extract_window`).
     Never raises for a failed site or window: see `RunResult.failures` and `raise_if_failed`."""
     windows = split_windows(start, end, window_hours)
+    as_of = as_of or _now()
     run_id = run_id or new_run_id()
     if points is not None:
         resolve_selector(points)  # a selection that keeps nothing fails before any request
@@ -255,11 +274,9 @@ def run_extract(
         runner = ThreadRunner(
             pool, client, storage,
             run_id=run_id, page_size=page_size, force=force, on_page=on_page, lease_wait_s=lease_wait_s,
-            live_as_of=live_as_of,
+            as_of=as_of, live=live,
         )  # fmt: skip
-        plan = extraction_plan(
-            storage, sites, windows, run_id, points, force=force, live=live_as_of is not None
-        )
+        plan = extraction_plan(storage, sites, windows, run_id, points, force=force, live=live)
         return schedule(plan, runner, on_window=on_window)
 
 
@@ -296,11 +313,12 @@ class ThreadRunner:
     force: bool
     on_page: OnPage | None
     lease_wait_s: float
-    live_as_of: datetime | None
+    as_of: datetime
+    live: bool
 
     def points(self, site: str) -> Future[list[dict[str, Any]]]:
         # Live runs every few minutes reuse a recent points list rather than ask for it each time.
-        fetch = land_points if self.live_as_of is None else recent_points
+        fetch = recent_points if self.live else land_points
         return self.pool.submit(fetch, self.client, self.storage, site)
 
     def weather(self, site: str, span: Window) -> Future[WeatherResult]:
@@ -312,7 +330,7 @@ class ThreadRunner:
         return self.pool.submit(
             extract_window, self.client, self.storage, site, window, selector,
             run_id=self.run_id, page_size=self.page_size, force=self.force, on_page=self.on_page,
-            configured=configured, lease_wait_s=self.lease_wait_s, live_as_of=self.live_as_of,
+            configured=configured, lease_wait_s=self.lease_wait_s, as_of=self.as_of, live=self.live,
         )  # fmt: skip
 
     # The scheduler only hands back what this runner returned: futures.

@@ -95,7 +95,8 @@ def extract_window_task(
     run_id: str,
     params: EtlParams,
     configured: list[str],
-    live_as_of: datetime | None = None,
+    as_of: datetime | None = None,
+    live: bool = False,
 ) -> WindowResult:
     """Land one (site, window), resuming from its checkpoint."""
     logger = get_run_logger()
@@ -107,7 +108,7 @@ def extract_window_task(
         result = extract_window(
             client, storage, site, window, selector,
             run_id=run_id, page_size=params.page_size, force=params.force, on_page=on_page,
-            configured=configured, live_as_of=live_as_of,
+            configured=configured, as_of=as_of, live=live,
         )  # fmt: skip
     logger.info(
         "site %s window %s: %s, %d pages, %d kept, %d filtered out, %d rejected",
@@ -251,7 +252,8 @@ class _PrefectRunner:
     settings: Settings
     params: EtlParams
     run_id: str
-    live_as_of: datetime | None
+    as_of: datetime
+    live: bool
 
     def points(self, site: str) -> PrefectFuture[Any]:
         return self._submit(
@@ -259,7 +261,7 @@ class _PrefectRunner:
             settings=self.settings,
             site=site,
             params=self.params,
-            live=self.live_as_of is not None,
+            live=self.live,
         )
 
     def weather(self, site: str, span: Window) -> PrefectFuture[Any]:
@@ -270,7 +272,7 @@ class _PrefectRunner:
     ) -> PrefectFuture[Any]:
         return self._submit(
             extract_window_task, settings=self.settings, site=site, window=window, selector=selector,
-            run_id=self.run_id, params=self.params, configured=configured, live_as_of=self.live_as_of,
+            run_id=self.run_id, params=self.params, configured=configured, as_of=self.as_of, live=self.live,
         )  # fmt: skip
 
     # The scheduler only hands back what this runner returned: Prefect futures.
@@ -287,7 +289,7 @@ class _PrefectRunner:
 
 
 def _extract(
-    params: EtlParams, windows: Sequence[Window], live_as_of: datetime | None = None
+    params: EtlParams, windows: Sequence[Window], as_of: datetime
 ) -> tuple[list[WindowResult], list[Exception]]:
     """The extraction's one scheduler (`extract.scheduler`, as the CLI runs it) with Prefect tasks as its
     units. Returns a row per (site, window), failed ones included, and the errors: one bad site must not
@@ -301,10 +303,10 @@ def _extract(
         run_id,
         _points_source(params),
         force=params.force,
-        live=live_as_of is not None,
+        live=params.live,
     )
     with _task_runner(params) as task_runner:
-        result = schedule(plan, _PrefectRunner(task_runner, settings, params, run_id, live_as_of))
+        result = schedule(plan, _PrefectRunner(task_runner, settings, params, run_id, as_of, params.live))
     return result.windows, [f.error for f in result.failures]
 
 
@@ -331,7 +333,7 @@ def _etl(params: EtlParams) -> list[WindowResult]:
         "as of %s: covering %s to %s", as_of.isoformat(), span.start.isoformat(), span.end.isoformat()
     )
     windows = split_windows(span.start, span.end, params.window_hours)
-    results, failures = _extract(params, windows, as_of if params.live else None)
+    results, failures = _extract(params, windows, as_of)
     gaps = None
     if params.transform and any(r.status != "failed" for r in results):
         # Build what landed even when a site failed; the run still fails below, naming it.
@@ -363,8 +365,10 @@ def heal_task(params: EtlParams, span: Window) -> list[HealResult]:
         )  # fmt: skip
     for r in results:
         get_run_logger().info(
-            "site %s: %d gap(s), %d checked, %d range(s) fetched in %d request(s), %d sample(s) landed",
-            r.site_name, r.gaps, r.gaps - r.deferred, r.ranges, r.requests, r.samples,
+            "site %s: %d gap(s), %d checked (%d in open windows, not recorded), %d not fetched (window being "
+            "extracted), %d range(s) fetched in %d request(s), %d sample(s) landed",
+            r.site_name, r.gaps, r.gaps - r.deferred - r.skipped, r.unsettled, r.skipped, r.ranges, r.requests,
+            r.samples,
         )  # fmt: skip
     return results
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -181,6 +181,36 @@ def test_a_late_daily_run_extracts_the_days_of_its_schedule(
 
     results = run_flow(daily_etl, flow_run=asyncio.run(scheduled()), parameters=params)
     assert [(r.window_start, r.window_end, r.status) for r in results] == [(START, END, "complete")]  # type: ignore[union-attr]
+
+
+def test_a_window_not_ended_at_the_scheduled_time_is_landed_but_not_complete(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flow run's as-of is its scheduled time, for an explicit range too: the window still open then is
+    landed up to it and left `live`, for a later run to finish."""
+    use_api(monkeypatch, sim)
+    params = {
+        "sites": [SITES[0]],
+        "start": START.isoformat(),
+        "end": END.isoformat(),
+        "data_dir": str(tmp_path),
+        "transform": False,
+        "page_size": 500,
+    }
+    noon = datetime(2024, 6, 1, 12, tzinfo=UTC)
+
+    async def scheduled() -> FlowRun:
+        async with get_client() as client:
+            return await client.create_flow_run(
+                daily_etl, parameters=params, state=Scheduled(scheduled_time=noon)
+            )
+
+    results = run_flow(daily_etl, flow_run=asyncio.run(scheduled()), parameters=params)
+    assert [(r.window_start, r.status) for r in results] == [(START, "live")]  # type: ignore[union-attr]
+    landed = pl.read_parquet(
+        tmp_path / "landing" / "timeseries" / "**" / "*.parquet", hive_partitioning=False
+    )
+    assert landed["timestamp"].max() < noon <= landed["timestamp"].max() + timedelta(seconds=CFG.interval)
 
 
 def test_daily_flow_with_a_rejected_key_fails_typed_and_never_logs_it(

@@ -19,15 +19,15 @@ def row(site: str, status: str = "complete", kept: int = 10, error: str | None =
 
 
 def test_one_row_per_site_with_totals_and_gaps() -> None:
-    summaries = summarize([row("b"), row("a"), row("a", "skipped", kept=5)], {"a": 4})
-    assert [(s.site, s.windows, s.skipped, s.kept, s.requests, s.gaps) for s in summaries] == [
-        ("a", 2, 1, 15, 6, 4),
-        ("b", 1, 0, 10, 3, 0),
+    summaries = summarize([row("b"), row("a"), row("a", "skipped", kept=5), row("b", "live")], {"a": 4})
+    assert [(s.site, s.windows, s.skipped, s.open, s.kept, s.requests, s.gaps) for s in summaries] == [
+        ("a", 2, 1, 0, 15, 6, 4),
+        ("b", 2, 0, 1, 20, 6, 0),
     ]
     assert summarize([row("a")], None)[0].gaps is None  # no build, so gaps are unknown
 
 
 def test_markdown_lists_sites_and_errors() -> None:
     markdown = to_markdown(summarize([row("a"), row("b", "failed", error="AuthError: key rejected")], {}))
-    assert "| a | 1 | 0 | 0 | 2 | 3 | 1 | 10 | 2 | 1 | 1.5 | 0 |" in markdown
+    assert "| a | 1 | 0 | 0 | 0 | 2 | 3 | 1 | 10 | 2 | 1 | 1.5 | 0 |" in markdown
     assert "- **b**: AuthError: key rejected" in markdown
