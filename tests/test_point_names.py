@@ -14,11 +14,11 @@ import pytest
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from tests.clihelp import ace_etl, expected_rows, landed_rows
 
-SITE = "demo-site"
-EXOTIC = ("demo-site/zone[1]/temp", "demo-site/ahu-1/temp ", " lead", "a*b", "what?")
+SITE = "names-site"
+EXOTIC = ("names-site/zone[1]/temp", "names-site/ahu-1/temp ", " lead", "a*b", "what?")
 # Disabled points that the names above select when they are globbed or trimmed.
-LOOKALIKES = ("demo-site/zone1/temp", "demo-site/ahu-1/temp", "lead", "aXb", "what!")
-UNCLOSED = "demo-site/zone[2/temp"
+LOOKALIKES = ("names-site/zone1/temp", "names-site/ahu-1/temp", "lead", "aXb", "what!")
+UNCLOSED = "names-site/zone[2/temp"
 CFG = SimulatorConfig(
     sites=(SITE,),
     points=6,
@@ -29,7 +29,7 @@ CFG = SimulatorConfig(
     extra_disabled_points=LOOKALIKES,
 )
 DAY, NEXT = "2024-06-10T00:00:00Z", "2024-06-11T00:00:00Z"
-TRAILING = "demo-site/ahu-1/temp "
+TRAILING = "names-site/ahu-1/temp "
 
 
 def enabled(cfg: SimulatorConfig) -> set[str]:
@@ -123,7 +123,7 @@ def test_a_points_file_in_utf8_with_any_line_ending_selects_exact_names_and_lite
     tmp_path: Path, encoded: bytes, ending: str
 ) -> None:
     lines = [
-        "demo-site/zone[[]1]/temp",  # a pattern: `[[]` is a literal `[`, so only zone[1], not zone1
+        "names-site/zone[[]1]/temp",  # a pattern: `[[]` is a literal `[`, so only zone[1], not zone1
         f'"{TRAILING}"  # quoted: exactly this name, trailing space and all',
         '" lead"',
         "# a comment",
@@ -134,7 +134,7 @@ def test_a_points_file_in_utf8_with_any_line_ending_selects_exact_names_and_lite
     with Simulator(CFG) as sim:
         code, stderr = run(sim, tmp_path / "data", "--points-file", str(path), "--no-transform")
     assert code == 0, stderr
-    wanted = {"demo-site/zone[1]/temp", TRAILING, " lead"}
+    wanted = {"names-site/zone[1]/temp", TRAILING, " lead"}
     assert_landed_once(tmp_path / "data", expected_rows(CFG, SITE, DAY, NEXT, wanted))
 
 
@@ -147,7 +147,7 @@ def test_typed_quoted_names_are_exact(tmp_path: Path) -> None:
 
 def test_a_latin1_points_file_is_one_line_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "points.txt"
-    path.write_bytes("demo-site/caf\u00e9/temp\n".encode("latin-1"))
+    path.write_bytes("names-site/caf\u00e9/temp\n".encode("latin-1"))
     with Simulator(CFG) as sim:
         code, stderr = run(sim, tmp_path / "data", "--points-file", str(path), "--no-transform")
         assert sim.requests == []
