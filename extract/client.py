@@ -300,7 +300,13 @@ class AceClient:
         deadline = time.monotonic() + policy.attempt_deadline
         with self._http.stream("GET", path, params=params) as response:
             body = bytearray()
-            for chunk in _inflate(response.headers.get("Content-Encoding"), _raw(response, limits, path)):
+            # A response built in memory (httpx.MockTransport) arrives read and decoded: nothing to stream.
+            chunks = (
+                iter([response.content])
+                if response.is_stream_consumed
+                else _inflate(response.headers.get("Content-Encoding"), _raw(response, limits, path))
+            )
+            for chunk in chunks:
                 body += chunk
                 if len(body) > limits.max_body_bytes:
                     raise ResponseTooLargeError(
