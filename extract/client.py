@@ -14,7 +14,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -159,11 +159,14 @@ class AceClient:
         **kwargs: Any,
     ) -> AceClient:
         """A client for `ACEIOT_API_URL` / `ACEIOT_API_KEY`; ConfigError if no key is set. With `budget` (a
-        file), every process using the same key on this machine shares one request budget."""
+        file), every process using the same key on this machine shares one request budget.
+        `ACE_ETL_MAX_RETRY_AFTER` replaces the policy's `retry_after_max`."""
         key = settings.require_key()
+        policy = kwargs.get("retry_policy", DEFAULT_RETRY_POLICY)
+        if settings.max_retry_after is not None:
+            policy = kwargs["retry_policy"] = replace(policy, retry_after_max=settings.max_retry_after)
         if budget is not None:
             check_api_key(key.get_secret_value())
-            policy = kwargs.get("retry_policy", DEFAULT_RETRY_POLICY)
             kwargs["rate_limiter"] = SharedBudget.per_minute(
                 budget, settings.api_url, key.get_secret_value(), requests_per_minute,
                 max_pause=policy.retry_after_max,

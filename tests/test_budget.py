@@ -111,7 +111,9 @@ def test_a_budget_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> Non
     path = tmp_path / "budget.sqlite"
     budget = SharedBudget(path, "key", 100, 60.0)
     path.write_bytes(b"not a database, " * 1000)
-    with pytest.raises(BudgetError, match=r"cannot use the request budget file .*: file is not a database; remove it"):
+    with pytest.raises(
+        BudgetError, match=r"cannot use the request budget file .*: file is not a database; remove it"
+    ):
         budget.acquire()
 
 
