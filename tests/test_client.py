@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, site_points
 from extract.budget import SharedBudget
@@ -535,3 +535,14 @@ def test_a_temperature_no_float_can_hold_is_no_reading() -> None:
     frame = parse_weather(body, site="demo-site", collected_at=datetime.now(UTC))
     assert frame.height == 1 and frame.get_column("temperature").to_list() == [None]
     assert frame.get_column("humidity").to_list()[0] is not None  # the rest of the reading is kept
+
+
+def test_the_retry_after_cap_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACEIOT_API_KEY", KEY)
+    monkeypatch.setenv("ACE_ETL_MAX_RETRY_AFTER", "42")
+    with AceClient.from_settings(Settings(), budget=tmp_path / "budget.sqlite") as client:
+        assert client.retry_policy.retry_after_max == 42
+        assert isinstance(client.rate_limiter, SharedBudget) and client.rate_limiter.max_pause == 42
+    monkeypatch.setenv("ACE_ETL_MAX_RETRY_AFTER", "-1")
+    with pytest.raises(ValidationError, match="ACE_ETL_MAX_RETRY_AFTER"):
+        Settings()
