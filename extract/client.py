@@ -302,16 +302,18 @@ class AceClient:
         policy, limits = self.retry_policy, self.limits
         deadline = time.monotonic() + policy.attempt_deadline
         with self._http.stream("GET", path, params=params) as response:
-            body = bytearray()
             # A response built in memory (httpx.MockTransport) arrives read and decoded: nothing to stream.
             chunks = (
                 iter([response.content])
                 if response.is_stream_consumed
                 else _inflate(response.headers.get("Content-Encoding"), _raw(response, limits, path))
             )
+            body: list[bytes] = []
+            size = 0
             for chunk in chunks:
-                body += chunk
-                if len(body) > limits.max_body_bytes:
+                body.append(chunk)
+                size += len(chunk)
+                if size > limits.max_body_bytes:
                     raise ResponseTooLargeError(
                         f"GET {path}: the answer grew past {_mib(limits.max_body_bytes)} once decompressed "
                         "(Limits.max_body_bytes): no page should hold that much; use a smaller --page-size"
@@ -319,9 +321,9 @@ class AceClient:
                 if time.monotonic() > deadline:
                     raise _Transient(
                         f"no whole answer within {policy.attempt_deadline:g} s (RetryPolicy.attempt_deadline): "
-                        f"{len(body)} bytes so far"
+                        f"{size} bytes so far"
                     )
-        return response, bytes(body)
+        return response, b"".join(body)
 
     def _raise_for_status(
         self, response: httpx.Response, body: bytes, path: str, params: Mapping[str, str | int | bool]
