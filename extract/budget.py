@@ -65,6 +65,12 @@ class SharedBudget:
         self._announcer = Announcer()
         try:
             self._create()
+        except sqlite3.OperationalError as exc:
+            if _locked(exc):
+                raise self._locked() from exc
+            raise ConfigError(
+                f"cannot use the request budget file {self.path}: {exc}; set ACE_ETL_BUDGET_PATH"
+            ) from exc
         except (sqlite3.Error, BudgetError) as exc:
             raise ConfigError(
                 f"cannot use the request budget file {self.path}: {exc}; set ACE_ETL_BUDGET_PATH"
@@ -153,14 +159,15 @@ class SharedBudget:
             with self._transaction() as db:
                 return work(db)
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise BudgetError(
-                    f"the request budget file {self.path} stayed locked for over {self.lock_timeout:g} s: another "
-                    "process holds it (a hung run?); stop that process, or set ACE_ETL_BUDGET_PATH to another file"
-                ) from exc
-            raise self._unusable(exc) from exc
+            raise (self._locked() if _locked(exc) else self._unusable(exc)) from exc
         except sqlite3.Error as exc:
             raise self._unusable(exc) from exc
+
+    def _locked(self) -> BudgetError:
+        return BudgetError(
+            f"the request budget file {self.path} stayed locked for over {self.lock_timeout:g} s: another "
+            "process holds it (a hung run?); stop that process, or set ACE_ETL_BUDGET_PATH to another file"
+        )
 
     def _unusable(self, exc: sqlite3.Error) -> BudgetError:
         return BudgetError(
@@ -190,6 +197,10 @@ class SharedBudget:
             db.execute("commit")
         finally:
             db.close()
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _missing(exc: sqlite3.OperationalError) -> bool:

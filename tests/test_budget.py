@@ -105,6 +105,14 @@ def test_a_budget_file_locked_too_long_is_one_line(tmp_path: Path) -> None:
         "stop that process, or set ACE_ETL_BUDGET_PATH to another file"
     )
     assert isinstance(info.value, AceEtlError) and info.value.exit_code == 1
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("begin exclusive")
+    try:  # a run that starts while the file is held says the same
+        with pytest.raises(BudgetError, match=r"stayed locked for over 0\.2 s"):
+            SharedBudget(path, "key", 100, 60.0, lock_timeout=0.2)
+    finally:
+        holder.execute("rollback")
+        holder.close()
 
 
 def test_a_budget_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
