@@ -71,7 +71,7 @@ class SharedBudget:
             raise ConfigError(
                 f"cannot use the request budget file {self.path}: {exc}; set ACE_ETL_BUDGET_PATH"
             ) from exc
-        except (sqlite3.Error, BudgetError) as exc:
+        except sqlite3.Error as exc:
             raise ConfigError(
                 f"cannot use the request budget file {self.path}: {exc}; set ACE_ETL_BUDGET_PATH"
             ) from exc
@@ -176,10 +176,7 @@ class SharedBudget:
         )
 
     def _create(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BudgetError(f"cannot make the folder of {self.path}: {exc.strerror or exc}") from exc
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # an OSError here is the data dir's problem
         with self._transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
