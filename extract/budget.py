@@ -65,13 +65,9 @@ class SharedBudget:
         self._announcer = Announcer()
         try:
             self._create()
-        except sqlite3.OperationalError as exc:
-            if _locked(exc):
-                raise self._locked() from exc
-            raise ConfigError(
-                f"cannot use the request budget file {self.path}: {exc}; set ACE_ETL_BUDGET_PATH"
-            ) from exc
         except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _locked(exc):
+                raise self._locked() from exc
             raise ConfigError(
                 f"cannot use the request budget file {self.path}: {exc}; set ACE_ETL_BUDGET_PATH"
             ) from exc

@@ -440,6 +440,8 @@ def _decode_points_page(body: bytes) -> tuple[list[dict[str, Any]], int]:
     """The page's items (each an object) and the number of pages (0 when not given)."""
     page = _decode_object(body)
     items, pages = page.get("items"), page.get("pages") or 0
+    if isinstance(pages, float) and pages.is_integer() and 0 <= pages <= _MAX_POINTS_PAGES:
+        pages = int(pages)  # 3.0 is a page count too
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise UnexpectedResponseError(
             f"configured_points page has no 'items' list of objects ({len(body)} bytes): not the ACE IoT API"
