@@ -75,3 +75,14 @@ def test_an_answer_of_an_unexpected_shape_is_one_line_and_exit_1(
     assert message in one_line(result.stderr)
     if shape.startswith("points"):  # no selection, so the window failed and the next run retries it
         assert window_statuses(data) == ["failed"]
+
+
+def test_the_request_budget_can_come_from_the_environment(tmp_path: Path) -> None:
+    # Read from ACE_ETL_MAX_REQUESTS_PER_MINUTE (the suite sets it high): a value below 1 is refused there too.
+    with Simulator(config()) as sim:
+        env = {"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": "k3y", "ACE_ETL_MAX_REQUESTS_PER_MINUTE": "0.5"}
+        result = ace_etl(
+            "run", "--site", SITE, "--start", START, "--end", END, "--data-dir", str(tmp_path), env=env
+        )
+        assert result.returncode == 2 and "max-requests-per-minute" in result.stderr
+        assert sim.requests == []
