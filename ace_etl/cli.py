@@ -48,6 +48,8 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+# `--max-requests-per-minute` of run and heal, from the environment (a scheduler's crontab, the test suite).
+RATE_ENV = "ACE_ETL_MAX_REQUESTS_PER_MINUTE"
 _INTERRUPTED = "interrupted; completed pages are checkpointed, re-run the same command to resume"
 # After Ctrl-C, workers stop at their next page or wait; one blocked in a slow request is not waited for.
 _STOP_GRACE_S = 1.5
@@ -230,7 +232,12 @@ def run(
     ] = 24.0,
     max_requests_per_minute: Annotated[
         float,
-        typer.Option(min=1, help="Client-side rate limit shared by every window and site of the run."),
+        typer.Option(
+            min=1,
+            envvar=RATE_ENV,
+            help="The API key's request budget, shared by every window, site and process using the key on "
+            "this machine; requests go evenly spaced.",
+        ),
     ] = 100.0,
     no_transform: Annotated[
         bool, typer.Option("--no-transform", help="Only extract and land; skip dbt build.")
@@ -347,7 +354,10 @@ def heal(
     data_dir: DataDirOption = None,
     page_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per API page.")] = 100_000,
     max_requests_per_minute: Annotated[
-        float, typer.Option(min=1, help="Client-side rate limit shared by every request of the run.")
+        float,
+        typer.Option(
+            min=1, envvar=RATE_ENV, help="The API key's request budget, shared as for run; evenly spaced."
+        ),
     ] = 100.0,
     no_transform: Annotated[
         bool, typer.Option("--no-transform", help="Only land what was found; skip dbt build.")

@@ -1,31 +1,38 @@
 """One request budget per API key, shared by every process on the machine that uses the key.
 
-A sliding window of grants in a small SQLite file: `BEGIN IMMEDIATE` serializes the check-and-grant across
-processes (and threads), and a per-key pause row carries a server's Retry-After to every process, so a 429
-seen by one worker slows all of them. The key itself is never stored: rows are keyed by a digest of it.
+The pacing rule of `extract.ratelimit.Rate`, its state in a small SQLite file: `BEGIN IMMEDIATE` serializes
+the check-and-grant across processes (and threads), and a per-key pause row carries a server's Retry-After
+to every process, so a 429 seen by one worker slows all of them. The key itself is never stored: rows are
+keyed by a digest of it.
 
 Hand-written on the standard library's sqlite3 rather than pyrate-limiter: the same mechanism as its
-SQLite bucket, plus the shared pause that Retry-After needs, with no new dependency; SQLite's own locking
-is the part that must be right, and it is. (Across machines, flows use Prefect's global concurrency limits.)
+SQLite bucket, plus the pacing and the shared pause that Retry-After needs, with no new dependency;
+SQLite's own locking is the part that must be right, and it is. (Across machines, flows use Prefect's
+global concurrency limits.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from extract import cancel
-from extract.errors import ConfigError
+from extract.errors import BudgetError, ConfigError
+from extract.ratelimit import Announcer, Rate
+from extract.retry import DEFAULT_RETRY_POLICY
+
+T = TypeVar("T")
 
 _SCHEMA = (
     "create table if not exists grants (key text not null, at real not null)",
     "create index if not exists grants_key_at on grants (key, at)",
     "create table if not exists pauses (key text primary key, until real not null)",
+    "create table if not exists paces (key text primary key, last real not null)",
 )
 
 
@@ -35,76 +42,144 @@ def key_id(api_url: str, api_key: str) -> str:
 
 
 class SharedBudget:
-    """At most `capacity` requests per `period` (+ margin) seconds for one key, across processes."""
+    """`Rate(capacity, period, margin)` for one key, across processes.
+
+    A pause is never longer than `max_pause` seconds from now, whatever a server asked or an older version
+    stored. `lock_timeout` bounds how long a process waits for the file while another holds it.
+    """
 
     def __init__(
-        self, path: Path, key: str, capacity: int, period: float, *, margin: float | None = None
+        self,
+        path: Path,
+        key: str,
+        capacity: int,
+        period: float,
+        *,
+        margin: float | None = None,
+        max_pause: float = DEFAULT_RETRY_POLICY.retry_after_max,
+        lock_timeout: float = 60.0,
     ) -> None:
-        if capacity < 1 or period <= 0:
-            raise ConfigError(
-                f"rate limit of {capacity} requests per {period:g} s is not usable: allow at least one request per period"
-            )
+        self.rate = Rate(capacity, period, margin)
         self.path, self.key, self.capacity, self.period = Path(path), key, capacity, period
-        # The same skew allowance as the in-process limiter (see extract.ratelimit).
-        self.margin = min(1.0, period * 0.02) if margin is None else margin
-        self.path.parent.mkdir(parents=True, exist_ok=True)  # an OSError here is the data dir's problem
+        self.margin, self.max_pause, self.lock_timeout = self.rate.margin, max_pause, lock_timeout
+        self._announcer = Announcer()
         try:
-            with self._transaction() as db:
-                for statement in _SCHEMA:
-                    db.execute(statement)
+            self._create()
         except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _locked(exc):
+                raise self._locked() from exc
             raise ConfigError(
                 f"cannot use the request budget file {self.path}: {exc}; set ACE_ETL_BUDGET_PATH"
             ) from exc
 
     @classmethod
     def per_minute(
-        cls, path: Path, api_url: str, api_key: str, requests_per_minute: float, period: float = 60.0
+        cls,
+        path: Path,
+        api_url: str,
+        api_key: str,
+        requests_per_minute: float,
+        period: float = 60.0,
+        *,
+        max_pause: float = DEFAULT_RETRY_POLICY.retry_after_max,
     ) -> SharedBudget:
-        capacity = math.floor(requests_per_minute * period / 60.0 + 1e-9)
-        return cls(path, key_id(api_url, api_key), capacity, period)
+        rate = Rate.per_minute(requests_per_minute, period)
+        return cls(path, key_id(api_url, api_key), rate.capacity, rate.period, max_pause=max_pause)
 
     def __repr__(self) -> str:
         return f"SharedBudget({str(self.path)!r}, capacity={self.capacity}, period={self.period:g})"
 
     def acquire(self) -> int:
         """Block until a request may be sent under this key's budget, count it as sent now, return its slot."""
-        window = self.period + self.margin
         while True:
-            with self._transaction() as db:
-                now = time.time()
-                db.execute("delete from grants where key = ? and at <= ?", (self.key, now - window))
-                paused = db.execute("select until from pauses where key = ?", (self.key,)).fetchone()
-                if paused and paused[0] > now:
-                    wait = paused[0] - now
-                else:
-                    count, oldest = db.execute(
-                        "select count(*), min(at) from grants where key = ?", (self.key,)
-                    ).fetchone()
-                    if count < self.capacity:
-                        grant = db.execute("insert into grants values (?, ?)", (self.key, now)).lastrowid
-                        return int(grant or 0)
-                    wait = oldest + window - now
+            grant, wait, why = self._use(self._try_grant)
+            if grant is not None:
+                return grant
+            self._announcer.wait(time.time() + wait, wait, why)
             cancel.sleep(max(wait, 0.001))
 
     def settle(self, slot: int | None) -> None:
         """The response to `slot`'s request arrived: count the grant from now (see extract.ratelimit)."""
         if slot:
-            with self._transaction() as db:
-                db.execute("update grants set at = max(at, ?) where rowid = ?", (time.time(), slot))
+            self._use(
+                lambda db: db.execute(
+                    "update grants set at = max(at, ?) where rowid = ?", (time.time(), slot)
+                )
+            )
 
     def pause(self, seconds: float) -> None:
-        """The server asked us to wait: no process sends with this key for `seconds`."""
-        with self._transaction() as db:
-            until = time.time() + seconds
-            db.execute(
+        """The server asked us to wait: no process sends with this key for `seconds` (at most `max_pause`)."""
+        until = time.time() + min(seconds, self.max_pause)
+        self._use(
+            lambda db: db.execute(
                 "insert into pauses values (?, ?) on conflict (key) do update set until = max(until, excluded.until)",
                 (self.key, until),
             )
+        )
+
+    def _try_grant(self, db: sqlite3.Connection) -> tuple[int | None, float, str]:
+        now = time.time()
+        db.execute("delete from grants where key = ? and at <= ?", (self.key, now - self.rate.window))
+        # A pause beyond the cap (a year's Retry-After stored by an older version) is cut to it, for good.
+        db.execute(
+            "update pauses set until = ? where key = ? and until > ?",
+            (now + self.max_pause, self.key, now + self.max_pause),
+        )
+        paused = db.execute("select until from pauses where key = ?", (self.key,)).fetchone()
+        sent, oldest = db.execute(
+            "select count(*), min(at) from grants where key = ?", (self.key,)
+        ).fetchone()
+        last = db.execute("select last from paces where key = ?", (self.key,)).fetchone()
+        paced = self.rate.wait(now, sent=sent, oldest=oldest, last=last[0] if last else None)
+        wait = max(paused[0] - now if paused else 0.0, paced)
+        if wait > 0:
+            return None, wait, self.rate.why(paced, wait)
+        grant = db.execute("insert into grants values (?, ?)", (self.key, now)).lastrowid
+        db.execute(
+            "insert into paces values (?, ?) on conflict (key) do update set last = excluded.last",
+            (self.key, now),
+        )
+        return int(grant or 0), 0.0, ""
+
+    def _use(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one transaction. A file deleted while we run (or its folder) is made again; a file
+        locked for longer than `lock_timeout`, or unusable, is a BudgetError naming it."""
+        try:
+            try:
+                with self._transaction() as db:
+                    return work(db)
+            except sqlite3.OperationalError as exc:
+                if not _missing(exc):
+                    raise
+            self._create()
+            with self._transaction() as db:
+                return work(db)
+        except sqlite3.OperationalError as exc:
+            raise (self._locked() if _locked(exc) else self._unusable(exc)) from exc
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+
+    def _locked(self) -> BudgetError:
+        return BudgetError(
+            f"the request budget file {self.path} stayed locked for over {self.lock_timeout:g} s: another "
+            "process holds it (a hung run?); stop that process, or set ACE_ETL_BUDGET_PATH to another file"
+        )
+
+    def _unusable(self, exc: sqlite3.Error) -> BudgetError:
+        return BudgetError(
+            f"cannot use the request budget file {self.path}: {exc}; remove it (it only holds the last minute's "
+            "requests) or set ACE_ETL_BUDGET_PATH to another file"
+        )
+
+    def _create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # an OSError here is the data dir's problem
+        with self._transaction() as db:
+            for statement in _SCHEMA:
+                db.execute(statement)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
         try:
             db.execute("begin immediate")
             try:
@@ -115,3 +190,13 @@ class SharedBudget:
             db.execute("commit")
         finally:
             db.close()
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _missing(exc: sqlite3.OperationalError) -> bool:
+    """The error of a budget file deleted mid-run (an empty file is made in its place) or of its folder."""
+    text = str(exc)
+    return text.startswith("no such table") or "unable to open database file" in text

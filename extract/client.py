@@ -2,7 +2,8 @@
 
 Every request goes through `AceClient.get`, which sends, reads the whole body and decodes it inside the
 retry loop, so truncated bodies and connections closed mid-body are retried like any other transient
-failure, and nothing above this module retries again.
+failure, and nothing above this module retries again. The body is read as a stream, so no answer can take
+longer than the policy's `attempt_deadline` or grow past the `Limits` sizes, compressed or not.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,12 +35,13 @@ from extract.errors import (
     ConfigError,
     CursorError,
     InvalidBodyError,
+    ResponseTooLargeError,
     RetriesExhaustedError,
     SiteNotFoundError,
     UnexpectedResponseError,
 )
 from extract.ratelimit import Limiter, shared_rate_limiter
-from extract.retry import DEFAULT_RETRY_POLICY, RetryPolicy, retry_after_seconds
+from extract.retry import DEFAULT_LIMITS, DEFAULT_RETRY_POLICY, Limits, RetryPolicy, retry_after_seconds
 
 T = TypeVar("T")
 
@@ -53,6 +56,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 # Retrying these cannot help, whatever a policy's retry_statuses say.
 _NEVER_RETRIED = frozenset({400, 401, 403, 404})
 _MESSAGE_LIMIT = 200
+# The encodings `_inflate` undoes; asking for these only keeps a server from sending br or zstd.
+_ACCEPT_ENCODING = "gzip, deflate"
+_INFLATE_STEP = 2**20
+# A configured_points answer claiming more pages than this is not a page count.
+_MAX_POINTS_PAGES = 1_000_000
 
 # One lock for every RequestStats keeps the dataclass plain (asdict, replace and == keep working);
 # the critical sections are a few integer additions per request.
@@ -111,6 +119,7 @@ class AceClient:
         api_key: SecretStr | str,
         *,
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        limits: Limits = DEFAULT_LIMITS,
         requests_per_minute: float | None = 100,
         rate_limiter: Limiter | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
@@ -122,6 +131,7 @@ class AceClient:
         check_api_url(base_url)
         self.base_url = base_url
         self.retry_policy = retry_policy
+        self.limits = limits
         if rate_limiter is None and requests_per_minute is not None:
             rate_limiter = shared_rate_limiter(requests_per_minute)
         self.rate_limiter = rate_limiter
@@ -129,7 +139,11 @@ class AceClient:
         # httpx masks the Authorization header in its reprs; our own messages never include headers.
         self._http = httpx.Client(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {self._key.get_secret_value()}", "Accept": "application/json"},
+            headers={
+                "Authorization": f"Bearer {self._key.get_secret_value()}",
+                "Accept": "application/json",
+                "Accept-Encoding": _ACCEPT_ENCODING,
+            },
             timeout=timeout,
             verify=True,
             transport=transport,
@@ -145,13 +159,18 @@ class AceClient:
         **kwargs: Any,
     ) -> AceClient:
         """A client for `ACEIOT_API_URL` / `ACEIOT_API_KEY`; ConfigError if no key is set. With `budget` (a
-        file), every process using the same key on this machine shares one request budget."""
+        file), every process using the same key on this machine shares one request budget.
+        `ACE_ETL_MAX_RETRY_AFTER` replaces the policy's `retry_after_max`."""
         key = settings.require_key()
+        policy = kwargs.get("retry_policy", DEFAULT_RETRY_POLICY)
+        if settings.max_retry_after is not None:
+            policy = kwargs["retry_policy"] = replace(policy, retry_after_max=settings.max_retry_after)
         if budget is not None:
             check_api_key(key.get_secret_value())
             kwargs["rate_limiter"] = SharedBudget.per_minute(
-                budget, settings.api_url, key.get_secret_value(), requests_per_minute
-            )
+                budget, settings.api_url, key.get_secret_value(), requests_per_minute,
+                max_pause=policy.retry_after_max,
+            )  # fmt: skip
         return cls(settings.api_url, key, requests_per_minute=requests_per_minute, **kwargs)
 
     def __repr__(self) -> str:
@@ -222,9 +241,11 @@ class AceClient:
         points: list[dict[str, Any]] = []
         page = 1
         while True:
-            body = self.get(path, {"page": page, "per_page": per_page}, _decode_points_page, stats=stats)
-            points.extend(body["items"])
-            if not body["items"] or page >= int(body.get("pages") or 0):
+            items, pages = self.get(
+                path, {"page": page, "per_page": per_page}, _decode_points_page, stats=stats
+            )
+            points.extend(items)
+            if not items or page >= pages:
                 return points
             page += 1
 
@@ -242,7 +263,7 @@ class AceClient:
             for name, value in (("start_time", start), ("end_time", end))
             if value is not None
         }
-        return self.get(site_path(site, "weather"), params, _decode_object, stats=stats)
+        return self.get(site_path(site, "weather"), params, _decode_weather, stats=stats)
 
     def _attempt(
         self,
@@ -256,7 +277,7 @@ class AceClient:
         slot = self.rate_limiter.acquire() if self.rate_limiter is not None else None
         self._count(stats, requests=1, retries=0 if first else 1)
         try:
-            response = self._http.get(path, params=params)
+            response, body = self._receive(path, params)
         except self.retry_policy.retry_exceptions as exc:
             raise _Transient(self._describe(exc)) from exc
         except httpx.HTTPError as exc:
@@ -264,22 +285,54 @@ class AceClient:
         finally:
             if self.rate_limiter is not None:
                 self.rate_limiter.settle(slot)
-        self._count(stats, bytes=len(response.content), throttled=int(response.status_code == 429))
+        self._count(stats, bytes=len(body), throttled=int(response.status_code == 429))
         if not response.is_success:
-            self._raise_for_status(response, path, params)
+            self._raise_for_status(response, body, path, params)
         try:
-            return decode(response.content)
+            return decode(body)
         except self.retry_policy.retry_exceptions as exc:
             raise _Transient(self._describe(exc)) from exc
 
+    def _receive(self, path: str, params: Mapping[str, str | int | bool]) -> tuple[httpx.Response, bytes]:
+        """Send and read the whole body, decompressed, within the attempt deadline and the size limits.
+
+        httpx's read timeout bounds each wait for a byte, not the whole body: a server sending one byte a
+        second never trips it, so the deadline is checked as the body arrives. Sizes are counted as it
+        arrives too, and gzip is inflated a step at a time, so a small bomb never becomes a large buffer."""
+        policy, limits = self.retry_policy, self.limits
+        deadline = time.monotonic() + policy.attempt_deadline
+        with self._http.stream("GET", path, params=params) as response:
+            # A response built in memory (httpx.MockTransport) arrives read and decoded: nothing to stream.
+            chunks = (
+                iter([response.content])
+                if response.is_stream_consumed
+                else _inflate(response.headers.get("Content-Encoding"), _raw(response, limits, path))
+            )
+            body: list[bytes] = []
+            size = 0
+            for chunk in chunks:
+                body.append(chunk)
+                size += len(chunk)
+                if size > limits.max_body_bytes:
+                    raise ResponseTooLargeError(
+                        f"GET {path}: the answer grew past {_mib(limits.max_body_bytes)} once decompressed "
+                        "(Limits.max_body_bytes): no page should hold that much; use a smaller --page-size"
+                    )
+                if time.monotonic() > deadline:
+                    raise _Transient(
+                        f"no whole answer within {policy.attempt_deadline:g} s (RetryPolicy.attempt_deadline): "
+                        f"{size} bytes so far"
+                    )
+        return response, b"".join(body)
+
     def _raise_for_status(
-        self, response: httpx.Response, path: str, params: Mapping[str, str | int | bool]
+        self, response: httpx.Response, body: bytes, path: str, params: Mapping[str, str | int | bool]
     ) -> NoReturn:
         status = response.status_code
-        text = self._one_line(_error_text(response.content))
+        text = self._one_line(_error_text(body))
         if status in self.retry_policy.retry_statuses and status not in _NEVER_RETRIED:
             reason = f"HTTP {status}: {text}" if text else f"HTTP {status}"
-            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            retry_after = self._capped(retry_after_seconds(response.headers.get("Retry-After")), path)
             if status == 429 and retry_after and self.rate_limiter is not None:
                 self.rate_limiter.pause(retry_after)  # every thread (and process) sharing the budget waits
             raise _Transient(reason, retry_after)
@@ -300,6 +353,16 @@ class AceClient:
         if status == 400:
             raise BadRequestError(f"the API rejected GET {path} (HTTP 400): {text}", status=status)
         raise ApiError(f"GET {path} failed with HTTP {status}: {text}", status=status)
+
+    def _capped(self, retry_after: float | None, path: str) -> float | None:
+        cap = self.retry_policy.retry_after_max
+        if retry_after is None or retry_after <= cap:
+            return retry_after
+        log.warning(
+            "GET %s: the API asked to wait %.0f s (Retry-After); waiting %g s instead (RetryPolicy.retry_after_max)",
+            path, retry_after, cap,
+        )  # fmt: skip
+        return cap
 
     def _count(self, stats: RequestStats | None, **counts: int) -> None:
         self.stats.add(**counts)
@@ -373,10 +436,73 @@ def _decode_object(body: bytes) -> dict[str, Any]:
     return parsed
 
 
-def _decode_points_page(body: bytes) -> dict[str, Any]:
+def _decode_points_page(body: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The page's items (each an object) and the number of pages (0 when not given)."""
     page = _decode_object(body)
-    if not isinstance(page.get("items"), list):
+    items, pages = page.get("items"), page.get("pages") or 0
+    if isinstance(pages, float) and pages.is_integer() and 0 <= pages <= _MAX_POINTS_PAGES:
+        pages = int(pages)  # 3.0 is a page count too
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise UnexpectedResponseError(
-            f"configured_points page has no 'items' list ({len(body)} bytes): not the ACE IoT API"
+            f"configured_points page has no 'items' list of objects ({len(body)} bytes): not the ACE IoT API"
         )
-    return page
+    if not isinstance(pages, int) or isinstance(pages, bool) or not 0 <= pages <= _MAX_POINTS_PAGES:
+        raise UnexpectedResponseError(
+            f"configured_points page count {_shown(pages)} is not a number of pages: not the ACE IoT API"
+        )
+    return items, pages
+
+
+def _decode_weather(body: bytes) -> dict[str, Any]:
+    weather = _decode_object(body)
+    series = weather.get("data")
+    if series is not None and not (isinstance(series, list) and all(isinstance(r, dict) for r in series)):
+        raise UnexpectedResponseError(
+            f"weather 'data' is not a list of objects ({len(body)} bytes): not the ACE IoT API"
+        )
+    return weather
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:g} MiB"
+
+
+def _raw(response: httpx.Response, limits: Limits, path: str) -> Iterator[bytes]:
+    """The body as received, stopping with one line once it is larger than `limits.max_wire_bytes`."""
+    received = 0
+    for chunk in response.iter_raw():
+        received += len(chunk)
+        if received > limits.max_wire_bytes:
+            raise ResponseTooLargeError(
+                f"GET {path}: the answer grew past {_mib(limits.max_wire_bytes)} as sent "
+                "(Limits.max_wire_bytes): no page should hold that much; use a smaller --page-size"
+            )
+        yield chunk
+
+
+def _inflate(encoding: str | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The body with its Content-Encoding undone, in pieces of at most `_INFLATE_STEP` bytes."""
+    coding = (encoding or "identity").strip().lower()
+    if coding == "identity":
+        yield from chunks
+        return
+    if coding not in ("gzip", "x-gzip", "deflate"):
+        raise UnexpectedResponseError(
+            f"the answer is encoded as {_shown(encoding)}, which was not asked for (only {_ACCEPT_ENCODING})"
+        )
+    # wbits 32+: gzip or zlib, whichever header the stream has (servers send zlib for "deflate").
+    inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
+    try:
+        for chunk in chunks:
+            pending = chunk
+            while pending and not inflater.eof:
+                yield inflater.decompress(pending, _INFLATE_STEP)
+                pending = inflater.unconsumed_tail
+        yield inflater.flush()
+    except zlib.error as exc:
+        raise InvalidBodyError(f"the {coding} answer does not decompress: {exc}") from exc

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, validation_alias="ACEIOT_API_KEY")
     data_dir: Path = Field(default=Path("data"), validation_alias="ACE_ETL_DATA_DIR")
     budget_path: Path | None = Field(default=None, validation_alias="ACE_ETL_BUDGET_PATH")
+    # The longest Retry-After obeyed, in seconds (None: RetryPolicy.retry_after_max).
+    max_retry_after: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, validation_alias="ACE_ETL_MAX_RETRY_AFTER"
+    )
 
     def budget_file(self, data_dir: Path | None = None) -> Path:
         """Where processes on this machine share one request budget per key: ACE_ETL_BUDGET_PATH, else

@@ -97,7 +97,7 @@ def _decode_compact_real(body: bytes) -> RawPage | None:
             metadata=pl.lit(None, pl.String()),
         ),
         next_cursor=next_cursor or None,
-        has_more=bool(has_more) if has_more is not None else next_cursor is not None,
+        has_more=bool(has_more) if has_more is not None else bool(next_cursor),
     )
 
 
@@ -133,7 +133,7 @@ def _decode_any(body: bytes) -> RawPage:
     return RawPage(
         samples=samples.select(pl.col(c).cast(pl.String()) for c in RAW_COLUMNS),
         next_cursor=next_cursor or None,
-        has_more=bool(has_more) if has_more is not None else next_cursor is not None,
+        has_more=bool(has_more) if has_more is not None else bool(next_cursor),
     )
 
 
@@ -173,7 +173,7 @@ def _decode_irregular(body: bytes) -> RawPage:
     return RawPage(
         samples=pl.DataFrame(columns, schema=RAW_SCHEMA),
         next_cursor=_as_text(next_cursor) or None,
-        has_more=bool(has_more) if has_more is not None else next_cursor is not None,
+        has_more=bool(has_more) if has_more is not None else bool(next_cursor),
     )
 
 

@@ -60,3 +60,11 @@ class NoPointsError(AceEtlError):
 
 class UnexpectedResponseError(ApiError):
     """A 200 whose JSON is whole but not what the ACE IoT API sends: asking again would not change it."""
+
+
+class BudgetError(AceEtlError):
+    """The shared request budget file cannot be used: locked too long by another process, or damaged."""
+
+
+class ResponseTooLargeError(ApiError):
+    """A response grew past the size limits (compressed or decompressed): reading on could exhaust memory."""

@@ -47,9 +47,11 @@ def iter_pages(
 ) -> Iterator[Page]:
     """Yield the raw pages of `[start, end)` for `site`, from the beginning or from a saved `cursor`.
 
-    Stops after a page with `has_more: false` or no next cursor. Raises PaginationError, before yielding
-    the offending page, when the server hands back a cursor already used in this iteration; CursorError
-    (from the client) when the server rejects a cursor, e.g. an expired one.
+    Stops after a page with `has_more: false`. Raises PaginationError, before yielding the offending page,
+    when the server says there is more but gives no cursor, hands back a cursor already used in this
+    iteration, sends `Limits.max_empty_pages` pages in a row with no sample yet more to come, or more pages
+    than the window can hold (`Limits.max_pages`): each would otherwise end the window early or never.
+    CursorError (from the client) when the server rejects a cursor, e.g. an expired one.
     """
     path = site_path(site, "timeseries", "paginated")
     base_params: dict[str, str | int | bool] = {
@@ -58,17 +60,39 @@ def iter_pages(
         "page_size": page_size,
         "raw_data": True,
     }
+    limits = client.limits
+    max_pages = limits.max_pages((end - start).total_seconds(), page_size)
     seen = {cursor} if cursor is not None else set()
     number = first_page_number
+    empty = 0  # pages in a row with no sample that said there is more
+    where = f"site {site!r}, window from {format_time(start)}"
     while True:
         params = base_params if cursor is None else {**base_params, "cursor": cursor}
         cancel.check()
         raw, nbytes = client.get(path, params, _decode_sized, stats=stats)
         next_cursor = raw.next_cursor if raw.has_more else None
+        empty = empty + 1 if raw.has_more and raw.samples.is_empty() else 0
+        if raw.has_more and not next_cursor:
+            raise PaginationError(
+                f"{where}: page {number} says there is more (has_more) but gives no next_cursor, so the rest "
+                "cannot be asked for: the window stays incomplete; retry it later"
+            )
         if next_cursor in seen:
             raise PaginationError(
-                f"site {site!r}: the API returned cursor {next_cursor!r} again after page {number}; "
+                f"{where}: the API returned cursor {next_cursor!r} again after page {number}; "
                 "paging on would loop forever: retry the window later"
+            )
+        if empty >= limits.max_empty_pages:
+            raise PaginationError(
+                f"{where}: pages {number - empty + 1} to {number} held no sample yet each said there is more "
+                f"(Limits.max_empty_pages = {limits.max_empty_pages}); the API is paging without progress: "
+                "retry the window later"
+            )
+        if next_cursor is not None and number + 1 >= max_pages:
+            raise PaginationError(
+                f"{where}: the API has more after page {number}, beyond the {max_pages} pages of "
+                f"{page_size} samples this window can hold (Limits.max_samples_per_second = "
+                f"{limits.max_samples_per_second:g}): retry the window later"
             )
         yield Page(number, cursor, raw.next_cursor, raw.has_more, raw.samples, nbytes)
         if next_cursor is None:

@@ -21,11 +21,16 @@ class RetryPolicy:
     """How many attempts, for how long, and how long to wait between them (all times in seconds).
 
     `deadline` bounds one logical request from its first attempt, waits included: no retry is scheduled
-    that would start after it. `jitter` is the largest random amount added to each exponential backoff.
+    that would start after it. `attempt_deadline` bounds one attempt from sending to the last body byte, so
+    a body trickling in never trips the read timeout yet still ends (a transient failure, retried).
+    `retry_after_max` caps a server's Retry-After, both this client's wait and the pause it shares through
+    the request budget. `jitter` is the largest random amount added to each exponential backoff.
     """
 
     max_attempts: int = 8
     deadline: float = 600.0
+    attempt_deadline: float = 300.0
+    retry_after_max: float = 900.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     jitter: float = 0.5
@@ -41,6 +46,30 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one answer and one window may hold before the server is deemed broken.
+
+    Sizes are per response: `max_wire_bytes` as received (compressed), `max_body_bytes` once gzip or
+    deflate is undone; a 100,000-sample page is about 10-15 MB of JSON. Pages are per window: after
+    `max_empty_pages` pages in a row with no sample and a cursor for more, or more pages than the window can
+    hold at `max_samples_per_second` samples per second of its length (every point together, e.g. 10,000
+    points sampled every second), the window fails and the next run retries it.
+    """
+
+    max_wire_bytes: int = 256 * 2**20
+    max_body_bytes: int = 256 * 2**20
+    max_empty_pages: int = 3
+    max_samples_per_second: float = 10_000.0
+
+    def max_pages(self, seconds: float, page_size: int) -> int:
+        """The most pages a window of `seconds` may take at `page_size` samples a page (a few spare)."""
+        return math.ceil(max(seconds, 0.0) * self.max_samples_per_second / page_size) + 10
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

@@ -86,7 +86,7 @@ def _to_float(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer no float can hold
         return None
     return number if math.isfinite(number) else None
 

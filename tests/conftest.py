@@ -14,3 +14,6 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # Tests must never reach the real API, even by accident.
 os.environ["ACEIOT_API_URL"] = "http://127.0.0.1:9/api"
 os.environ.pop("ACEIOT_API_KEY", None)
+# The simulator has no quota: runs go as fast as they can unless a test sets a budget (`--max-requests-per-
+# minute`, a SharedBudget, a rate_limit fault). The budget's pacing is tested where it is under test.
+os.environ.setdefault("ACE_ETL_MAX_REQUESTS_PER_MINUTE", "60000")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -10,8 +12,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
 from extract.budget import SharedBudget, key_id
+from extract.errors import AceEtlError, BudgetError
 from tests.clihelp import ace_etl, spawn
 from tests.landing_factory import samples, write_timeseries
 
@@ -44,6 +49,80 @@ def test_processes_sharing_a_budget_are_never_throttled_and_lose_no_time(tmp_pat
     assert statuses.count(429) == 0
     # 60 requests at 20 per 3 s: two full windows of waiting at least (how close: benchmarks/scale.py).
     assert elapsed >= 6.0, elapsed
+
+
+def test_processes_sharing_a_minute_budget_never_burst_past_a_shorter_server_window(tmp_path: Path) -> None:
+    # 60 a minute shared by 3 processes, against a server allowing 10 per 10 s: a budget that let its
+    # minute's requests go at once would send all 12 requests together and get two 429s.
+    sites = ("s1", "s2", "s3")
+    cfg = SimulatorConfig(
+        sites=sites, points=10, interval=60, api_key="demo", faults=Faults(rate_limit=10, rate_period=10.0)
+    )
+    budget = tmp_path / "budget.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    child = str(Path(__file__).with_name("budget_child.py"))
+    with Simulator(cfg) as sim:
+        runs = [
+            subprocess.Popen(
+                [sys.executable, child, sim.url, site, str(budget), "60", "60", "150"],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for site in sites
+        ]
+        pages = [int(run.communicate(timeout=300)[0]) for run in runs]
+        statuses = [r["status"] for r in sim.requests]
+    assert pages == [4, 4, 4]
+    assert statuses == [200] * 12
+
+
+def test_a_budget_file_deleted_mid_run_is_made_again(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "budget.sqlite"
+    budget = SharedBudget(path, "key", 6000, 60.0)
+    budget.settle(budget.acquire())
+    path.unlink()
+    budget.settle(budget.acquire())
+    shutil.rmtree(path.parent)  # the whole folder, too
+    budget.pause(0.01)
+    budget.settle(budget.acquire())
+    assert path.exists()
+
+
+def test_a_budget_file_locked_too_long_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "budget.sqlite"
+    budget = SharedBudget(path, "key", 100, 60.0, lock_timeout=0.2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("begin exclusive")  # a hung process in the middle of its transaction
+    try:
+        with pytest.raises(BudgetError) as info:
+            budget.acquire()
+    finally:
+        holder.execute("rollback")
+        holder.close()
+    assert str(info.value) == (
+        f"the request budget file {path} stayed locked for over 0.2 s: another process holds it (a hung run?); "
+        "stop that process, or set ACE_ETL_BUDGET_PATH to another file"
+    )
+    assert isinstance(info.value, AceEtlError) and info.value.exit_code == 1
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("begin exclusive")
+    try:  # a run that starts while the file is held says the same
+        with pytest.raises(BudgetError, match=r"stayed locked for over 0\.2 s"):
+            SharedBudget(path, "key", 100, 60.0, lock_timeout=0.2)
+    finally:
+        holder.execute("rollback")
+        holder.close()
+
+
+def test_a_budget_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "budget.sqlite"
+    budget = SharedBudget(path, "key", 100, 60.0)
+    path.write_bytes(b"not a database, " * 1000)
+    with pytest.raises(
+        BudgetError, match=r"cannot use the request budget file .*: file is not a database; remove it"
+    ):
+        budget.acquire()
 
 
 def test_a_pause_seen_by_one_process_holds_every_process_of_the_key(tmp_path: Path) -> None:

@@ -9,15 +9,20 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sqlite3
+import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
+from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
-from ace_etl.simulator import Simulator, SimulatorConfig, site_points
+from ace_etl.simulator import Faults, Simulator, SimulatorConfig, site_points
+from extract.budget import SharedBudget
 from extract.client import AceClient, RequestStats, format_time, site_path
 from extract.config import Settings
 from extract.errors import (
@@ -27,10 +32,13 @@ from extract.errors import (
     ConfigError,
     CursorError,
     InvalidBodyError,
+    ResponseTooLargeError,
     RetriesExhaustedError,
     SiteNotFoundError,
+    UnexpectedResponseError,
 )
-from extract.retry import DEFAULT_RETRY_POLICY, RetryPolicy, retry_after_seconds
+from extract.retry import DEFAULT_RETRY_POLICY, Limits, RetryPolicy, retry_after_seconds
+from extract.weather import parse_weather
 from tests.support import FAST
 
 KEY = "s3cret-key-do-not-log"
@@ -338,7 +346,6 @@ def test_configured_points_and_weather_over_http() -> None:
 
 @pytest.mark.parametrize("body", [b"[]", b'{"items": []}', b'{"point_samples": 3}', b'"text"'])
 def test_a_page_of_the_wrong_shape_is_not_retried(body: bytes) -> None:
-    from extract.errors import UnexpectedResponseError
     from extract.pagination import iter_pages
 
     calls: list[httpx.Request] = []
@@ -357,3 +364,185 @@ def test_a_page_of_the_wrong_shape_is_not_retried(body: bytes) -> None:
     ):
         list(iter_pages(client, "s", start, end))
     assert len(calls) == 1  # it will not change when asked again
+
+
+# --- every wait bounded and said; every answer bounded in size ------------------------------------
+
+HOUR = (datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 27, 1, tzinfo=UTC))
+
+
+def test_a_year_of_retry_after_is_capped_in_the_wait_and_in_the_shared_pause(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from extract.pagination import iter_pages
+
+    cfg = SimulatorConfig(
+        sites=("demo-site",),
+        points=10,
+        interval=60,
+        faults=Faults(status_429_every=1, retry_after=31_536_000),
+    )
+    policy = RetryPolicy(max_attempts=2, deadline=60.0, retry_after_max=0.2)
+    budget_file = tmp_path / "budget.sqlite"
+    caplog.set_level(logging.WARNING)
+    with Simulator(cfg) as sim:
+        budget = SharedBudget.per_minute(budget_file, sim.url, "demo", 6000, max_pause=policy.retry_after_max)
+        with (
+            AceClient(sim.url, "demo", retry_policy=policy, rate_limiter=budget) as client,
+            pytest.raises(RetriesExhaustedError, match="HTTP 429"),
+        ):
+            next(iter_pages(client, "demo-site", *HOUR, page_size=100))
+        # Both attempts were made: the first 429's year became 0.2 s.
+        assert [e["status"] for e in sim.requests] == [429, 429]
+    with sqlite3.connect(budget_file) as db:
+        (until,) = db.execute("select until from pauses").fetchone()
+    assert until <= time.time() + 0.2  # not a year: the next run of this key goes ahead
+    assert "asked to wait 31536000 s (Retry-After); waiting 0.2 s instead" in caplog.text
+
+
+def test_a_pause_stored_for_a_year_is_cut_to_the_cap(tmp_path: Path) -> None:
+    budget_file = tmp_path / "budget.sqlite"
+    budget = SharedBudget(budget_file, "key", 100, 60.0, max_pause=0.2)
+    with sqlite3.connect(budget_file) as db:  # what an older version stored after a year-long Retry-After
+        db.execute("insert into pauses values ('key', ?)", (time.time() + 31_536_000,))
+    budget.acquire()  # within the cap, not a year
+    with sqlite3.connect(budget_file) as db:
+        (until,) = db.execute("select until from pauses").fetchone()
+    assert until <= time.time() + 0.2
+
+
+def test_a_long_budget_pause_is_said_once(tmp_path: Path) -> None:
+    from extract import cancel
+
+    budget = SharedBudget(tmp_path / "budget.sqlite", "key", 100, 60.0)
+    budget.pause(600)
+    said: list[str] = []
+
+    class Stop(logging.Handler):  # the line is all this test needs: stop the wait once it is said
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+            cancel.request()
+
+    logger = logging.getLogger("extract.ratelimit")
+    handler = Stop()
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(cancel.CancelledError):
+            budget.acquire()
+    finally:
+        logger.removeHandler(handler)
+        cancel.reset()
+    assert len(said) == 1
+    assert said[0].startswith("waiting 600 s before the next API request: the API answered 429")
+
+
+def test_a_trickling_body_cannot_outlast_the_attempt_deadline() -> None:
+    from extract.pagination import iter_pages
+
+    # One byte every 0.2 s: never a read timeout, and the page would take about 20 minutes.
+    cfg = SimulatorConfig(
+        sites=("demo-site",), points=10, interval=60, faults=Faults(trickle_every=1, trickle_delay=0.2)
+    )
+    policy = RetryPolicy(
+        max_attempts=2, deadline=60.0, attempt_deadline=1.0, backoff_initial=0.01, jitter=0.0
+    )
+    with (
+        Simulator(cfg) as sim,
+        AceClient(sim.url, "demo", retry_policy=policy, requests_per_minute=None) as client,
+        pytest.raises(RetriesExhaustedError) as info,
+    ):
+        next(iter_pages(client, "demo-site", *HOUR, page_size=100))
+    assert "after 2 attempt(s)" in str(info.value)
+    assert "no whole answer within 1 s (RetryPolicy.attempt_deadline)" in str(info.value)
+    assert [e["fault"] for e in sim.requests] == ["trickle", "trickle"]
+
+
+def test_a_gzip_bomb_stops_at_the_size_limit_without_inflating_it() -> None:
+    from extract.pagination import iter_pages
+
+    # 64 MiB of zeros in about 64 KB of gzip, against a limit of 4 MiB.
+    cfg = SimulatorConfig(
+        sites=("demo-site",),
+        points=10,
+        interval=60,
+        faults=Faults(gzip_bomb_every=1, gzip_bomb_bytes=64 * 2**20),
+    )
+    limits = Limits(max_body_bytes=4 * 2**20)
+    with (
+        Simulator(cfg) as sim,
+        AceClient(sim.url, "demo", retry_policy=FAST, limits=limits, requests_per_minute=None) as client,
+    ):
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLargeError) as info:
+                next(iter_pages(client, "demo-site", *HOUR, page_size=100))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert [e["fault"] for e in sim.requests] == ["gzip_bomb"]  # not asked again
+    assert str(info.value).startswith(
+        "GET /sites/demo-site/timeseries/paginated: the answer grew past 4 MiB once decompressed"
+    )
+    assert peak < 16 * 2**20  # a few times the limit at most, never the 64 MiB
+
+
+def test_an_endless_body_stops_at_the_size_limit() -> None:
+    from extract.pagination import iter_pages
+
+    cfg = SimulatorConfig(sites=("demo-site",), points=10, interval=60, faults=Faults(endless_every=1))
+    limits = Limits(max_wire_bytes=4 * 2**20)
+    with (
+        Simulator(cfg) as sim,
+        AceClient(sim.url, "demo", retry_policy=FAST, limits=limits, requests_per_minute=None) as client,
+        pytest.raises(ResponseTooLargeError, match=r"grew past 4 MiB as sent \(Limits.max_wire_bytes\)"),
+    ):
+        next(iter_pages(client, "demo-site", *HOUR, page_size=100))
+    assert [e["fault"] for e in sim.requests] == ["endless"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "call", "message"),
+    [
+        ("points_items_text", "points", "configured_points page has no 'items' list of objects"),
+        ("points_pages_text", "points", "configured_points page count 'x' is not a number of pages"),
+        ("points_pages_huge", "points", "configured_points page count 1000000000000000000000000000000000000"),
+        ("weather_data_numbers", "weather", "weather 'data' is not a list of objects"),
+    ],
+)
+def test_answers_of_an_unexpected_shape_are_one_line_and_not_retried(
+    shape: str, call: str, message: str
+) -> None:
+    cfg = SimulatorConfig(sites=("demo-site",), points=10, interval=60, faults=Faults(odd_shape=shape))  # type: ignore[arg-type]
+    with (
+        Simulator(cfg) as sim,
+        AceClient(sim.url, "demo", retry_policy=FAST, requests_per_minute=None) as client,
+        pytest.raises(UnexpectedResponseError) as info,
+    ):
+        client.configured_points("demo-site") if call == "points" else client.weather("demo-site")
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    assert len(sim.requests) == 1
+
+
+def test_a_temperature_no_float_can_hold_is_no_reading() -> None:
+    cfg = SimulatorConfig(
+        sites=("demo-site",), points=10, interval=60, faults=Faults(odd_shape="weather_value_huge")
+    )
+    with (
+        Simulator(cfg) as sim,
+        AceClient(sim.url, "demo", retry_policy=FAST, requests_per_minute=None) as client,
+    ):
+        body = client.weather("demo-site")
+    frame = parse_weather(body, site="demo-site", collected_at=datetime.now(UTC))
+    assert frame.height == 1 and frame.get_column("temperature").to_list() == [None]
+    assert frame.get_column("humidity").to_list()[0] is not None  # the rest of the reading is kept
+
+
+def test_the_retry_after_cap_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACEIOT_API_KEY", KEY)
+    monkeypatch.setenv("ACE_ETL_MAX_RETRY_AFTER", "42")
+    with AceClient.from_settings(Settings(), budget=tmp_path / "budget.sqlite") as client:
+        assert client.retry_policy.retry_after_max == 42
+        assert isinstance(client.rate_limiter, SharedBudget) and client.rate_limiter.max_pause == 42
+    monkeypatch.setenv("ACE_ETL_MAX_RETRY_AFTER", "-1")
+    with pytest.raises(ValidationError, match="ACE_ETL_MAX_RETRY_AFTER"):
+        Settings()

@@ -19,7 +19,7 @@ from extract.client import AceClient, RequestStats
 from extract.errors import CursorError, PaginationError, RetriesExhaustedError
 from extract.pagination import Page, iter_pages
 from extract.ratelimit import RateLimiter
-from extract.retry import RetryPolicy
+from extract.retry import Limits, RetryPolicy
 from tests.support import FAST
 
 START, END = datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)
@@ -88,11 +88,8 @@ def test_resume_from_a_saved_cursor_yields_only_the_rest() -> None:
     assert [r.url.params.get("cursor") for r in seen] == ["c1", "c2"]
 
 
-def test_has_more_false_stops_even_with_a_cursor_and_no_cursor_stops_too() -> None:
+def test_has_more_false_stops_even_with_a_cursor() -> None:
     client, seen = cursor_server({None: real_page(["a"], "c1", False)})
-    with client:
-        assert len(list(iter_pages(client, "s", START, END))) == 1
-    client, seen = cursor_server({None: real_page(["a"], None, True)})
     with client:
         assert len(list(iter_pages(client, "s", START, END))) == 1
     assert len(seen) == 1
@@ -311,3 +308,48 @@ def test_resume_from_a_saved_cursor_over_http_yields_exactly_the_remaining_pages
     assert [p.number for p in rest] == [3, 4, 5]
     assert len(sim.requests) == 3
     assert_served(cfg, saved + rest)
+
+
+# --- a server that pages without end or without a way on -------------------------------------------
+
+
+@pytest.mark.parametrize("lost", ["null", "empty"])
+def test_more_without_a_cursor_fails_the_window_rather_than_end_it(lost: str) -> None:
+    cfg = sim_config(lost_cursor=lost)
+    with serving(cfg) as (sim, client), pytest.raises(PaginationError) as info:
+        list(iter_pages(client, SITE, START, HOUR_END, page_size=100))
+    assert str(info.value) == (
+        "site 'demo-site', window from 2026-11-27T00:00:00Z: page 0 says there is more (has_more) but gives "
+        "no next_cursor, so the rest cannot be asked for: the window stays incomplete; retry it later"
+    )
+    assert len(sim.requests) == 1
+
+
+def test_endless_empty_pages_with_fresh_cursors_end_after_a_few() -> None:
+    with serving(sim_config(empty_pages=True)) as (sim, client), pytest.raises(PaginationError) as info:
+        # Bounded here so that a pager which never gives up fails the test rather than hang it.
+        pages = list(itertools.islice(iter_pages(client, SITE, START, HOUR_END, page_size=100), 50))
+        pytest.fail(f"{len(pages)} empty pages and still paging")
+    assert "pages 0 to 2 held no sample yet each said there is more" in str(info.value)
+    assert "retry the window later" in str(info.value) and "\n" not in str(info.value)
+    cursors = [e["params"].get("cursor") for e in sim.requests]
+    assert len(cursors) == 3 and len(set(cursors)) == 3  # every cursor was new: only the rule stopped it
+
+
+def test_more_pages_than_a_window_can_hold_fail_it() -> None:
+    # Empty pages allowed here, so the page cap is what stops: a window of 0 samples a second holds none,
+    # plus the cap's spare pages.
+    limits = Limits(max_empty_pages=1_000, max_samples_per_second=0.0)
+    assert limits.max_pages(3600, 100) == 10
+    cfg = sim_config(empty_pages=True)
+    with serving(cfg, limits=limits) as (sim, client), pytest.raises(PaginationError) as info:
+        list(itertools.islice(iter_pages(client, SITE, START, HOUR_END, page_size=100), 50))
+    assert "beyond the 10 pages of 100 samples this window can hold" in str(info.value)
+    assert len(sim.requests) == 10
+
+
+def test_the_page_cap_is_generous_for_real_windows() -> None:
+    limits = Limits()
+    # A day of 10,000 points sampled every second fits at the largest page size, and again at 1,000.
+    assert limits.max_pages(86_400, 100_000) >= 86_400 * 10_000 / 100_000
+    assert limits.max_pages(86_400, 1_000) >= 86_400 * 10_000 / 1_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from extract.budget import SharedBudget
 from extract.client import AceClient
 from extract.errors import ConfigError
 from extract.pagination import iter_pages
-from extract.ratelimit import Limiter, RateLimiter, shared_rate_limiter
+from extract.ratelimit import Limiter, Rate, RateLimiter, shared_rate_limiter
 from tests.support import FAST
 
 
@@ -42,8 +43,34 @@ def test_no_window_ever_holds_more_than_capacity() -> None:
     assert len(times) == 15
     # Any capacity+1 consecutive grants span at least the period plus the margin: a sliding window.
     assert min(later - earlier for earlier, later in zip(times, times[5:], strict=False)) >= 0.32
-    # ...and no more than that: the first 5 at once, then 5 per window, so 2 windows of waiting.
-    assert times[-1] - times[0] == pytest.approx(0.64, abs=0.1)
+
+
+def paced(rate: Rate, requests: int, answer_after: float = 0.0) -> list[float]:
+    """When `rate` lets `requests` sequential requests go, on a clock that only moves by its waits; each
+    answer arrives `answer_after` seconds after its request."""
+    now, granted, stamps = 0.0, [], []
+    while len(granted) < requests:
+        stamps = [at for at in stamps if at > now - rate.window]
+        wait = rate.wait(
+            now, sent=len(stamps), oldest=min(stamps, default=None), last=max(granted, default=None)
+        )
+        if wait > 0:
+            now += wait
+            continue
+        granted.append(now)
+        stamps.append(now + answer_after)
+    return granted
+
+
+@pytest.mark.parametrize("answer_after", [0.0, 0.5, 3.0])
+def test_no_window_of_any_length_holds_more_than_its_share(answer_after: float) -> None:
+    # 60 a minute, against a server allowing 10 per 10 s: the window the budget never sees must hold too.
+    rate = Rate(60, 60.0)
+    granted = paced(rate, 200, answer_after)
+    for length in (1.0, 10.0, 30.0, 60.0):
+        most = max(sum(1 for t in granted if start <= t < start + length) for start in granted)
+        assert most <= max(1, length * rate.capacity / rate.period), (length, most)
+    assert min(b - a for a, b in itertools.pairwise(granted)) >= 61.0 / 60 - 1e-9
 
 
 @pytest.mark.parametrize("kind", ["in-process", "shared"])

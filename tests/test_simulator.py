@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -563,6 +564,63 @@ def test_truncate_sends_half_the_json_with_a_matching_length(serve: Any) -> None
         cut.json()
 
 
+def test_a_gzip_bomb_is_small_on_the_wire_and_inflates_to_its_size(serve: Any) -> None:
+    _, client = serve(replace(BASE, faults=Faults(gzip_bomb_every=2, gzip_bomb_bytes=8 * 2**20)))
+    assert client.get(TIMESERIES, params=window()).headers.get("Content-Encoding") is None
+    with client.stream("GET", TIMESERIES, params=window()) as bomb:
+        wire = b"".join(bomb.iter_raw())
+    assert bomb.headers["Content-Encoding"] == "gzip" and len(wire) < 2**20 // 16
+    assert zlib.decompress(wire, 16 + zlib.MAX_WBITS) == bytes(8 * 2**20)
+
+
+def test_trickle_and_endless_bodies_end_when_the_client_hangs_up(serve: Any) -> None:
+    sim, client = serve(replace(BASE, faults=Faults(trickle_every=1, trickle_delay=0.05)))
+    with client.stream("GET", TIMESERIES, params=window()) as slow:
+        pieces, head = slow.iter_raw(), b""
+        while len(head) < 3:
+            head += next(pieces)
+    assert head.startswith(b'{"p') and int(slow.headers["Content-Length"]) > 1000
+    assert [r["fault"] for r in sim.requests] == ["trickle"]
+    sim, client = serve(replace(BASE, faults=Faults(endless_every=1)))
+    with client.stream("GET", TIMESERIES, params=window()) as endless:
+        received = 0
+        for piece in endless.iter_raw():
+            received += len(piece)
+            if received > 4 * 2**20:
+                break
+    assert endless.headers["Transfer-Encoding"] == "chunked" and received > 4 * 2**20
+    assert [r["fault"] for r in sim.requests] == ["endless"]
+
+
+@pytest.mark.parametrize("lost", ["null", "empty"])
+def test_a_lost_cursor_says_there_is_more_without_one(serve: Any, lost: str) -> None:
+    _, client = serve(replace(BASE, faults=Faults(lost_cursor=lost)))
+    page = client.get(TIMESERIES, params=window(page_size=10)).json()
+    assert page["has_more"] is True and page["next_cursor"] == (None if lost == "null" else "")
+    last = client.get(TIMESERIES, params=window(page_size=100_000)).json()
+    assert last["has_more"] is False and last["next_cursor"] is None  # the last page is as ever
+
+
+def test_empty_pages_go_on_forever_with_fresh_cursors(serve: Any) -> None:
+    _, client = serve(replace(BASE, faults=Faults(empty_pages=True)))
+    cursors, params = [], window(page_size=10)
+    for _ in range(5):
+        page = client.get(TIMESERIES, params=params).json()
+        assert page["point_samples"] == [] and page["has_more"] is True
+        cursors.append(page["next_cursor"])
+        params = {**params, "cursor": page["next_cursor"]}
+    assert len(set(cursors)) == 5
+
+
+def test_odd_shapes_and_bad_fault_values(serve: Any) -> None:
+    _, client = serve(replace(BASE, faults=Faults(odd_shape="points_items_text")))
+    items = client.get(f"/sites/{SITE}/configured_points").json()["items"]
+    assert items and all(isinstance(item, str) for item in items)
+    for bad in ({"lost_cursor": "nil"}, {"odd_shape": "square"}, {"trickle_delay": 0}, {"endless_every": -1}):
+        with pytest.raises(ValueError):
+            Faults(**bad)  # type: ignore[arg-type]
+
+
 def test_latency_delays_every_response(serve: Any) -> None:
     _, client = serve(replace(BASE, faults=Faults(latency=0.2)))
     began = time.perf_counter()
@@ -683,6 +741,14 @@ def test_cli_help_teaches_every_option() -> None:
         "--outage",
         "--rate-limit",
         "--rate-period",
+        "--trickle-every",
+        "--trickle-delay",
+        "--gzip-bomb-every",
+        "--gzip-bomb-bytes",
+        "--endless-every",
+        "--lost-cursor",
+        "--empty-pages",
+        "--odd-shape",
     ]:
         assert option in result.output
 

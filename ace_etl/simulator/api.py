@@ -26,6 +26,8 @@ MAX_PAGE_SIZE = 100_000
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 10_000
 POINT_ENDPOINT_ERROR = "point-specific endpoints are not supported; use /sites/{site}/timeseries/paginated"
+# A number no float can hold (the odd_shape faults' "huge" values).
+HUGE_NUMBER = 10**399
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
 
@@ -221,10 +223,15 @@ class Api:
         query: str,
         now: float,
     ) -> bytes:
+        faults = self.config.faults
         frame, total = page_frame(self.config, site, start_us, end_us, raw, offset, page_size)
         next_offset = offset + frame.height
         has_more = next_offset < total
+        if faults.empty_pages:  # no sample, yet always more, and a cursor never seen before
+            frame, has_more, next_offset = frame.clear(), True, offset + 1
         cursor = json.dumps(issue_cursor(self._key, query, next_offset, now) if has_more else None)
+        if has_more and faults.lost_cursor is not None:
+            cursor = "null" if faults.lost_cursor == "null" else '""'
         records = _records(frame, self.config.shape == "seed")
         more = json.dumps(has_more)
         if self.config.shape == "seed":
@@ -255,22 +262,35 @@ class Api:
             }
             for spec in listed[(page - 1) * per_page : page * per_page]
         ]
-        payload = {
+        payload: dict[str, object] = {
             "items": items,
             "page": page,
             "pages": math.ceil(len(listed) / per_page),
             "per_page": per_page,
             "total": len(listed),
         }
+        odd = cfg.faults.odd_shape
+        if odd == "points_items_text":
+            payload["items"] = [item["name"] for item in items]
+        elif odd in ("points_pages_text", "points_pages_huge"):
+            payload["pages"] = "x" if odd == "points_pages_text" else HUGE_NUMBER
         return json_reply(200, payload)
 
     def _weather(self, site: str, params: dict[str, str], now: float) -> Reply:
+        odd = self.config.faults.odd_shape
+        if odd == "weather_data_numbers":
+            return json_reply(200, {"data": [1, 2]})
         if self.config.shape == "real":
-            return json_reply(200, current_weather(site, now))
+            current = current_weather(site, now)
+            if odd == "weather_value_huge":
+                current["temp"] = {**current["temp"], "value": HUGE_NUMBER}
+            return json_reply(200, current)
         if "start_time" in params or "end_time" in params:
             start, end = _param_instant(params, "start_time"), _param_instant(params, "end_time")
         else:
             start = datetime.fromtimestamp(now // 3600 * 3600, UTC)
             end = start + timedelta(hours=1)
-        frame = served_weather(self.config, site, start, end)
-        return json_reply(200, {"data": weather_rows(frame)})
+        rows = weather_rows(served_weather(self.config, site, start, end))
+        if odd == "weather_value_huge":
+            rows = [{**row, "temperature": HUGE_NUMBER} for row in rows]
+        return json_reply(200, {"data": rows})

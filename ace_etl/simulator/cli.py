@@ -12,11 +12,12 @@ import time
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, cast
+from typing import Annotated, cast, get_args
 
 import typer
 
 from ace_etl.simulator import config as _config
+from ace_etl.simulator import faults as _faults
 
 
 class Shape(StrEnum):
@@ -36,8 +37,18 @@ class TimeFormat(StrEnum):
     mixed = "mixed"
 
 
+class LostCursor(StrEnum):
+    """How `--lost-cursor` spells the missing next_cursor (faults.LostCursor)."""
+
+    null = "null"
+    empty = "empty"
+
+
+OddShape = StrEnum("OddShape", {name: name for name in _faults.ODD_SHAPES})  # type: ignore[misc]
+
 # The choices and the config's Literal types name the same values (checked once, at import).
 assert tuple(Shape) == _config.SHAPES and tuple(TimeFormat) == _config.TIME_FORMATS
+assert tuple(LostCursor) == get_args(_faults.LostCursor)
 
 
 _FAULTS = "Fault injection (all off by default; requests are numbered from 1 after authentication)"
@@ -190,6 +201,58 @@ def simulator(
         float,
         typer.Option(min=0.001, rich_help_panel=_FAULTS, help="Length of the --rate-limit window, seconds."),
     ] = 60.0,
+    trickle_every: Annotated[
+        int,
+        typer.Option(
+            min=0, rich_help_panel=_FAULTS, help="Send every Nth answer one byte per --trickle-delay seconds."
+        ),
+    ] = 0,
+    trickle_delay: Annotated[
+        float, typer.Option(min=0.001, rich_help_panel=_FAULTS, help="Seconds between trickled bytes.")
+    ] = 1.0,
+    gzip_bomb_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            rich_help_panel=_FAULTS,
+            help="Answer every Nth request with a small gzip body inflating to --gzip-bomb-bytes zeros.",
+        ),
+    ] = 0,
+    gzip_bomb_bytes: Annotated[
+        int, typer.Option(min=1, rich_help_panel=_FAULTS, help="Inflated size of the gzip bomb, bytes.")
+    ] = 2**30,
+    endless_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            rich_help_panel=_FAULTS,
+            help="Answer every Nth request with a chunked page that never ends (until the client hangs up).",
+        ),
+    ] = 0,
+    lost_cursor: Annotated[
+        LostCursor | None,
+        typer.Option(
+            rich_help_panel=_FAULTS,
+            help="Serve every timeseries page that has more with has_more true and a null or empty next_cursor.",
+            show_default=False,
+        ),
+    ] = None,
+    empty_pages: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=_FAULTS,
+            help="Serve every timeseries page empty, with has_more true and a fresh cursor, forever.",
+        ),
+    ] = False,
+    odd_shape: Annotated[
+        OddShape | None,
+        typer.Option(
+            rich_help_panel=_FAULTS,
+            help="Answer configured_points or weather in a shape the API never sends: items as strings, "
+            "pages 'x', a 400-digit page count, weather {'data': [1, 2]}, a 400-digit temperature.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the bundled ACE IoT API simulator under /api until Ctrl-C or SIGTERM.
 
@@ -225,6 +288,14 @@ def simulator(
                 bad_value_fraction=bad_value_fraction,
                 rate_limit=rate_limit,
                 rate_period=rate_period,
+                trickle_every=trickle_every,
+                trickle_delay=trickle_delay,
+                gzip_bomb_every=gzip_bomb_every,
+                gzip_bomb_bytes=gzip_bomb_bytes,
+                endless_every=endless_every,
+                lost_cursor=None if lost_cursor is None else cast(_faults.LostCursor, lost_cursor.value),
+                empty_pages=empty_pages,
+                odd_shape=None if odd_shape is None else cast(_faults.OddShape, odd_shape.value),
             ),
         )
         sim = Simulator(config)

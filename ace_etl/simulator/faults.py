@@ -5,6 +5,18 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+# Answers of a shape the ACE IoT API never sends (see `Faults.odd_shape`).
+OddShape = Literal[
+    "points_items_text",
+    "points_pages_text",
+    "points_pages_huge",
+    "weather_data_numbers",
+    "weather_value_huge",
+]
+ODD_SHAPES: tuple[OddShape, ...] = get_args(OddShape)
+LostCursor = Literal["null", "empty"]
 
 
 @dataclass(frozen=True)
@@ -14,10 +26,18 @@ class Faults:
     The server numbers every request that passes authentication (1-based, across all endpoints), so a
     test can name exactly which requests fail. At most one transport fault applies to a request, picked
     in this order: `rate_limit`, `status_429_every`, `status_500_every`, `drop_connection_every`,
-    `truncate_every`. A request that `rate_limit` rejects still takes a number, but it does not use a slot
-    of the sliding window. `drop_connection_every` and `truncate_every` cut whatever body the request would
-    have received, error bodies included. `latency` delays every response (401s too). `cursor_ttl` and
-    `bad_value_fraction` act on content rather than on request numbers.
+    `truncate_every`, `trickle_every`, `gzip_bomb_every`, `endless_every`. A request that `rate_limit` rejects
+    still takes a number, but it does not use a slot of the sliding window. `drop_connection_every` and
+    `truncate_every` cut whatever body the request would have received, error bodies included;
+    `trickle_every` sends that body one byte every `trickle_delay` seconds. `gzip_bomb_every` answers 200
+    with a gzip body inflating to `gzip_bomb_bytes` zeros; `endless_every` a chunked timeseries page that
+    never ends (until the client hangs up or the server stops). `latency` delays every response (401s too).
+
+    Content faults: `cursor_ttl`, `bad_value_fraction`; `lost_cursor` ("null" or "empty") serves every
+    timeseries page that has more with `has_more: true` and that next_cursor; `empty_pages` serves every
+    timeseries page with no sample, `has_more: true` and a fresh cursor, forever; `odd_shape` answers
+    configured_points or weather in a shape the API never sends: items as strings, `"pages": "x"`, a
+    400-digit page count, `{"data": [1, 2]}`, or a 400-digit temperature.
 
     Durations are in seconds. A rate-limited 429 carries Retry-After = the time until a slot frees (to the
     millisecond); `retry_after_http_date` turns either kind of Retry-After into an HTTP date.
@@ -34,9 +54,17 @@ class Faults:
     bad_value_fraction: float = 0.0
     rate_limit: int = 0
     rate_period: float = 60.0
+    trickle_every: int = 0
+    trickle_delay: float = 1.0
+    gzip_bomb_every: int = 0
+    gzip_bomb_bytes: int = 2**30
+    endless_every: int = 0
+    lost_cursor: LostCursor | None = None
+    empty_pages: bool = False
+    odd_shape: OddShape | None = None
 
     def __post_init__(self) -> None:
-        for name in ("status_429_every", "status_500_every", "drop_connection_every", "truncate_every"):
+        for name in _EVERY:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off) or a positive request count")
         if self.rate_limit < 0:
@@ -49,6 +77,24 @@ class Faults:
             raise ValueError("cursor_ttl must be positive (or None: cursors never expire)")
         if not 0.0 <= self.bad_value_fraction <= 1.0:
             raise ValueError("bad_value_fraction must be between 0 and 1")
+        if self.trickle_delay <= 0 or self.gzip_bomb_bytes < 1:
+            raise ValueError("trickle_delay and gzip_bomb_bytes must be positive")
+        if self.lost_cursor not in (None, *get_args(LostCursor)):
+            raise ValueError(f"lost_cursor must be one of {', '.join(get_args(LostCursor))} (or None)")
+        if self.odd_shape not in (None, *ODD_SHAPES):
+            raise ValueError(f"odd_shape must be one of {', '.join(ODD_SHAPES)} (or None)")
+
+
+# The transport faults that hit every Nth request, in the order they are picked.
+_EVERY = (
+    "status_429_every",
+    "status_500_every",
+    "drop_connection_every",
+    "truncate_every",
+    "trickle_every",
+    "gzip_bomb_every",
+    "endless_every",
+)
 
 
 @dataclass(frozen=True)
@@ -80,12 +126,8 @@ class FaultPlan:
                 if len(self._admitted) >= faults.rate_limit:
                     return Verdict(number, "rate_limit", self._admitted[0] + faults.rate_period - now)
                 self._admitted.append(now)
-        for fault, every in (
-            ("status_429", faults.status_429_every),
-            ("status_500", faults.status_500_every),
-            ("drop_connection", faults.drop_connection_every),
-            ("truncate", faults.truncate_every),
-        ):
+        for name in _EVERY:
+            every, fault = getattr(faults, name), name.removesuffix("_every")
             if every and number % every == 0:
                 return Verdict(number, fault, faults.retry_after if fault == "status_429" else None)
         return Verdict(number)

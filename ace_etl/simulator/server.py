@@ -1,13 +1,16 @@
 """The HTTP side of the simulator: a stdlib ThreadingHTTPServer (HTTP/1.1, keep-alive) on a background thread.
 
-The stdlib server gives byte-level control of the response, which the connection-drop fault needs: it
-announces the full Content-Length, writes half the body and closes the socket.
+The stdlib server gives byte-level control of the response, which the transport faults need: the
+connection drop announces the full Content-Length, writes half the body and closes the socket; a trickle
+writes a byte at a time; an endless body is chunked and never ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
+import itertools
 import json
 import math
 import socket
@@ -15,6 +18,7 @@ import socketserver
 import threading
 import time
 import traceback
+import zlib
 from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +34,9 @@ from ace_etl.simulator.faults import FaultPlan, Verdict
 
 _AUTH_ERROR = "missing or invalid API key: send the header Authorization: Bearer <key>"
 _REDACTED = "[redacted]"
+# The endless body: a page head, then these samples over and over, a chunk at a time.
+_ENDLESS_HEAD = b'{"point_samples":['
+_ENDLESS_CHUNK = b'{"name":"endless/point","time":"2026-01-01T00:00:00Z","value":1},' * 1000
 
 
 def _seconds(value: float) -> str:
@@ -118,6 +125,7 @@ class Simulator:
         self._log_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def set_upload_horizon(self, instant: str | datetime | None) -> None:
         """Move the late-upload horizon while the server runs (see `SimulatorConfig.upload_horizon`)."""
@@ -126,6 +134,7 @@ class Simulator:
     def start(self) -> Simulator:
         if self._server is not None:
             raise RuntimeError("the simulator is already running")
+        self._stopping.clear()
         self._server = _Server((self.config.host, self.config.port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -139,6 +148,7 @@ class Simulator:
     def stop(self) -> None:
         server, thread, self._server, self._thread = self._server, self._thread, None, None
         if server is not None and thread is not None:
+            self._stopping.set()  # ends trickling and endless bodies
             server.shutdown()
             server.close_connections()
             server.server_close()
@@ -187,7 +197,11 @@ class Simulator:
             reply = json_reply(401, {"error": _AUTH_ERROR})
         if self.config.faults.latency:
             time.sleep(self.config.faults.latency)
-        transport = verdict.fault if verdict and verdict.fault in ("drop_connection", "truncate") else None
+        transport = verdict.fault if verdict and verdict.fault in _TRANSPORT_FAULTS else None
+        if transport == "gzip_bomb":
+            reply = Reply(
+                200, _gzip_zeros(self.config.faults.gzip_bomb_bytes), (("Content-Encoding", "gzip"),)
+            )
         body = reply.body[: len(reply.body) // 2] if transport == "truncate" else reply.body
         sent = body[: len(body) // 2] if transport == "drop_connection" else body
         secrets = {token, self.config.api_key} - {""}
@@ -204,9 +218,45 @@ class Simulator:
                 "fault": transport or reply.fault,
             }
         )
-        _write(handler, reply, announced=len(body), sent=sent)
+        if transport == "endless":
+            self._write_endless(handler)
+        elif transport == "trickle":
+            _write(handler, reply, announced=len(body), sent=b"")
+            self._trickle(handler, sent)
+        else:
+            _write(handler, reply, announced=len(body), sent=sent)
         if transport == "drop_connection":
             handler.close_connection = True
+
+    def _trickle(self, handler: _Handler, body: bytes) -> None:
+        """One byte, then a pause, until the body is sent, the client hangs up or the server stops."""
+        try:
+            for at in range(len(body)):
+                if at and self._stopping.wait(self.config.faults.trickle_delay):
+                    break
+                handler.wfile.write(body[at : at + 1])
+                handler.wfile.flush()
+            else:
+                return
+        except OSError:
+            pass
+        handler.close_connection = True
+
+    def _write_endless(self, handler: _Handler) -> None:
+        """A 200 timeseries page in chunked encoding that never ends: until the client hangs up or the
+        server stops."""
+        handler.close_connection = True
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            for chunk in itertools.chain([_ENDLESS_HEAD], itertools.repeat(_ENDLESS_CHUNK)):
+                if self._stopping.is_set():
+                    return
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except OSError:
+            pass
 
     def _fault_reply(self, verdict: Verdict, now: float) -> Reply | None:
         if verdict.fault == "status_500":
@@ -241,6 +291,18 @@ class Simulator:
                 # Opened per line so the file can be read, rotated or deleted while the server runs.
                 with Path(self.config.request_log).open("a", encoding="utf-8") as log:
                     log.write(json.dumps(entry) + "\n")
+
+
+_TRANSPORT_FAULTS = ("drop_connection", "truncate", "trickle", "gzip_bomb", "endless")
+
+
+@functools.cache
+def _gzip_zeros(size: int) -> bytes:
+    """A gzip body inflating to `size` zero bytes (about a thousandth of that on the wire)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(min(size, 2**20))
+    parts = [packer.compress(block[: min(len(block), size - done)]) for done in range(0, size, len(block))]
+    return b"".join(parts) + packer.flush()
 
 
 def _write(handler: _Handler, reply: Reply, *, announced: int, sent: bytes) -> None:
