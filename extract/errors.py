@@ -60,3 +60,7 @@ class NoPointsError(AceEtlError):
 
 class UnexpectedResponseError(ApiError):
     """A 200 whose JSON is whole but not what the ACE IoT API sends: asking again would not change it."""
+
+
+class LandingBusyError(AceEtlError):
+    """A commit waited too long for a warehouse build reading the landing, or a build for a commit."""

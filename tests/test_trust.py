@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, site_points
 from extract.redact import redact, register
 from extract.storage import host_name
-from tests.clihelp import ace_etl, expected_rows, landed_rows, spawn
+from tests.clihelp import BIN, ace_etl, cli_env, expected_rows, landed_rows, spawn
 
 SITE = "hq"
 DAY1, DAY2, DAY3 = "2024-06-01T00:00:00Z", "2024-06-02T00:00:00Z", "2024-06-03T00:00:00Z"
@@ -493,3 +494,41 @@ def test_chaos_ends_exactly_like_one_clean_run(slow: Simulator, sim: Simulator, 
     assert raw.equals(expected)
     per_day = expected.group_by("point_name", pl.col("timestamp").dt.date().alias("day")).len()
     assert sorted(coverage) == sorted((name, day, n, n) for name, day, n in per_day.iter_rows())
+
+
+# Transform beside forced runs: a commit removes the files it replaced.
+def test_transform_beside_forced_runs_never_fails(tmp_path: Path) -> None:
+    # Four sites in hour windows, unthrottled: every forced run commits 192 windows, each removing the files
+    # of the attempt it replaces, while the builds list and read the landing. Runs and builds interleave
+    # freely (on the code before the fix, every build here failed on a removed file); whatever the
+    # interleaving, no build may fail and no run may lose a window.
+    cfg = replace(CFG, sites=("s0", "s1", "s2", "s3"))
+    data, stop = tmp_path / "data", tmp_path / "stop"
+    sites = [arg for site in cfg.sites for arg in ("--site", site)]
+    hourly = [*sites, "--start", DAY1, "--end", DAY3, "--data-dir", str(data), "--window-hours", "1",
+              "--max-requests-per-minute", "100000", "--no-transform"]  # fmt: skip
+    with Simulator(cfg) as server:
+        assert ace_etl("run", *hourly, env=env_of(server)).returncode == 0
+        script = shlex.join([str(BIN / "ace-etl"), "run", *hourly, "--force"])
+        loop = subprocess.Popen(
+            [
+                "bash",
+                "-c",
+                f"for i in $(seq 30); do [ -e {shlex.quote(str(stop))} ] && exit 0; {script} || exit; done",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(env_of(server)),
+        )
+        try:
+            builds = [ace_etl("transform", "--data-dir", str(data)) for _ in range(4)]
+        finally:
+            stop.touch()
+            _, looped = loop.communicate(timeout=600)
+    assert [b.returncode for b in builds] == [0] * 4, [b.stderr for b in builds if b.returncode]
+    assert loop.returncode == 0, looped
+    for site in cfg.sites:  # each sample of each site landed exactly once
+        files = data / "landing" / "timeseries" / f"site_name={site}" / "**" / "*.parquet"
+        landed = pl.read_parquet(files, hive_partitioning=False).select("point_name", "timestamp", "value")
+        assert landed.sort(KEY).equals(expected_rows(cfg, site, DAY1, DAY3))
