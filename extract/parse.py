@@ -7,8 +7,9 @@ Every fetched sample ends up in exactly one of kept / filtered out / rejected, d
 3. timestamp unreadable               -> rejected `bad_timestamp`
 4. timestamp outside `[start, end)`   -> filtered out (it belongs to another window)
 5. value null / text / NaN / infinite -> rejected `null_value` / `non_numeric_value` / `non_finite_value`
-6. an earlier sample of a point and instant (same parsed timestamp) that the page sends again later
-                                      -> rejected `duplicate_sample`: the last one the server sent is kept
+6. sent again later in the page (same point, same instant however spelled)
+                                      -> rejected `duplicate_sample`: of a point's samples at one instant,
+                                         the last one the server sent is kept
 7. otherwise                          -> kept
 
 Absent fields get explicit values rather than nulls: `quality` is `unknown` and `metadata` is `{}` (valid JSON
