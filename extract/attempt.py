@@ -167,6 +167,7 @@ def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured:
     replaced = [p for p in window_files(storage, site, progress.window) if p not in keep]
     if replaced:
         with storage.removing_from_landing():  # not under a build that may have listed them
+            lease.check()  # waiting for a long build may have cost the lease: the next run finishes then
             storage.delete(replaced)
     for other in load_checkpoints(storage, site, progress.window):
         if other.window != progress.window:
