@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 
 # Backslash first of all; then what ends a cell (`|`) and what starts emphasis, code, links, HTML or an
 # entity inside one. CommonMark lets a backslash escape any ASCII punctuation, so each renders as itself.
-_SPECIAL = re.compile(r"([\\|*_`\[\]<>~&#!])")
+# An `_` between two letters or digits never delimits emphasis: `points_with_gaps` stays as it is.
+_SPECIAL = re.compile(r"([\\|*`\[\]<>~&#!]|(?<![^\W_])_|_(?![^\W_]))")
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 

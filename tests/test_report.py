@@ -38,7 +38,7 @@ def test_markdown_lists_sites_and_errors() -> None:
 
 
 # Names as the API may spell them: a `|` ends a cell, `*`/`_` start emphasis, a newline ends the row.
-ODD_SITE = "a|b *x*\nc"
+ODD_SITE = "a|b *x*\nc _y_ z_z"
 ODD_POINT = "site/zone[1]|temp_*hot*_\\<b>&amp;\r\n`x`"
 
 
@@ -63,14 +63,14 @@ def test_names_in_the_run_summary_stay_in_their_cell() -> None:
     text = to_markdown(summarize([row(ODD_SITE, "failed", error="boom | *bang*")], {ODD_SITE: 1}))
     header, *body = cells_per_row(text)
     assert len(header) == 12 and [len(r) for r in body] == [12]
-    assert body[0][0] == ("text", "a|b *x* c")
+    assert body[0][0] == ("text", "a|b *x* c _y_ z_z")
     # The errors list names the site too, in bold: the name must not end the bold or start its own.
     (error,) = [line for line in text.splitlines() if line.startswith("- ")]
     inline = next(t for t in MarkdownIt("commonmark").parse(error) if t.type == "inline")
     parts = [(c.type, c.content) for c in inline.children or [] if c.type != "text" or c.content]
     assert parts == [
         ("strong_open", ""),
-        ("text", "a|b *x* c"),
+        ("text", "a|b *x* c _y_ z_z"),
         ("strong_close", ""),
         ("text", ": boom | *bang*"),
     ]
