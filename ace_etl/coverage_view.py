@@ -12,6 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
+from ace_etl import markdown
+
 # (lower bound of coverage, colour, square for markdown), best first
 _SHADES = ((0.999, "#2e7d32", "🟩"), (0.9, "#9ccc65", "🟨"), (0.5, "#ffb300", "🟧"), (0.0, "#e53935", "🟥"))
 _MARKS = {"confirmed": "●", "open": "○"}
@@ -104,20 +106,22 @@ def to_markdown(grid: pl.DataFrame, max_points: int = 50) -> str:
     out = ["🟩 complete · 🟨 ≥ 90 % · 🟧 ≥ 50 % · 🟥 less · ○ open gap · ● confirmed gap", ""]
     for (site,), rows in grid.partition_by("site_name", as_dict=True, maintain_order=True).items():
         days = sorted(set(rows["day"]))
-        out += [f"**{site}** ({days[0]} to {days[-1]})", "", "| point | days |", "| --- | --- |"]
         cells = {(r["point_name"], r["day"]): r for r in rows.iter_rows(named=True)}
         points = sorted(set(rows["point_name"]))
-        for point in points[:max_points]:
-            line = ""
-            for day in days:
-                cell = cells.get((point, day))
-                line += (
+        lines = [
+            (
+                point,
+                "".join(
                     "⬜"
-                    if cell is None
+                    if (cell := cells.get((point, day))) is None
                     else _shade(cell["coverage_ratio"])[1] + _MARKS.get(cell["gap_status"] or "", "")
-                )
-            out.append(f"| {point} | {line} |")
+                    for day in days
+                ),
+            )
+            for point in points[:max_points]
+        ]
         if len(points) > max_points:
-            out.append(f"| … {len(points) - max_points} more points | |")
-        out.append("")
+            lines.append((f"… {len(points) - max_points} more points", ""))
+        out += [f"**{markdown.escape(site)}** ({days[0]} to {days[-1]})", ""]
+        out += [*markdown.table(["point", "days"], lines), ""]
     return "\n".join(out)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ace_etl import markdown
+
 COLUMNS = (
     ("site", "site"),
     ("windows", "windows"),
@@ -83,16 +85,15 @@ def rows(summaries: Iterable[SiteSummary]) -> list[list[str]]:
 
 
 def to_markdown(summaries: list[SiteSummary], title: str = "ace-etl run summary") -> str:
-    header = [label for _, label in COLUMNS]
-    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows(summaries)]
-    errors = [f"- **{s.site}**: {e}" for s in summaries for e in s.errors]
+    lines = [f"# {title}", "", *markdown.table([label for _, label in COLUMNS], rows(summaries))]
+    errors = [f"- **{markdown.escape(s.site)}**: {markdown.escape(e)}" for s in summaries for e in s.errors]
     if errors:
         lines += ["", "## Errors", *errors]
     return "\n".join(lines) + "\n"
 
 
 def to_rich_table(summaries: list[SiteSummary], title: str = "ace-etl run summary") -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(
@@ -103,7 +104,7 @@ def to_rich_table(summaries: list[SiteSummary], title: str = "ace-etl run summar
     for key, label in COLUMNS:
         table.add_column(label, justify="left" if key == "site" else "right", no_wrap=True)
     for r in rows(summaries):
-        table.add_row(*r)
+        table.add_row(*(escape(cell) for cell in r))  # a site named `[red]x` is text, not markup
     return table
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ace_etl.transform import warehouse_file
@@ -73,7 +74,7 @@ def last_runs(storage: Storage, limit: int = 10) -> pl.DataFrame:
 def print_status(data_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
     storage = open_storage(data_dir)
-    console.print(f"Data dir: {storage.uri()}")
+    console.print(f"Data dir: {escape(storage.uri())}")
     landed, states = landed_rows(storage), window_states(storage)
     if not landed and not states:
         console.print(
@@ -84,7 +85,9 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
     for site in sorted(set(landed) | set(states)):
         files, rows = landed.get(site, (0, 0))
         state = states.get(site, Counter())
-        sites.add_row(site, f"{files:,}", f"{rows:,}", str(state["complete"]), str(state["unfinished"]))
+        sites.add_row(
+            escape(site), f"{files:,}", f"{rows:,}", str(state["complete"]), str(state["unfinished"])
+        )
     console.print(sites)
     runs = last_runs(storage)
     if runs.height:
@@ -94,19 +97,19 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
         table.add_column("error", max_width=60, overflow="ellipsis", no_wrap=True)
         for r in runs.iter_rows(named=True):
             table.add_row(
-                f"{r['finished_at']:%Y-%m-%d %H:%M:%S}", r["site_name"], f"{r['window_start']:%Y-%m-%d %H:%M}",
-                r["status"], str(r["pages"]), f"{r['records_kept']:,}", f"{r['records_rejected']:,}", r["error"] or "",
+                f"{r['finished_at']:%Y-%m-%d %H:%M:%S}", escape(r["site_name"]), f"{r['window_start']:%Y-%m-%d %H:%M}",
+                r["status"], str(r["pages"]), f"{r['records_kept']:,}", f"{r['records_rejected']:,}", escape(r["error"] or ""),
             )  # fmt: skip
         console.print(table)
     aside = quarantined(storage)
     if aside:
         console.print(
-            f"Quarantine: {len(aside)} damaged file(s) set aside under {storage.uri('quarantine')} "
+            f"Quarantine: {len(aside)} damaged file(s) set aside under {escape(storage.uri('quarantine'))} "
             "(each with a .reason.txt; the data they held was fetched again)"
         )
     warehouse = warehouse_file(data_dir)
     if warehouse.exists():
         built = datetime.fromtimestamp(warehouse.stat().st_mtime, UTC)
-        console.print(f"Warehouse: {warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC)")
+        console.print(f"Warehouse: {escape(str(warehouse))} (published {built:%Y-%m-%d %H:%M:%S} UTC)")
     else:
         console.print("Warehouse: not built yet (`ace-etl transform`).")

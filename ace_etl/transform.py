@@ -130,7 +130,9 @@ def build_lock(data_dir: Path | str, wait_s: float = BUILD_WAIT_S) -> Iterator[N
 def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Path]:
     """One build of `data_dir`'s warehouse: under the build lock, with the landing checked and dbt's
     environment set, yields the database file to build; publishes it when the block ends without error."""
-    with build_lock(data_dir):
+    # What the build lists of the landing stays there until it has read it: commits wait to remove the
+    # files they replaced (a removed file fails the read of every file listed with it).
+    with build_lock(data_dir), open_storage(data_dir).reading_landing():
         check_landing(data_dir)
         work = build_dir(data_dir)
         database = generations.prepare(work, warehouse_file(data_dir))

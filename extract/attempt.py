@@ -7,7 +7,8 @@ loses points an earlier one kept, and committed windows never overlap: the landi
 whatever window lengths earlier runs used.
 
 Pages are staged under `state/staging/` and checkpointed after each one; the commit moves the manifest into
-the landing, removes every older file of the window's time range, and only then marks it complete. Any
+the landing, removes every older file of the window's time range (once no warehouse build is reading the
+landing: `Storage.removing_from_landing`), and only then marks it complete. Any
 crash leaves either the old files or the new ones for readers (for an instant, during the moves, both),
 and the next run finishes an interrupted commit before anything else.
 """
@@ -167,7 +168,11 @@ def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured:
                 f"window {progress.window.key} of site {site!r} lost a staged file; it is fetched again on the next run"
             )
     keep = set(progress.files)
-    storage.delete(p for p in window_files(storage, site, progress.window) if p not in keep)
+    replaced = [p for p in window_files(storage, site, progress.window) if p not in keep]
+    if replaced:
+        with storage.removing_from_landing():  # not under a build that may have listed them
+            lease.check()  # waiting for a long build may have cost the lease: the next run finishes then
+            storage.delete(replaced)
     for other in load_checkpoints(storage, site, progress.window):
         if other.window != progress.window:
             _discard(storage, other)

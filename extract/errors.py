@@ -68,3 +68,7 @@ class BudgetError(AceEtlError):
 
 class ResponseTooLargeError(ApiError):
     """A response grew past the size limits (compressed or decompressed): reading on could exhaust memory."""
+
+
+class LandingBusyError(AceEtlError):
+    """A commit waited too long for a warehouse build reading the landing, or a build for a commit."""

@@ -24,6 +24,7 @@ from types import TracebackType
 from extract import cancel
 from extract.errors import AceEtlError
 from extract.landing import lease_path
+from extract.redact import redact
 from extract.storage import Storage, host_name, process_alive
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class SiteLease:
     wait_s: float = DEFAULT_WAIT_S
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     _version: str | None = None
-    _lost: bool = False
+    _lost: str | None = None
+    """Why the lease is no longer this run's, once it is not."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _heartbeat: threading.Thread | None = None
 
@@ -97,10 +99,7 @@ class SiteLease:
     def check(self) -> None:
         """Raise LeaseLostError if another run took the site over; call before writing what the lease guards."""
         if self._lost:
-            raise LeaseLostError(
-                f"lost the lease on site {self.site!r} to another run (this run stalled for over {self.ttl_s:g} s): "
-                "its work is left to that run; run again if needed"
-            )
+            raise LeaseLostError(f"lost the lease on site {self.site!r}: {self._lost}")
 
     def release(self) -> None:
         self._stop.set()
@@ -125,9 +124,22 @@ class SiteLease:
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl_s / 3):
             assert self._version is not None
-            version = self.storage.write_if(lease_path(self.site), self._record(), self._version)
+            try:
+                version = self.storage.write_if(lease_path(self.site), self._record(), self._version)
+            except Exception as exc:  # the storage's own errors (OSError, an object store's): any of them
+                # A lease that cannot be renewed expires, and another run may take the site over: stop
+                # writing now rather than find out from a clash.
+                self._lost = (
+                    f"cannot renew it ({type(exc).__name__}: {redact(' '.join(str(exc).split()))}); "
+                    "this run stops writing for the site; check the data dir and run again"
+                )
+                log.error("site %s: %s", self.site, self._lost)
+                return
             if version is None:
-                self._lost = True
+                self._lost = (
+                    f"another run took it over (this run stalled for over {self.ttl_s:g} s): "
+                    "its work is left to that run; run again if needed"
+                )
                 return
             self._version = version
 

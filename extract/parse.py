@@ -7,7 +7,10 @@ Every fetched sample ends up in exactly one of kept / filtered out / rejected, d
 3. timestamp unreadable               -> rejected `bad_timestamp`
 4. timestamp outside `[start, end)`   -> filtered out (it belongs to another window)
 5. value null / text / NaN / infinite -> rejected `null_value` / `non_numeric_value` / `non_finite_value`
-6. otherwise                          -> kept
+6. sent again later in the page (same point, same instant however spelled)
+                                      -> rejected `duplicate_sample`: of a point's samples at one instant,
+                                         the last one the server sent is kept
+7. otherwise                          -> kept
 
 Absent fields get explicit values rather than nulls: `quality` is `unknown` and `metadata` is `{}` (valid JSON
 text, so readers can apply JSON functions without a null check).
@@ -30,6 +33,7 @@ TIMESERIES_SCHEMA, REJECTS_SCHEMA = schemas.TIMESERIES, schemas.REJECTS
 UTC_US = schemas.UTC_US
 UNKNOWN_QUALITY = "unknown"
 EMPTY_METADATA = "{}"
+_REJECTS_ORDER = ("point_name", "timestamp_raw")
 
 
 class Reason(StrEnum):
@@ -40,6 +44,7 @@ class Reason(StrEnum):
     NULL_VALUE = "null_value"
     NON_NUMERIC_VALUE = "non_numeric_value"
     NON_FINITE_VALUE = "non_finite_value"
+    DUPLICATE_SAMPLE = "duplicate_sample"
 
 
 _TRUE_WORDS = ("true", "on", "active")
@@ -133,7 +138,9 @@ def normalize_samples(
     site_lit, collected_lit = pl.lit(site, pl.String()), pl.lit(collected_at, UTC_US)
     kept, rejects = pl.collect_all(
         [
-            classified.filter(is_kept).select(
+            classified.with_row_index("_row")
+            .filter(is_kept)
+            .select(
                 site_name=site_lit,
                 point_name=name,
                 timestamp=timestamp,
@@ -144,6 +151,7 @@ def normalize_samples(
                 .then(pl.col("metadata"))
                 .otherwise(pl.lit(EMPTY_METADATA)),
                 collected_at=collected_lit,
+                _row="_row",
             ),
             classified.filter(is_reject.fill_null(False))
             .select(
@@ -154,15 +162,43 @@ def normalize_samples(
                 reason=reason,
                 collected_at=collected_lit,
             )
-            .sort("point_name", "timestamp_raw", nulls_last=True, maintain_order=True),
+            .sort(*_REJECTS_ORDER, nulls_last=True, maintain_order=True),
         ]
     )
+    kept, duplicates = _latest_per_key(sorted_by_point_and_time(kept))
+    if duplicates.len():
+        rejects = pl.concat(
+            [
+                rejects,
+                raw.with_row_index("_row")
+                .filter(pl.col("_row").is_in(duplicates.implode()))
+                .select(
+                    site_name=site_lit,
+                    point_name=name,
+                    timestamp_raw=pl.col("timestamp"),
+                    value_raw=pl.col("value"),
+                    reason=pl.lit(Reason.DUPLICATE_SAMPLE.value),
+                    collected_at=collected_lit,
+                ),
+            ]
+        ).sort(*_REJECTS_ORDER, nulls_last=True, maintain_order=True)
     return PageRows(
-        kept=sorted_by_point_and_time(kept),
+        kept=kept,
         rejects=rejects,
         filtered=raw.height - kept.height - rejects.height,
         fetched=raw.height,
     )
+
+
+def _latest_per_key(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """Rows sorted by (point_name, timestamp), stably, with their page position in `_row` -> one row per key,
+    the last the page sent (the server's latest word), and the page positions of the others."""
+    name, timestamp = pl.col("point_name"), pl.col("timestamp")
+    superseded = (name == name.shift(-1)) & (timestamp == timestamp.shift(-1))
+    flags = rows.select(superseded.fill_null(False)).to_series()
+    if not flags.any():
+        return rows.drop("_row"), pl.Series("_row", [], pl.UInt32())
+    return rows.filter(~flags).drop("_row"), rows.get_column("_row").filter(flags)
 
 
 def sorted_by_point_and_time(rows: pl.DataFrame) -> pl.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -16,16 +17,23 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Final, Protocol
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from extract.errors import ConfigError
+from extract import cancel
+from extract.errors import ConfigError, LandingBusyError
 
 PARQUET_COMPRESSION: Final = "zstd"
+# Readers of the landing (builds) and commits removing replaced files meet here; see `reading_landing`.
+LANDING_LOCK: Final = "state/.landing.lock"
+# How long either side waits for the other: a build rarely takes longer, a removal takes milliseconds.
+LANDING_WAIT_S: Final = 3600.0
+
+log = logging.getLogger(__name__)
 
 
 class Storage(Protocol):
@@ -92,6 +100,16 @@ class Storage(Protocol):
 
     def list_since(self, prefix: str, pattern: str, since: float) -> builtins.list[str]:
         """`list`, keeping the files that appeared (were written or moved there) at or after `since`."""
+        ...
+
+    def reading_landing(self) -> AbstractContextManager[None]:
+        """Held by a reader that lists landing files and opens them later (a warehouse build): no commit
+        removes a landing file meanwhile. Several readers may hold it at once."""
+        ...
+
+    def removing_from_landing(self) -> AbstractContextManager[None]:
+        """Held by a commit while it removes the landing files its attempt replaced: waits, saying so, for
+        the readers holding `reading_landing` to finish."""
         ...
 
 
@@ -181,6 +199,40 @@ class LocalStorage:
     def list_since(self, prefix: str, pattern: str, since: float) -> builtins.list[str]:
         # ctime, not mtime: a committed file was renamed into place after it was written.
         return [p for p in self.list(prefix, pattern) if self._path(p).stat().st_ctime >= since]
+
+    def reading_landing(self) -> AbstractContextManager[None]:
+        return self._landing_lock(fcntl.LOCK_SH, "a commit to finish removing the files it replaced")
+
+    def removing_from_landing(self) -> AbstractContextManager[None]:
+        return self._landing_lock(fcntl.LOCK_EX, "the warehouse build reading the landing to finish")
+
+    @contextmanager
+    def _landing_lock(self, mode: int, waiting_for: str) -> Iterator[None]:
+        # A reader/writer flock between the processes of this machine; an object store has no such lock
+        # (see S3Storage).
+        path = self._path(LANDING_LOCK)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+b") as lock:
+            started = time.monotonic()
+            told = False
+            while True:
+                try:
+                    fcntl.flock(lock, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waited = time.monotonic() - started
+                    if waited >= LANDING_WAIT_S:
+                        raise LandingBusyError(
+                            f"waited {LANDING_WAIT_S:g} s for {waiting_for} in {self.root}: run again later"
+                        ) from None
+                    if not told and waited >= 1.0:  # removals take milliseconds: only a build is worth a line
+                        log.warning("waiting for %s in %s", waiting_for, self.root)
+                        told = True
+                    cancel.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
     def _locked(self, rel_path: str) -> Iterator[None]:

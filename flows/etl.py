@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
+from ace_etl import markdown
 from ace_etl.coverage_view import coverage_grid
 from ace_etl.coverage_view import to_markdown as to_coverage_markdown
 from ace_etl.healing import heal_sites
@@ -170,8 +171,9 @@ def _publish_data_quality(results: list[Any]) -> None:
     tests = [r for r in results if getattr(r.node, "resource_type", None) == "test"]
     warned = [r for r in tests if str(r.status) in ("warn", "fail", "error")]
     failed = [r for r in warned if str(r.status) != "warn"]
-    rows = "\n".join(
-        f"| {r.node.name} | {r.status} | {r.failures if r.failures is not None else ''} |" for r in tests
+    rows = markdown.table(
+        ["test", "status", "failing rows"],
+        [(r.node.name, r.status, r.failures if r.failures is not None else "") for r in tests],
     )
     title = (
         f"{len(warned)} data-quality test(s) warn or fail"
@@ -179,7 +181,7 @@ def _publish_data_quality(results: list[Any]) -> None:
         else f"all {len(tests)} data-quality tests pass"
     )
     create_markdown_artifact(
-        markdown=f"## {title}\n\n| test | status | failing rows |\n| --- | --- | --- |\n{rows}\n",
+        markdown="\n".join([f"## {title}", "", *rows, ""]),
         key="ace-etl-data-quality",
         description=("WARN: " if warned else "OK: ") + title,
     )
@@ -311,9 +313,9 @@ def _extract(
 
 
 def _publish_summary(results: list[WindowResult], gaps: dict[str, int] | None) -> str:
-    markdown = to_markdown(summarize(results, gaps))
-    create_markdown_artifact(markdown=markdown, key="ace-etl-run-summary", description="ace-etl run summary")
-    return markdown
+    summary = to_markdown(summarize(results, gaps))
+    create_markdown_artifact(markdown=summary, key="ace-etl-run-summary", description="ace-etl run summary")
+    return summary
 
 
 def _etl(params: EtlParams) -> list[WindowResult]:

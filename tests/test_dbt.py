@@ -498,3 +498,27 @@ def test_a_warehouse_from_before_per_model_records_is_not_reloaded_on_upgrade(tm
     assert ("main.stg_landing__files",) not in tables and (
         "internal.timeseries_raw__landing_loads",
     ) in tables
+
+
+def test_a_key_fetched_twice_at_the_same_instant_keeps_one_version_whatever_the_build_order(
+    tmp_path: Path,
+) -> None:
+    # Two files hold the same sample with the same collected_at and different values. Built together, or
+    # one build after the other in either order, the warehouse keeps the same version.
+    versions = {
+        name: samples(SITE, ["p1"], DAY, 1, collected_at=FIRST).with_columns(value=pl.lit(value))
+        for name, value in (("a-first", 2.0), ("z-last", 1.0))
+    }
+
+    def kept(*batches: tuple[str, ...]) -> list[tuple[float]]:
+        data_dir = tmp_path / "-".join("+".join(b) for b in batches)
+        for batch in batches:
+            for name in batch:
+                write_timeseries(data_dir, versions[name], name)
+            build_warehouse(data_dir, select="timeseries_raw")
+        with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+            return con.execute("select value from timeseries_raw").fetchall()
+
+    together = kept(("a-first", "z-last"))
+    assert kept(("a-first",), ("z-last",)) == together
+    assert kept(("z-last",), ("a-first",)) == together

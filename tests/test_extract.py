@@ -9,11 +9,13 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
@@ -433,3 +435,46 @@ def test_a_replacing_attempt_keeps_every_point_of_every_window_it_replaces(tmp_p
     assert landed_rows(storage).filter(in_first).equals(rows.filter(in_first))
     assert landed_rows(storage).height == landed_rows(storage).unique(ROW_KEY).height
     assert len(storage.list("state/checkpoints")) == 1  # the replaced windows' checkpoints are gone
+
+
+def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_path: Path) -> None:
+    # A server (here a stand-in on loopback that answers every request with one page) repeats samples.
+    samples = [
+        {"name": "a", "time": "2024-03-01T23:00:00Z", "value": 1},
+        {"name": "b", "time": "2024-03-01T23:00:00Z", "value": 5},
+        {"name": "a", "time": "2024-03-01T23:00:00Z", "value": 2},  # the server's later word: kept
+        {"name": "b", "time": "2024-03-01T23:00:00Z", "value": 5},  # the very same sample again
+    ]
+    body = json.dumps({"point_samples": samples, "next_cursor": None, "has_more": False}).encode()
+
+    class OnePage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    storage = LocalStorage(tmp_path)
+    with ThreadingHTTPServer(("127.0.0.1", 0), OnePage) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_port}/api"
+            with AceClient(url, "key", retry_policy=FAST_RETRIES, requests_per_minute=None) as client:
+                result = extract_window(
+                    client, storage, SITE, Window(START, END), resolve_selector(["a", "b"]), run_id="r"
+                )
+        finally:
+            server.shutdown()
+    landed = pl.read_parquet(tmp_path / TIMESERIES / "**" / "*.parquet", hive_partitioning=False)
+    assert landed.select("point_name", "value").rows() == [("a", 2.0), ("b", 5.0)]
+    rejects = pl.read_parquet(tmp_path / REJECTS / "**" / "*.parquet", hive_partitioning=False)
+    assert rejects.select("point_name", "value_raw", "reason").sort("point_name").rows() == [
+        ("a", "1", "duplicate_sample"),
+        ("b", "5", "duplicate_sample"),
+    ]
+    assert (result.records_fetched, result.records_kept, result.records_rejected) == (4, 2, 2)
+    assert result.records_fetched == result.records_kept + result.records_filtered + result.records_rejected

@@ -309,8 +309,10 @@ def test_a_prefect_budget_spaces_requests_across_workers(
 
 def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(harness: None) -> None:
     """Retry-After reaches workers on other machines: here, two budgets that share nothing but Prefect."""
+    import threading
     import time
 
+    from extract import cancel
     from flows.budget import PAUSE_POLL_S, PrefectBudget, limit_name, pause_name, setup_budget
 
     name = setup_budget("http://pause-test/api", "key-one", requests_per_minute=600)
@@ -318,12 +320,27 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(harness: None) 
     here, there, other_key = PrefectBudget(name), PrefectBudget(name), PrefectBudget(other)
     there.acquire()
     time.sleep(PAUSE_POLL_S)  # what `there` read of the pause (nothing) is now a second old: it reads again
-    started = time.monotonic()
-    here.pause(2.0)
-    other_key.acquire()
-    assert time.monotonic() - started < 1.5  # one key's 429s never slow another key's sites (paused 2 s)
-    there.acquire()
-    assert time.monotonic() - started >= 1.9
+    here.pause(3600.0)  # longer than any test may take: waiting for it would never end
+    other_key.acquire()  # one key's 429s never slow another key's sites: this returns
+    outcome: list[BaseException | None] = []
+
+    def acquire_there() -> None:
+        try:
+            there.acquire()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=acquire_there)
+    waiter.start()
+    waiter.join(3 * PAUSE_POLL_S)
+    assert waiter.is_alive(), outcome  # the same key's other worker waits for the pause
+    cancel.request()  # ... until told to stop
+    try:
+        waiter.join(60)
+    finally:
+        cancel.reset()
+    assert [type(e) for e in outcome] == [cancel.CancelledError]
     assert "key-one" not in pause_name(name) and pause_name(name) != limit_name(
         "http://pause-test/api", "key-one"
     )

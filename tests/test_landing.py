@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from extract.landing import (
     window_files,
     write_page,
 )
+from extract.lease import LeaseLostError, SiteLease
 from extract.metrics import RUNS_SCHEMA, WindowResult, runs_frame
 from extract.parse import normalize_samples
 from extract.points import PointSelector
@@ -263,3 +266,39 @@ def test_window_result_mirrors_the_runs_schema() -> None:
         "r", "s", WINDOW.start, WINDOW.end, "failed", 1, 0, 0, 10, 0, 0, 0, 0, 0.5, "boom", now, now
     )
     assert runs_frame([row]).schema == RUNS_SCHEMA
+
+
+class _FailingRenewals(LocalStorage):
+    """A real folder whose compare-and-swap fails once `broken` is set, as a full disk or an object-store
+    outage would fail the lease's heartbeat."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.broken = False
+        self.raised = threading.Event()
+
+    def write_if(self, rel_path: str, data: bytes, version: str | None) -> str | None:
+        if self.broken:
+            self.raised.set()
+            raise OSError(28, "No space left on device")
+        return super().write_if(rel_path, data, version)
+
+
+def test_a_lease_that_cannot_be_renewed_reads_as_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = _FailingRenewals(tmp_path)
+    lease = SiteLease(storage, "s", "run-1", ttl_s=0.3)
+    with lease:
+        lease.check()
+        storage.broken = True
+        assert storage.raised.wait(60), "the heartbeat never tried to renew"
+        deadline = time.monotonic() + 60  # the heartbeat records the loss right after the failed write
+        with pytest.raises(LeaseLostError) as lost:
+            while time.monotonic() < deadline:
+                lease.check()
+                time.sleep(0.01)
+    message = str(lost.value)
+    assert "\n" not in message and "cannot renew" in message and "No space left on device" in message
+    (record,) = [r for r in caplog.records if r.name == "extract.lease"]
+    assert "cannot renew" in record.getMessage() and "\n" not in record.getMessage()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from extract.decode import RAW_COLUMNS, _decode_any, _decode_compact_real, decode_timeseries_page
 from extract.errors import InvalidBodyError
+from extract.landing import staged, write_page
 from extract.parse import (
     REJECTS_SCHEMA,
     TIMESERIES_SCHEMA,
@@ -19,6 +21,7 @@ from extract.parse import (
 )
 from extract.points import PointSelector
 from extract.schemas import WEATHER as WEATHER_SCHEMA
+from extract.storage import LocalStorage
 from extract.weather import parse_weather
 from extract.windows import Window
 
@@ -336,3 +339,59 @@ def test_both_readers_agree_on_empty_and_truncated_pages() -> None:
     assert decode_timeseries_page(empty).samples.height == 0
     with pytest.raises(InvalidBodyError):
         decode_timeseries_page(COMPACT_PAGE[:-5])
+
+
+def test_a_sample_sent_twice_in_a_page_is_kept_once_the_last_one_sent() -> None:
+    body = json.dumps(
+        {
+            "point_samples": [
+                {"name": "a", "time": "2024-03-01T10:00:00Z", "value": "1"},
+                {"name": "b", "time": "2024-03-01T10:00:00Z", "value": "5"},
+                {"name": "a", "time": "2024-03-01T10:00:00+00:00", "value": "2"},  # the same instant again
+                {"name": "a", "time": "2024-03-01T11:00:00Z", "value": "7"},
+                {
+                    "name": "a",
+                    "time": "2024-03-01 10:00:00",
+                    "value": "3",
+                },  # ... and once more: this one wins
+                {"name": "b", "time": "2024-03-01T10:00:00Z", "value": None},  # unusable: never displaces 5
+                {"name": "c", "time": "2024-03-02T10:00:00Z", "value": "9"},  # outside the window, twice
+                {"name": "c", "time": "2024-03-02T10:00:00Z", "value": "9"},
+            ],
+            "next_cursor": None,
+            "has_more": False,
+        },
+        separators=(",", ":"),
+    ).encode()
+    rows = normalize(decode_timeseries_page(body).samples)
+    assert rows.kept.select("point_name", "timestamp", "value").rows() == [
+        ("a", datetime(2024, 3, 1, 10, tzinfo=UTC), 3.0),
+        ("a", datetime(2024, 3, 1, 11, tzinfo=UTC), 7.0),
+        ("b", datetime(2024, 3, 1, 10, tzinfo=UTC), 5.0),
+    ]
+    assert rows.rejects.select("point_name", "timestamp_raw", "value_raw", "reason").rows() == [
+        ("a", "2024-03-01T10:00:00+00:00", "2", "duplicate_sample"),
+        ("a", "2024-03-01T10:00:00Z", "1", "duplicate_sample"),
+        ("b", "2024-03-01T10:00:00Z", None, "null_value"),
+    ]
+    assert rows.rejects.schema == REJECTS_SCHEMA
+    assert (rows.fetched, rows.filtered) == (8, 2)
+    assert rows.fetched == rows.kept.height + rows.filtered + rows.rejects.height
+
+
+def test_a_landed_page_holds_one_row_per_key(tmp_path: Path) -> None:
+    samples = [
+        {"name": f"p{i % 3}", "time": f"2024-03-01T{i % 5:02d}:00:00Z", "value": str(i)} for i in range(40)
+    ]
+    body = json.dumps({"point_samples": samples, "next_cursor": None, "has_more": False}).encode()
+    rows = normalize(decode_timeseries_page(body).samples)
+    storage = LocalStorage(tmp_path)
+    for path in write_page(storage, "s", WINDOW, "a1", 0, rows):
+        storage.rename(staged("s", "a1", path), path)
+    landed = pl.read_parquet(tmp_path / "landing/timeseries")
+    assert landed.height == 15 == landed.select("point_name", "timestamp").n_unique()
+    # Each key keeps the value sent last: the highest i with that (i % 3, i % 5).
+    last = {(f"p{i % 3}", i % 5): float(i) for i in range(40)}
+    assert {(r["point_name"], r["timestamp"].hour): r["value"] for r in landed.iter_rows(named=True)} == last
+    rejects = pl.read_parquet(tmp_path / "landing/rejects")
+    assert rejects.height == 25 and set(rejects["reason"]) == {"duplicate_sample"}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from ace_etl.report import summarize, to_markdown
+import polars as pl
+from markdown_it import MarkdownIt
+
+from ace_etl.coverage_view import to_markdown as coverage_markdown
+from ace_etl.report import summarize, to_markdown, to_rich_table
 from extract.metrics import WindowResult
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -31,3 +35,65 @@ def test_markdown_lists_sites_and_errors() -> None:
     markdown = to_markdown(summarize([row("a"), row("b", "failed", error="AuthError: key rejected")], {}))
     assert "| a | 1 | 0 | 0 | 0 | 2 | 3 | 1 | 10 | 2 | 1 | 1.5 | 0 |" in markdown
     assert "- **b**: AuthError: key rejected" in markdown
+
+
+# Names as the API may spell them: a `|` ends a cell, `*`/`_` start emphasis, a newline ends the row.
+ODD_SITE = "a|b *x*\nc _y_ z_z"
+ODD_POINT = "site/zone[1]|temp_*hot*_\\<b>&amp;\r\n`x`"
+
+
+def cells_per_row(text: str) -> list[list[tuple[str, str]]]:
+    """Every table row of `text` as rendered by a CommonMark parser with GFM tables: (kind, text) per cell,
+    kind `text` unless the cell holds markup (emphasis, code, a link, HTML...)."""
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    rows: list[list[tuple[str, str]]] = []
+    in_row = False
+    for token in tokens:
+        if token.type in ("tr_open", "tr_close"):
+            in_row = token.type == "tr_open"
+            rows += [[]] if in_row else []
+        elif token.type == "inline" and in_row:
+            children = token.children or []
+            kind = "text" if {c.type for c in children} <= {"text"} else "markup"
+            rows[-1].append((kind, "".join(c.content for c in children)))
+    return rows
+
+
+def test_names_in_the_run_summary_stay_in_their_cell() -> None:
+    text = to_markdown(summarize([row(ODD_SITE, "failed", error="boom | *bang*")], {ODD_SITE: 1}))
+    header, *body = cells_per_row(text)
+    assert len(header) == 12 and [len(r) for r in body] == [12]
+    assert body[0][0] == ("text", "a|b *x* c _y_ z_z")
+    # The errors list names the site too, in bold: the name must not end the bold or start its own.
+    (error,) = [line for line in text.splitlines() if line.startswith("- ")]
+    inline = next(t for t in MarkdownIt("commonmark").parse(error) if t.type == "inline")
+    parts = [(c.type, c.content) for c in inline.children or [] if c.type != "text" or c.content]
+    assert parts == [
+        ("strong_open", ""),
+        ("text", "a|b *x* c _y_ z_z"),
+        ("strong_close", ""),
+        ("text", ": boom | *bang*"),
+    ]
+
+
+def test_names_in_the_coverage_grid_stay_in_their_cell() -> None:
+    grid = pl.DataFrame(
+        {
+            "site_name": [ODD_SITE, ODD_SITE],
+            "point_name": [ODD_POINT, "plain"],
+            "day": [date(2024, 1, 1), date(2024, 1, 1)],
+            "coverage_ratio": [1.0, 0.5],
+            "gap_status": [None, "open"],
+        }
+    )
+    rows = cells_per_row(coverage_markdown(grid))
+    assert [len(r) for r in rows] == [2, 2, 2]
+    assert [r[0] for r in rows[1:]] == [("text", "plain"), ("text", "site/zone[1]|temp_*hot*_\\<b>&amp; `x`")]
+
+
+def test_names_in_the_rich_summary_are_text_not_markup() -> None:
+    from rich.console import Console
+
+    console = Console(width=300, record=True)
+    console.print(to_rich_table(summarize([row("[bold]site[/bold]")], None)))
+    assert "[bold]site[/bold]" in console.export_text()

@@ -120,21 +120,30 @@ update {{ loads }} set pending = false where pending
 {%- endmacro %}
 
 
-{% macro latest_per_key(relation, key, newest_by='collected_at') -%}
+{% macro latest_per_key(relation, key, newest_by='collected_at', tie_break=[]) -%}
 {#- One row per key, the latest `newest_by` winning both among the rows read now and against rows already
-    loaded (a slow re-run must not overwrite a newer fetch). Ties go to the later file name so the outcome
-    never depends on read order. -#}
+    loaded (a slow re-run must not overwrite a newer fetch). Equal `newest_by` goes to the greater
+    `tie_break` columns (compared as text), then to the later file name, so the outcome depends neither on
+    read order nor on which build loaded which file. -#}
 select * from {{ relation }} as landed
 {%- if is_incremental() %}
 where not exists (
     select 1 from {{ this }} as loaded
     where {% for column in key %}loaded.{{ column }} = landed.{{ column }} and {% endfor -%}
-        loaded.{{ newest_by }} > landed.{{ newest_by }}
+        ({{ rank_of('loaded', newest_by, tie_break) }}) > ({{ rank_of('landed', newest_by, tie_break) }})
 )
 {%- endif %}
 qualify row_number() over (
-    partition by {{ key | join(', ') }} order by {{ newest_by }} desc, landing_file desc
+    partition by {{ key | join(', ') }}
+    order by {{ rank_of('landed', newest_by, tie_break, ' desc') }}, landing_file desc
 ) = 1
+{%- endmacro %}
+
+
+{% macro rank_of(alias, newest_by, tie_break, suffix='') -%}
+{#- What `latest_per_key` orders a key's rows by, best last: `newest_by`, then the tie-breaks as text. -#}
+{{ alias }}.{{ newest_by }}{{ suffix }}
+{%- for column in tie_break %}, coalesce({{ alias }}.{{ column }}::varchar, ''){{ suffix }}{% endfor %}
 {%- endmacro %}
 
 

@@ -14,7 +14,7 @@ with landed as (
 ),
 
 latest as (
-    {{ latest_per_key('landed', ['site_name', 'point_name', 'timestamp']) }}
+    {{ latest_per_key('landed', ['site_name', 'point_name', 'timestamp'], tie_break=['value', 'quality', 'metadata']) }}
 )
 
 select

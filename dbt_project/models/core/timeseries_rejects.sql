@@ -15,7 +15,7 @@ with landed as (
 ),
 
 latest as (
-    {{ latest_per_key('landed', ['id']) }}
+    {{ latest_per_key('landed', ['id'], tie_break=['reason']) }}
 )
 
 select
