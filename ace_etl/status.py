@@ -73,7 +73,7 @@ def last_runs(storage: Storage, limit: int = 10) -> pl.DataFrame:
 def print_status(data_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
     storage = open_storage(data_dir)
-    console.print(f"Data dir: {storage.uri()}")
+    console.print(f"Data dir: {storage.uri()}", markup=False)
     landed, states = landed_rows(storage), window_states(storage)
     if not landed and not states:
         console.print(
@@ -102,11 +102,12 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
     if aside:
         console.print(
             f"Quarantine: {len(aside)} damaged file(s) set aside under {storage.uri('quarantine')} "
-            "(each with a .reason.txt; the data they held was fetched again)"
+            "(each with a .reason.txt; the data they held was fetched again)",
+            markup=False,
         )
     warehouse = warehouse_file(data_dir)
     if warehouse.exists():
         built = datetime.fromtimestamp(warehouse.stat().st_mtime, UTC)
-        console.print(f"Warehouse: {warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC)")
+        console.print(f"Warehouse: {warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC)", markup=False)
     else:
         console.print("Warehouse: not built yet (`ace-etl transform`).")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ace_etl import generations
 from extract import cancel
-from extract.errors import AceEtlError
+from extract.errors import AceEtlError, ConfigError
 from extract.quarantine import set_aside_unreadable
 from extract.storage import is_object_store, local_dir, normalize_location, open_storage
 
@@ -82,6 +82,23 @@ def dbt_environment(data_dir: Path | str, database: Path) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def check_build_paths(data_dir: Path | str) -> None:
+    """ConfigError for the only characters a build cannot take in its paths. Any other character is data: the
+    dbt project quotes the data dir as a SQL string and escapes its glob characters (_landing__sources.yml)."""
+    location = normalize_location(data_dir)
+    if not is_object_store(location) and "\\" in location:
+        raise ConfigError(
+            f"data dir {location!r} holds a backslash, which DuckDB reads as a folder separator: "
+            "use a data dir without one"
+        )
+    work = build_dir(data_dir)
+    if "?" in str(work) or "#" in str(work):
+        raise ConfigError(
+            f"the warehouse folder {work.parent} holds '?' or '#', which dbt-duckdb reads as part of a "
+            "URL: use a data dir without them, or set ACE_ETL_DUCKDB_PATH to a path without them"
+        )
+
+
 BUILD_WAIT_S = 3600.0
 # dbt unit tests check the models' code with made-up rows: CI and by-hand builds run them, not every build.
 NIGHTLY_EXCLUDES = ("--exclude-resource-type", "unit_test")
@@ -130,6 +147,7 @@ def build_lock(data_dir: Path | str, wait_s: float = BUILD_WAIT_S) -> Iterator[N
 def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Path]:
     """One build of `data_dir`'s warehouse: under the build lock, with the landing checked and dbt's
     environment set, yields the database file to build; publishes it when the block ends without error."""
+    check_build_paths(data_dir)
     with build_lock(data_dir):
         check_landing(data_dir)
         work = build_dir(data_dir)

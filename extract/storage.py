@@ -173,7 +173,8 @@ class LocalStorage:
         return remove_abandoned(self._path(prefix), recursive=True)
 
     def read_parquet(self, rel_path: str, columns: builtins.list[str] | None = None) -> pl.DataFrame:
-        return pl.read_parquet(self._path(rel_path), columns=columns, hive_partitioning=False)
+        # glob=False: a `[` or `*` in the data dir is part of the name, not a pattern.
+        return pl.read_parquet(self._path(rel_path), columns=columns, hive_partitioning=False, glob=False)
 
     def parquet_rows(self, rel_path: str) -> int:
         return int(pq.read_metadata(self._path(rel_path)).num_rows)
