@@ -10,7 +10,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from ace_etl.transform import warehouse_file
+from ace_etl.transform import WarehouseError, reading, warehouse_file
 from extract.checkpoint import Checkpoint
 from extract.landing import CHECKPOINTS, RUNS, TIMESERIES
 from extract.quarantine import quarantined
@@ -105,9 +105,17 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
             "(each with a .reason.txt; the data they held was fetched again)",
             markup=False,
         )
-    warehouse = warehouse_file(data_dir)
-    if warehouse.exists():
-        built = datetime.fromtimestamp(warehouse.stat().st_mtime, UTC)
-        console.print(f"Warehouse: {warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC)", markup=False)
-    else:
-        console.print("Warehouse: not built yet (`ace-etl transform`).")
+    console.print(f"Warehouse: {warehouse_state(warehouse_file(data_dir))}", markup=False)
+
+
+def warehouse_state(warehouse: Path) -> str:
+    """Where the published warehouse is and when it was published, or why analysts cannot read it."""
+    if not warehouse.exists():
+        return "not built yet (`ace-etl transform`)."
+    built = datetime.fromtimestamp(warehouse.stat().st_mtime, UTC)
+    try:
+        with reading(warehouse) as con:
+            con.execute("select 1 from timeseries_gaps limit 0")
+    except WarehouseError as error:
+        return f"{warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC) cannot be read: {error}"
+    return f"{warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC)"
