@@ -190,7 +190,9 @@ def parse_when(value: str | None, option: str) -> datetime | None:
     try:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is in the year 0 in UTC
-        raise _fail(f"{option} {value!r} is outside the years 1 to 9999 in UTC; give a later or earlier time", 2) from None
+        raise _fail(
+            f"{option} {value!r} is outside the years 1 to 9999 in UTC; give a later or earlier time", 2
+        ) from None
 
 
 @app.command()

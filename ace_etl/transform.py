@@ -68,7 +68,9 @@ def reading(warehouse: Path) -> Iterator[DuckDBPyConnection]:
     import duckdb
 
     if not warehouse.exists():
-        raise ConfigError(f"no warehouse at {warehouse} yet: run `ace-etl run` (or `ace-etl transform`) first")
+        raise ConfigError(
+            f"no warehouse at {warehouse} yet: run `ace-etl run` (or `ace-etl transform`) first"
+        )
     try:
         with duckdb.connect(str(warehouse), read_only=True) as connection:
             connection.execute("set TimeZone = 'UTC'")

@@ -192,7 +192,9 @@ def stalled() -> Iterator[Simulator]:
 
 
 @pytest.mark.parametrize("moment", START_UP)
-def test_ctrl_c_at_any_moment_of_start_up_is_one_line(moment: str, stalled: Simulator, tmp_path: Path) -> None:
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line(
+    moment: str, stalled: Simulator, tmp_path: Path
+) -> None:
     child = subprocess.Popen(
         [sys.executable, "-X", "importtime", str(BIN / "ace-etl"), "run", "--site", SITE, "--start", DAY1,
          "--end", DAY3, "--data-dir", str(tmp_path / "data"), "--no-transform"],

@@ -15,7 +15,14 @@ from tests.clihelp import ace_etl
 SITE = "hq"
 START, END = "2024-05-01T00:00:00Z", "2024-05-01T12:00:00Z"
 CFG = SimulatorConfig(sites=(SITE,), points=6, interval=600, api_key="paths-key-0123456789")
-TABLES = ("timeseries_raw", "timeseries_hourly", "timeseries_coverage", "timeseries_gaps", "points", "etl_runs")
+TABLES = (
+    "timeseries_raw",
+    "timeseries_hourly",
+    "timeseries_coverage",
+    "timeseries_gaps",
+    "points",
+    "etl_runs",
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +84,9 @@ def test_a_question_mark_or_hash_needs_the_warehouse_elsewhere(
     assert counts(tmp_path / "warehouse") == plain
 
 
-def test_a_backslash_in_the_data_dir_is_one_line_before_anything_lands(sim: Simulator, tmp_path: Path) -> None:
+def test_a_backslash_in_the_data_dir_is_one_line_before_anything_lands(
+    sim: Simulator, tmp_path: Path
+) -> None:
     data = tmp_path / "back\\slash"
     code, stderr = run(sim, data)
     assert code == 2 and "Traceback" not in stderr
