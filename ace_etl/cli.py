@@ -96,7 +96,9 @@ def handles_errors(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import errno
         import logging
+        import os
         import signal
 
         from pydantic import ValidationError
@@ -104,9 +106,14 @@ def handles_errors(func: F) -> F:
         from extract.errors import AceEtlError
         from extract.redact import redact
 
-        signal.signal(signal.SIGINT, _on_interrupt)
-        _log_to_stderr(logging.getLogger("extract"))
+        # Inside the try: a Ctrl-C at any instant from here on is the one line below. The handler before
+        # (the console script's quit-at-once) is back once the command is done.
+        previous = signal.getsignal(signal.SIGINT)
         try:
+            signal.signal(signal.SIGINT, _on_interrupt)
+            # A log file that cannot be written (dbt's, on a full disk) must not print a traceback per line.
+            logging.raiseExceptions = False
+            _log_to_stderr(logging.getLogger("extract"))
             return func(*args, **kwargs)
         except AceEtlError as exc:
             raise _fail(redact(str(exc)), exc.exit_code) from None
@@ -118,11 +125,31 @@ def handles_errors(func: F) -> F:
             raise _fail(f"invalid setting {where}: {first['msg']}", 2) from None
         except OSError as exc:
             target = f" {exc.filename}" if exc.filename else ""
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _fail(
+                    f"no space left on the device{f' (writing {exc.filename})' if exc.filename else ''}: free "
+                    "some space and re-run the same command (what was landed is kept; unfinished windows resume)",
+                    1,
+                ) from None
             raise _fail(
                 f"cannot use{target}: {exc.strerror or exc}; check the data dir (--data-dir / ACE_ETL_DATA_DIR) "
                 "exists, is writable and holds folders where folders belong",
                 1,
             ) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            # A failure nothing above foresaw (a bug): still one line, and how to see the whole story.
+            if os.environ.get("ACE_ETL_DEBUG"):
+                raise
+            text = " ".join(redact(str(exc)).split())
+            raise _fail(
+                f"unexpected {type(exc).__name__}: {text} (please report it; ACE_ETL_DEBUG=1 shows the traceback)",
+                1,
+            ) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
     return wrapper  # type: ignore[return-value]
 
@@ -162,7 +189,12 @@ def parse_when(value: str | None, option: str) -> datetime | None:
                 f"{option} {value!r} is not an ISO date or time; use e.g. 2026-11-27 or 2026-11-27T06:00:00Z",
                 2,
             ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is in the year 0 in UTC
+        raise _fail(
+            f"{option} {value!r} is outside the years 1 to 9999 in UTC; give a later or earlier time", 2
+        ) from None
 
 
 @app.command()
@@ -457,12 +489,8 @@ def status(
     if html is not None:
         from ace_etl.coverage_view import coverage_grid, to_html
         from ace_etl.transform import warehouse_file
-        from extract.errors import ConfigError
 
-        warehouse = warehouse_file(root)
-        if not warehouse.exists():
-            raise ConfigError(f"no warehouse at {warehouse} yet: run `ace-etl run` first")
-        html.write_text(to_html(coverage_grid(warehouse)), encoding="utf-8")
+        html.write_text(to_html(coverage_grid(warehouse_file(root))), encoding="utf-8")
         typer.echo(f"Coverage picture written to {html}", err=True)
 
 

@@ -22,10 +22,9 @@ _MARKS = {"confirmed": "●", "open": "○"}
 def coverage_grid(warehouse: Path, days: int = 31) -> pl.DataFrame:
     """One row per site, point and day of the last `days` days in the warehouse: coverage ratio and the
     worst gap status that day (`confirmed` over `open`), read-only."""
-    import duckdb
+    from ace_etl.transform import reading
 
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        con.execute("set TimeZone = 'UTC'")
+    with reading(warehouse) as con:
         return pl.from_arrow(
             con.sql(
                 f"""

@@ -7,7 +7,6 @@ from datetime import UTC
 from pathlib import Path
 
 from extract.client import AceClient
-from extract.errors import ConfigError
 from extract.heal import Gap, HealResult, heal_site
 from extract.lease import SiteLease
 from extract.pipeline import PointsSource, land_points, new_run_id, resolve_selector
@@ -17,16 +16,9 @@ from extract.windows import Window
 
 def warehouse_gaps(data_dir: Path, site: str, span: Window) -> list[Gap]:
     """The site's gaps in `span`, from the published warehouse (read-only, as an analyst reads it)."""
-    import duckdb
+    from ace_etl.transform import reading, warehouse_file
 
-    from ace_etl.transform import warehouse_file
-
-    path = warehouse_file(data_dir)
-    if not path.exists():
-        raise ConfigError(
-            f"no warehouse at {path} yet: run `ace-etl run` (or `ace-etl transform`) before healing"
-        )
-    with duckdb.connect(str(path), read_only=True) as con:
+    with reading(warehouse_file(data_dir)) as con:
         rows = con.execute(
             "select point_name, gap_start, gap_end from timeseries_gaps "
             "where site_name = ? and gap_end > ? and gap_start < ? order by gap_start, point_name",

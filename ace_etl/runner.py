@@ -3,6 +3,7 @@ progress on stderr and the run summary on stdout. Prefect flows (`flows/`) wire 
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -97,6 +99,10 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
     """Extract and land every (site, window), then build the warehouse; print the summary.
 
     Raises the first failure's typed error after the summary, so the caller can set the exit status."""
+    if options.transform:
+        from ace_etl.transform import check_build_paths
+
+        check_build_paths(options.data_dir)  # before landing anything the build could not read
     windows = split_windows(options.start, options.end, options.window_hours)
     as_of = options.as_of or datetime.now(UTC)
     storage = open_storage(options.data_dir)
@@ -107,7 +113,8 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
     ) as client:
         stderr.print(
             f"Extracting {len(options.sites)} site(s), {options.start:%Y-%m-%d %H:%M} to {options.end:%Y-%m-%d %H:%M} UTC "
-            f"({len(windows)} window(s) each) into {options.data_dir}"
+            f"({len(windows)} window(s) each) into {options.data_dir}",
+            markup=False,  # a data dir's `[x]` is part of its name
         )
         progress = RunProgress(len(windows) * len(options.sites))
         with progress.progress:
@@ -149,10 +156,11 @@ def run_transform(data_dir: Path, *, full_refresh: bool = False) -> dict[str, in
     with stderr.status("Building the warehouse (dbt build)..."):
         result = build_warehouse(data_dir, full_refresh=full_refresh)
     stderr.print(
-        f"Warehouse ready: {result.warehouse} ({result.models} models, {result.tests} tests, {result.elapsed_s:.1f} s)"
+        f"Warehouse ready: {result.warehouse} ({result.models} models, {result.tests} tests, {result.elapsed_s:.1f} s)",
+        markup=False,
     )
     for warning in result.warnings:
-        stderr.print(f"[yellow]data-quality warning[/yellow] {warning}")
+        stderr.print(f"[yellow]data-quality warning[/yellow] {escape(warning)}")
     return gaps_by_site(result.warehouse)
 
 
@@ -209,7 +217,8 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
 
     path = warehouse_file(data_dir)
     console.print(
-        f"\nTry it yourself: duckdb -readonly {path}   (or in Python: duckdb.connect('{path}', read_only=True))"
+        f"\nTry it yourself: duckdb -readonly {shlex.quote(str(path))}   (or in Python: duckdb.connect({str(path)!r}, read_only=True))",
+        markup=False,
     )
     with duckdb.connect(str(path), read_only=True) as con:
         for title, sql in EXAMPLE_QUERIES:
@@ -223,7 +232,8 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
     landing = open_storage(data_dir).uri("landing/timeseries")
     console.print(
         "\nOr query the Parquet landing directly (the site_name column, not the encoded folder name):\n"
-        f"select site_name, count(*) from read_parquet('{landing}/*/*/*.parquet', hive_partitioning = false) group by 1"
+        f"select site_name, count(*) from read_parquet('{landing}/*/*/*.parquet', hive_partitioning = false) group by 1",
+        markup=False,
     )
 
 

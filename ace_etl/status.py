@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ace_etl.transform import warehouse_file
+from ace_etl.transform import WarehouseError, reading, warehouse_file
 from extract.checkpoint import Checkpoint
 from extract.landing import CHECKPOINTS, RUNS, TIMESERIES
 from extract.quarantine import quarantined
@@ -74,7 +74,7 @@ def last_runs(storage: Storage, limit: int = 10) -> pl.DataFrame:
 def print_status(data_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
     storage = open_storage(data_dir)
-    console.print(f"Data dir: {escape(storage.uri())}")
+    console.print(f"Data dir: {storage.uri()}", markup=False)
     landed, states = landed_rows(storage), window_states(storage)
     if not landed and not states:
         console.print(
@@ -104,12 +104,21 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
     aside = quarantined(storage)
     if aside:
         console.print(
-            f"Quarantine: {len(aside)} damaged file(s) set aside under {escape(storage.uri('quarantine'))} "
-            "(each with a .reason.txt; the data they held was fetched again)"
+            f"Quarantine: {len(aside)} damaged file(s) set aside under {storage.uri('quarantine')} "
+            "(each with a .reason.txt; the data they held was fetched again)",
+            markup=False,
         )
-    warehouse = warehouse_file(data_dir)
-    if warehouse.exists():
-        built = datetime.fromtimestamp(warehouse.stat().st_mtime, UTC)
-        console.print(f"Warehouse: {escape(str(warehouse))} (published {built:%Y-%m-%d %H:%M:%S} UTC)")
-    else:
-        console.print("Warehouse: not built yet (`ace-etl transform`).")
+    console.print(f"Warehouse: {warehouse_state(warehouse_file(data_dir))}", markup=False)
+
+
+def warehouse_state(warehouse: Path) -> str:
+    """Where the published warehouse is and when it was published, or why analysts cannot read it."""
+    if not warehouse.exists():
+        return "not built yet (`ace-etl transform`)."
+    built = datetime.fromtimestamp(warehouse.stat().st_mtime, UTC)
+    try:
+        with reading(warehouse) as con:
+            con.execute("select 1 from timeseries_gaps limit 0")
+    except WarehouseError as error:
+        return f"{warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC) cannot be read: {error}"
+    return f"{warehouse} (published {built:%Y-%m-%d %H:%M:%S} UTC)"

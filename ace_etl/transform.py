@@ -13,6 +13,7 @@ Prefect flows run the same project with prefect-dbt's PrefectDbtRunner inside `b
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -22,12 +23,13 @@ from typing import TYPE_CHECKING
 
 from ace_etl import generations
 from extract import cancel
-from extract.errors import AceEtlError
+from extract.errors import AceEtlError, ConfigError
 from extract.quarantine import set_aside_unreadable
 from extract.storage import is_object_store, local_dir, normalize_location, open_storage
 
 if TYPE_CHECKING:
     from dbt.artifacts.schemas.run import RunResult
+    from duckdb import DuckDBPyConnection
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -35,6 +37,10 @@ WAREHOUSE_FILE = "warehouse.duckdb"
 
 class TransformError(AceEtlError):
     """dbt could not build the warehouse; the published warehouse is left as it was."""
+
+
+class WarehouseError(AceEtlError):
+    """The published warehouse cannot be read: locked by a writer, not a DuckDB file, or without a table."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,46 @@ def warehouse_file(data_dir: Path | str) -> Path:
     the data dir, or in `./data` when the data dir is an object store."""
     explicit = os.environ.get("ACE_ETL_DUCKDB_PATH")
     return Path(explicit).absolute() if explicit else local_dir(data_dir) / WAREHOUSE_FILE
+
+
+@contextmanager
+def reading(warehouse: Path) -> Iterator[DuckDBPyConnection]:
+    """A read-only connection to the published warehouse, as an analyst opens it (UTC). Whatever DuckDB
+    cannot do with it, opening or querying, is a WarehouseError: one line with the fix."""
+    import duckdb
+
+    if not warehouse.exists():
+        raise ConfigError(
+            f"no warehouse at {warehouse} yet: run `ace-etl run` (or `ace-etl transform`) first"
+        )
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as connection:
+            connection.execute("set TimeZone = 'UTC'")
+            yield connection
+    except duckdb.Error as error:
+        raise WarehouseError(_unreadable(warehouse, str(error))) from None
+
+
+def _unreadable(warehouse: Path, error: str) -> str:
+    if "Could not set lock" in error:
+        holder = re.search(r"Conflicting lock is held in (.*?)(?:\. See also|$)", _first_line(error))
+        by = f" ({holder.group(1)})" if holder else ""
+        return (
+            f"the warehouse {warehouse} is open for writing elsewhere{by}: close that connection "
+            "(analysts open it with read_only=True) and retry"
+        )
+    if "not a valid DuckDB database" in error:
+        return (
+            f"{warehouse} is not a DuckDB database: move it aside, then `ace-etl transform --full-refresh` "
+            "rebuilds it from the landing"
+        )
+    missing = re.search(r"Table with name (\S+) does not exist", error)
+    if missing:
+        return (
+            f"the warehouse {warehouse} has no table {missing.group(1)}: it was not built by this version; "
+            "run `ace-etl transform` to build it"
+        )
+    return f"cannot read the warehouse {warehouse}: {_first_line(error)}"
 
 
 def build_dir(data_dir: Path | str) -> Path:
@@ -80,6 +126,23 @@ def dbt_environment(data_dir: Path | str, database: Path) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def check_build_paths(data_dir: Path | str) -> None:
+    """ConfigError for the only characters a build cannot take in its paths. Any other character is data: the
+    dbt project quotes the data dir as a SQL string and escapes its glob characters (_landing__sources.yml)."""
+    location = normalize_location(data_dir)
+    if not is_object_store(location) and "\\" in location:
+        raise ConfigError(
+            f"data dir {location!r} holds a backslash, which DuckDB reads as a folder separator: "
+            "use a data dir without one"
+        )
+    work = build_dir(data_dir)
+    if "?" in str(work) or "#" in str(work):
+        raise ConfigError(
+            f"the warehouse folder {work.parent} holds '?' or '#', which dbt-duckdb reads as part of a "
+            "URL: use a data dir without them, or set ACE_ETL_DUCKDB_PATH to a path without them"
+        )
 
 
 BUILD_WAIT_S = 3600.0
@@ -130,6 +193,7 @@ def build_lock(data_dir: Path | str, wait_s: float = BUILD_WAIT_S) -> Iterator[N
 def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Path]:
     """One build of `data_dir`'s warehouse: under the build lock, with the landing checked and dbt's
     environment set, yields the database file to build; publishes it when the block ends without error."""
+    check_build_paths(data_dir)
     # What the build lists of the landing stays there until it has read it: commits wait to remove the
     # files they replaced (a removed file fails the read of every file listed with it).
     with build_lock(data_dir), open_storage(data_dir).reading_landing():
@@ -257,11 +321,12 @@ def failure_message(exception: BaseException | None, results: Sequence[RunResult
         if result.status in ("error", "fail")
     ]
     cause = "; ".join(failed) if failed else _first_line(str(exception) if exception else "unknown error")
-    hint = (
-        "another build holds the build database; wait for it to finish"
-        if "Could not set lock" in cause
-        else f"see {log}"
-    )
+    if "Could not set lock" in cause:
+        hint = "another build holds the build database; wait for it to finish"
+    elif "No space left on device" in cause:
+        hint = "free some space, then run `ace-etl transform`; the published warehouse is unchanged"
+    else:
+        hint = f"see {log}"
     return f"dbt build failed: {cause} ({hint})"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import fcntl
+import io
 import logging
 import os
 import re
@@ -123,7 +124,11 @@ class LocalStorage:
         return f"LocalStorage({str(self.root)!r})"
 
     def write_parquet_atomic(self, rel_path: str, frame: pl.DataFrame) -> None:
-        self._write_atomic(rel_path, lambda tmp: frame.write_parquet(tmp, compression=PARQUET_COMPRESSION))
+        # Encoded in memory (a page is a few MB at most), then written by Python: a full disk is then an
+        # OSError with its errno and file name, where Polars writing the file itself raises a ComputeError.
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression=PARQUET_COMPRESSION)
+        self.write_bytes_atomic(rel_path, buffer.getvalue())
 
     def write_bytes_atomic(self, rel_path: str, data: bytes) -> None:
         self._write_atomic(rel_path, lambda tmp: tmp.write_bytes(data))
@@ -191,7 +196,8 @@ class LocalStorage:
         return remove_abandoned(self._path(prefix), recursive=True)
 
     def read_parquet(self, rel_path: str, columns: builtins.list[str] | None = None) -> pl.DataFrame:
-        return pl.read_parquet(self._path(rel_path), columns=columns, hive_partitioning=False)
+        # glob=False: a `[` or `*` in the data dir is part of the name, not a pattern.
+        return pl.read_parquet(self._path(rel_path), columns=columns, hive_partitioning=False, glob=False)
 
     def parquet_rows(self, rel_path: str) -> int:
         return int(pq.read_metadata(self._path(rel_path)).num_rows)
@@ -264,6 +270,10 @@ class LocalStorage:
             write(tmp)
             fsync_path(tmp)
             os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            # Name the file the disk refused (a write reports no file name of its own).
+            raise OSError(exc.errno, exc.strerror, exc.filename or str(final)) from exc
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

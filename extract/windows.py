@@ -110,11 +110,17 @@ def lookback_range(as_of: datetime, lookback_days: float, window_hours: float = 
 def live_windows(as_of: datetime, window_hours: float = 24) -> list[Window]:
     """The window (on the grid of `window_hours` from UTC midnight) that holds `as_of`, and the one before
     it, which a live run may still have to finish."""
+    check_window_hours(window_hours)
     moment = as_utc(as_of)
     midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     step = timedelta(hours=window_hours)
     current = midnight + math.floor((moment - midnight) / step) * step
-    return [Window(current - step, current), Window(current, current + step)]
+    try:
+        return [Window(current - step, current), Window(current, current + step)]
+    except OverflowError:
+        raise ConfigError(
+            f"as-of {moment.isoformat()}: its windows reach outside the years 1 to 9999; give a later or earlier --as-of"
+        ) from None
 
 
 def resolve_range(
@@ -131,7 +137,7 @@ def resolve_range(
     try:
         window = _range(start, end) if start or end else lookback_range(as_of, lookback_days, window_hours)
     except OverflowError:
-        raise ConfigError("the range reaches past the year 9999: give a start before now") from None
+        raise ConfigError("the range reaches outside the years 1 to 9999: give a start before now") from None
     if window is not None and window.start >= as_utc(as_of):
         raise ConfigError(
             f"start {window.start.isoformat()} is not in the past: the API has no data for it yet; give an earlier --start"

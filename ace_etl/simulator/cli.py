@@ -308,8 +308,10 @@ def simulator(
     except OSError as error:
         typer.echo(f"ace-etl simulator: cannot listen on {host}:{port}: {error.strerror or error}", err=True)
         raise typer.Exit(1) from error
-    # SIGTERM ends the server the way Ctrl-C does, so both leave through the same clean stop.
+    # SIGTERM ends the server the way Ctrl-C does, so both leave through the same clean stop (the console
+    # script's own Ctrl-C handler quits at once).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         typer.echo(f"ACE IoT API simulator ready: {sim.url}  (key: {api_key})")
         typer.echo(f"export ACEIOT_API_URL={sim.url}")

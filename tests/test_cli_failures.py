@@ -1,0 +1,217 @@
+"""Every failure of a command is one line and its exit status, never a traceback (issue 15, item 8): dates
+outside what a datetime holds, a full disk (a real tmpfs), a warehouse analysts cannot read, and Ctrl-C at
+any moment of a real `ace-etl run` process's start-up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ace_etl.simulator import Faults, Simulator, SimulatorConfig
+from tests import landing_factory
+from tests.clihelp import BIN, ace_etl, cli_env, expected_rows, landed_rows
+
+SITE = "hq"
+DAY1, DAY3 = "2024-06-01T00:00:00Z", "2024-06-03T00:00:00Z"
+CFG = SimulatorConfig(sites=(SITE,), points=200, interval=60, api_key="failures-key-0123456789")
+
+
+def env_of(sim: Simulator | None = None) -> dict[str, str]:
+    return {"ACEIOT_API_KEY": CFG.api_key, **({"ACEIOT_API_URL": sim.url} if sim else {})}
+
+
+def one_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The command's one error line (and no traceback)."""
+    assert "Traceback" not in result.stderr and "Logging error" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# Out-of-range dates: usage errors, exit 2.
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--start", "0001-01-01T00:00:00+05:00"],  # the year 0 in UTC
+        ["--end", "9999-12-31T23:00:00-05:00"],  # the year 10000 in UTC
+        ["--live", "--as-of", "0001-01-01T00:00:00"],  # the window before it is in the year 0
+        ["--live", "--as-of", "9999-12-31T12:00:00"],  # the open window ends in the year 10000
+        ["--live", "--window-hours", "1e15"],
+        ["--live", "--window-hours", "inf"],
+        ["--as-of", "0001-01-01T00:00:00"],
+    ],
+)
+def test_a_date_out_of_range_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
+    result = ace_etl("run", "--site", SITE, "--data-dir", str(tmp_path), *args, env=env_of())
+    assert result.returncode == 2, result.stderr
+    assert "year" in one_error(result) or "window length" in one_error(result)
+
+
+# A full disk: a real tmpfs, filled by the landing itself.
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.fail(f"this test mounts a 1 MB tmpfs and needs root (as CI has): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_the_next_run_completes_the_landing(small_disk: Path) -> None:
+    data = small_disk / "data"
+    with Simulator(CFG) as sim:
+        result = ace_etl(
+            "run", "--site", SITE, "--start", DAY1, "--end", DAY3, "--data-dir", str(data), "--no-transform",
+            "--page-size", "5000", "--max-requests-per-minute", "100000", env=env_of(sim),
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert one_error(result).startswith("error: no space left on the device")
+        # Nothing half-written is left where a reader or a later run would look.
+        assert not [p for p in data.rglob("*") if p.name.endswith(".tmp")]
+        subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)
+        result = ace_etl(
+            "run", "--site", SITE, "--start", DAY1, "--end", DAY3, "--data-dir", str(data), "--no-transform",
+            "--page-size", "5000", "--max-requests-per-minute", "100000", env=env_of(sim),
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert landed_rows(data).equals(expected_rows(CFG, SITE, DAY1, DAY3))
+
+
+def test_a_build_on_a_full_disk_is_one_line_and_publishes_nothing(small_disk: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    data = small_disk / "data"
+    with Simulator(CFG) as sim:
+        landed = ace_etl(
+            "run", "--site", SITE, "--start", DAY1, "--end", DAY3, "--data-dir", str(data), "--no-transform",
+            "--max-requests-per-minute", "100000", env=env_of(sim),
+        )  # fmt: skip
+    assert landed.returncode == 0, landed.stderr
+    # Leave a little room: the build starts (its lock, its log), and dbt runs out of space.
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(b"\0" * (free - 256 * 1024))
+    result = ace_etl("transform", "--data-dir", str(data))
+    assert result.returncode == 1
+    assert "no space left on" in one_error(result).lower() and "free some space" in one_error(result)
+    assert not (data / "warehouse.duckdb").exists()
+
+
+# A warehouse analysts cannot read: `heal` and `status --html` say why in one line; `status` says it too.
+@pytest.fixture
+def locked_by_a_writer(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "data" / "warehouse.duckdb"
+    path.parent.mkdir()
+    with duckdb.connect(str(path)) as con:
+        con.execute("create table timeseries_gaps (site_name varchar)")
+    code = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+    try:
+        yield path.parent
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def not_duckdb(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "warehouse.duckdb").write_bytes(b"not a database\n" * 1000)
+    return tmp_path / "data"
+
+
+def without_gaps_table(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb")).close()
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("locked", "is open for writing elsewhere"),
+        ("not_duckdb", "is not a DuckDB database"),
+        ("without_gaps_table", "has no table timeseries_"),
+    ],
+)
+def test_a_warehouse_that_cannot_be_read_is_one_line_in_heal_and_status(
+    damage: str, needle: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    data = (
+        request.getfixturevalue("locked_by_a_writer")
+        if damage == "locked"
+        else {"not_duckdb": not_duckdb, "without_gaps_table": without_gaps_table}[damage](tmp_path)
+    )
+    day = datetime(2024, 6, 1, tzinfo=UTC)
+    rows = landing_factory.samples(SITE, [f"{SITE}/ahu-1/t"], day, 60, collected_at=day)
+    landing_factory.write_timeseries(data, rows, "page-0")
+    heal = ace_etl("heal", "--site", SITE, "--data-dir", str(data), env=env_of())
+    assert heal.returncode == 1 and needle in one_error(heal)
+    html = ace_etl("status", "--data-dir", str(data), "--html", str(tmp_path / "coverage.html"))
+    assert html.returncode == 1 and needle in one_error(html)
+    status = ace_etl("status", "--data-dir", str(data))
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    assert "cannot be read" in status.stdout and needle in " ".join(status.stdout.split())
+
+
+# Ctrl-C during start-up. `-X importtime` has the real console script report each module as it finishes
+# loading: the test interrupts right after a given one, whatever the machine's speed.
+START_UP = (
+    "ace_etl.console",  # the first moment the project's code runs
+    "typer",
+    "ace_etl.cli",
+    "pydantic",
+    "extract.redact",  # the command's own handler is about to take over
+    "httpx",
+    "polars",
+    "ace_etl.runner",
+    "Extracting",  # the run has started: workers are stopped gracefully
+)
+
+
+@pytest.fixture(scope="module")
+def stalled() -> Iterator[Simulator]:
+    """Every answer takes 30 s: whenever the signal comes, the run is still going."""
+    with Simulator(replace(CFG, faults=Faults(latency=30))) as running:
+        yield running
+
+
+@pytest.mark.parametrize("moment", START_UP)
+def test_ctrl_c_at_any_moment_of_start_up_is_one_line(
+    moment: str, stalled: Simulator, tmp_path: Path
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-X", "importtime", str(BIN / "ace-etl"), "run", "--site", SITE, "--start", DAY1,
+         "--end", DAY3, "--data-dir", str(tmp_path / "data"), "--no-transform"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(env_of(stalled)),
+    )  # fmt: skip
+    assert child.stderr is not None
+    lines, sent = [], False
+    for line in child.stderr:
+        lines.append(line)
+        loaded = line.rsplit("|", 1)[-1].strip() if line.startswith("import time:") else line
+        if loaded.startswith(moment):
+            child.send_signal(signal.SIGINT)
+            sent = True
+            break
+    lines += child.communicate(timeout=60)[1].splitlines(keepends=True)
+    stderr = "".join(line for line in lines if not line.startswith("import time:"))
+    assert sent, stderr
+    assert child.returncode in (130, 1), (child.returncode, stderr)
+    assert "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted"), stderr
