@@ -62,7 +62,7 @@ def cells_per_row(text: str) -> list[list[tuple[str, str]]]:
 def test_names_in_the_run_summary_stay_in_their_cell() -> None:
     text = to_markdown(summarize([row(ODD_SITE, "failed", error="boom | *bang*")], {ODD_SITE: 1}))
     header, *body = cells_per_row(text)
-    assert len(header) == 12 and [len(r) for r in body] == [12]
+    assert len(header) == 13 and [len(r) for r in body] == [13]  # site and the 12 figures, `open` included
     assert body[0][0] == ("text", "a|b *x* c _y_ z_z")
     # The errors list names the site too, in bold: the name must not end the bold or start its own.
     (error,) = [line for line in text.splitlines() if line.startswith("- ")]
