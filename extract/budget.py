@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,6 @@ from typing import TypeVar
 from extract import cancel
 from extract.errors import BudgetError, ConfigError
 from extract.ratelimit import Announcer, Rate
-from extract.retry import DEFAULT_RETRY_POLICY
 
 T = TypeVar("T")
 
@@ -44,8 +44,7 @@ def key_id(api_url: str, api_key: str) -> str:
 class SharedBudget:
     """`Rate(capacity, period, margin)` for one key, across processes.
 
-    A pause is never longer than `max_pause` seconds from now, whatever a server asked or an older version
-    stored. `lock_timeout` bounds how long a process waits for the file while another holds it.
+    `lock_timeout` bounds how long a process waits for the file while another holds it.
     """
 
     def __init__(
@@ -56,12 +55,11 @@ class SharedBudget:
         period: float,
         *,
         margin: float | None = None,
-        max_pause: float = DEFAULT_RETRY_POLICY.retry_after_max,
         lock_timeout: float = 60.0,
     ) -> None:
         self.rate = Rate(capacity, period, margin)
         self.path, self.key, self.capacity, self.period = Path(path), key, capacity, period
-        self.margin, self.max_pause, self.lock_timeout = self.rate.margin, max_pause, lock_timeout
+        self.margin, self.lock_timeout = self.rate.margin, lock_timeout
         self._announcer = Announcer()
         try:
             self._create()
@@ -80,19 +78,18 @@ class SharedBudget:
         api_key: str,
         requests_per_minute: float,
         period: float = 60.0,
-        *,
-        max_pause: float = DEFAULT_RETRY_POLICY.retry_after_max,
     ) -> SharedBudget:
         rate = Rate.per_minute(requests_per_minute, period)
-        return cls(path, key_id(api_url, api_key), rate.capacity, rate.period, max_pause=max_pause)
+        return cls(path, key_id(api_url, api_key), rate.capacity, rate.period)
 
     def __repr__(self) -> str:
         return f"SharedBudget({str(self.path)!r}, capacity={self.capacity}, period={self.period:g})"
 
-    def acquire(self) -> int:
-        """Block until a request may be sent under this key's budget, count it as sent now, return its slot."""
+    def acquire(self, max_pause: float = math.inf) -> int:
+        """Block until a request may be sent under this key's budget, count it as sent now, return its slot.
+        A stored pause is cut to at most `max_pause` seconds from now, for every process."""
         while True:
-            grant, wait, why = self._use(self._try_grant)
+            grant, wait, why = self._use(lambda db: self._try_grant(db, max_pause))
             if grant is not None:
                 return grant
             self._announcer.wait(time.time() + wait, wait, why)
@@ -108,8 +105,8 @@ class SharedBudget:
             )
 
     def pause(self, seconds: float) -> None:
-        """The server asked us to wait: no process sends with this key for `seconds` (at most `max_pause`)."""
-        until = time.time() + min(seconds, self.max_pause)
+        """The server asked us to wait: no process sends with this key for `seconds` (the client capped them)."""
+        until = time.time() + seconds
         self._use(
             lambda db: db.execute(
                 "insert into pauses values (?, ?) on conflict (key) do update set until = max(until, excluded.until)",
@@ -117,14 +114,16 @@ class SharedBudget:
             )
         )
 
-    def _try_grant(self, db: sqlite3.Connection) -> tuple[int | None, float, str]:
+    def _try_grant(self, db: sqlite3.Connection, max_pause: float) -> tuple[int | None, float, str]:
         now = time.time()
         db.execute("delete from grants where key = ? and at <= ?", (self.key, now - self.rate.window))
-        # A pause beyond the cap (a year's Retry-After stored by an older version) is cut to it, for good.
-        db.execute(
-            "update pauses set until = ? where key = ? and until > ?",
-            (now + self.max_pause, self.key, now + self.max_pause),
-        )
+        # A pause beyond the cap (a year's Retry-After stored by an older version, or by a process with a
+        # longer cap) is cut to it, for good.
+        if math.isfinite(max_pause):
+            db.execute(
+                "update pauses set until = ? where key = ? and until > ?",
+                (now + max_pause, self.key, now + max_pause),
+            )
         paused = db.execute("select until from pauses where key = ?", (self.key,)).fetchone()
         sent, oldest = db.execute(
             "select count(*), min(at) from grants where key = ?", (self.key,)

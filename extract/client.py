@@ -8,6 +8,7 @@ longer than the policy's `attempt_deadline` or grow past the `Limits` sizes, com
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -168,9 +169,8 @@ class AceClient:
         if budget is not None:
             check_api_key(key.get_secret_value())
             kwargs["rate_limiter"] = SharedBudget.per_minute(
-                budget, settings.api_url, key.get_secret_value(), requests_per_minute,
-                max_pause=policy.retry_after_max,
-            )  # fmt: skip
+                budget, settings.api_url, key.get_secret_value(), requests_per_minute
+            )
         return cls(settings.api_url, key, requests_per_minute=requests_per_minute, **kwargs)
 
     def __repr__(self) -> str:
@@ -205,14 +205,19 @@ class AceClient:
         attempts = 0
 
         # stamina runs the loop and reports retries to its instrumentation (logging, Prometheus); this hook
-        # decides each wait itself: the server's Retry-After when given, else the policy's backoff, and no
-        # wait that would end past the deadline (stamina's own timeout only stops after such a wait).
+        # decides each wait itself: the server's Retry-After when given, else the policy's backoff. The
+        # deadline bounds our own backoff (no such wait may end past it; stamina's own timeout only stops
+        # after one); a wait the server asked for is already capped at retry_after_max and bounded by
+        # max_attempts, so it is obeyed even past the deadline, as documented.
         def wait_before_retry(exc: Exception) -> bool | float:
             if not isinstance(exc, _Transient) or attempts >= policy.max_attempts or cancel.requested():
                 return False
-            wait = exc.retry_after if exc.retry_after is not None else policy.backoff(attempts)
-            if time.monotonic() + wait >= started + policy.deadline:
-                return False
+            if exc.retry_after is not None:
+                wait = exc.retry_after
+            else:
+                wait = policy.backoff(attempts)
+                if time.monotonic() + wait >= started + policy.deadline:
+                    return False
             log.warning(
                 "retrying GET %s in %.1f s (attempt %d of %d): %s",
                 path, wait, attempts + 1, policy.max_attempts, exc.reason,
@@ -274,7 +279,9 @@ class AceClient:
         *,
         first: bool,
     ) -> T:
-        slot = self.rate_limiter.acquire() if self.rate_limiter is not None else None
+        limiter = self.rate_limiter
+        # The policy's cap bounds the pauses the limiter holds too, even one stored by another process.
+        slot = limiter.acquire(max_pause=self.retry_policy.retry_after_max) if limiter is not None else None
         self._count(stats, requests=1, retries=0 if first else 1)
         try:
             response, body = self._receive(path, params)
@@ -283,8 +290,8 @@ class AceClient:
         except httpx.HTTPError as exc:
             raise ApiError(f"GET {path} failed: {self._describe(exc)}") from exc
         finally:
-            if self.rate_limiter is not None:
-                self.rate_limiter.settle(slot)
+            if limiter is not None:
+                limiter.settle(slot)
         self._count(stats, bytes=len(body), throttled=int(response.status_code == 429))
         if not response.is_success:
             self._raise_for_status(response, body, path, params)
@@ -495,10 +502,17 @@ def _inflate(encoding: str | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
         raise UnexpectedResponseError(
             f"the answer is encoded as {_shown(encoding)}, which was not asked for (only {_ACCEPT_ENCODING})"
         )
-    # wbits 32+: gzip or zlib, whichever header the stream has (servers send zlib for "deflate").
-    inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
+    # "deflate" means a zlib stream (RFC 9110), but some servers send raw deflate, which browsers and httpx
+    # accept too: the first two bytes tell them apart. wbits 32+ takes a gzip or a zlib header.
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= 2:
+            break
+    raw = coding == "deflate" and not _zlib_header(head)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS if raw else 32 + zlib.MAX_WBITS)
     try:
-        for chunk in chunks:
+        for chunk in itertools.chain([head], chunks):
             pending = chunk
             while pending and not inflater.eof:
                 yield inflater.decompress(pending, _INFLATE_STEP)
@@ -506,3 +520,8 @@ def _inflate(encoding: str | None, chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield inflater.flush()
     except zlib.error as exc:
         raise InvalidBodyError(f"the {coding} answer does not decompress: {exc}") from exc
+
+
+def _zlib_header(head: bytes) -> bool:
+    """Whether `head` starts a zlib stream: deflate method (8) and a header checksum divisible by 31."""
+    return len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0

@@ -107,11 +107,13 @@ class RateLimiter:
         with self._lock:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
-    def acquire(self) -> int:
-        """Block the calling thread until a request may be sent, count it as sent now, return its slot."""
+    def acquire(self, max_pause: float = math.inf) -> int:
+        """Block the calling thread until a request may be sent, count it as sent now, return its slot.
+        A pause is cut to at most `max_pause` seconds from now (`RetryPolicy.retry_after_max`)."""
         while True:
             with self._lock:
                 now = time.monotonic()
+                self._paused_until = min(self._paused_until, now + max_pause)
                 # Settling reorders the stamps, so expire by scanning: the window holds `capacity` at most.
                 for token in [token for token, at in self._sent.items() if at <= now - self.rate.window]:
                     del self._sent[token]
@@ -136,11 +138,15 @@ class RateLimiter:
 class Limiter(Protocol):
     """What the client needs from a rate limit: in-process (`RateLimiter`) or shared (`SharedBudget`)."""
 
-    def acquire(self) -> int | None: ...
+    def acquire(self, max_pause: float = math.inf) -> int | None:
+        """Block until a request may go; honour a (server's) pause for at most `max_pause` s from now."""
+        ...
 
     def settle(self, slot: int | None) -> None: ...
 
-    def pause(self, seconds: float) -> None: ...
+    def pause(self, seconds: float) -> None:
+        """No request goes for `seconds` (already capped by the caller's RetryPolicy.retry_after_max)."""
+        ...
 
 
 _SHARED: dict[tuple[float, float], RateLimiter] = {}
