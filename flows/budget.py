@@ -1,17 +1,21 @@
 """One request budget per API key across machines: a Prefect global concurrency limit with slot decay.
 
 Prefect's server already coordinates every worker of a deployment, wherever it runs, so its rate limits
-are the cross-machine budget: one limit per key (named by a digest of the API URL and key, never the key),
-`limit` slots decaying at `limit / 60` per second. `setup_budget` creates or updates it (the documented
-`ace-etl prefect-setup` step); `PrefectBudget` is the client's limiter inside flows.
+are the cross-machine budget: one limit per key (named by a digest of the API URL and key, never the key).
+It paces as `extract.ratelimit.Rate` does: one slot, decaying at one per `Rate.spacing` seconds, so requests
+go evenly spaced and a minute's budget never leaves at once (a server may count over a shorter window).
+`setup_budget` creates or updates it (the documented `ace-etl prefect-setup` step); `PrefectBudget` is the
+client's limiter inside flows.
 
 A limit has no pause, so a server's Retry-After travels in a Prefect variable beside it
 (`ace-etl-pause-<digest>`, the wall-clock time until which nobody sends): every worker reads it at most once
-a second, so one worker's 429 holds all of them, on every machine, within a second.
+a second, so one worker's 429 holds all of them, on every machine, within a second. A stored pause longer
+than the client's `RetryPolicy.retry_after_max` from now is cut to it, and a long wait is said once.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -24,6 +28,7 @@ from prefect.variables import Variable
 from extract import cancel
 from extract.budget import key_id
 from extract.errors import ConfigError
+from extract.ratelimit import Announcer, Rate
 
 # How stale a worker's view of the shared pause may be: one variable read per second per process.
 PAUSE_POLL_S = 1.0
@@ -40,8 +45,7 @@ def pause_name(limit: str) -> str:
 def setup_budget(api_url: str, api_key: str, requests_per_minute: float) -> str:
     """Create (or update) the key's limit on the Prefect server in use; returns its name."""
     name = limit_name(api_url, api_key)
-    slots = max(1, int(requests_per_minute))
-    decay = requests_per_minute / 60.0
+    slots, decay = 1, 1.0 / Rate.per_minute(requests_per_minute).spacing
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)
@@ -64,13 +68,16 @@ class PrefectBudget:
         self._paused_until = 0.0
         self._read_at = float("-inf")
         self._lock = threading.Lock()
+        self._announcer = Announcer()
 
     def __repr__(self) -> str:
         return f"PrefectBudget({self.name!r})"
 
-    def acquire(self) -> None:
+    def acquire(self, max_pause: float = math.inf) -> None:
+        """Block until the key's pause is over (at most `max_pause` s from now) and its limit grants a slot."""
         cancel.check()
-        while (wait := self._shared_pause() - time.time()) > 0:
+        while (wait := (until := self._shared_pause(max_pause)) - time.time()) > 0:
+            self._announcer.wait(until, wait, "the API answered 429 and asked (Retry-After) that this key pause")
             cancel.sleep(min(wait, PAUSE_POLL_S))
         try:
             rate_limit(self.name, strict=True)
@@ -95,15 +102,20 @@ class PrefectBudget:
         if not isinstance(current, int | float) or current < until:
             Variable.set(pause_name(self.name), until, overwrite=True)
 
-    def _shared_pause(self) -> float:
-        """Until when the key is paused, as far as this worker knows (read from Prefect at most once a second)."""
+    def _shared_pause(self, max_pause: float) -> float:
+        """Until when the key is paused, as far as this worker knows (read from Prefect at most once a second),
+        cut to `max_pause` seconds from now: the cut is stored too, so no worker waits out the rest."""
         now = time.monotonic()
         with self._lock:
             if now - self._read_at < PAUSE_POLL_S:
                 return self._paused_until
             self._read_at = now
         shared = Variable.get(pause_name(self.name), default=0.0)
+        cap = time.time() + max_pause
+        if isinstance(shared, int | float) and shared > cap:
+            Variable.set(pause_name(self.name), cap, overwrite=True)
+            shared = cap
         with self._lock:
             if isinstance(shared, int | float):
-                self._paused_until = max(self._paused_until, float(shared))
+                self._paused_until = min(max(self._paused_until, float(shared)), cap)
             return self._paused_until

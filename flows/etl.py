@@ -67,7 +67,7 @@ def _connected(settings: Settings, params: SiteParams) -> Iterator[tuple[AceClie
     if params.budget_scope == "prefect":
         key = settings.require_key()
         limiter = PrefectBudget(limit_name(settings.api_url, key.get_secret_value()))
-        client = AceClient(settings.api_url, key, rate_limiter=limiter)
+        client = AceClient.from_settings(settings, rate_limiter=limiter)  # with ACE_ETL_MAX_RETRY_AFTER
     else:
         client = AceClient.from_settings(
             settings, requests_per_minute=params.max_requests_per_minute, budget=settings.budget_file()

@@ -292,14 +292,16 @@ def test_a_prefect_budget_spaces_requests_across_workers(
     from extract.errors import ConfigError
     from flows.budget import PrefectBudget, limit_name, setup_budget
 
-    name = setup_budget(sim.url, CFG.api_key, requests_per_minute=120)  # 120 slots, 2 decay per second
+    name = setup_budget(sim.url, CFG.api_key, requests_per_minute=120)
     assert name == limit_name(sim.url, CFG.api_key) and CFG.api_key not in name
-    setup_budget(sim.url, CFG.api_key, requests_per_minute=60)  # updated in place: 60 slots, 1 per second
+    setup_budget(sim.url, CFG.api_key, requests_per_minute=60)  # updated in place: one request a second
     budget = PrefectBudget(name)
+    budget.acquire()
     started = time.monotonic()
-    for _ in range(62):
+    for _ in range(3):
         budget.acquire()
-    assert time.monotonic() - started >= 1.5  # the 61st and 62nd wait for slots to decay
+    # Paced, not a minute's budget at once: a server counting over 10 s would reject a burst of 60.
+    assert time.monotonic() - started >= 2.5
     with pytest.raises(ConfigError, match="prefect-setup"):
         PrefectBudget("ace-etl-api-missing").acquire()
     use_api(monkeypatch, sim)
@@ -307,8 +309,11 @@ def test_a_prefect_budget_spaces_requests_across_workers(
     assert [r.rows for r in results] == [1]
 
 
-def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(harness: None) -> None:
+def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(
+    harness: None, caplog: pytest.LogCaptureFixture
+) -> None:
     """Retry-After reaches workers on other machines: here, two budgets that share nothing but Prefect."""
+    import logging
     import threading
     import time
 
@@ -331,6 +336,7 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(harness: None) 
         except BaseException as exc:
             outcome.append(exc)
 
+    caplog.set_level(logging.WARNING, logger="extract")
     waiter = threading.Thread(target=acquire_there)
     waiter.start()
     waiter.join(3 * PAUSE_POLL_S)
@@ -341,9 +347,36 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(harness: None) 
     finally:
         cancel.reset()
     assert [type(e) for e in outcome] == [cancel.CancelledError]
+    # ... and says so once, rather than look hung
+    said = [r.getMessage() for r in caplog.records if "before the next API request" in r.getMessage()]
+    assert len(said) == 1 and "asked (Retry-After) that this key pause" in said[0], said
     assert "key-one" not in pause_name(name) and pause_name(name) != limit_name(
         "http://pause-test/api", "key-one"
     )
+
+
+def test_a_prefect_pause_beyond_the_cap_is_cut_to_it(harness: None) -> None:
+    """A year-long pause (an older version's, or a worker's with a longer cap) never blocks a key for good."""
+    import threading
+    import time
+
+    from prefect.variables import Variable
+
+    from extract import cancel
+    from flows.budget import PrefectBudget, pause_name, setup_budget
+
+    name = setup_budget("http://pause-test/api", "key-capped", requests_per_minute=600)
+    Variable.set(pause_name(name), time.time() + 31_536_000, overwrite=True)
+    waiter = threading.Thread(target=PrefectBudget(name).acquire, kwargs={"max_pause": 0.5})
+    waiter.start()
+    waiter.join(60)  # generous: the cut pause is half a second
+    if waiter.is_alive():
+        cancel.request()
+        waiter.join(60)
+        cancel.reset()
+        pytest.fail("a year-long pause was waited out instead of cut to the client's cap")
+    stored = Variable.get(pause_name(name))
+    assert isinstance(stored, float) and stored <= time.time()  # cut for every worker, too
 
 
 def landed(data_dir: Path, dataset: str, drop: tuple[str, ...]) -> pl.DataFrame:
