@@ -77,7 +77,9 @@ class PrefectBudget:
         """Block until the key's pause is over (at most `max_pause` s from now) and its limit grants a slot."""
         cancel.check()
         while (wait := (until := self._shared_pause(max_pause)) - time.time()) > 0:
-            self._announcer.wait(until, wait, "the API answered 429 and asked (Retry-After) that this key pause")
+            self._announcer.wait(
+                until, wait, "the API answered 429 and asked (Retry-After) that this key pause"
+            )
             cancel.sleep(min(wait, PAUSE_POLL_S))
         try:
             rate_limit(self.name, strict=True)

@@ -292,12 +292,11 @@ def test_an_expired_cursor_restarts_the_window_without_duplicates(tmp_path: Path
     """A run stops after its first page; by the time it resumes, the saved cursor has expired."""
     clean, expired = LocalStorage(tmp_path / "clean"), LocalStorage(tmp_path / "expired")
     window = split_windows(START, END, WINDOW_HOURS)[0]
-    ttl = 0.5
 
     def stop_after_first_page(site: str, w: Window, page: int, fetched: int) -> None:
         raise KeyboardInterrupt
 
-    with serving(replace(BASE, faults=Faults(cursor_ttl=ttl))) as (sim, client):
+    with serving(BASE) as (sim, client):
         selector = resolve_selector(None, client.configured_points(SITE))
         extract_window(client, clean, SITE, window, selector, run_id="clean", page_size=PAGE_SIZE)
         fresh = timeseries_requests(sim)
@@ -312,7 +311,7 @@ def test_an_expired_cursor_restarts_the_window_without_duplicates(tmp_path: Path
                 page_size=PAGE_SIZE,
                 on_page=stop_after_first_page,
             )
-        time.sleep(ttl * 1.5)
+        sim.expire_cursors()  # the pause outlasted the saved cursor's lifetime
         sim.clear_requests()
         result = extract_window(client, expired, SITE, window, selector, run_id="y", page_size=PAGE_SIZE)
         statuses = [r["status"] for r in sim.requests if "/timeseries/" in r["path"]]

@@ -631,14 +631,41 @@ def test_latency_delays_every_response(serve: Any) -> None:
 def test_cursors_expire_after_their_ttl(serve: Any) -> None:
     sim, client = serve(replace(BASE, faults=Faults(cursor_ttl=0.3)))
     cursor = client.get(TIMESERIES, params=window(page_size=10)).json()["next_cursor"]
-    assert client.get(TIMESERIES, params=window(page_size=10, cursor=cursor)).status_code == 200
     time.sleep(0.35)
     expired = client.get(TIMESERIES, params=window(page_size=10, cursor=cursor))
     assert expired.status_code == 400 and expired.json() == {"error": "cursor expired", "cursor": cursor}
     assert sim.requests[-1]["fault"] == "cursor_ttl"
-    # The first page is cached no longer than half the TTL, so its next cursor is fresh again.
+    # The first page is cached no longer than half the TTL, so its next cursor is issued again.
+    fresh = client.get(TIMESERIES, params=window(page_size=10)).json()["next_cursor"]
+    assert fresh != cursor
+
+
+def test_a_cursor_is_valid_until_its_ttl() -> None:
+    from ace_etl.simulator.cursor import CursorError, issue_cursor, read_cursor, signing_key
+
+    key = signing_key("demo")
+    cursor = issue_cursor(key, "query", 10, now=1000.0)
+    assert read_cursor(key, cursor, "query", now=1000.25, ttl=0.3) == 10
+    with pytest.raises(CursorError, match="cursor expired"):
+        read_cursor(key, cursor, "query", now=1000.35, ttl=0.3)
+    with pytest.raises(CursorError, match="cursor expired"):  # a test expired every cursor so far
+        read_cursor(key, cursor, "query", now=1000.0, ttl=None, expired_until=1000.0)
+    assert read_cursor(key, cursor, "query", now=1000.0, ttl=None, expired_until=999.999) == 10
+
+
+def test_a_test_can_expire_every_cursor_issued_so_far(serve: Any) -> None:
+    sim, client = serve(BASE)  # cursors never expire of themselves
+    cursor = client.get(TIMESERIES, params=window(page_size=10)).json()["next_cursor"]
+    assert client.get(TIMESERIES, params=window(page_size=10, cursor=cursor)).status_code == 200
+    assert client.put("/_simulator/expire_cursors").status_code == 200
+    expired = client.get(TIMESERIES, params=window(page_size=10, cursor=cursor))
+    assert expired.status_code == 400 and expired.json() == {"error": "cursor expired", "cursor": cursor}
+    assert sim.requests[-1]["fault"] == "cursor_ttl"
+    # The first page is issued again, not served from the cache, with a cursor that works.
     fresh = client.get(TIMESERIES, params=window(page_size=10)).json()["next_cursor"]
     assert client.get(TIMESERIES, params=window(page_size=10, cursor=fresh)).status_code == 200
+    sim.expire_cursors()  # the same from Python
+    assert client.get(TIMESERIES, params=window(page_size=10, cursor=fresh)).status_code == 400
 
 
 def test_bad_values_are_served_as_served_samples_says(serve: Any) -> None:

@@ -100,6 +100,10 @@ class _PageCache:
             self._entries.move_to_end(key)
             return entry[1]
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def put(self, key: tuple[object, ...], now: float, body: bytes) -> None:
         with self._lock:
             self._entries[key] = (now, body)
@@ -146,6 +150,14 @@ class Api:
         ttl = config.faults.cursor_ttl
         self._pages = _PageCache(size=8, max_age=None if ttl is None else ttl / 2)
         self.upload_horizon_us = None if config.upload_horizon is None else to_epoch_us(config.upload_horizon)
+        self._expired_until = -math.inf
+
+    def expire_cursors(self, now: float) -> None:
+        """Every cursor issued so far is expired from now on, as if its lifetime had run out; later ones
+        are not. Tests use it instead of a short `cursor_ttl`, which a slow machine could outlast."""
+        # Cursors carry their issue time rounded to the millisecond: compare on the same footing.
+        self._expired_until = round(now, 3)
+        self._pages.clear()  # a cached page would hand out an expired cursor again
 
     def set_upload_horizon(self, instant: str | datetime | None) -> None:
         """Serve samples before `instant` only (None: all): the late data up to it has now "arrived"."""
@@ -161,6 +173,9 @@ class Api:
         if route == ["_simulator", "upload_horizon"] and method == "PUT":
             self.set_upload_horizon(params.get("at") or None)
             return json_reply(200, {"upload_horizon": params.get("at") or None})
+        if route == ["_simulator", "expire_cursors"] and method == "PUT":
+            self.expire_cursors(now)
+            return json_reply(200, {"expired_until": self._expired_until})
         if route[:1] == ["points"] or (len(route) > 2 and route[0] == "sites" and route[2] == "points"):
             return json_reply(400, {"error": POINT_ENDPOINT_ERROR})
         if method != "GET":
@@ -198,7 +213,9 @@ class Api:
         offset = 0
         if cursor := params.get("cursor"):
             try:
-                offset = read_cursor(self._key, cursor, query, now, self.config.faults.cursor_ttl)
+                offset = read_cursor(
+                    self._key, cursor, query, now, self.config.faults.cursor_ttl, self._expired_until
+                )
             except CursorError as error:
                 fault = "cursor_ttl" if str(error) == "cursor expired" else None
                 return json_reply(400, {"error": str(error), "cursor": cursor}, fault=fault)

@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 
 
 class CursorError(ValueError):
@@ -46,8 +47,11 @@ def issue_cursor(key: bytes, query: str, offset: int, now: float) -> str:
     return f"{payload}.{_signature(key, payload)}"
 
 
-def read_cursor(key: bytes, cursor: str, query: str, now: float, ttl: float | None) -> int:
-    """The offset the cursor points at; CursorError if it was tampered with, is foreign or has expired."""
+def read_cursor(
+    key: bytes, cursor: str, query: str, now: float, ttl: float | None, expired_until: float = -math.inf
+) -> int:
+    """The offset the cursor points at; CursorError if it was tampered with, is foreign or has expired:
+    it is older than `ttl`, or was issued at or before `expired_until` (a test expiring every cursor)."""
     payload, _, signature = cursor.partition(".")
     if not hmac.compare_digest(signature.encode(), _signature(key, payload).encode()):
         raise CursorError("invalid cursor")
@@ -58,6 +62,6 @@ def read_cursor(key: bytes, cursor: str, query: str, now: float, ttl: float | No
         raise CursorError("invalid cursor") from error
     if bound_to != query or offset < 0:
         raise CursorError("invalid cursor")
-    if ttl is not None and now - issued > ttl:
+    if (ttl is not None and now - issued > ttl) or issued <= expired_until:
         raise CursorError("cursor expired")
     return offset

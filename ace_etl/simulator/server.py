@@ -131,6 +131,10 @@ class Simulator:
         """Move the late-upload horizon while the server runs (see `SimulatorConfig.upload_horizon`)."""
         self._api.set_upload_horizon(instant)
 
+    def expire_cursors(self) -> None:
+        """Expire every cursor issued so far (also `PUT <url>/_simulator/expire_cursors`)."""
+        self._api.expire_cursors(time.time())
+
     def start(self) -> Simulator:
         if self._server is not None:
             raise RuntimeError("the simulator is already running")
