@@ -20,8 +20,9 @@ from extract.errors import InvalidBodyError
 class RetryPolicy:
     """How many attempts, for how long, and how long to wait between them (all times in seconds).
 
-    `deadline` bounds one logical request from its first attempt, waits included: no retry is scheduled
-    that would start after it. `attempt_deadline` bounds one attempt from sending to the last body byte, so
+    `deadline` bounds one logical request's own backoff from its first attempt: no backoff wait is scheduled
+    that would end after it. A wait the server asked for (Retry-After, at most `retry_after_max`) is obeyed
+    even past it; `max_attempts` bounds how many such waits there are. `attempt_deadline` bounds one attempt from sending to the last body byte, so
     a body trickling in never trips the read timeout yet still ends (a transient failure, retried).
     `retry_after_max` caps a server's Retry-After, both this client's wait and the pause it shares through
     the request budget. `jitter` is the largest random amount added to each exponential backoff.

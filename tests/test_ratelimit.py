@@ -90,6 +90,19 @@ def test_a_settled_slot_counts_from_when_its_response_arrived(kind: str, tmp_pat
     assert time.monotonic() - settled >= 0.29
 
 
+@pytest.mark.parametrize("kind", ["in-process", "shared"])
+def test_a_pause_longer_than_the_callers_cap_is_cut_to_it(kind: str, tmp_path: Path) -> None:
+    # Set by a client with a longer cap sharing the limiter (or an older version): this caller's cap rules.
+    limiter: Limiter = (
+        RateLimiter(100, 60.0)
+        if kind == "in-process"
+        else SharedBudget(tmp_path / "b.sqlite", "key", 100, 60.0)
+    )
+    limiter.pause(3600.0)
+    limiter.acquire(max_pause=0.05)  # returns (a test run stuck for an hour would time out and fail)
+    limiter.acquire(max_pause=0.05)  # the cut holds: no second wait of the cap
+
+
 def test_shared_limiter_is_one_instance_per_rate_and_period() -> None:
     assert shared_rate_limiter(123) is shared_rate_limiter(123.0)
     assert shared_rate_limiter(123) is not shared_rate_limiter(123, period=3.0)
