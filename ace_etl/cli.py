@@ -104,15 +104,13 @@ def handles_errors(func: F) -> F:
         from pydantic import ValidationError
 
         from extract.errors import AceEtlError
-        from extract.redact import redact
+        from extract.redact import one_line, redact
 
         # Inside the try: a Ctrl-C at any instant from here on is the one line below. The handler before
         # (the console script's quit-at-once) is back once the command is done.
         previous = signal.getsignal(signal.SIGINT)
         try:
             signal.signal(signal.SIGINT, _on_interrupt)
-            # A log file that cannot be written (dbt's, on a full disk) must not print a traceback per line.
-            logging.raiseExceptions = False
             _log_to_stderr(logging.getLogger("extract"))
             return func(*args, **kwargs)
         except AceEtlError as exc:
@@ -142,10 +140,8 @@ def handles_errors(func: F) -> F:
             # A failure nothing above foresaw (a bug): still one line, and how to see the whole story.
             if os.environ.get("ACE_ETL_DEBUG"):
                 raise
-            text = " ".join(redact(str(exc)).split())
             raise _fail(
-                f"unexpected {type(exc).__name__}: {text} (please report it; ACE_ETL_DEBUG=1 shows the traceback)",
-                1,
+                f"unexpected {one_line(exc)} (please report it; ACE_ETL_DEBUG=1 shows the traceback)", 1
             ) from None
         finally:
             if previous is not None:
@@ -158,7 +154,7 @@ def _log_to_stderr(logger: Any) -> None:
     """The library's warnings (retries, waits for another run, quarantined state) as one line each."""
     import logging
 
-    from extract.redact import redact
+    from extract.redact import one_line
 
     if any(getattr(h, "_ace_etl", False) for h in logger.handlers):
         return
@@ -167,9 +163,7 @@ def _log_to_stderr(logger: Any) -> None:
         _ace_etl = True
 
         def emit(self, record: logging.LogRecord) -> None:
-            typer.echo(
-                f"{record.levelname.lower()}: {redact(' '.join(record.getMessage().split()))}", err=True
-            )
+            typer.echo(f"{record.levelname.lower()}: {one_line(record.getMessage())}", err=True)
 
     logger.addHandler(OneLine(logging.WARNING))
     logger.setLevel(logging.INFO)

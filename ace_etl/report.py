@@ -110,9 +110,9 @@ def to_rich_table(summaries: list[SiteSummary], title: str = "ace-etl run summar
 
 def gaps_by_site(warehouse: Path) -> dict[str, int]:
     """Rows of `timeseries_gaps` per site in a published warehouse (read-only, as an analyst would open it)."""
-    import duckdb
+    from ace_etl.transform import reading
 
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with reading(warehouse) as con:
         return dict(
             con.execute("select site_name, count(*) from timeseries_gaps group by site_name").fetchall()
         )

@@ -208,11 +208,10 @@ def run_demo(data_dir: Path, *, site: str, points: int, hours: int) -> None:
 
 def show_examples(data_dir: Path, console: Console = stdout) -> None:
     """Run the example queries on the published warehouse (read-only, as an analyst would) and print them."""
-    import duckdb
     from rich.syntax import Syntax
     from rich.table import Table
 
-    from ace_etl.transform import warehouse_file
+    from ace_etl.transform import reading, warehouse_file
     from extract.storage import open_storage
 
     path = warehouse_file(data_dir)
@@ -220,7 +219,7 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
         f"\nTry it yourself: duckdb -readonly {shlex.quote(str(path))}   (or in Python: duckdb.connect({str(path)!r}, read_only=True))",
         markup=False,
     )
-    with duckdb.connect(str(path), read_only=True) as con:
+    with reading(path) as con:
         for title, sql in EXAMPLE_QUERIES:
             console.print(f"\n[bold]{title}[/bold]")
             console.print(Syntax(sql, "sql", theme="ansi_dark"))

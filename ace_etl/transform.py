@@ -202,7 +202,7 @@ def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Pa
         database = generations.prepare(work, warehouse_file(data_dir))
         started = time.perf_counter()
         try:
-            with dbt_environment(data_dir, generations.alias(work, database)):
+            with dbt_environment(data_dir, generations.alias(work, database)), _log_errors_ignored():
                 try:
                     yield database
                 finally:
@@ -220,6 +220,20 @@ def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Pa
             work, database, warehouse_file(data_dir),
             full_refresh=full_refresh, build_s=time.perf_counter() - started,
         )  # fmt: skip
+
+
+@contextmanager
+def _log_errors_ignored() -> Iterator[None]:
+    """dbt logs every line to a file under the build dir too: on a full disk, each line would print a
+    "--- Logging error ---" traceback (`logging.raiseExceptions`) before the build fails with its own one line.
+    Process-wide, so only for the build."""
+    import logging
+
+    saved, logging.raiseExceptions = logging.raiseExceptions, False
+    try:
+        yield
+    finally:
+        logging.raiseExceptions = saved
 
 
 def build_warehouse(

@@ -24,7 +24,7 @@ from types import TracebackType
 from extract import cancel
 from extract.errors import AceEtlError
 from extract.landing import lease_path
-from extract.redact import redact
+from extract.redact import one_line
 from extract.storage import Storage, host_name, process_alive
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class SiteLease:
                 # A lease that cannot be renewed expires, and another run may take the site over: stop
                 # writing now rather than find out from a clash.
                 self._lost = (
-                    f"cannot renew it ({type(exc).__name__}: {redact(' '.join(str(exc).split()))}); "
+                    f"cannot renew it ({one_line(exc)}); "
                     "this run stops writing for the site; check the data dir and run again"
                 )
                 log.error("site %s: %s", self.site, self._lost)

@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from extract.errors import AceEtlError
+from extract.redact import one_line
 from extract.storage import PARQUET_COMPRESSION
 
 
@@ -42,7 +43,7 @@ class S3Storage:
                 f"bucket {bucket!r} of data dir {url} does not exist: create it first"
             ) from None
         except Exception as exc:
-            detail = " ".join(str(exc).split())[:200]
+            detail = one_line(str(exc), limit=200)
             raise ObjectStoreError(
                 f"cannot reach the object store for {url}: {detail}; check AWS_ENDPOINT_URL and the AWS credentials"
             ) from None

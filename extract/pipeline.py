@@ -37,7 +37,7 @@ from extract.metrics import Status, WindowResult, write_run_row
 from extract.pagination import MAX_PAGE_SIZE
 from extract.points import PointSelector, configured_points_frame, enabled_point_names, read_points_file
 from extract.quarantine import quarantine
-from extract.redact import redact
+from extract.redact import one_line
 from extract.scheduler import Failure, Plan, RunResult, WeatherResult, schedule
 from extract.storage import Storage
 from extract.weather import parse_weather
@@ -69,7 +69,7 @@ def land_points(client: AceClient, storage: Storage, site: str) -> list[dict[str
             if landed.drop("collected_at").equals(frame.drop("collected_at")):
                 return items
         except Exception as exc:  # polars raises several types for a damaged file
-            quarantine(storage, path, f"unreadable points file: {_one_line(exc)}")
+            quarantine(storage, path, f"unreadable points file: {one_line(exc)}")
     storage.write_parquet_atomic(path, frame)
     return items
 
@@ -150,8 +150,9 @@ def extract_window(
     for the selection (unless `force`), restart it when its cursor is rejected. A window that has not
     ended at `as_of` (the instant the run is for, default now) is landed up to as-of and kept `live`, not
     complete (`extract.live`); `live` runs also finish the live window before it. Writes the window's
-    metrics row whatever happens; on failure the row has status `failed` and the error is re-raised with
-    the row as its `window_result` (the scheduler reports it)."""
+    metrics row whatever happens, unless the window starts at or after as-of (it is not fetched then); on
+    failure the row has status `failed` and the error is re-raised with the row as its `window_result` (the
+    scheduler reports it)."""
     result, error = _window(
         client, storage, site, window, selector, run_id, page_size, force, on_page, configured, lease_wait_s,
         as_of or _now(), live,
@@ -184,8 +185,10 @@ def _window(
             storage, _window_result(run_id, site, window, status, progress, stats, started, clock, error)
         )
 
-    if window.start >= as_of:  # nothing can have been uploaded for it yet
-        return result("live", None), None
+    if window.start >= as_of:
+        # Nothing can have been uploaded for it yet: it is not fetched, so no runs row says it was. The run's
+        # summary still counts it among the windows not complete.
+        return _window_result(run_id, site, window, "live", None, stats, started, clock, None), None
     try:
         with SiteLease(storage, site, run_id, wait_s=lease_wait_s) as lease:
             outcome = None
@@ -209,7 +212,7 @@ def _window(
                 )  # fmt: skip
                 return result("live", None), None
     except Exception as exc:
-        return result("failed", None, _one_line(exc)), exc
+        return result("failed", None, one_line(exc)), exc
     return result(outcome.status, outcome.progress), None  # type: ignore[arg-type]
 
 
@@ -344,7 +347,7 @@ class ThreadRunner:
 def _failed_row(storage: Storage, run_id: str, site: str, window: Window, exc: Exception) -> WindowResult:
     """The row of a window that could not start."""
     row = _window_result(
-        run_id, site, window, "failed", None, RequestStats(), _now(), time.monotonic(), _one_line(exc)
+        run_id, site, window, "failed", None, RequestStats(), _now(), time.monotonic(), one_line(exc)
     )
     return _record(storage, row)
 
@@ -385,11 +388,6 @@ def _window_result(
 def _record(storage: Storage, result: WindowResult) -> WindowResult:
     write_run_row(storage, result)
     return result
-
-
-def _one_line(exc: BaseException) -> str:
-    text = redact(" ".join(str(exc).split()))
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _now() -> datetime:

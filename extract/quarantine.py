@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from extract.landing import CHECKPOINTS, QUARANTINE, file_window
+from extract.redact import one_line
 from extract.storage import Storage
 from extract.windows import compact_time
 
@@ -36,7 +37,7 @@ def set_aside_unreadable(storage: Storage, paths: Iterable[str]) -> list[str]:
         try:
             storage.parquet_rows(path)
         except Exception as exc:  # pyarrow raises several types for damaged files
-            quarantine(storage, path, f"unreadable Parquet: {' '.join(str(exc).split())[:200]}")
+            quarantine(storage, path, f"unreadable Parquet: {one_line(str(exc), limit=200)}")
             aside.append(path)
             window = file_window(path)
             folder = next((part for part in path.split("/") if part.startswith("site_name=")), None)

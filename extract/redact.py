@@ -35,3 +35,14 @@ def redact(text: str) -> str:
     for form in forms:
         text = text.replace(form, MASK)
     return text
+
+
+def one_line(error: BaseException | str, limit: int | None = None) -> str:
+    """`error` fit for a one-line message: whitespace collapsed (servers and libraries write several lines),
+    every secret masked, cut to `limit` characters. An exception is named by its type (`OSError: ...`)."""
+    line = redact(" ".join(str(error).split()))
+    if limit is not None and len(line) > limit:
+        line = line[: limit - 1] + "…"
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {line}" if line else type(error).__name__
+    return line

@@ -95,3 +95,27 @@ def landed_rows(data_dir: Path) -> pl.DataFrame:
         )
     frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files])
     return frame.select("point_name", "timestamp", "value").sort("point_name", "timestamp")
+
+
+def assert_landed_once(data_dir: Path, expected: pl.DataFrame) -> None:
+    """The landing holds every expected sample, each exactly once, and nothing else."""
+    landed = landed_rows(data_dir)
+    assert landed.height == landed.unique(["point_name", "timestamp"]).height, "a sample is landed twice"
+    assert landed.equals(expected)
+
+
+def window_statuses(data_dir: Path) -> list[str]:
+    """The status of every runs row (one per window a run fetched, skipped or failed), oldest first."""
+    files = sorted((data_dir / "landing" / "runs").rglob("*.parquet"))
+    if not files:
+        return []
+    return pl.concat([pl.read_parquet(f) for f in files]).sort("finished_at").get_column("status").to_list()
+
+
+def error_line(stderr: str) -> str:
+    """A failed command's one error line (progress and warning lines may precede it): never a traceback, nor
+    the "--- Logging error ---" one of a log line that could not be written."""
+    assert "Traceback" not in stderr and "Logging error" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
-from tests.clihelp import ace_etl, expected_rows, landed_rows
+from tests.clihelp import ace_etl, error_line, expected_rows, landed_rows, window_statuses
 
 SITE = "hq"
 START, END = "2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"
@@ -26,18 +25,6 @@ def run(sim: Simulator, data: Path) -> Any:
     return ace_etl(*args, "--data-dir", str(data), "--no-transform", env=env)
 
 
-def one_line(stderr: str) -> str:
-    assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
-def window_statuses(data: Path) -> list[str]:
-    rows = pl.concat([pl.read_parquet(f) for f in sorted((data / "landing" / "runs").rglob("*.parquet"))])
-    return rows.sort("finished_at").get_column("status").to_list()
-
-
 @pytest.mark.parametrize("lost", ["null", "empty"])
 def test_more_without_a_cursor_is_a_failed_window_that_the_next_run_completes(
     lost: str, tmp_path: Path
@@ -46,7 +33,7 @@ def test_more_without_a_cursor_is_a_failed_window_that_the_next_run_completes(
     with Simulator(config(lost_cursor=lost)) as sim:
         failed = run(sim, data)
     assert failed.returncode == 1
-    assert "page 0 says there is more (has_more) but gives no next_cursor" in one_line(failed.stderr)
+    assert "page 0 says there is more (has_more) but gives no next_cursor" in error_line(failed.stderr)
     assert window_statuses(data) == ["failed"]
     cfg = config()
     with Simulator(cfg) as sim:
@@ -72,7 +59,7 @@ def test_an_answer_of_an_unexpected_shape_is_one_line_and_exit_1(
     with Simulator(config(odd_shape=shape)) as sim:
         result = run(sim, data)
     assert result.returncode == 1
-    assert message in one_line(result.stderr)
+    assert message in error_line(result.stderr)
     if shape.startswith("points"):  # no selection, so the window failed and the next run retries it
         assert window_statuses(data) == ["failed"]
 

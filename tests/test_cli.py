@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig, served_samples, site_points
-from tests.clihelp import BIN, ace_etl, ace_etl_script
+from tests.clihelp import BIN, ace_etl, ace_etl_script, error_line
 
 SITES = ("north campus", "south/annex")  # a space and a slash: names must stay one folder each
 START, END = "2024-05-01T00:00:00Z", "2024-05-01T12:00:00Z"
@@ -110,8 +110,10 @@ def test_rejected_key_exits_1_and_never_shows_the_key(sim: Simulator, tmp_path: 
     result = ace_etl("run", "--site", SITES[0], "--start", START, "--end", END, "--data-dir", str(tmp_path),
                      env=api_env(sim, wrong))  # fmt: skip
     assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: the API key was rejected (HTTP 401): set ACEIOT_API_KEY to a valid key"]
+    assert (
+        error_line(result.stderr)
+        == "error: the API key was rejected (HTTP 401): set ACEIOT_API_KEY to a valid key"
+    )
     assert wrong not in result.stdout + result.stderr
     for path in tmp_path.rglob("*"):
         if path.is_file():

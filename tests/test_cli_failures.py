@@ -4,6 +4,8 @@ any moment of a real `ace-etl run` process's start-up."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import signal
 import subprocess
@@ -15,10 +17,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from rich.console import Console
 
+from ace_etl.report import gaps_by_site
+from ace_etl.runner import show_examples
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
+from ace_etl.transform import WarehouseError
 from tests import landing_factory
-from tests.clihelp import BIN, ace_etl, cli_env, expected_rows, landed_rows
+from tests.clihelp import BIN, ace_etl, cli_env, error_line, expected_rows, landed_rows
 
 SITE = "hq"
 DAY1, DAY3 = "2024-06-01T00:00:00Z", "2024-06-03T00:00:00Z"
@@ -27,14 +33,6 @@ CFG = SimulatorConfig(sites=(SITE,), points=200, interval=60, api_key="failures-
 
 def env_of(sim: Simulator | None = None) -> dict[str, str]:
     return {"ACEIOT_API_KEY": CFG.api_key, **({"ACEIOT_API_URL": sim.url} if sim else {})}
-
-
-def one_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The command's one error line (and no traceback)."""
-    assert "Traceback" not in result.stderr and "Logging error" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 # Out-of-range dates: usage errors, exit 2.
@@ -53,7 +51,7 @@ def one_error(result: subprocess.CompletedProcess[str]) -> str:
 def test_a_date_out_of_range_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
     result = ace_etl("run", "--site", SITE, "--data-dir", str(tmp_path), *args, env=env_of())
     assert result.returncode == 2, result.stderr
-    assert "year" in one_error(result) or "window length" in one_error(result)
+    assert "year" in error_line(result.stderr) or "window length" in error_line(result.stderr)
 
 
 # A full disk: a real tmpfs, filled by the landing itself.
@@ -80,7 +78,7 @@ def test_a_full_disk_is_one_line_and_the_next_run_completes_the_landing(small_di
             "--page-size", "5000", "--max-requests-per-minute", "100000", env=env_of(sim),
         )  # fmt: skip
         assert result.returncode == 1
-        assert one_error(result).startswith("error: no space left on the device")
+        assert error_line(result.stderr).startswith("error: no space left on the device")
         # Nothing half-written is left where a reader or a later run would look.
         assert not [p for p in data.rglob("*") if p.name.endswith(".tmp")]
         subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)
@@ -106,8 +104,10 @@ def test_a_build_on_a_full_disk_is_one_line_and_publishes_nothing(small_disk: Pa
     (small_disk / "filler").write_bytes(b"\0" * (free - 256 * 1024))
     result = ace_etl("transform", "--data-dir", str(data))
     assert result.returncode == 1
-    assert "no space left on" in one_error(result).lower() and "free some space" in one_error(result)
+    error = error_line(result.stderr)  # and no "Logging error" per line dbt could not write to its log
+    assert "no space left on" in error.lower() and "free some space" in error
     assert not (data / "warehouse.duckdb").exists()
+    assert logging.raiseExceptions  # ignoring them was for the build only, not for the rest of the process
 
 
 # A warehouse analysts cannot read: `heal` and `status --html` say why in one line; `status` says it too.
@@ -141,7 +141,14 @@ def without_gaps_table(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-@pytest.mark.parametrize(
+def damaged(damage: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """The data dir of a warehouse damaged as `damage` says."""
+    if damage == "locked":
+        return Path(request.getfixturevalue("locked_by_a_writer"))
+    return {"not_duckdb": not_duckdb, "without_gaps_table": without_gaps_table}[damage](tmp_path)
+
+
+DAMAGES = pytest.mark.parametrize(
     ("damage", "needle"),
     [
         ("locked", "is open for writing elsewhere"),
@@ -149,24 +156,39 @@ def without_gaps_table(tmp_path: Path) -> Path:
         ("without_gaps_table", "has no table timeseries_"),
     ],
 )
+
+
+@DAMAGES
 def test_a_warehouse_that_cannot_be_read_is_one_line_in_heal_and_status(
     damage: str, needle: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    data = (
-        request.getfixturevalue("locked_by_a_writer")
-        if damage == "locked"
-        else {"not_duckdb": not_duckdb, "without_gaps_table": without_gaps_table}[damage](tmp_path)
-    )
+    data = damaged(damage, tmp_path, request)
     day = datetime(2024, 6, 1, tzinfo=UTC)
     rows = landing_factory.samples(SITE, [f"{SITE}/ahu-1/t"], day, 60, collected_at=day)
     landing_factory.write_timeseries(data, rows, "page-0")
     heal = ace_etl("heal", "--site", SITE, "--data-dir", str(data), env=env_of())
-    assert heal.returncode == 1 and needle in one_error(heal)
+    assert heal.returncode == 1 and needle in error_line(heal.stderr)
     html = ace_etl("status", "--data-dir", str(data), "--html", str(tmp_path / "coverage.html"))
-    assert html.returncode == 1 and needle in one_error(html)
+    assert html.returncode == 1 and needle in error_line(html.stderr)
     status = ace_etl("status", "--data-dir", str(data))
     assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
     assert "cannot be read" in status.stdout and needle in " ".join(status.stdout.split())
+
+
+@DAMAGES
+def test_the_run_summary_and_the_demo_read_the_warehouse_as_heal_and_status_do(
+    damage: str, needle: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """`run`'s gaps column and `demo`'s example queries: the same one line, not DuckDB's own error."""
+    data = damaged(damage, tmp_path, request)
+    readers = {
+        "gaps_by_site": lambda: gaps_by_site(data / "warehouse.duckdb"),
+        "show_examples": lambda: show_examples(data, Console(file=io.StringIO())),
+    }
+    for name, read in readers.items():
+        with pytest.raises(WarehouseError) as raised:
+            read()
+        assert needle in str(raised.value) and "\n" not in str(raised.value), name
 
 
 # Ctrl-C during start-up. `-X importtime` has the real console script report each module as it finishes

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
@@ -21,12 +20,11 @@ from extract.pipeline import run_extract
 from extract.points import PointSelector
 from extract.storage import LocalStorage
 from extract.windows import Window
-from tests.clihelp import ace_etl, expected_rows, landed_rows
+from tests.clihelp import ace_etl, assert_landed_once, expected_rows, window_statuses
 
 SITE = "hq"
 CFG = SimulatorConfig(sites=(SITE,), points=20, interval=300, api_key="open-windows-key-0123456789")
 DAY, NOON, NEXT = "2024-06-10T00:00:00Z", "2024-06-10T12:00:00Z", "2024-06-11T00:00:00Z"
-KEY = ("point_name", "timestamp")
 
 
 def env_of(sim: Simulator) -> dict[str, str]:
@@ -36,17 +34,6 @@ def env_of(sim: Simulator) -> dict[str, str]:
 def checkpoint_states(data: Path) -> list[tuple[str, str, str | None]]:
     found = [json.loads(p.read_bytes()) for p in sorted((data / "state" / "checkpoints").rglob("*.json"))]
     return [(c["window"]["start"], c["state"], c["live_until"]) for c in found]
-
-
-def statuses(data: Path) -> list[str]:
-    runs = pl.read_parquet(data / "landing" / "runs" / "*.parquet").sort("finished_at")
-    return runs["status"].to_list()
-
-
-def assert_landed_once(data: Path, start: str, end: str, cfg: SimulatorConfig = CFG) -> None:
-    landed = landed_rows(data)
-    assert landed.height == landed.unique(KEY).height, "a sample is landed twice"
-    assert landed.equals(expected_rows(cfg, SITE, start, end))
 
 
 def asked_from(sim: Simulator) -> list[datetime]:
@@ -82,9 +69,9 @@ def test_a_range_ending_after_as_of_is_landed_but_not_complete(tmp_path: Path, s
             "1 window(s) had not ended at 2024-06-10 12:00 UTC: landed up to then, not complete"
             in first.stderr
         )
-        assert_landed_once(data, DAY, NOON)
+        assert_landed_once(data, expected_rows(CFG, SITE, DAY, NOON))
         assert checkpoint_states(data) == [("2024-06-10T00:00:00+00:00", "live", "2024-06-10T12:00:00+00:00")]
-        assert statuses(data) == ["live"]
+        assert window_statuses(data) == ["live"]
 
         sim.set_upload_horizon(None)  # the afternoon is uploaded
         sim.clear_requests()
@@ -99,9 +86,9 @@ def test_a_range_ending_after_as_of_is_landed_but_not_complete(tmp_path: Path, s
         assert again.returncode == 0, again.stderr
         asked = asked_from(sim)
     assert asked and min(asked) == datetime.fromisoformat(NOON)  # the second run asks only for what it lacks
-    assert_landed_once(data, DAY, NEXT)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY, NEXT))
     assert checkpoint_states(data) == [("2024-06-10T00:00:00+00:00", "complete", "2024-06-11T00:00:00+00:00")]
-    assert statuses(data)[-1] == "complete"
+    assert window_statuses(data)[-1] == "complete"
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from timeseries_gaps").fetchall() == [(0,)]
 
@@ -116,9 +103,9 @@ def test_windows_after_as_of_are_left_untouched(tmp_path: Path) -> None:
         asked = asked_from(sim)
     assert result.returncode == 0, result.stderr
     assert asked and {a.date().isoformat() for a in asked} == {"2024-06-10"}
-    assert statuses(data) == ["live", "live", "live"]  # none of them complete
+    assert window_statuses(data) == ["live"]  # the open day; the two after as-of, never fetched, have no row
     assert [c[:2] for c in checkpoint_states(data)] == [("2024-06-10T00:00:00+00:00", "live")]
-    assert_landed_once(data, DAY, NOON)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY, NOON))
 
 
 def test_heal_during_live_lands_what_the_api_has_and_confirms_nothing_open(tmp_path: Path) -> None:
@@ -157,14 +144,14 @@ def test_heal_during_live_lands_what_the_api_has_and_confirms_nothing_open(tmp_p
         checks = data / "landing" / "gap_checks"
         assert not list(checks.rglob("*.parquet"))
         assert "still open" in healed.stderr
-        assert_landed_once(data, "2024-06-09T00:00:00Z", "2024-06-10T10:02:00Z", cfg)
+        assert_landed_once(data, expected_rows(cfg, SITE, "2024-06-09T00:00:00Z", "2024-06-10T10:02:00Z"))
         assert checkpoint_states(data)[-1] == (
             "2024-06-10T00:00:00+00:00",
             "live",
             "2024-06-10T10:02:00+00:00",
         )
         live(sim, "2024-06-10T10:07:00Z")  # the live checkpoint goes on where it was
-    assert_landed_once(data, "2024-06-09T00:00:00Z", "2024-06-10T10:07:00Z", cfg)
+    assert_landed_once(data, expected_rows(cfg, SITE, "2024-06-09T00:00:00Z", "2024-06-10T10:07:00Z"))
 
 
 def test_heal_neither_fetches_nor_records_a_gap_of_a_window_being_extracted(tmp_path: Path) -> None:

@@ -8,11 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
-from tests.clihelp import ace_etl, expected_rows, landed_rows
+from tests.clihelp import ace_etl, assert_landed_once, error_line, expected_rows, landed_rows
 
 SITE = "names-site"
 EXOTIC = ("names-site/zone[1]/temp", "names-site/ahu-1/temp ", " lead", "a*b", "what?")
@@ -58,19 +57,6 @@ def heal(sim: Simulator, data: Path) -> int:
 def rows(data: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         return con.execute(sql).fetchall()
-
-
-def error_line(stderr: str) -> str:
-    """The one error line of a failed command (progress lines may precede it), never a traceback."""
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in stderr, stderr
-    return errors[0]
-
-
-def assert_landed_once(data: Path, expected: pl.DataFrame) -> None:
-    landed = landed_rows(data)
-    assert landed.equals(expected)  # every sample of the exact names, once, and nothing else
-    assert landed.height == landed.unique(["point_name", "timestamp"]).height
 
 
 def test_exotic_api_names_land_exactly_and_their_gaps_are_theirs_until_healed(tmp_path: Path) -> None:

@@ -22,7 +22,16 @@ import pytest
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, site_points
 from extract.redact import redact, register
 from extract.storage import host_name
-from tests.clihelp import BIN, ace_etl, cli_env, expected_rows, landed_rows, spawn
+from tests.clihelp import (
+    BIN,
+    ace_etl,
+    assert_landed_once,
+    cli_env,
+    error_line,
+    expected_rows,
+    spawn,
+    window_statuses,
+)
 
 SITE = "hq"
 DAY1, DAY2, DAY3 = "2024-06-01T00:00:00Z", "2024-06-02T00:00:00Z", "2024-06-03T00:00:00Z"
@@ -56,24 +65,8 @@ def run(
     )  # fmt: skip
 
 
-def assert_landing_exact(
-    data: Path, start: str = DAY1, end: str = DAY3, names: set[str] | None = None
-) -> None:
-    """The landing holds every expected sample, each exactly once."""
-    landed = landed_rows(data)
-    assert landed.height == landed.unique(KEY).height, "a sample is landed twice"
-    assert landed.equals(expected_rows(CFG, SITE, start, end, names))
-
-
 def checkpoints(data: Path) -> list[dict[str, object]]:
     return [json.loads(p.read_bytes()) for p in sorted((data / "state" / "checkpoints").rglob("*.json"))]
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 # 1. Two runs of the same range at once.
@@ -94,11 +87,10 @@ def test_two_runs_of_the_same_range_at_once_land_each_sample_once(slow: Simulato
     runs = [spawn(*common, "--page-size", size, env=env_of(slow)) for size in ("500", "700")]
     outputs = [r.communicate(timeout=240) for r in runs]
     assert [r.returncode for r in runs] == [0, 0], outputs
-    assert_landing_exact(data)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY3))
     assert [c["state"] for c in checkpoints(data)] == ["complete", "complete"]
     # One of them extracted each window; the other found it complete once the lease was free.
-    statuses = sorted(pl.read_parquet(data / "landing" / "runs" / "*.parquet")["status"].to_list())
-    assert statuses == ["complete", "complete", "skipped", "skipped"]
+    assert sorted(window_statuses(data)) == ["complete", "complete", "skipped", "skipped"]
 
 
 # 2. A forced run killed mid-run while another run lands the same window.
@@ -115,7 +107,7 @@ def test_a_killed_forced_run_never_costs_another_run_its_files(slow: Simulator, 
     forced.send_signal(signal.SIGKILL)
     forced.wait()
     assert other.wait(timeout=240) == 0, other.stderr.read() if other.stderr else ""
-    assert_landing_exact(data)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY3))
     assert all(c["state"] == "complete" for c in checkpoints(data))
 
 
@@ -125,16 +117,15 @@ def test_a_window_complete_for_some_points_is_not_complete_for_others(sim: Simul
     configured = sorted(p.name for p in site_points(SITE, CFG.points, CFG.interval) if p.configured)
     five = configured[:5]
     assert run(sim, data, "--points", ",".join(five)).returncode == 0
-    assert_landing_exact(data, names=set(five))
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY3, set(five)))
     # Now every configured point: the window is fetched again, not "skipped".
     again = run(sim, data)
     assert again.returncode == 0, again.stderr
-    assert_landing_exact(data)
-    runs = pl.read_parquet(data / "landing" / "runs" / "*.parquet").sort("finished_at")
-    assert runs["status"].to_list()[-2:] == ["complete", "complete"]
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY3))
+    assert window_statuses(data)[-2:] == ["complete", "complete"]
     # A narrower selection later is covered by what is landed: skipped, nothing lost.
     assert run(sim, data, "--points", five[0]).returncode == 0
-    assert_landing_exact(data)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY3))
     selections = pl.read_parquet(data / "landing" / "selections" / "**" / "*.parquet")
     assert sorted(set(selections["point_name"])) == configured
 
@@ -142,7 +133,7 @@ def test_a_window_complete_for_some_points_is_not_complete_for_others(sim: Simul
 def test_a_selection_that_matches_nothing_is_an_error(sim: Simulator, tmp_path: Path) -> None:
     result = run(sim, tmp_path / "data", "--points", "*/no-such-device/*")
     assert result.returncode == 2
-    assert "matches none of site 'hq'" in one_line_error(result)
+    assert "matches none of site 'hq'" in error_line(result.stderr)
     assert not (tmp_path / "data" / "landing" / "timeseries").exists()
 
 
@@ -150,7 +141,7 @@ def test_a_site_with_no_enabled_points_is_an_error(tmp_path: Path) -> None:
     with Simulator(replace(CFG, configured_fraction=0.0)) as empty:
         result = run(empty, tmp_path / "data")
     assert result.returncode == 1
-    assert "no configured points with collect_enabled" in one_line_error(result)
+    assert "no configured points with collect_enabled" in error_line(result.stderr)
 
 
 # 4. Configuration is checked before the first request, and the key never shows.
@@ -174,7 +165,7 @@ def test_bad_configuration_is_exit_2_before_any_request(
         env={**env_of(sim), variable: value},
     )  # fmt: skip
     assert result.returncode == 2
-    assert needle in one_line_error(result)
+    assert needle in error_line(result.stderr)
     assert sim.requests == []
     assert CFG.api_key not in result.stderr + result.stdout
 
@@ -226,7 +217,7 @@ def test_a_damaged_checkpoint_is_quarantined_and_its_window_fetched_again(
     again = run(sim, data, end=DAY2)
     assert again.returncode == 0, again.stderr
     assert "set aside" in again.stderr
-    assert_landing_exact(data, end=DAY2)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY2))
     assert [c["state"] for c in checkpoints(data)] == ["complete"]
     assert len(list((data / "quarantine").rglob("*.json"))) == 1
     assert "Quarantine: 1 damaged file" in ace_etl("status", "--data-dir", str(data)).stdout
@@ -249,7 +240,7 @@ def test_truncated_landing_and_points_files_are_set_aside_and_fetched_again(
     assert built.returncode == 0, built.stderr
     again = run(sim, data, end=DAY2)
     assert again.returncode == 0, again.stderr
-    assert_landing_exact(data, end=DAY2)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY2))
     assert pl.read_parquet(points).height == sum(
         p.listed for p in site_points(SITE, CFG.points, CFG.interval)
     )
@@ -261,7 +252,7 @@ def test_a_file_where_a_folder_belongs_is_set_aside(sim: Simulator, tmp_path: Pa
     (data / "state" / "checkpoints").write_text("oops")
     result = run(sim, data, end=DAY2)
     assert result.returncode == 0, result.stderr
-    assert_landing_exact(data, end=DAY2)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY2))
     assert (data / "quarantine").exists()
 
 
@@ -298,7 +289,7 @@ def test_an_unwritable_data_dir_is_one_line(sim: Simulator) -> None:
         "run", "--site", SITE, "--start", DAY1, "--end", DAY2, "--data-dir", "/proc/ace-etl", env=env_of(sim)
     )
     assert result.returncode == 1
-    assert "check the data dir" in one_line_error(result)
+    assert "check the data dir" in error_line(result.stderr)
     for command in (["status"], ["transform"]):
         result = ace_etl(*command, "--data-dir", "/proc/ace-etl")
         assert "Traceback" not in result.stderr, result.stderr
@@ -324,7 +315,7 @@ def test_ctrl_c_stops_a_wait_and_the_run_resumes(tmp_path: Path) -> None:
     assert "interrupted" in stderr and "Traceback" not in stderr
     with Simulator(CFG) as server:
         assert run(server, data).returncode == 0
-    assert_landing_exact(data)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY3))
 
 
 def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
@@ -374,7 +365,7 @@ def test_a_repeated_site_is_extracted_once(sim: Simulator, tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert pl.read_parquet(data / "landing" / "runs" / "*.parquet").height == 2
-    assert_landing_exact(data)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY3))
 
 
 def test_leftovers_of_killed_processes_are_cleaned(sim: Simulator, tmp_path: Path) -> None:
@@ -409,7 +400,7 @@ def test_runs_with_other_window_lengths_still_land_each_sample_once(sim: Simulat
     assert run(sim, data, "--window-hours", "6", end="2024-06-01T12:00:00Z").returncode == 0
     assert run(sim, data, "--window-hours", "24").returncode == 0  # overlaps the 6 h windows
     assert run(sim, data, "--window-hours", "5", "--force", start="2024-06-01T10:00:00Z").returncode == 0
-    assert_landing_exact(data)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY3))
 
 
 def test_gaps_and_coverage_cover_the_selected_points(sim: Simulator, tmp_path: Path) -> None:
@@ -480,7 +471,7 @@ def test_chaos_ends_exactly_like_one_clean_run(slow: Simulator, sim: Simulator, 
         env=env_of(sim),
     )  # fmt: skip
     assert final.returncode == 0, final.stderr
-    assert_landing_exact(data)
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY3))
     # The warehouse holds what one clean run of the range lands, complete for every selected point-day.
     expected = expected_rows(CFG, SITE, DAY1, DAY3)
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
