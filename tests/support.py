@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,3 +54,29 @@ def build(data_dir: Path, name: str, **options: Any) -> Stage:
     copy = data_dir.parent / f"{data_dir.name}-{name}.duckdb"
     shutil.copyfile(result.warehouse, copy)
     return Stage(result, copy, probe.stderr.strip())
+
+
+def assert_waits_until_cancelled(acquire: Callable[[], object], *, look: float) -> None:
+    """`acquire` (a budget's, paused far longer than any test) is still waiting after `look` seconds, and
+    ends with CancelledError once the run is cancelled: a wait, not a hang and not a pass."""
+    from extract import cancel
+
+    outcome: list[BaseException | None] = []
+
+    def wait() -> None:
+        try:
+            acquire()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    waiter.join(look)
+    assert waiter.is_alive(), outcome
+    cancel.request()
+    try:
+        waiter.join(60)
+    finally:
+        cancel.reset()
+    assert [type(e) for e in outcome] == [cancel.CancelledError]

@@ -7,7 +7,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from extract.budget import SharedBudget, key_id
 from extract.errors import AceEtlError, BudgetError
 from tests.clihelp import ace_etl, spawn
 from tests.landing_factory import samples, write_timeseries
+from tests.support import assert_waits_until_cancelled
 
 
 def test_processes_sharing_a_budget_are_never_throttled_and_lose_no_time(tmp_path: Path) -> None:
@@ -127,32 +127,12 @@ def test_a_budget_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> Non
 
 
 def test_a_pause_seen_by_one_process_holds_every_process_of_the_key(tmp_path: Path) -> None:
-    from extract import cancel
-
     path = tmp_path / "budget.sqlite"
     first, second = SharedBudget(path, "key-a", 100, 60.0), SharedBudget(path, "key-a", 100, 60.0)
     other = SharedBudget(path, "key-b", 100, 60.0)
     first.pause(3600.0)  # longer than any test may take: waiting for it would never end
-    outcome: list[BaseException | None] = []
-
-    def acquire_second() -> None:
-        try:
-            second.acquire()
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    waiter = threading.Thread(target=acquire_second)
-    waiter.start()
     other.acquire()  # one key's 429s never slow another key's sites: this returns
-    waiter.join(1.0)
-    assert waiter.is_alive(), outcome  # the same key's other process waits for the pause
-    cancel.request()  # ... until told to stop
-    try:
-        waiter.join(60)
-    finally:
-        cancel.reset()
-    assert [type(e) for e in outcome] == [cancel.CancelledError]
+    assert_waits_until_cancelled(second.acquire, look=1.0)  # the same key's other process waits for the pause
 
 
 def test_the_budget_file_never_holds_the_key(tmp_path: Path) -> None:

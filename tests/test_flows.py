@@ -314,11 +314,10 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(
 ) -> None:
     """Retry-After reaches workers on other machines: here, two budgets that share nothing but Prefect."""
     import logging
-    import threading
     import time
 
-    from extract import cancel
     from flows.budget import PAUSE_POLL_S, PrefectBudget, limit_name, pause_name, setup_budget
+    from tests.support import assert_waits_until_cancelled
 
     name = setup_budget("http://pause-test/api", "key-one", requests_per_minute=600)
     other = setup_budget("http://pause-test/api", "key-two", requests_per_minute=600)
@@ -327,26 +326,8 @@ def test_a_429_seen_by_one_worker_pauses_every_worker_of_the_key(
     time.sleep(PAUSE_POLL_S)  # what `there` read of the pause (nothing) is now a second old: it reads again
     here.pause(3600.0)  # longer than any test may take: waiting for it would never end
     other_key.acquire()  # one key's 429s never slow another key's sites: this returns
-    outcome: list[BaseException | None] = []
-
-    def acquire_there() -> None:
-        try:
-            there.acquire()
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
     caplog.set_level(logging.WARNING, logger="extract")
-    waiter = threading.Thread(target=acquire_there)
-    waiter.start()
-    waiter.join(3 * PAUSE_POLL_S)
-    assert waiter.is_alive(), outcome  # the same key's other worker waits for the pause
-    cancel.request()  # ... until told to stop
-    try:
-        waiter.join(60)
-    finally:
-        cancel.reset()
-    assert [type(e) for e in outcome] == [cancel.CancelledError]
+    assert_waits_until_cancelled(there.acquire, look=3 * PAUSE_POLL_S)  # the same key's other worker waits
     # ... and says so once, rather than look hung
     said = [r.getMessage() for r in caplog.records if "before the next API request" in r.getMessage()]
     assert len(said) == 1 and "asked (Retry-After) that this key pause" in said[0], said
