@@ -1,0 +1,311 @@
+"""The landing's Delta Lake tables (delta-rs): every Delta read and write goes through here.
+
+`landing/timeseries` and `landing/weather` are Delta tables partitioned by `site_key` and `day` (the UTC
+date of `timestamp`), so one site's day is one partition. `site_key` and `day` exist only in the log and
+the folder names; every contract column (`site_name`, `timestamp`, ...) stays in the files, so a reader of
+the snapshot's file list needs no hive parsing. Readers go through the log's current snapshot, never a
+directory glob: replaced files stay on disk until vacuumed.
+
+Writes are single commits: a window attempt replaces its site's time range (a predicate overwrite), heal
+and live runs insert only the samples the table does not hold (a merge), weather keeps the latest fetch per
+(site, time) (a merge). Concurrent writers are settled by the log (the store's conditional put): the loser
+of a race reloads and tries again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from extract.errors import AceEtlError, ConfigError
+from extract.storage import Storage, is_object_store
+
+# Partition columns: in the log and the paths only.
+PARTITIONS = ["site_key", "day"]
+# A commit that lost a race against another writer reloads the table and tries again this often.
+COMMIT_ATTEMPTS = 5
+# How far back a finished attempt's commit is looked for in the log (one site's lease serialises its own).
+HISTORY_DEPTH = 50
+ATTEMPT_KEY = "ace_etl.attempt"
+
+_SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_MAX_KEY = 64
+
+
+class LakeError(AceEtlError):
+    """A Delta table of the landing could not be read or written."""
+
+
+def site_key(site: str) -> str:
+    """The partition value of a site: its name when it is made of `[A-Za-z0-9._-]` only, does not start
+    with a dot and fits 64 bytes; else an ASCII head, `-` and 16 hex digits of its sha256. No character
+    needs escaping in a path, and the key stays far below file-system name limits."""
+    if not site:
+        raise ConfigError("site name must not be empty")
+    if _SAFE_KEY.fullmatch(site) and not site.startswith("."):
+        return site
+    head = re.sub(r"[^A-Za-z0-9_-]+", "_", site.encode("ascii", "ignore").decode()).strip("_")[:40]
+    return f"{head}-{hashlib.sha256(site.encode()).hexdigest()[:16]}"
+
+
+def storage_options(uri: str) -> dict[str, str] | None:
+    """delta-rs options for a table at `uri`: for `s3://`, the standard AWS variables (plain HTTP allowed for
+    an http endpoint, e.g. a local S3 server); None for a local path."""
+    if not is_object_store(uri):
+        return None
+    names = (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+    )
+    options = {name: os.environ[name] for name in names if os.environ.get(name)}
+    if "AWS_REGION" not in options and os.environ.get("AWS_DEFAULT_REGION"):
+        options["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"]
+    if options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        options["AWS_ALLOW_HTTP"] = "true"
+    return options
+
+
+def table_uri(storage: Storage, table: str) -> str:
+    return storage.uri(table)
+
+
+def _open(uri: str, version: int | None = None) -> Any:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(uri, version=version, storage_options=storage_options(uri))
+    except TableNotFoundError:
+        return None
+
+
+def _with_partitions(rows: pl.DataFrame) -> pl.DataFrame:
+    keys = {s: site_key(s) for s in rows.get_column("site_name").unique().to_list()}
+    return rows.with_columns(
+        site_key=pl.col("site_name").replace_strict(keys, return_dtype=pl.String),
+        day=pl.col("timestamp").dt.date(),
+    )
+
+
+def _literal(value: str | datetime) -> str:
+    if isinstance(value, datetime):
+        return f"'{value.astimezone(UTC).isoformat()}'"
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _site_predicate(site: str, prefix: str = "") -> str:
+    return f"{prefix}site_key = {_literal(site_key(site))} AND {prefix}site_name = {_literal(site)}"
+
+
+def _range_predicate(start: datetime, end: datetime, prefix: str = "") -> str:
+    days = f"{prefix}day >= '{start.astimezone(UTC).date()}' AND {prefix}day <= '{end.astimezone(UTC).date()}'"
+    return f'{days} AND {prefix}"timestamp" >= {_literal(start)} AND {prefix}"timestamp" < {_literal(end)}'
+
+
+def _writer_properties() -> Any:
+    from deltalake import WriterProperties
+
+    return WriterProperties(compression="ZSTD")
+
+
+def _retrying(uri: str, action: str, write: Any) -> Any:
+    """Run `write` until it commits: a commit that lost a race (or two writers creating the table at once)
+    is retried on the new snapshot, at most COMMIT_ATTEMPTS times."""
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return write()
+        except (CommitFailedError, DeltaError) as exc:
+            if attempt == COMMIT_ATTEMPTS or not _conflict(exc):
+                raise LakeError(f"{action} in {uri} failed: {_first_line(exc)}; run again") from None
+    raise AssertionError("unreachable")
+
+
+def _conflict(exc: Exception) -> bool:
+    from deltalake.exceptions import CommitFailedError
+
+    text = str(exc).lower()
+    return isinstance(exc, CommitFailedError) or "already exists" in text or "version" in text
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def committed(storage: Storage, table: str, attempt: str) -> bool:
+    """Whether a recent commit of `table` was this attempt's (a commit interrupted before its checkpoint
+    said so)."""
+    dt = _open(table_uri(storage, table))
+    if dt is None:
+        return False
+    return any(entry.get(ATTEMPT_KEY) == attempt for entry in dt.history(limit=HISTORY_DEPTH))
+
+
+def replace_range(
+    storage: Storage,
+    table: str,
+    site: str,
+    start: datetime,
+    end: datetime,
+    rows: pl.DataFrame,
+    *,
+    attempt: str,
+) -> int:
+    """Replace every row of `site` in `[start, end)` with `rows`, in one commit; returns its version."""
+    from deltalake import CommitProperties, write_deltalake
+
+    uri = table_uri(storage, table)
+    predicate = f"{_site_predicate(site)} AND {_range_predicate(start, end)}"
+    data = _with_partitions(rows).to_arrow()
+
+    def write() -> int:
+        if rows.is_empty() and (dt := _open(uri)) is not None:
+            dt.delete(predicate, commit_properties=CommitProperties(custom_metadata={ATTEMPT_KEY: attempt}))
+            return int(dt.version())
+        write_deltalake(
+            uri,
+            data,
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=PARTITIONS,
+            storage_options=storage_options(uri),
+            writer_properties=_writer_properties(),
+            commit_properties=CommitProperties(custom_metadata={ATTEMPT_KEY: attempt}),
+        )
+        return int(_open(uri).version())
+
+    return int(_retrying(uri, f"replacing {start.isoformat()}..{end.isoformat()} of site {site!r}", write))
+
+
+def new_rows(
+    storage: Storage, table: str, site: str, rows: pl.DataFrame, key: Sequence[str]
+) -> pl.DataFrame:
+    """The rows of `rows` (one site's) whose key the table's current snapshot does not hold."""
+    if rows.is_empty():
+        return rows
+    start, end = rows.get_column("timestamp").min(), rows.get_column("timestamp").max()
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    held = read(storage, table, site, start, end, columns=list(key), inclusive_end=True)
+    if held.is_empty():
+        return rows
+    return rows.join(held, on=list(key), how="anti", nulls_equal=True)
+
+
+def insert_new(storage: Storage, table: str, site: str, rows: pl.DataFrame, key: Sequence[str]) -> int:
+    """Add the rows whose key the table does not hold, in one commit (none when there are none); returns
+    how many were added. A merge, so a row a concurrent writer added meanwhile is not added twice."""
+    if rows.is_empty():
+        return 0
+    return _merge(storage, table, site, rows, key, update=False)
+
+
+def upsert(storage: Storage, table: str, site: str, rows: pl.DataFrame, key: Sequence[str]) -> int:
+    """Insert new keys and overwrite held ones with a fetch at least as recent (`collected_at`): the table
+    keeps the latest fetch per key, and a slow re-run never overwrites a newer one. One commit."""
+    if rows.is_empty():
+        return 0
+    return _merge(storage, table, site, rows, key, update=True)
+
+
+def _merge(
+    storage: Storage, table: str, site: str, rows: pl.DataFrame, key: Sequence[str], *, update: bool
+) -> int:
+    from deltalake import write_deltalake
+
+    uri = table_uri(storage, table)
+    data = _with_partitions(rows.unique(subset=list(key), keep="last", maintain_order=True)).to_arrow()
+    start, end = rows.get_column("timestamp").min(), rows.get_column("timestamp").max()
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    days = sorted({f"'{d}'" for d in data.column("day").to_pylist()})
+    on = " AND ".join(
+        [_site_predicate(site, "t."), f"t.day IN ({', '.join(days)})", *(f't."{k}" = s."{k}"' for k in key)]
+    )
+
+    def write() -> int:
+        dt = _open(uri)
+        if dt is None:
+            write_deltalake(
+                uri,
+                data,
+                mode="append",
+                partition_by=PARTITIONS,
+                storage_options=storage_options(uri),
+                writer_properties=_writer_properties(),
+            )
+            return data.num_rows
+        merger = dt.merge(
+            data, on, source_alias="s", target_alias="t", writer_properties=_writer_properties()
+        )
+        if update:
+            merger = merger.when_matched_update_all(predicate="s.collected_at >= t.collected_at")
+        metrics = merger.when_not_matched_insert_all().execute()
+        return int(metrics.get("num_target_rows_inserted", 0))
+
+    return int(_retrying(uri, f"merging rows of site {site!r}", write))
+
+
+def read(
+    storage: Storage,
+    table: str,
+    site: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    columns: list[str] | None = None,
+    schema: pl.Schema | None = None,
+    inclusive_end: bool = False,
+) -> pl.DataFrame:
+    """The table's current rows (of `site`, in `[start, end)` when given), without the partition columns;
+    an empty frame (of `schema`, when given) when the table does not exist yet."""
+    uri = table_uri(storage, table)
+    dt = _open(uri)
+    if dt is None:
+        empty = pl.DataFrame(schema=schema) if schema is not None else pl.DataFrame()
+        return empty.select(columns) if columns and schema is not None else empty
+    frame = pl.scan_delta(dt)
+    if site is not None:
+        frame = frame.filter(pl.col("site_key") == site_key(site), pl.col("site_name") == site)
+    if start is not None:
+        frame = frame.filter(pl.col("day") >= start.astimezone(UTC).date(), pl.col("timestamp") >= start)
+    if end is not None:
+        frame = frame.filter(
+            pl.col("day") <= end.astimezone(UTC).date(),
+            pl.col("timestamp") <= end if inclusive_end else pl.col("timestamp") < end,
+        )
+    names = columns or [c for c in frame.collect_schema().names() if c not in PARTITIONS]
+    return frame.select(names).collect()
+
+
+def snapshot_files(uri: str) -> pl.DataFrame:
+    """The current snapshot's data files of the table at `uri`: `path` (absolute, as readers open it),
+    `size_bytes`, `modified_at` (UTC) and `rows`; empty when the table does not exist yet."""
+    schema = {"path": pl.String, "size_bytes": pl.Int64, "modified_at": pl.Datetime("ms", "UTC"), "rows": pl.Int64}
+    dt = _open(uri)
+    if dt is None:
+        return pl.DataFrame(schema=schema)
+    actions = pl.DataFrame(pa.table(dt.get_add_actions(flatten=True)))
+    if actions.is_empty():
+        return pl.DataFrame(schema=schema)
+    base = uri.rstrip("/")
+    return actions.select(
+        path=pl.lit(base + "/") + pl.col("path"),
+        size_bytes=pl.col("size_bytes").cast(pl.Int64),
+        modified_at=pl.from_epoch(pl.col("modification_time"), time_unit="ms").dt.replace_time_zone("UTC"),
+        rows=pl.col("num_records").cast(pl.Int64),
+    ).sort("path")
+
+
+def version(storage: Storage, table: str) -> int | None:
+    dt = _open(table_uri(storage, table))
+    return None if dt is None else int(dt.version())
