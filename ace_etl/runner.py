@@ -230,8 +230,8 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
             console.print(table)
     landing = open_storage(data_dir).uri("landing/timeseries")
     console.print(
-        "\nOr query the Parquet landing directly (the site_name column, not the encoded folder name):\n"
-        f"select site_name, count(*) from read_parquet('{landing}/*/*/*.parquet', hive_partitioning = false) group by 1",
+        "\nOr read the landing's Delta table directly (through its log, never a folder glob), e.g. with Polars:\n"
+        f"pl.scan_delta({landing!r}).group_by('site_name').len().collect()",
         markup=False,
     )
 

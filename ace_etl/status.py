@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ace_etl.transform import WarehouseError, reading, warehouse_file
+from extract import lake
 from extract.checkpoint import Checkpoint
 from extract.landing import CHECKPOINTS, RUNS, TIMESERIES
 from extract.quarantine import quarantined
@@ -20,27 +21,11 @@ from extract.storage import Storage, open_storage
 DAMAGED = "damaged"
 
 
-def _folder_of(rel_path: str) -> str:
-    return next(p for p in rel_path.split("/") if p.startswith("site_name="))
-
-
 def landed_rows(storage: Storage) -> dict[str, tuple[int, int]]:
-    """Per site: (files, rows) of the timeseries landing, from Parquet footers only. The site's name is read
-    from a file (folder names of long names are hashed); unreadable files count under `damaged`."""
-    totals: dict[str, tuple[int, int]] = {}
-    names: dict[str, str] = {}
-    for path in storage.list(TIMESERIES, "*/date=*/*.parquet"):
-        try:
-            count = storage.parquet_rows(path)
-            folder = _folder_of(path)
-            if folder not in names:
-                names[folder] = storage.read_parquet(path, columns=["site_name"]).item(0, 0)
-            site, rows = names[folder], count
-        except Exception:  # a truncated or foreign file: reported, never a traceback
-            site, rows = DAMAGED, 0
-        files, total = totals.get(site, (0, 0))
-        totals[site] = (files + 1, total + rows)
-    return totals
+    """Per site: (files, rows) of the timeseries table's current snapshot, from its Delta log only."""
+    files = lake.snapshot_files(storage.uri(TIMESERIES))
+    counts = files.group_by("site_name").agg(pl.len(), pl.col("rows").sum())
+    return {site: (int(n), int(rows)) for site, n, rows in counts.iter_rows()}
 
 
 def window_states(storage: Storage) -> dict[str, Counter[str]]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from ace_etl import generations
 from extract import cancel
 from extract.errors import AceEtlError, ConfigError
+from extract.landing import DELTA_TABLES
 from extract.quarantine import set_aside_unreadable
 from extract.storage import is_object_store, local_dir, normalize_location, open_storage
 
@@ -295,7 +296,9 @@ def check_landing(data_dir: Path | str) -> list[str]:
     since = marker.stat().st_mtime if marker.exists() else 0.0
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    return set_aside_unreadable(storage, storage.list_since("landing", "**/*.parquet", since - 1))
+    # The Delta tables' files are the log's business: never moved behind its back.
+    arrived = storage.list_since("landing", "**/*.parquet", since - 1)
+    return set_aside_unreadable(storage, [p for p in arrived if not p.startswith(DELTA_TABLES)])
 
 
 def release_dbt_database() -> None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from extract import schemas
+from extract import lake, schemas
 from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
 from extract.errors import AceEtlError, CursorError
@@ -32,6 +32,7 @@ from extract.landing import (
     LEASES,
     RUNS,
     STAGING,
+    TIMESERIES,
     WINDOW_DATASETS,
     selection_path,
     site_dir,
@@ -149,8 +150,10 @@ def run_window(
 
 
 def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured: Sequence[str]) -> Checkpoint:
-    """Move a fully staged attempt into the landing, remove what it replaces, then mark it complete.
-    Idempotent: a crash anywhere is finished by running it again."""
+    """Commit a fully staged attempt: its timeseries rows replace the window's time range in one Delta
+    commit, then its rejects and selection files move into the landing and replace the older ones, then it
+    is marked complete. Idempotent: a crash anywhere is finished by running it again (the Delta commit is
+    not repeated once the log holds it)."""
     site, attempt = progress.site, progress.attempt
     lease.check()
     selection = selection_path(site, progress.window, attempt)
@@ -160,14 +163,23 @@ def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured:
         progress = replace(progress, files=files)
         save_checkpoint(storage, progress)
     for path in progress.files:
-        if storage.exists(staged(site, attempt, path)):
-            storage.rename(staged(site, attempt, path), path)
-        elif not storage.exists(path):
+        timeseries = path.startswith(TIMESERIES + "/")
+        if timeseries and TIMESERIES in progress.commits:
+            continue
+        if not storage.exists(staged(site, attempt, path)) and (timeseries or not storage.exists(path)):
             quarantine_checkpoint(storage, progress, f"staged file {path} is missing")
             raise DamagedStateError(
                 f"window {progress.window.key} of site {site!r} lost a staged file; it is fetched again on the next run"
             )
-    keep = set(progress.files)
+    if TIMESERIES not in progress.commits:
+        version = _commit_timeseries(storage, lease, progress)
+        progress = replace(progress, commits={**progress.commits, TIMESERIES: version})
+        save_checkpoint(storage, progress)
+    moved = [p for p in progress.files if not p.startswith(TIMESERIES + "/")]
+    for path in moved:
+        if storage.exists(staged(site, attempt, path)):
+            storage.rename(staged(site, attempt, path), path)
+    keep = set(moved)
     replaced = [p for p in window_files(storage, site, progress.window) if p not in keep]
     if replaced:
         with storage.removing_from_landing():  # not under a build that may have listed them
@@ -180,6 +192,23 @@ def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured:
     save_checkpoint(storage, progress)
     storage.delete_prefix(staging_dir(site, attempt))
     return progress
+
+
+def _commit_timeseries(storage: Storage, lease: SiteLease, progress: Checkpoint) -> int:
+    """One Delta commit: the window's time range of the site now holds exactly the staged rows. Skipped
+    (the log's version returned) when a run that crashed before its checkpoint said so already made it."""
+    site, attempt = progress.site, progress.attempt
+    if lake.committed(storage, TIMESERIES, attempt):
+        return lake.version(storage, TIMESERIES) or 0
+    pages = [
+        storage.read_parquet(staged(site, attempt, p))
+        for p in progress.files
+        if p.startswith(TIMESERIES + "/")
+    ]
+    rows = pl.concat(pages, how="vertical_relaxed") if pages else pl.DataFrame(schema=schemas.TIMESERIES)
+    lease.check()
+    window = progress.window
+    return lake.replace_range(storage, TIMESERIES, site, window.start, window.end, rows, attempt=attempt)
 
 
 def quarantine_checkpoint(storage: Storage, progress: Checkpoint, reason: str) -> None:

@@ -28,7 +28,9 @@ from extract.quarantine import quarantine
 from extract.storage import Storage
 from extract.windows import Window
 
-_VERSION = 2
+_VERSION = 3
+# Version 2 had no `commits`: it reads as one whose Delta commits are still to be made.
+_READABLE = (2, 3)
 
 State = Literal["landing", "publishing", "complete", "live"]
 
@@ -56,6 +58,8 @@ class Checkpoint:
     records_rejected: int = 0
     files: tuple[str, ...] = field(default=())
     live_until: str | None = None  # ISO instant, for `live` checkpoints
+    commits: dict[str, int] = field(default_factory=dict)
+    """The Delta version each table's commit of this attempt made (`publishing` until all are there)."""
 
     @classmethod
     def start(
@@ -108,10 +112,12 @@ class Checkpoint:
         """Raises ValueError for anything that is not a checkpoint this version wrote."""
         try:
             fields = json.loads(data)
-            if not isinstance(fields, dict) or fields.pop("version", None) != _VERSION:
-                raise ValueError("not a version-2 checkpoint")
+            if not isinstance(fields, dict) or fields.pop("version", None) not in _READABLE:
+                raise ValueError(f"not a version-{_VERSION} checkpoint")
             window = fields.pop("window")
             values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+            if not isinstance(values.get("commits", {}), dict):
+                raise ValueError("commits must be an object")
             checkpoint = cls(
                 window=Window(datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])),
                 **values,

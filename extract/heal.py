@@ -3,8 +3,10 @@
 Gaps come from the warehouse (`timeseries_gaps`); the caller passes them in. Ranges are fetched site-wide
 (the API has no per-point bulk path), coalesced so that nearby gaps of many points cost one pagination.
 What comes back is compared with what the landing already holds for that range, and only samples it does
-not hold yet are landed: as a patch file of the committed window they belong to, added to its manifest, so
-the landing still holds each sample once and a later re-extraction of the window replaces the patch too.
+not hold yet are landed: inserted into the timeseries Delta table in one commit (a merge on the sample's
+key, so a concurrent writer's rows are not added twice), and rejects as a patch file of the committed
+window, added to its manifest. The landing still holds each sample once, and a later re-extraction of the
+window replaces the patch too.
 
 Every gap of a complete window that was checked is recorded (`landing/gap_checks`), with how many samples
 the check found, so a gap the API cannot fill is retried with backoff, not on every run forever, and
@@ -24,10 +26,10 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from extract import schemas
+from extract import lake, schemas
 from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
-from extract.landing import GAP_CHECKS, REJECTS, TIMESERIES, site_dir, split_by_date, window_files
+from extract.landing import GAP_CHECKS, REJECTS, TIMESERIES, site_dir, window_files
 from extract.lease import SiteLease
 from extract.pagination import MAX_PAGE_SIZE, iter_pages
 from extract.parse import normalize_samples
@@ -224,6 +226,8 @@ def new_rows(
         if dataset == TIMESERIES
         else rows
     )
+    if dataset == TIMESERIES:
+        return lake.new_rows(storage, TIMESERIES, checkpoint.site, inside, key)
     # Every file of the window's range, not only its manifest: a patch written just before a crash (and so
     # missing from the manifest) must not be landed twice.
     files = [f for f in window_files(storage, checkpoint.site, window) if f.startswith(dataset + "/")]
@@ -236,15 +240,16 @@ def new_rows(
 def patch_window(
     storage: Storage, checkpoint: Checkpoint, kept: pl.DataFrame, rejects: pl.DataFrame, *, filtered: int = 0
 ) -> Checkpoint:
-    """Land the new rows as files of the window's committed attempt, then add them to its manifest."""
+    """Insert the new samples into the timeseries table (one commit) and land the new rejects as a file of
+    the window's committed attempt, added to its manifest."""
     if kept.is_empty() and rejects.is_empty() and not filtered:
         return checkpoint
     site, window = checkpoint.site, checkpoint.window
     stem = f"{window.key}_{checkpoint.attempt}_h{uuid.uuid4().hex[:12]}"
+    lake.insert_new(
+        storage, TIMESERIES, site, kept.sort("point_name", "timestamp"), ("point_name", "timestamp")
+    )
     written = []
-    for day, part in split_by_date(kept.sort("point_name", "timestamp")).items():
-        written.append(f"{site_dir(TIMESERIES, site)}/date={day.isoformat()}/{stem}.parquet")
-        storage.write_parquet_atomic(written[-1], part)
     if rejects.height:
         written.append(f"{site_dir(REJECTS, site)}/date={window.start.date().isoformat()}/{stem}.parquet")
         storage.write_parquet_atomic(written[-1], rejects)

@@ -108,7 +108,9 @@ def _site_predicate(site: str, prefix: str = "") -> str:
 
 
 def _range_predicate(start: datetime, end: datetime, prefix: str = "") -> str:
-    days = f"{prefix}day >= '{start.astimezone(UTC).date()}' AND {prefix}day <= '{end.astimezone(UTC).date()}'"
+    days = (
+        f"{prefix}day >= '{start.astimezone(UTC).date()}' AND {prefix}day <= '{end.astimezone(UTC).date()}'"
+    )
     return f'{days} AND {prefix}"timestamp" >= {_literal(start)} AND {prefix}"timestamp" < {_literal(end)}'
 
 
@@ -188,9 +190,28 @@ def replace_range(
     return int(_retrying(uri, f"replacing {start.isoformat()}..{end.isoformat()} of site {site!r}", write))
 
 
-def new_rows(
-    storage: Storage, table: str, site: str, rows: pl.DataFrame, key: Sequence[str]
-) -> pl.DataFrame:
+def append(storage: Storage, table: str, rows: pl.DataFrame) -> int:
+    """Add `rows` as they are (any sites), in one commit; returns the new version. For loaders that keep
+    every fetch and leave the choice to the warehouse (tests, benchmarks, upgrades)."""
+    from deltalake import write_deltalake
+
+    uri = table_uri(storage, table)
+
+    def write() -> int:
+        write_deltalake(
+            uri,
+            _with_partitions(rows).to_arrow(),
+            mode="append",
+            partition_by=PARTITIONS,
+            storage_options=storage_options(uri),
+            writer_properties=_writer_properties(),
+        )
+        return int(_open(uri).version())
+
+    return int(_retrying(uri, "appending rows", write))
+
+
+def new_rows(storage: Storage, table: str, site: str, rows: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
     """The rows of `rows` (one site's) whose key the table's current snapshot does not hold."""
     if rows.is_empty():
         return rows
@@ -289,8 +310,17 @@ def read(
 
 def snapshot_files(uri: str) -> pl.DataFrame:
     """The current snapshot's data files of the table at `uri`: `path` (absolute, as readers open it),
-    `size_bytes`, `modified_at` (UTC) and `rows`; empty when the table does not exist yet."""
-    schema = {"path": pl.String, "size_bytes": pl.Int64, "modified_at": pl.Datetime("ms", "UTC"), "rows": pl.Int64}
+    `size_bytes`, `modified_at` (UTC), `rows` and `site_name` (from the log's statistics: every file holds
+    one site); empty when the table does not exist yet."""
+    schema = pl.Schema(
+        {
+            "path": pl.String(),
+            "size_bytes": pl.Int64(),
+            "modified_at": pl.Datetime("ms", "UTC"),
+            "rows": pl.Int64(),
+            "site_name": pl.String(),
+        }
+    )
     dt = _open(uri)
     if dt is None:
         return pl.DataFrame(schema=schema)
@@ -303,6 +333,7 @@ def snapshot_files(uri: str) -> pl.DataFrame:
         size_bytes=pl.col("size_bytes").cast(pl.Int64),
         modified_at=pl.from_epoch(pl.col("modification_time"), time_unit="ms").dt.replace_time_zone("UTC"),
         rows=pl.col("num_records").cast(pl.Int64),
+        site_name=pl.col("min.site_name").cast(pl.String),
     ).sort("path")
 
 

@@ -1,12 +1,13 @@
 """Landing layout (docs/DESIGN.md) and its writers: where each file goes and what it is called.
 
-Names are deterministic per (site, window, attempt, page): `<window key>_<attempt>_p<page>.parquet`. An
-attempt is one extraction of a window; its pages are written to a staging folder under `state/` and moved
-into the landing only when the whole window is there (`extract.commit`), together with the removal of the
-files of the attempts it replaces, so readers see one complete attempt per window. Timeseries files are
-split by the UTC date of each row's timestamp; a page's rejects go under the date of the window's start,
-since their timestamp may be unreadable. Site names are percent-encoded (`encode_site`), so whatever a site
-is called it stays one folder.
+`landing/timeseries` and `landing/weather` are Delta tables (`extract.lake`). The other datasets are plain
+Parquet files. Names are deterministic per (site, window, attempt, page): `<window key>_<attempt>_p<page>.parquet`.
+An attempt is one extraction of a window; its pages are staged under `state/` (timeseries split by the UTC
+date of each row's timestamp) and committed only when the whole window is there (`extract.attempt.commit`):
+the timeseries rows in one Delta commit, the rejects and selection files moved into the landing together with
+the removal of the files of the attempts they replace. A page's rejects go under the date of the window's
+start, since their timestamp may be unreadable. Site names are percent-encoded (`encode_site`), so whatever a
+site is called it stays one folder.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ CHECKPOINTS = "state/checkpoints"
 STAGING = "state/staging"
 LEASES = "state/leases"
 QUARANTINE = "quarantine"
-# The datasets whose files belong to a window attempt: committed and replaced together.
-WINDOW_DATASETS = (TIMESERIES, REJECTS, SELECTIONS)
+# Delta tables (`extract.lake`): read through their log, never by listing their folders.
+DELTA_TABLES = (TIMESERIES + "/", WEATHER + "/")
+# The file datasets of a window attempt: committed and replaced together (timeseries is a Delta table).
+WINDOW_DATASETS = (REJECTS, SELECTIONS)
 LANDING_DIRS = (TIMESERIES, REJECTS, WEATHER, POINTS, RUNS, SELECTIONS, GAP_CHECKS, LEASES)
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -80,6 +83,7 @@ def page_file(window: Window, attempt: str, page: int) -> str:
 
 
 def timeseries_path(site: str, day: date, window: Window, attempt: str, page: int) -> str:
+    """A staged timeseries page's name (staged only: the commit writes its rows to the Delta table)."""
     return f"{site_dir(TIMESERIES, site)}/date={day.isoformat()}/{page_file(window, attempt, page)}"
 
 
@@ -93,10 +97,6 @@ def selection_path(site: str, window: Window, attempt: str) -> str:
     return (
         f"{site_dir(SELECTIONS, site)}/date={window.start.date().isoformat()}/{window.key}_{attempt}.parquet"
     )
-
-
-def weather_path(site: str, day: date, stem: str) -> str:
-    return f"{site_dir(WEATHER, site)}/date={day.isoformat()}/{stem}.parquet"
 
 
 def points_path(site: str) -> str:
@@ -159,8 +159,9 @@ def window_files(storage: Storage, site: str, within: Window) -> list[str]:
 def write_page(
     storage: Storage, site: str, window: Window, attempt: str, page: int, rows: PageRows
 ) -> list[str]:
-    """Stage one page: kept rows split by UTC date, rejects in one file. Returns the landing paths the files
-    will have once committed (the staged copies are at `staged(site, attempt, path)`)."""
+    """Stage one page: kept rows split by UTC date, rejects in one file. Returns the files' names (staged at
+    `staged(site, attempt, path)`: the commit writes the timeseries rows to the Delta table and moves the
+    rejects file to that path in the landing)."""
     written = []
     for day, part in split_by_date(rows.kept).items():
         written.append(timeseries_path(site, day, window, attempt, page))
@@ -168,15 +169,6 @@ def write_page(
     if rows.rejects.height:
         written.append(rejects_path(site, window, attempt, page))
         storage.write_parquet_atomic(staged(site, attempt, written[-1]), rows.rejects)
-    return written
-
-
-def write_weather(storage: Storage, site: str, frame: pl.DataFrame, stem: str) -> list[str]:
-    """Land weather rows split by the UTC date of their timestamp, under the deterministic name `stem`."""
-    written = []
-    for day, part in split_by_date(frame).items():
-        written.append(weather_path(site, day, stem))
-        storage.write_parquet_atomic(written[-1], part)
     return written
 
 

@@ -26,11 +26,12 @@ from typing import Any
 
 import polars as pl
 
+from extract import lake
 from extract.attempt import OnPage, covered, run_window
 from extract.checkpoint import Checkpoint, load_checkpoints
 from extract.client import AceClient, RequestStats
 from extract.errors import ConfigError, NoPointsError
-from extract.landing import points_path, write_weather
+from extract.landing import WEATHER, points_path
 from extract.lease import DEFAULT_WAIT_S, SiteLease
 from extract.live import run_live
 from extract.metrics import Status, WindowResult, write_run_row
@@ -230,18 +231,16 @@ def extract_weather(
     client: AceClient, storage: Storage, site: str, start: datetime, end: datetime
 ) -> WeatherResult:
     """Land the site's weather for `[start, end)`: the series (seed shape) or the current conditions, one
-    row per call (real API), named by the range or by the observation time so a re-run replaces it."""
+    row per call (real API), merged into the weather table in one commit: a re-run replaces the rows of the
+    same times (unless they hold a newer fetch)."""
     stats = RequestStats()
     body = client.weather(site, start, end, stats=stats)
     parsed = parse_weather(body, site=site, collected_at=_now())
     frame = parsed.filter(pl.col("timestamp").is_not_null())
-    if isinstance(body.get("data"), list):
-        stem = Window(start, end).key
-    else:
-        stem = "current_" + "_".join(compact_time(t) for t in frame.get_column("timestamp").to_list())
-    files = write_weather(storage, site, frame, stem)
+    lake.upsert(storage, WEATHER, site, frame, ("site_name", "timestamp"))
+    version = lake.version(storage, WEATHER) if frame.height else None
     return WeatherResult(
-        site, start, end, frame.height, parsed.height - frame.height, tuple(files), stats.requests
+        site, start, end, frame.height, parsed.height - frame.height, version, stats.requests
     )
 
 

@@ -33,7 +33,8 @@ class WeatherResult:
     end: datetime
     rows: int
     rejected: int
-    files: tuple[str, ...]
+    version: int | None
+    """The weather table's version once these rows are merged in (None when nothing was landed)."""
     api_requests: int
 
 

@@ -11,6 +11,9 @@ from pathlib import Path
 import polars as pl
 
 from ace_etl.simulator import SimulatorConfig, served_samples, site_points
+from extract import lake, schemas
+from extract.landing import TIMESERIES
+from extract.storage import LocalStorage
 
 BIN = Path(sys.executable).parent
 
@@ -87,13 +90,9 @@ def expected_rows(
 
 
 def landed_rows(data_dir: Path) -> pl.DataFrame:
-    """Every landed timeseries row as analysts read the landing (duplicates included)."""
-    files = sorted((data_dir / "landing" / "timeseries").rglob("*.parquet"))
-    if not files:
-        return pl.DataFrame(
-            schema={"point_name": pl.String, "timestamp": pl.Datetime("us", "UTC"), "value": pl.Float64}
-        )
-    frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files])
+    """Every landed timeseries row as analysts read the landing (the Delta table's current snapshot,
+    duplicates included)."""
+    frame = lake.read(LocalStorage(data_dir), TIMESERIES, schema=schemas.TIMESERIES)
     return frame.select("point_name", "timestamp", "value").sort("point_name", "timestamp")
 
 

@@ -1,7 +1,8 @@
 """Synthetic landing files, written exactly as docs/DESIGN.md's "Landing layout" says.
 
-Tests and benchmarks use this to feed dbt without the extractor: same folders, column names, Arrow types,
-row order and compression, and the same atomic write (temporary hidden name, then rename).
+Tests and benchmarks use this to feed dbt without the extractor: the same Delta tables (through
+`extract.lake`), folders, column names, Arrow types, row order and compression, and for the plain Parquet
+datasets the same atomic write (temporary hidden name, then rename).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from extract import schemas
+from extract import lake, schemas
+from extract.storage import LocalStorage
 
 
 def _arrow(schema: pl.Schema) -> pa.Schema:
@@ -70,14 +72,22 @@ def samples(
 
 
 def write_timeseries(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
-    """Land rows as one `<name>.parquet` per site and UTC day, as the extractor does per window page."""
-    return _write_by_day(
-        data_dir / "landing" / "timeseries", rows, name, TIMESERIES, ["point_name", "timestamp"]
-    )
+    """Add rows to the timeseries Delta table in one commit (one file per site and UTC day), sorted as the
+    extractor writes them; returns the files it added. `name` only tells batches apart in a test's text:
+    every batch is kept, as a fetch the warehouse then chooses from."""
+    return _append(data_dir, "landing/timeseries", rows, TIMESERIES, ["point_name", "timestamp"])
 
 
 def write_weather(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
-    return _write_by_day(data_dir / "landing" / "weather", rows, name, WEATHER, ["timestamp"])
+    return _append(data_dir, "landing/weather", rows, WEATHER, ["timestamp"])
+
+
+def _append(data_dir: Path, table: str, rows: pl.DataFrame, schema: pa.Schema, sort: list[str]) -> list[Path]:
+    storage = LocalStorage(data_dir)
+    before = set(lake.snapshot_files(storage.uri(table)).get_column("path"))
+    lake.append(storage, table, pl.from_arrow(_typed(rows.sort(["site_name", *sort]), schema)))  # type: ignore[arg-type]
+    after = lake.snapshot_files(storage.uri(table)).get_column("path")
+    return [Path(p) for p in after if p not in before]
 
 
 def write_rejects(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
@@ -104,12 +114,6 @@ def write_runs(data_dir: Path, rows: pl.DataFrame, name: str) -> Path:
     return _write(rows, RUNS, data_dir / "landing" / "runs" / f"{name}.parquet")
 
 
-def _write_by_day(
-    root: Path, rows: pl.DataFrame, name: str, schema: pa.Schema, sort: list[str]
-) -> list[Path]:
-    return _write_partitions(root, rows, name, schema, sort, rows["timestamp"].dt.date())
-
-
 def _write_partitions(
     root: Path, rows: pl.DataFrame, name: str, schema: pa.Schema, sort: list[str], day: pl.Series
 ) -> list[Path]:
@@ -122,7 +126,7 @@ def _write_partitions(
     return written
 
 
-def _write(rows: pl.DataFrame, schema: pa.Schema, path: Path) -> Path:
+def _typed(rows: pl.DataFrame, schema: pa.Schema) -> pa.Table:
     missing = {
         column: value
         for column, value in _DEFAULTS.items()
@@ -131,8 +135,12 @@ def _write(rows: pl.DataFrame, schema: pa.Schema, path: Path) -> Path:
     table = rows.with_columns(**{column: pl.lit(value) for column, value in missing.items()}).select(
         schema.names
     )
+    return table.to_arrow().cast(schema)
+
+
+def _write(rows: pl.DataFrame, schema: pa.Schema, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table.to_arrow().cast(schema), temporary, compression="zstd")
+    pq.write_table(_typed(rows, schema), temporary, compression="zstd")
     os.replace(temporary, path)
     return path

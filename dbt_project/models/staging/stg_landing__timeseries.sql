@@ -1,4 +1,5 @@
-{{ landing_read(source('landing', 'timeseries'), {
+-- depends_on: {{ ref('lake_snapshot') }}
+{{ landing_read(lake_files('timeseries'), {
     'site_name': 'varchar',
     'point_name': 'varchar',
     'timestamp': 'timestamptz',

@@ -1,4 +1,5 @@
-{{ landing_read(source('landing', 'weather'), {
+-- depends_on: {{ ref('lake_snapshot') }}
+{{ landing_read(lake_files('weather'), {
     'site_name': 'varchar',
     'timestamp': 'timestamptz',
     'temperature': 'double',
