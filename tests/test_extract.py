@@ -22,6 +22,7 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples, site_points
+from extract import lake, schemas
 from extract.client import AceClient
 from extract.errors import AuthError
 from extract.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, points_path
@@ -81,6 +82,8 @@ def expected(cfg: SimulatorConfig, site: str = SITE) -> tuple[pl.DataFrame, pl.D
 
 
 def landed(storage: Storage, dataset: str) -> pl.DataFrame:
+    if dataset in (TIMESERIES, WEATHER):  # Delta tables: their log's current snapshot
+        return lake.read(storage, dataset)
     files = storage.list(dataset, "**/*.parquet")
     return (
         pl.concat([pl.read_parquet(storage.uri(f), hive_partitioning=False) for f in files])
@@ -99,14 +102,21 @@ def landed_rejects(storage: Storage) -> pl.DataFrame:
 
 
 def snapshot(storage: Storage) -> dict[str, pl.DataFrame]:
-    """Every landed timeseries and rejects file by path without its attempt id (random per extraction),
-    minus `collected_at` (a wall-clock time)."""
-    files = storage.list(TIMESERIES, "**/*.parquet") + storage.list(REJECTS, "**/*.parquet")
+    """The timeseries rows of each (site, UTC day) partition, sorted, and every landed rejects file by path
+    without its attempt id (random per extraction), minus `collected_at` (a wall-clock time)."""
+    timeseries = lake.read(storage, TIMESERIES, schema=schemas.TIMESERIES).drop("collected_at")
+    days = timeseries.with_columns(day=pl.col("timestamp").dt.date()).partition_by(
+        "site_name", "day", as_dict=True, include_key=False
+    )
+    files = storage.list(REJECTS, "**/*.parquet")
     return {
-        re.sub(r"_[0-9a-f]{12}_p", "_p", f): pl.read_parquet(storage.uri(f), hive_partitioning=False).drop(
-            "collected_at"
-        )
-        for f in files
+        **{f"{site}/{day}": part.sort(ROW_KEY) for (site, day), part in days.items()},
+        **{
+            re.sub(r"_[0-9a-f]{12}_p", "_p", f): pl.read_parquet(
+                storage.uri(f), hive_partitioning=False
+            ).drop("collected_at")
+            for f in files
+        },
     }
 
 
@@ -168,8 +178,8 @@ def test_clean_run_lands_exactly_the_served_rows(tmp_path: Path, shape: str, tim
     timeseries = landed(storage, TIMESERIES)
     assert timeseries.schema["timestamp"] == pl.Datetime("us", "UTC")
     assert set(timeseries.get_column("quality")) == ({"good"} if shape == "seed" else {"unknown"})
-    dates = {p.split("/")[3] for p in storage.list(TIMESERIES, "**/*.parquet")}
-    assert dates == {"date=2024-03-01", "date=2024-03-02"}
+    dates = {p.rsplit("/", 2)[1] for p in lake.snapshot_files(storage.uri(TIMESERIES)).get_column("path")}
+    assert dates == {"day=2024-03-01", "day=2024-03-02"}
     points = pl.read_parquet(storage.uri(points_path(SITE)))
     assert points.height == sum(
         p.listed for p in site_points(SITE, cfg.points, cfg.interval, cfg.configured_fraction)
@@ -329,8 +339,8 @@ def test_a_site_name_cannot_leave_the_landing_folder(tmp_path: Path) -> None:
         run(client, storage, cfg)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nest"]
     assert sorted(p.name for p in (tmp_path / "nest").iterdir()) == ["data"]
-    sites = sorted(p.name for p in (root / TIMESERIES).iterdir())
-    assert sites == ["site_name=%2E%2E%2Fx", "site_name=%2Ex", "site_name=a%2Fb"]
+    sites = sorted(p.name for p in (root / TIMESERIES).iterdir() if p.name != "_delta_log")
+    assert sites == sorted(f"site_key={lake.site_key(s)}" for s in ("../x", "a/b", ".x"))
     assert set(landed(storage, TIMESERIES).get_column("site_name")) == {"../x", "a/b", ".x"}
     rows, _ = expected(cfg, "../x")
     assert landed_rows(storage).filter(pl.col("point_name").str.starts_with("../x/")).equals(rows)
@@ -468,7 +478,7 @@ def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_p
                 )
         finally:
             server.shutdown()
-    landed = pl.read_parquet(tmp_path / TIMESERIES / "**" / "*.parquet", hive_partitioning=False)
+    landed = lake.read(storage, TIMESERIES)
     assert landed.select("point_name", "value").rows() == [("a", 2.0), ("b", 5.0)]
     rejects = pl.read_parquet(tmp_path / REJECTS / "**" / "*.parquet", hive_partitioning=False)
     assert rejects.select("point_name", "value_raw", "reason").sort("point_name").rows() == [
