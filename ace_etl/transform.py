@@ -278,7 +278,8 @@ def dbt_build(
     if full_refresh:
         args.append("--full-refresh")
     if select:
-        args += ["--select", *([select] if isinstance(select, str) else select)]
+        # The landing's snapshot is read anew by every build: a selected model never reads an old one.
+        args += ["--select", "lake_snapshot", *([select] if isinstance(select, str) else select)]
 
     outcome = dbtRunner().invoke(args)
     results = list(getattr(outcome.result, "results", []))

@@ -316,7 +316,7 @@ def snapshot_files(uri: str) -> pl.DataFrame:
         {
             "path": pl.String(),
             "size_bytes": pl.Int64(),
-            "modified_at": pl.Datetime("ms", "UTC"),
+            "modified_at": pl.Datetime("us", "UTC"),
             "rows": pl.Int64(),
             "site_name": pl.String(),
         }
@@ -331,7 +331,9 @@ def snapshot_files(uri: str) -> pl.DataFrame:
     return actions.select(
         path=pl.lit(base + "/") + pl.col("path"),
         size_bytes=pl.col("size_bytes").cast(pl.Int64),
-        modified_at=pl.from_epoch(pl.col("modification_time"), time_unit="ms").dt.replace_time_zone("UTC"),
+        modified_at=pl.from_epoch(pl.col("modification_time"), time_unit="ms")
+        .dt.replace_time_zone("UTC")
+        .cast(pl.Datetime("us", "UTC")),
         rows=pl.col("num_records").cast(pl.Int64),
         site_name=pl.col("min.site_name").cast(pl.String),
     ).sort("path")

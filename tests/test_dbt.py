@@ -116,16 +116,7 @@ def land_first_day(data_dir: Path) -> None:
         "w2-weather",
     )
 
-    rejects = pl.DataFrame(
-        {
-            "site_name": SITE,
-            "point_name": ["p1", "p2"],
-            "timestamp_raw": ["2025-01-01T00:05:00Z", "not a time"],
-            "value_raw": ["abc", "1.0"],
-            "reason": ["non_numeric_value", "bad_timestamp"],
-            "collected_at": FIRST,
-        }
-    )
+    rejects = reject_rows(SITE)
     write_rejects(data_dir, rejects, "w1-rejects")
     write_rejects(data_dir, rejects.head(1).with_columns(collected_at=pl.lit(OVERLAP)), "w2-rejects")
 
@@ -149,6 +140,19 @@ def land_first_day(data_dir: Path) -> None:
         "finished_at": [FIRST, FIRST, OVERLAP],
     }
     write_runs(data_dir, pl.DataFrame(run), "runs-r1-r2")
+
+
+def reject_rows(site: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "site_name": site,
+            "point_name": ["p1", "p2"],
+            "timestamp_raw": ["2025-01-01T00:05:00Z", "not a time"],
+            "value_raw": ["abc", "1.0"],
+            "reason": ["non_numeric_value", "bad_timestamp"],
+            "collected_at": FIRST,
+        }
+    )
 
 
 def land_rerun(data_dir: Path) -> None:
@@ -382,24 +386,22 @@ def test_empty_landing_builds_empty_tables(empty: Stage) -> None:
 
 
 def test_failed_build_raises_and_keeps_published_warehouse(empty: Stage, empty_data_dir: Path) -> None:
-    # A readable Parquet file that breaks the contract: its values are not numbers.
-    folder = empty_data_dir / "landing" / "timeseries" / "site_name=x" / "date=2025-01-01"
+    # A readable Parquet file that breaks the contract: its collection time is not a time.
+    folder = empty_data_dir / "landing" / "rejects" / "site_name=x" / "date=2025-01-01"
     folder.mkdir(parents=True)
-    bad = samples("x", ["p"], DAY, 1, collected_at=FIRST).with_columns(
-        value=pl.lit("abc"), quality=pl.lit("unknown")
-    )
-    bad.with_columns(metadata=pl.lit("{}")).write_parquet(folder / "bad.parquet")
+    reject_rows("x").with_columns(collected_at=pl.lit("abc")).write_parquet(folder / "bad.parquet")
     published = empty_data_dir / "warehouse.duckdb"
     before = published.stat().st_ino
-    with pytest.raises(TransformError, match="timeseries_raw"):
+    with pytest.raises(TransformError, match="timeseries_rejects"):
         build_warehouse(empty_data_dir)
     assert published.stat().st_ino == before
     (folder / "bad.parquet").unlink()
 
 
 def test_an_unreadable_landing_file_is_set_aside_and_the_build_goes_on(tmp_path: Path) -> None:
+    # Rejects are plain Parquet files; the Delta tables' files are only ever read through their log.
     data_dir = tmp_path / "data"
-    (good,) = write_timeseries(data_dir, samples(SITE, ["p1"], DAY, 10, collected_at=FIRST), "good")
+    (good,) = write_rejects(data_dir, reject_rows(SITE), "good")
     truncated = good.with_name("20250101T000000Z_20250102T000000Z_0123456789ab_p000000.parquet")
     truncated.write_bytes(good.read_bytes()[:-100])
     checkpoint = (
@@ -413,7 +415,7 @@ def test_an_unreadable_landing_file_is_set_aside_and_the_build_goes_on(tmp_path:
     checkpoint.write_text("{}")
     build_warehouse(data_dir)
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        assert con.execute("select count(*) from timeseries_raw").fetchall() == [(10,)]
+        assert con.execute("select count(*) from timeseries_rejects").fetchall() == [(2,)]
     assert not truncated.exists() and not checkpoint.exists()  # the window is fetched again next run
     aside = sorted(p.name for p in (data_dir / "quarantine").rglob("*") if p.is_file())
     assert aside == sorted(
@@ -449,7 +451,8 @@ def test_a_copied_landing_file_is_reported_and_a_duplicate_key_anywhere_fails_th
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
-    (original,) = write_timeseries(data_dir, samples(SITE, ["p1"], DAY, 10, collected_at=FIRST), "w1")
+    write_timeseries(data_dir, samples(SITE, ["p1"], DAY, 10, collected_at=FIRST), "w1")
+    (original,) = write_rejects(data_dir, reject_rows(SITE), "w1")
     shutil.copyfile(original, original.with_name("w1 (copy).parquet"))
     result = build_warehouse(data_dir)
     (warning,) = [w for w in result.warnings if w.startswith("duplicate_landing_files")]
