@@ -375,6 +375,8 @@ def local_dir(location: Path | str) -> Path:
     )
 
 
+# delta-rs 1.6 parses a local path as a URL and resolves symbolic links: these fail or name another folder.
+_DELTA_UNSAFE = frozenset("[]%")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
@@ -388,4 +390,9 @@ def open_storage(location: Path | str) -> Storage:
         return S3Storage(text)
     if _SCHEME.match(text):
         raise ConfigError(f"data dir {text!r}: use a local folder or s3://bucket/prefix")
+    if _DELTA_UNSAFE & set(str(Path(text).absolute())):
+        raise ConfigError(
+            f"data dir {text!r}: its path holds '[', ']' or '%', which delta-rs (the landing's Delta tables) "
+            "cannot open: use a data dir without them"
+        )
     return LocalStorage(Path(text))
