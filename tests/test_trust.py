@@ -20,8 +20,10 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, site_points
+from extract import lake
+from extract.landing import TIMESERIES
 from extract.redact import redact, register
-from extract.storage import host_name
+from extract.storage import LocalStorage, host_name
 from tests.clihelp import (
     BIN,
     ace_etl,
@@ -228,7 +230,8 @@ def test_truncated_landing_and_points_files_are_set_aside_and_fetched_again(
 ) -> None:
     data = tmp_path / "data"
     assert run(sim, data, end=DAY2).returncode == 0
-    page = sorted((data / "landing" / "timeseries").rglob("*.parquet"))[0]
+    # A window's selection file (plain Parquet; the Delta tables' files are only read through their log).
+    page = sorted((data / "landing" / "selections").rglob("*.parquet"))[0]
     page.write_bytes(page.read_bytes()[:100])
     points = next((data / "landing" / "points").rglob("*.parquet"))
     points.write_bytes(points.read_bytes()[:50])
@@ -375,7 +378,7 @@ def test_leftovers_of_killed_processes_are_cleaned(sim: Simulator, tmp_path: Pat
     host = host_name()
     left = [
         data / f".warehouse.duckdb.{host}.{gone}.abc.tmp",
-        next((data / "landing" / "timeseries").rglob("date=*")) / f".x.parquet.{host}.{gone}.abc.tmp",
+        next((data / "landing" / "selections").rglob("date=*")) / f".x.parquet.{host}.{gone}.abc.tmp",
         data / "state" / "staging" / "site_name=hq" / "deadbeef0000" / "landing" / "x.parquet",
     ]
     for path in left:
@@ -520,6 +523,5 @@ def test_transform_beside_forced_runs_never_fails(tmp_path: Path) -> None:
     assert [b.returncode for b in builds] == [0] * 4, [b.stderr for b in builds if b.returncode]
     assert loop.returncode == 0, looped
     for site in cfg.sites:  # each sample of each site landed exactly once
-        files = data / "landing" / "timeseries" / f"site_name={site}" / "**" / "*.parquet"
-        landed = pl.read_parquet(files, hive_partitioning=False).select("point_name", "timestamp", "value")
+        landed = lake.read(LocalStorage(data), TIMESERIES, site).select("point_name", "timestamp", "value")
         assert landed.sort(KEY).equals(expected_rows(cfg, site, DAY1, DAY3))
