@@ -19,6 +19,9 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
+from extract import lake
+from extract.landing import TIMESERIES
+from extract.objectstore import S3Storage
 from tests.clihelp import ace_etl, error_line, expected_rows, spawn
 
 SITE = "hq"
@@ -73,12 +76,9 @@ def s3_env() -> Iterator[dict[str, str]]:
 
 
 def s3_rows(prefix: str) -> pl.DataFrame:
-    import s3fs
-
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
-    files = sorted(fs.glob(f"{BUCKET}/{prefix}/landing/timeseries/*/*/*.parquet"))
-    frames = [pl.read_parquet(fs.cat_file(f)) for f in files]
-    return pl.concat(frames).select("point_name", "timestamp", "value").sort("point_name", "timestamp")
+    """The timeseries table's current snapshot (through its Delta log, with the AWS variables)."""
+    frame = lake.read(S3Storage(f"s3://{BUCKET}/{prefix}"), TIMESERIES)
+    return frame.select("point_name", "timestamp", "value").sort("point_name", "timestamp")
 
 
 def raw(db: Path) -> list[tuple]:
