@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -161,6 +161,7 @@ def heal_site(
     stats = RequestStats()
     landed = rejected = 0
     found: list[pl.DataFrame] = []
+    patches: dict[Window, Patch] = {}
     ranges = merge_ranges([*checked, *unsettled])
     for span in ranges:
         # Only what a window's files hold can be patched; what was never asked for is not a gap to fill.
@@ -180,10 +181,14 @@ def heal_site(
                     if i == 0
                     else rows.rejects.clear()
                 )
-                targets[i] = (patch_window(storage, c, kept, bad), reach)
+                patch = patches.get(c.window, Patch(c))
+                patches[c.window] = replace(
+                    patch, kept=pl.concat([patch.kept, kept]), rejects=pl.concat([patch.rejects, bad])
+                )
                 landed += kept.height
                 rejected += bad.height
                 found.append(kept.select("point_name", "timestamp"))
+    land_patches(storage, site, list(patches.values()))
     _record_checks(storage, site, checked, pl.concat(found) if found else pl.DataFrame(), now)
     return HealResult(
         site, len(gaps), len(settled) - len(checked), len(unsettled), skipped, len(ranges), stats.requests,
@@ -237,18 +242,35 @@ def new_rows(
     return inside.join(held, on=list(key), how="anti", nulls_equal=True)
 
 
+@dataclass(frozen=True)
+class Patch:
+    """What a heal or live run found for one landed window: samples and rejects it does not hold yet."""
+
+    checkpoint: Checkpoint
+    kept: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=schemas.TIMESERIES))
+    rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=schemas.REJECTS))
+    filtered: int = 0
+
+
+def land_patches(storage: Storage, site: str, patches: Sequence[Patch]) -> list[Checkpoint]:
+    """Insert every new sample of the run into the timeseries table in one commit (none when there are
+    none), then land each window's new rejects and counts (`patch_window`)."""
+    kept = [p.kept for p in patches if p.kept.height]
+    if kept:
+        found = pl.concat(kept).sort("point_name", "timestamp")
+        lake.insert_new(storage, TIMESERIES, site, found, ("point_name", "timestamp"))
+    return [patch_window(storage, p.checkpoint, p.kept, p.rejects, filtered=p.filtered) for p in patches]
+
+
 def patch_window(
     storage: Storage, checkpoint: Checkpoint, kept: pl.DataFrame, rejects: pl.DataFrame, *, filtered: int = 0
 ) -> Checkpoint:
-    """Insert the new samples into the timeseries table (one commit) and land the new rejects as a file of
-    the window's committed attempt, added to its manifest."""
+    """Land the new rejects as a file of the window's committed attempt, added to its manifest, and count
+    the new samples (`land_patches` inserted them)."""
     if kept.is_empty() and rejects.is_empty() and not filtered:
         return checkpoint
     site, window = checkpoint.site, checkpoint.window
     stem = f"{window.key}_{checkpoint.attempt}_h{uuid.uuid4().hex[:12]}"
-    lake.insert_new(
-        storage, TIMESERIES, site, kept.sort("point_name", "timestamp"), ("point_name", "timestamp")
-    )
     written = []
     if rejects.height:
         written.append(f"{site_dir(REJECTS, site)}/date={window.start.date().isoformat()}/{stem}.parquet")

@@ -137,8 +137,8 @@ def _retrying(uri: str, action: str, write: Any) -> Any:
 def _conflict(exc: Exception) -> bool:
     from deltalake.exceptions import CommitFailedError
 
-    text = str(exc).lower()
-    return isinstance(exc, CommitFailedError) or "already exists" in text or "version" in text
+    # Two writers creating the table at once: the second finds version 0 taken.
+    return isinstance(exc, CommitFailedError) or "already exists" in str(exc).lower()
 
 
 def _first_line(exc: Exception) -> str:

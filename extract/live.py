@@ -5,8 +5,9 @@ have the part after as-of yet, so such a window is landed up to as-of and never 
 run (the next day's, or the same command again) continues it from there.
 
 The open window gets a `live` checkpoint whose files cover `[window start, live_until)`. Each live run
-fetches `[live_until, as-of)` only, lands the new samples as patch files of that checkpoint (never a
-sample the landing already holds), and moves live_until on; once it reaches the window's end the window is
+fetches `[live_until, as-of)` only, inserts the new samples into the timeseries table in one commit (never
+a sample the landing already holds) and its rejects as patch files of that checkpoint, and moves live_until
+on; once it reaches the window's end the window is
 complete, and the daily run finds only late data to settle (its heal step fetches the gaps late uploads
 left). A window some other run already owns (a full extraction, or a selection the live checkpoint does
 not cover) is left to the regular runs.
@@ -23,7 +24,7 @@ import polars as pl
 from extract.attempt import SELECTIONS_SCHEMA, Outcome, covered, summed
 from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
-from extract.heal import new_rows, patch_window
+from extract.heal import Patch, land_patches, new_rows
 from extract.landing import REJECTS, TIMESERIES, selection_path
 from extract.lease import SiteLease
 from extract.pagination import iter_pages
@@ -67,6 +68,7 @@ def run_live(
     until = min(as_of, window.end)
     if until > since:
         span = Window(since, until)
+        patch = Patch(live)
         for page in iter_pages(client, site, since, until, page_size=page_size, stats=stats):
             rows = normalize_samples(
                 page.samples, site=site, collected_at=as_of, window=span, selector=live.selector
@@ -74,7 +76,14 @@ def run_live(
             lease.check()
             kept = new_rows(storage, live, rows.kept, ("point_name", "timestamp"), TIMESERIES)
             bad = new_rows(storage, live, rows.rejects, ("point_name", "timestamp_raw", "value_raw"), REJECTS)
-            live = patch_window(storage, live, kept, bad, filtered=rows.fetched - kept.height - bad.height)
+            patch = replace(
+                patch,
+                kept=pl.concat([patch.kept, kept]),
+                rejects=pl.concat([patch.rejects, bad]),
+                filtered=patch.filtered + rows.fetched - kept.height - bad.height,
+            )
+        lease.check()
+        (live,) = land_patches(storage, site, [patch])  # one commit for the run's new samples
         live = replace(live, live_until=until.isoformat(), next_page=live.next_page + 1)
     live = _asked(storage, live, configured)
     if until >= window.end:

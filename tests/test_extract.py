@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -487,3 +488,27 @@ def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_p
     ]
     assert (result.records_fetched, result.records_kept, result.records_rejected) == (4, 2, 2)
     assert result.records_fetched == result.records_kept + result.records_filtered + result.records_rejected
+
+
+def test_each_window_attempt_is_one_delta_commit_even_when_the_run_dies_right_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    committed = lake.replace_range
+
+    def commit_then_die(*args: Any, **kwargs: Any) -> int:
+        committed(*args, **kwargs)
+        raise OSError("killed after the Delta commit, before the checkpoint says so")
+
+    monkeypatch.setattr(lake, "replace_range", commit_then_die)
+    with serving(BASE) as (_, client):
+        died = extract(client, storage)
+        assert {w.status for w in died.windows} != {"complete"}
+        assert lake.version(storage, TIMESERIES) == 1  # two windows: versions 0 and 1
+        monkeypatch.setattr(lake, "replace_range", committed)
+        resumed = run(client, storage)
+    # The next run finishes the interrupted commits (then skips the windows, complete): it finds their
+    # attempts in the log, so no second commit, and each sample once.
+    assert [w.status for w in resumed.windows] == ["skipped"] * 2
+    assert lake.version(storage, TIMESERIES) == 1
+    assert landed_rows(storage).equals(expected(BASE)[0])
