@@ -6,11 +6,13 @@ window and of every checkpoint overlapping it, for the union of their selections
 loses points an earlier one kept, and committed windows never overlap: the landing holds each sample once
 whatever window lengths earlier runs used.
 
-Pages are staged under `state/staging/` and checkpointed after each one; the commit moves the manifest into
-the landing, removes every older file of the window's time range (once no warehouse build is reading the
-landing: `Storage.removing_from_landing`), and only then marks it complete. Any
-crash leaves either the old files or the new ones for readers (for an instant, during the moves, both),
-and the next run finishes an interrupted commit before anything else.
+Pages are staged under `state/staging/` and checkpointed after each one. The commit writes the staged
+timeseries rows to the Delta table in one commit, a predicate overwrite of the site's time range (readers
+see the old rows or the new ones, never a mix: the log switches snapshots at once), then moves the rejects
+and selection files into the landing and removes the older ones of the range (once no warehouse build is
+reading the landing: `Storage.removing_from_landing`), and only then marks the window complete. The next
+run finishes an interrupted commit before anything else, and finds a Delta commit already made by its
+attempt id in the log, so an attempt is never committed twice.
 """
 
 from __future__ import annotations
