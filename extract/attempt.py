@@ -18,7 +18,7 @@ attempt id in the log, so an attempt is never committed twice.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -202,15 +202,16 @@ def _commit_timeseries(storage: Storage, lease: SiteLease, progress: Checkpoint)
     site, attempt = progress.site, progress.attempt
     if lake.committed(storage, TIMESERIES, attempt):
         return lake.version(storage, TIMESERIES) or 0
-    pages = [
-        storage.read_parquet(staged(site, attempt, p))
-        for p in progress.files
-        if p.startswith(TIMESERIES + "/")
-    ]
-    rows = pl.concat(pages, how="vertical_relaxed") if pages else pl.DataFrame(schema=schemas.TIMESERIES)
+    files = [p for p in progress.files if p.startswith(TIMESERIES + "/")]
+
+    def pages() -> Iterator[pl.DataFrame]:
+        yield pl.DataFrame(schema=schemas.TIMESERIES)  # the stream's schema, even for a window without rows
+        for path in files:
+            yield storage.read_parquet(staged(site, attempt, path))
+
     lease.check()
     window = progress.window
-    return lake.replace_range(storage, TIMESERIES, site, window.start, window.end, rows, attempt=attempt)
+    return lake.replace_range(storage, TIMESERIES, site, window.start, window.end, pages, attempt=attempt)
 
 
 def quarantine_checkpoint(storage: Storage, progress: Checkpoint, reason: str) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -160,34 +160,63 @@ def replace_range(
     site: str,
     start: datetime,
     end: datetime,
-    rows: pl.DataFrame,
+    rows: pl.DataFrame | Callable[[], Iterable[pl.DataFrame]],
     *,
     attempt: str,
 ) -> int:
-    """Replace every row of `site` in `[start, end)` with `rows`, in one commit; returns its version."""
+    """Replace every row of `site` in `[start, end)` with `rows`, in one commit; returns its version.
+
+    `rows` may be a frame, or a function giving the frames one at a time (at least one, maybe empty), e.g. a
+    window's staged pages: they are streamed into the commit, so a window is never held in memory whole.
+    No rows at all delete the range."""
     from deltalake import CommitProperties, write_deltalake
 
     uri = table_uri(storage, table)
     predicate = f"{_site_predicate(site)} AND {_range_predicate(start, end)}"
-    data = _with_partitions(rows).to_arrow()
+    frames = (lambda: [rows]) if isinstance(rows, pl.DataFrame) else rows
 
     def write() -> int:
-        if rows.is_empty() and (dt := _open(uri)) is not None:
-            dt.delete(predicate, commit_properties=CommitProperties(custom_metadata={ATTEMPT_KEY: attempt}))
-            return int(dt.version())
-        write_deltalake(
-            uri,
-            data,
-            mode="overwrite",
-            predicate=predicate,
-            partition_by=PARTITIONS,
-            storage_options=storage_options(uri),
-            writer_properties=_writer_properties(),
-            commit_properties=CommitProperties(custom_metadata={ATTEMPT_KEY: attempt}),
-        )
+        failure: list[BaseException] = []
+        try:
+            write_deltalake(
+                uri,
+                _stream(frames, failure),
+                mode="overwrite",
+                predicate=predicate,
+                partition_by=PARTITIONS,
+                storage_options=storage_options(uri),
+                writer_properties=_writer_properties(),
+                commit_properties=CommitProperties(custom_metadata={ATTEMPT_KEY: attempt}),
+            )
+        except Exception:
+            # A page that could not be read fails the commit from inside delta-rs: raise what it was.
+            if failure:
+                raise failure[0] from None
+            raise
         return int(_open(uri).version())
 
     return int(_retrying(uri, f"replacing {start.isoformat()}..{end.isoformat()} of site {site!r}", write))
+
+
+def _stream(
+    frames: Callable[[], Iterable[pl.DataFrame]], failure: list[BaseException]
+) -> pa.RecordBatchReader:
+    """The frames with their partition columns, as one Arrow stream that reads the next frame only when
+    delta-rs asks for it; what a frame raised is kept in `failure`."""
+    pages = iter(frames())
+    first = _with_partitions(next(pages)).to_arrow()
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from first.to_batches()
+            for page in pages:
+                table = _with_partitions(page).to_arrow()
+                yield from table.select(first.schema.names).cast(first.schema).to_batches()
+        except BaseException as exc:
+            failure.append(exc)
+            raise
+
+    return pa.RecordBatchReader.from_batches(first.schema, batches())
 
 
 def append(storage: Storage, table: str, rows: pl.DataFrame) -> int:
