@@ -14,8 +14,10 @@ global concurrency limits.)
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -66,6 +68,8 @@ class SharedBudget:
         except sqlite3.Error as exc:
             if isinstance(exc, sqlite3.OperationalError) and _locked(exc):
                 raise self._locked() from exc
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise self._full() from exc
             raise ConfigError(
                 f"cannot use the request budget file {self.path}: {exc}; set ACE_ETL_BUDGET_PATH"
             ) from exc
@@ -154,6 +158,8 @@ class SharedBudget:
             with self._transaction() as db:
                 return work(db)
         except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise self._full() from exc
             raise (self._locked() if _locked(exc) else self._unusable(exc)) from exc
         except sqlite3.Error as exc:
             raise self._unusable(exc) from exc
@@ -163,6 +169,10 @@ class SharedBudget:
             f"the request budget file {self.path} stayed locked for over {self.lock_timeout:g} s: another "
             "process holds it (a hung run?); stop that process, or set ACE_ETL_BUDGET_PATH to another file"
         )
+
+    def _full(self) -> OSError:
+        # The data dir's disk is full, not the budget file broken: the CLI says so in one line.
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
     def _unusable(self, exc: sqlite3.Error) -> BudgetError:
         return BudgetError(
@@ -184,7 +194,10 @@ class SharedBudget:
             try:
                 yield db
             except BaseException:
-                db.execute("rollback")
+                # SQLite has already rolled back after some errors (a full disk): a second rollback would
+                # raise "no transaction is active" over the error that matters.
+                if db.in_transaction:
+                    db.execute("rollback")
                 raise
             db.execute("commit")
         finally:

@@ -14,6 +14,7 @@ of a race reloads and tries again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -129,6 +130,9 @@ def _retrying(uri: str, action: str, write: Any) -> Any:
         try:
             return write()
         except (CommitFailedError, DeltaError) as exc:
+            if "(os error 28)" in str(exc):
+                # delta-rs words a full disk as a DeltaError: the CLI's "no space left" line wants the errno.
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), uri) from None
             if attempt == COMMIT_ATTEMPTS or not _conflict(exc):
                 raise LakeError(f"{action} in {uri} failed: {_first_line(exc)}; run again") from None
     raise AssertionError("unreachable")

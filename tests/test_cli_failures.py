@@ -4,6 +4,8 @@ any moment of a real `ace-etl run` process's start-up."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import logging
 import os
@@ -12,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -23,6 +25,10 @@ from ace_etl.report import gaps_by_site
 from ace_etl.runner import show_examples
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
 from ace_etl.transform import WarehouseError
+from extract import lake
+from extract.budget import SharedBudget
+from extract.landing import TIMESERIES
+from extract.storage import LocalStorage
 from tests import landing_factory
 from tests.clihelp import BIN, ace_etl, cli_env, error_line, expected_rows, landed_rows
 
@@ -68,6 +74,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> None:
+    with contextlib.suppress(OSError), (disk / "filler").open("wb") as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+            filler.flush()
 
 
 def test_a_full_disk_is_one_line_and_the_next_run_completes_the_landing(small_disk: Path) -> None:
@@ -237,3 +250,30 @@ def test_ctrl_c_at_any_moment_of_start_up_is_one_line(
     assert child.returncode in (130, 1), (child.returncode, stderr)
     assert "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1].startswith("error: interrupted"), stderr
+
+
+def test_a_full_disk_under_the_request_budget_is_a_full_disk(small_disk: Path) -> None:
+    # SQLite rolls back by itself on a full disk; the budget must say "no space", not "no transaction".
+    budget = SharedBudget(small_disk / "budget.sqlite", "key", capacity=10**9, period=60.0)
+    fill(small_disk)
+    with pytest.raises(OSError) as raised:
+        for _ in range(100_000):
+            budget.acquire()
+    assert raised.value.errno == errno.ENOSPC, raised.value
+
+
+def test_a_full_disk_under_a_lake_commit_is_a_full_disk(small_disk: Path) -> None:
+    start = datetime(2024, 6, 1, tzinfo=UTC)
+    rows = landing_factory.samples(SITE, [f"p{i}" for i in range(50)], start, 1440, collected_at=start)
+    fill(small_disk)
+    with pytest.raises(OSError) as raised:
+        lake.replace_range(
+            LocalStorage(small_disk / "data"),
+            TIMESERIES,
+            SITE,
+            start,
+            start + timedelta(days=1),
+            rows,
+            attempt="a",
+        )
+    assert raised.value.errno == errno.ENOSPC, raised.value
