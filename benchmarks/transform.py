@@ -1,22 +1,19 @@
-"""Does an incremental build cost what the new data costs, or what the history costs? And publishing?
+"""Does a build cost what the new data costs, or what the history costs? A year of one building on the lake.
 
-0. Build once on an empty landing, so that every timed build parses and finds its tables as in production.
-1. Land one day of 2,000 points x 1,440 minutes (2.88 M samples) and time the build.
-2. Land days 2-30 and build once (history; printed, not compared).
-3. Land day 31 and time that incremental build.
-4. Heal: land late samples into yesterday (day 31), build; then into day 1, 30 days back, build.
+0. Build twice on an empty landing, so that every timed build parses and finds its tables as in production.
+1. Day 1: land a day of `--points` points x 1,440 minutes as the extractor does (one Delta commit replacing
+   the day), build (timed), build again with nothing new (timed); then a live build: five minutes of the next
+   day merged in as `run --live` does, build (timed).
+2. Days 2-365: land them (one commit a day) and build once: the backfill build, compared with a plain DuckDB
+   `create table as select * from read_parquet([...])` of the same files (what copying the samples costs).
+3. Day 366: land it, build (timed), nothing new (timed), a live build (timed): each compared with day 1.
 
-Every build is what `ace-etl transform` does: dbt build into the generation behind the published one (or
-into a copy of the published one, when that is cheaper), then publish it (see ace_etl.generations). After
-each landing the benchmark builds twice: the first build processes the new landing (timed and compared),
-the second shows the next night's extra cost (catching up on it, or a copy). Publishing is timed on its
-own: it must not grow with the history.
+Every build is what `ace-etl transform` does (`build_warehouse`: dbt build, tests of what changed, publish),
+in this process as the Prefect flow runs it, so the peak RSS includes DuckDB. Prints the times, the ratios
+(targets: day 366 / day 1 <= 1.2 for a day's build and for nothing new; backfill / plain copy <= 2), the size
+of the DuckDB side of the data dir against the lake (target <= 0.25x) and peak RSS (target <= 2 GB).
 
-Prints the times, their ratios (targets <= 1.5: day 31 / day 1, and healing day 1 / healing day 31; publish
-day 31 / day 1 near 1), disk used by the build folder, and peak RSS. dbt runs in this process, as
-PrefectDbtRunner would, so the RSS includes DuckDB.
-
-    .venv/bin/python -m benchmarks.transform [--data-dir DIR] [--points 2000] [--history-days 30]
+    .venv/bin/python -m benchmarks.transform [--data-dir DIR] [--points 500] [--days 365]
 """
 
 from __future__ import annotations
@@ -26,61 +23,60 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ace_etl.transform import build_dir, building, dbt_build, warehouse_file
-from tests.landing_factory import samples, write_timeseries
+import duckdb
+
+from ace_etl.transform import build_warehouse
+from extract import lake
+from extract.landing import TIMESERIES
+from extract.storage import LocalStorage
+from tests.landing_factory import samples
 
 SITE = "bench"
 FIRST_DAY = datetime(2025, 1, 1, tzinfo=UTC)
-PAGE_ROWS = 100_000  # the API's largest page: the extractor lands one file per page
 
 
-def land_day(data_dir: Path, points: list[str], day: int) -> None:
+def land_day(storage: LocalStorage, points: list[str], day: int) -> None:
+    """A nightly window: one commit replacing the site's UTC day."""
     start = FIRST_DAY + timedelta(days=day)
     rows = samples(SITE, points, start, 1440, collected_at=start + timedelta(days=1, minutes=5))
-    for page, offset in enumerate(range(0, rows.height, PAGE_ROWS)):
-        write_timeseries(data_dir, rows.slice(offset, PAGE_ROWS), f"{start:%Y%m%d}-page{page:03d}")
+    lake.replace_range(
+        storage, TIMESERIES, SITE, start, start + timedelta(days=1), rows, attempt=f"day-{day}"
+    )
 
 
-def land_late(data_dir: Path, points: list[str], day: int) -> None:
-    """What `ace-etl heal` lands for a day: samples that arrived late (here, half-minute readings of a tenth of
-    the points over four hours), in a patch file of their own."""
-    start = FIRST_DAY + timedelta(days=day, hours=20, seconds=30)
-    rows = samples(SITE, points[::10], start, 240, collected_at=datetime.now(UTC))
-    write_timeseries(data_dir, rows, f"{start:%Y%m%d}-heal")
+def land_live(storage: LocalStorage, points: list[str], day: int) -> None:
+    """A live run: the open day's newest five minutes, merged in (only samples the table lacks)."""
+    start = FIRST_DAY + timedelta(days=day)
+    rows = samples(SITE, points, start, 5, collected_at=start + timedelta(minutes=6))
+    lake.insert_new(storage, TIMESERIES, SITE, rows, ["point_name", "timestamp"])
 
 
-def timed(label: str, action) -> float:
+def timed(label: str, action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     elapsed = time.perf_counter() - started
-    print(f"{label:<52} {elapsed:8.1f} s", flush=True)
+    print(f"{label:<60} {elapsed:8.1f} s", flush=True)
     return elapsed
 
 
-def build_twice(data_dir: Path, label: str) -> tuple[float, float]:
-    """Build and publish (timed), then let the other generation catch up; returns (build, publish) seconds."""
+def plain_copy_s(storage: LocalStorage, scratch: Path) -> float:
+    """What DuckDB alone takes to copy the snapshot's samples into a table: the floor of a backfill build."""
+    files = lake.snapshot_files(storage.uri(TIMESERIES)).get_column("path").to_list()
+    database = scratch / "plain.duckdb"
     started = time.perf_counter()
-    with building(data_dir):
-        dbt_build(data_dir)
-        built = time.perf_counter()
-    published = time.perf_counter()
-    print(
-        f"{'build, ' + label:<52} {built - started:8.1f} s   publish {published - built:6.3f} s", flush=True
-    )
-    timed("  next build, nothing new (catch-up or copy)", lambda: build_once(data_dir))
-    return built - started, published - built
+    with duckdb.connect(str(database)) as con:
+        con.execute("create table samples as select * from read_parquet($files)", {"files": files})
+    elapsed = time.perf_counter() - started
+    database.unlink()
+    return elapsed
 
 
-def build_once(data_dir: Path) -> None:
-    with building(data_dir):
-        dbt_build(data_dir)
-
-
-def folder_gb(folder: Path) -> float:
-    return sum(path.stat().st_size for path in folder.rglob("*.duckdb")) / 1e9
+def size_gb(folder: Path, keep: Callable[[Path], bool]) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and keep(p)) / 1e9
 
 
 def main() -> None:
@@ -88,48 +84,59 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, help="default: a temporary directory, removed afterwards")
-    parser.add_argument("--points", type=int, default=2000)
-    parser.add_argument("--history-days", type=int, default=30)
+    parser.add_argument("--points", type=int, default=500)
+    parser.add_argument("--days", type=int, default=365)
     options = parser.parse_args()
 
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="ace-etl-bench-")) / "data"
+    storage = LocalStorage(data_dir)
     points = [f"{SITE}/ahu-{i // 20:03d}/sensor-{i % 20:02d}" for i in range(options.points)]
-    samples_per_day = len(points) * 1440
-    print(f"{samples_per_day:,} samples a day, landing under {data_dir}", flush=True)
-    try:
-        # Steady state: dbt has parsed the project before (partial parsing) and the tables exist.
-        timed("warm-up builds on an empty landing", lambda: [build_once(data_dir) for _ in range(2)])
-        timed("land day 1", lambda: land_day(data_dir, points, 0))
-        first, first_publish = build_twice(data_dir, "day 1")
-        days = options.history_days
-        timed(f"land days 2-{days}", lambda: [land_day(data_dir, points, d) for d in range(1, days)])
-        build_twice(data_dir, f"days 2-{days}")
-        timed(f"land day {days + 1}", lambda: land_day(data_dir, points, days))
-        latest, latest_publish = build_twice(data_dir, f"day {days + 1} (incremental)")
-        timed("land late samples into yesterday", lambda: land_late(data_dir, points, days))
-        heal_recent, _ = build_twice(data_dir, "after healing yesterday")
-        timed(f"land late samples {days} days back", lambda: land_late(data_dir, points, 0))
-        heal_old, _ = build_twice(data_dir, f"after healing {days} days back")
+    days = options.days
+    print(
+        f"{len(points) * 1440:,} samples a day, {len(points) * 1440 * (days + 1):,} in {days + 1} days, "
+        f"landing under {data_dir}",
+        flush=True,
+    )
 
-        size_gb = warehouse_file(data_dir).stat().st_size / 1e9
-        copy_started = time.perf_counter()
-        shutil.copyfile(warehouse_file(data_dir), data_dir / "copy.duckdb")  # what publishing used to do
-        copy_s = time.perf_counter() - copy_started
-        (data_dir / "copy.duckdb").unlink()
+    def build() -> None:
+        build_warehouse(data_dir)
+
+    try:
+        timed("warm-up builds on an empty landing", lambda: [build() for _ in range(2)])
+        timed("land day 1", lambda: land_day(storage, points, 0))
+        day_first = timed("build, day 1", build)
+        idle_first = timed("build, nothing new, day 1", build)
+        timed("live: land 5 minutes of day 2", lambda: land_live(storage, points, 1))
+        live_first = timed("build, live, day 2", build)
+
+        started = time.perf_counter()
+        for day in range(1, days):
+            land_day(storage, points, day)
+            if day % 30 == 0:
+                print(f"  landed {day + 1} days ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(f"{f'land days 2-{days}':<60} {time.perf_counter() - started:8.1f} s", flush=True)
+        backfill = timed(f"build, backfill of days 2-{days}", build)
+        copy = plain_copy_s(storage, data_dir)
+        print(f"{'plain DuckDB create table as select of the same files':<60} {copy:8.1f} s", flush=True)
+
+        timed(f"land day {days + 1}", lambda: land_day(storage, points, days))
+        day_last = timed(f"build, day {days + 1}", build)
+        idle_last = timed(f"build, nothing new, day {days + 1}", build)
+        timed(f"live: land 5 minutes of day {days + 2}", lambda: land_live(storage, points, days + 1))
+        live_last = timed(f"build, live, day {days + 2}", build)
+
+        lake_gb = size_gb(data_dir / "landing", lambda p: True)
+        duck_gb = size_gb(data_dir, lambda p: ".duckdb" in p.name)
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux reports KiB
-        print(f"ratio day {days + 1} / day 1: {latest / first:.2f} (target <= 1.5)")
+        print(f"ratio day {days + 1} / day 1, a day's build: {day_last / day_first:.2f} (target <= 1.2)")
+        print(f"ratio day {days + 1} / day 1, nothing new:   {idle_last / idle_first:.2f} (target <= 1.2)")
+        print(f"ratio day {days + 2} / day 2, live build:    {live_last / live_first:.2f}")
+        print(f"ratio backfill build / plain copy:          {backfill / copy:.2f} (target <= 2)")
         print(
-            f"ratio healing {days} days back / healing yesterday: {heal_old / heal_recent:.2f} (target <= 1.5)"
+            f"lake {lake_gb:.2f} GB; DuckDB side {duck_gb:.3f} GB; DuckDB side / lake: "
+            f"{duck_gb / lake_gb:.3f} (target <= 0.25)"
         )
-        print(
-            f"publish: day 1 {first_publish * 1000:.0f} ms, day {days + 1} {latest_publish * 1000:.0f} ms; "
-            f"copying the warehouse, as publishing used to, takes {copy_s:.1f} s "
-            f"(publish / copy at day {days + 1}: {latest_publish / copy_s:.3f})"
-        )
-        print(
-            f"warehouse: {size_gb:.2f} GB; build folder (two generations): {folder_gb(build_dir(data_dir)):.2f} GB; "
-            f"peak RSS: {peak_gb:.1f} GB"
-        )
+        print(f"peak RSS: {peak_gb:.2f} GB (target <= 2)")
     finally:
         if options.data_dir is None:
             shutil.rmtree(data_dir.parent)
