@@ -40,7 +40,8 @@ def delete_before(storage: Storage, keep_from: date, sites: list[str] | None = N
     """Delete the raw samples (timeseries) of the days before `keep_from`, of `sites` or of every site, in
     one commit per site (one in all for every site). Returns the samples deleted."""
     deleted = 0
-    for site in sites or [None]:
+    targets: list[str | None] = list(sites) if sites else [None]
+    for site in targets:
         recorded = _recorded(storage, site)
         if recorded is None or recorded < keep_from:
             storage.write_bytes_atomic(
