@@ -15,12 +15,13 @@ import polars as pl
 import pytest
 from deltalake.exceptions import CommitFailedError
 
+from ace_etl.simulator import Simulator, SimulatorConfig
 from ace_etl.upkeep import apply_retention, vacuum
 from extract import lake, retention, schemas
 from extract.landing import TIMESERIES, WEATHER
 from extract.objectstore import S3Storage
 from extract.storage import LocalStorage, Storage
-from tests.clihelp import ace_etl
+from tests.clihelp import ace_etl, expected_rows, landed_rows
 from tests.test_lake import KEY, rows
 from tests.test_objectstore import BUCKET, s3_env  # noqa: F401 (the local S3 server fixture)
 
@@ -344,3 +345,40 @@ def test_apply_retention_counts_every_site_when_none_is_named(storage: LocalStor
     assert retention.cutoff(storage, "anywhere") == TODAY - timedelta(days=2)
     assert apply_retention(storage.root, 5).keep_from == TODAY - timedelta(days=5)
     assert retention.cutoff(storage, "hq") == TODAY - timedelta(days=2)  # a cutoff never moves back
+
+
+def test_deleted_days_are_neither_healed_nor_fetched_again_until_forced(tmp_path: Path) -> None:
+    """After retention, the published warehouse still shows the deleted day's gaps: heal leaves them alone,
+    a run skips the day's complete window, and only `--force` fetches it again."""
+    data = tmp_path / "data"
+    day, cutoff = "2024-06-10T00:00:00Z", "2024-06-11T00:00:00Z"
+    cfg = SimulatorConfig(sites=("hq",), points=10, interval=900, api_key="upkeep-key-0123456789",
+                          upload_horizon="2024-06-10T20:00:00Z")  # fmt: skip
+    with Simulator(cfg) as sim:
+        env = {"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": cfg.api_key}
+        window = ["--site", "hq", "--start", day, "--end", cutoff, "--data-dir", str(data)]
+        assert ace_etl("run", *window, env=env).returncode == 0
+        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+            assert con.execute("select count(*) from timeseries_gaps").fetchone() != (0,)  # the late hours
+            versions = con.execute(
+                "select distinct dataset, version from internal.lake_snapshot order by 1"
+            ).fetchall()
+        storage = LocalStorage(data)
+        assert versions == [
+            (name, lake.version(storage, table))
+            for name, table in (("timeseries", TIMESERIES), ("weather", WEATHER))
+        ]  # what the build read
+        assert retention.delete_before(storage, date(2024, 6, 11)) > 0
+        sim.set_upload_horizon(None)  # the late samples arrive: heal would land them into the deleted day
+        sim.clear_requests()
+
+        healed = ace_etl("heal", *window, "--no-transform", env=env)
+        assert healed.returncode == 0, healed.stderr
+        rerun = ace_etl("run", *window, "--no-transform", env=env)
+        assert rerun.returncode == 0, rerun.stderr
+        assert [r for r in sim.requests if "/timeseries/" in r["path"]] == []
+        assert held(storage).is_empty()
+
+        forced = ace_etl("run", *window, "--no-transform", "--force", env=env)
+        assert forced.returncode == 0, forced.stderr
+    assert landed_rows(data).equals(expected_rows(cfg, "hq", day, cutoff))
