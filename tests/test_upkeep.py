@@ -132,6 +132,24 @@ def test_a_compaction_and_a_window_commit_of_another_day_do_not_conflict(storage
     assert landed.filter(pl.col("value") == 3.0).height == 60
 
 
+def test_a_live_merge_into_today_on_a_snapshot_older_than_a_compaction_goes_through(
+    storage: LocalStorage,
+) -> None:
+    closed = TODAY - timedelta(days=2)
+    land(storage, "hq", closed, merges=2)
+    land(storage, "hq", TODAY, merges=0)
+    stale = lake._open(storage.uri(TIMESERIES))  # the live run's snapshot, taken before the compaction
+    assert lake.compact_closed(storage, TIMESERIES) == [("hq", closed)]
+    new = lake._with_partitions(rows("hq", midnight(TODAY) + timedelta(hours=3), 10)).to_arrow()
+    on = (
+        f"t.site_key = 'hq' AND t.site_name = 'hq' AND t.day IN ('{TODAY}') "
+        "AND t.point_name = s.point_name AND t.timestamp = s.timestamp"
+    )
+    merged = stale.merge(new, on, source_alias="s", target_alias="t").when_not_matched_insert_all().execute()
+    assert merged["num_target_rows_inserted"] == 10
+    assert held(storage).height == (60 + 20) + 60 + 10
+
+
 def _race(
     prefix: str, role: str, closed: str, other: str, barrier: multiprocessing.synchronize.Barrier
 ) -> None:
