@@ -409,7 +409,6 @@ def partitions(storage: Storage, table: str) -> pl.DataFrame:
         )
         .agg(files=pl.len().cast(pl.Int64), rows=pl.col("num_records").sum().cast(pl.Int64))
         .sort("site_key", "site_name", "day")
-        .cast(dict(schema))  # type: ignore[arg-type]
     )
 
 
@@ -420,9 +419,10 @@ def compact_closed(
     file (of `sites`, from `since`, when given) into as few as possible: one commit per partition, no row
     changed. Live runs and heal leave a file per merge; readers of a day then open one file, not hundreds.
 
-    The open day is never touched: a live run is still merging into it. A partition's compaction conflicts
-    only with commits to that partition (delta-rs checks by partition): it is retried on the new snapshot,
-    and a commit to another day goes through. Returns the partitions compacted."""
+    The open day is never touched: a live run is still merging into it. A window commit or a merge of
+    another day goes through whatever the compaction does; the compaction itself loses to any commit that
+    removed files since its snapshot (delta-rs's optimize checks the whole table) and is retried on the new
+    snapshot. Returns the partitions compacted."""
     uri = table_uri(storage, table)
     today = datetime.now(UTC).date()
     held = partitions(storage, table).filter(pl.col("day") < today, pl.col("files") > 1)
