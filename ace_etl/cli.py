@@ -488,6 +488,69 @@ def status(
         typer.echo(f"Coverage picture written to {html}", err=True)
 
 
+@app.command()
+@handles_errors
+def compact(
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--site", help="Only this site; repeat for several. Default: every site.", show_default=False
+        ),
+    ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(help="Only the last N closed days. Default: every closed day.", show_default=False),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Rewrite the small files of closed days (before today, UTC) of the Delta tables into few: one commit per
+    day partition, no sample changed. Today's partition, where live runs still merge, is never touched. The
+    daily flow does this after extracting; the replaced files stay on disk until `ace-etl retention` vacuums."""
+    from ace_etl.upkeep import compact as compact_lake
+    from extract.config import Settings
+
+    done = compact_lake(data_dir or Settings().data_dir, list(dict.fromkeys(site)) if site else None, days)
+    typer.echo(", ".join(f"{dataset}: {n} day partition(s) compacted" for dataset, n in done.items()))
+
+
+@app.command()
+@handles_errors
+def retention(
+    keep_days: Annotated[
+        int,
+        typer.Option(
+            "--keep-days",
+            help="Keep the raw samples of the last N days before today (UTC) and today; delete older ones.",
+            show_default=False,
+        ),
+    ],
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--site", help="Only this site; repeat for several. Default: every site.", show_default=False
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Delete the raw samples (timeseries; weather is kept) of the days before today minus --keep-days, then
+    vacuum the Delta tables. Hourly and daily aggregates keep their history. Deleted windows stay complete (a
+    run does not fetch them again; --force does) and heal leaves them alone. Vacuum keeps every file the
+    published warehouse reads, and deletes nothing when it cannot read it."""
+    from ace_etl.upkeep import apply_retention
+    from extract.config import Settings
+
+    result = apply_retention(
+        data_dir or Settings().data_dir, keep_days, list(dict.fromkeys(site)) if site else None
+    )
+    for warning in result.vacuumed.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    vacuumed = ", ".join(f"{n} file(s) of {dataset}" for dataset, n in result.vacuumed.files.items())
+    typer.echo(
+        f"Deleted {result.deleted} raw sample(s) of the days before {result.keep_from}; "
+        f"vacuumed {vacuumed or 'nothing'}"
+    )
+
+
 @app.command("prefect-setup")
 @handles_errors
 def prefect_setup(

@@ -22,11 +22,11 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
-from extract import lake, schemas
+from extract import lake, retention, schemas
 from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
 from extract.landing import GAP_CHECKS, REJECTS, TIMESERIES, site_dir, window_files
@@ -127,9 +127,11 @@ def heal_site(
     page_size: int = MAX_PAGE_SIZE,
     force: bool = False,
 ) -> HealResult:
-    """Fetch the site's gap ranges (the caller holds the site's lease) and land the samples that are new."""
+    """Fetch the site's gap ranges (the caller holds the site's lease) and land the samples that are new.
+    The days before the site's retention cutoff were deleted on purpose: no gap there is fetched."""
     site = lease.site
     now = datetime.now(UTC)
+    gaps = after_cutoff(gaps, retention.cutoff(storage, site))
     known = (
         load_checkpoints(storage, site, Window(min(g.start for g in gaps), max(g.end for g in gaps)))
         if gaps
@@ -194,6 +196,14 @@ def heal_site(
         site, len(gaps), len(settled) - len(checked), len(unsettled), skipped, len(ranges), stats.requests,
         landed, rejected,
     )  # fmt: skip
+
+
+def after_cutoff(gaps: Sequence[Gap], keep_from: date | None) -> list[Gap]:
+    """The gaps, or their parts, from the first day retention keeps."""
+    if keep_from is None:
+        return list(gaps)
+    floor = datetime.combine(keep_from, time(), UTC)
+    return [replace(g, start=max(g.start, floor)) for g in gaps if g.end > floor]
 
 
 Span = tuple[datetime, datetime]

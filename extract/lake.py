@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
+import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -35,6 +37,8 @@ COMMIT_ATTEMPTS = 5
 # How far back a finished attempt's commit is looked for in the log (one site's lease serialises its own).
 HISTORY_DEPTH = 50
 ATTEMPT_KEY = "ace_etl.attempt"
+
+log = logging.getLogger(__name__)
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MAX_KEY = 64
@@ -343,8 +347,9 @@ def read(
 
 def snapshot_files(uri: str) -> pl.DataFrame:
     """The current snapshot's data files of the table at `uri`: `path` (absolute, as readers open it),
-    `size_bytes`, `modified_at` (UTC), `rows` and `site_name` (from the log's statistics: every file holds
-    one site); empty when the table does not exist yet."""
+    `size_bytes`, `modified_at` (UTC), `rows`, `site_name` (from the log's statistics: every file holds
+    one site) and `version`, the Delta version listed (what vacuum must keep while a warehouse reads it);
+    empty when the table does not exist yet."""
     schema = pl.Schema(
         {
             "path": pl.String(),
@@ -352,6 +357,7 @@ def snapshot_files(uri: str) -> pl.DataFrame:
             "modified_at": pl.Datetime("us", "UTC"),
             "rows": pl.Int64(),
             "site_name": pl.String(),
+            "version": pl.Int64(),
         }
     )
     dt = _open(uri)
@@ -369,9 +375,134 @@ def snapshot_files(uri: str) -> pl.DataFrame:
         .cast(pl.Datetime("us", "UTC")),
         rows=pl.col("num_records").cast(pl.Int64),
         site_name=pl.col("min.site_name").cast(pl.String),
+        version=pl.lit(dt.version(), pl.Int64),
     ).sort("path")
 
 
 def version(storage: Storage, table: str) -> int | None:
     dt = _open(table_uri(storage, table))
     return None if dt is None else int(dt.version())
+
+
+def partitions(storage: Storage, table: str) -> pl.DataFrame:
+    """The current snapshot's partitions: `site_key`, `site_name`, `day`, `files` and `rows` (from the log)."""
+    schema = pl.Schema(
+        {
+            "site_key": pl.String(),
+            "site_name": pl.String(),
+            "day": pl.Date(),
+            "files": pl.Int64(),
+            "rows": pl.Int64(),
+        }
+    )
+    dt = _open(table_uri(storage, table))
+    if dt is None:
+        return pl.DataFrame(schema=schema)
+    actions = pl.DataFrame(pa.table(dt.get_add_actions(flatten=True)))
+    if actions.is_empty():
+        return pl.DataFrame(schema=schema)
+    return (
+        actions.group_by(
+            site_key=pl.col("partition.site_key"),
+            site_name=pl.col("min.site_name").cast(pl.String),
+            day=pl.col("partition.day").cast(pl.Date),
+        )
+        .agg(files=pl.len().cast(pl.Int64), rows=pl.col("num_records").sum().cast(pl.Int64))
+        .sort("site_key", "site_name", "day")
+    )
+
+
+def compact_closed(
+    storage: Storage, table: str, *, sites: Sequence[str] | None = None, since: date | None = None
+) -> list[tuple[str, date]]:
+    """Rewrite the small files of every closed day partition (before today, UTC) holding more than one
+    file (of `sites`, from `since`, when given) into as few as possible: one commit per partition, no row
+    changed. Live runs and heal leave a file per merge; readers of a day then open one file, not hundreds.
+
+    The open day is never touched: a live run is still merging into it. A window commit or a merge of
+    another day goes through whatever the compaction does; the compaction itself loses to any commit that
+    removed files since its snapshot (delta-rs's optimize checks the whole table) and is retried on the new
+    snapshot. Returns the partitions compacted."""
+    uri = table_uri(storage, table)
+    today = datetime.now(UTC).date()
+    held = partitions(storage, table).filter(pl.col("day") < today, pl.col("files") > 1)
+    if sites is not None:
+        held = held.filter(pl.col("site_name").is_in(list(sites)))
+    if since is not None:
+        held = held.filter(pl.col("day") >= since)
+    done = []
+    for key, day in held.select("site_key", "day").unique(maintain_order=True).iter_rows():
+        filters = [("site_key", "=", key), ("day", "=", day.isoformat())]
+
+        def write(filters: Any = filters) -> Any:
+            return _open(uri).optimize.compact(
+                partition_filters=filters, writer_properties=_writer_properties()
+            )
+
+        _retrying(uri, f"compacting day {day} of {key!r}", write)
+        done.append((key, day))
+    return done
+
+
+def delete_before(storage: Storage, table: str, before: date, site: str | None = None) -> int:
+    """Delete every row of the days before `before` (of `site` when given) in one commit: whole day
+    partitions, so no file is rewritten. Returns the rows deleted."""
+    uri = table_uri(storage, table)
+    if _open(uri) is None:
+        return 0
+    predicate = f"day < '{before.isoformat()}'"
+    if site is not None:
+        predicate = f"{_site_predicate(site)} AND {predicate}"
+
+    def write() -> int:
+        metrics = _open(uri).delete(predicate, writer_properties=_writer_properties())
+        return int(metrics.get("num_deleted_rows", 0))
+
+    return int(_retrying(uri, f"deleting the days before {before}", write))
+
+
+def commit_time(storage: Storage, table: str, version: int) -> datetime | None:
+    """When `version` of the table was committed, from its log; None when the log no longer holds it."""
+    dt = _open(table_uri(storage, table))
+    if dt is None or version > dt.version():
+        return None
+    entries = dt.history(limit=dt.version() - version + 1)
+    found = [e["timestamp"] for e in entries if e.get("version") == version and "timestamp" in e]
+    return datetime.fromtimestamp(found[0] / 1000, UTC) if found else None
+
+
+# Writers on other machines stamp a removal with their own clock: keep an hour more than the arithmetic says.
+CLOCK_MARGIN_HOURS = 1
+
+
+def vacuum(
+    storage: Storage, table: str, *, keep_removed_since: datetime | None, keep: Collection[str] = ()
+) -> list[str]:
+    """Delete the files no snapshot needs any more, keeping every file removed at or after
+    `keep_removed_since` (None: delta's own retention, 7 days by default), and never a file of `keep`
+    (paths as `snapshot_files` gives them): when the retention would delete one, nothing is deleted (a
+    warning says so). Waits for warehouse builds reading the landing. Returns the files deleted."""
+    uri = table_uri(storage, table)
+    dt = _open(uri)
+    if dt is None:
+        return []
+    hours = None
+    if keep_removed_since is not None:
+        age = (datetime.now(UTC) - keep_removed_since).total_seconds() / 3600
+        hours = max(0, math.ceil(age)) + CLOCK_MARGIN_HOURS
+    base = uri.rstrip("/") + "/"
+
+    def sweep(dry_run: bool) -> list[str]:
+        found = dt.vacuum(retention_hours=hours, dry_run=dry_run, enforce_retention_duration=hours is None)
+        return [p if "://" in p or p.startswith("/") else base + p for p in found]
+
+    with storage.removing_from_landing():
+        needed = sorted(set(sweep(dry_run=True)) & set(keep))
+        if needed:
+            log.warning(
+                "vacuum of %s would delete %d file(s) the published warehouse reads (e.g. %s): nothing deleted; "
+                "run `ace-etl transform`, then vacuum again",
+                uri, len(needed), needed[0],
+            )  # fmt: skip
+            return []
+        return sweep(dry_run=False)

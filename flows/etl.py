@@ -29,8 +29,11 @@ from ace_etl.coverage_view import coverage_grid
 from ace_etl.coverage_view import to_markdown as to_coverage_markdown
 from ace_etl.healing import heal_sites
 from ace_etl.report import gaps_by_site, summarize, to_markdown
+from ace_etl.upkeep import RetentionResult, apply_retention
+from ace_etl.upkeep import compact as compact_lake
 from extract.client import AceClient
 from extract.config import Settings
+from extract.errors import AceEtlError
 from extract.heal import HealResult
 from extract.metrics import WindowResult
 from extract.pipeline import (
@@ -49,7 +52,7 @@ from extract.storage import Storage, open_storage
 from extract.windows import Window, live_windows, split_windows
 from flows.alerts import emit_data_quality
 from flows.budget import PrefectBudget, limit_name
-from flows.params import BackfillParams, EtlParams, SiteParams, flat_parameters
+from flows.params import BackfillParams, EtlParams, RetentionParams, SiteParams, flat_parameters
 
 
 def _runner() -> TaskRunner[Any]:
@@ -336,6 +339,8 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     )
     windows = split_windows(span.start, span.end, params.window_hours)
     results, failures = _extract(params, windows, as_of)
+    if params.compact and not params.live:
+        compact_task(params)
     gaps = None
     if params.transform and any(r.status != "failed" for r in results):
         # Build what landed even when a site failed; the run still fails below, naming it.
@@ -354,6 +359,19 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     if failures:
         raise failures[0]  # typed, and after the build: Prefect marks the run failed, the data is in
     return results
+
+
+@_task
+def compact_task(params: EtlParams) -> dict[str, int]:
+    """Compact the sites' closed days with many small files (live runs' and heal's merges). Upkeep: a
+    failure is a warning, the next run tries again; the data landed either way."""
+    try:
+        done = compact_lake(_settings(params)[0].data_dir, params.sites)
+    except AceEtlError as exc:
+        get_run_logger().warning("compaction skipped: %s", exc)
+        return {}
+    get_run_logger().info("compacted day partitions: %s", done)
+    return done
 
 
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="heal {span.key}")
@@ -417,3 +435,19 @@ def weather_hourly(params: SiteParams) -> list[WeatherResult]:
     hour = Window(now - timedelta(hours=1), now)
     futures = [weather_task.submit(settings, site, hour, params) for site in params.sites]
     return [f.result() for f in futures]
+
+
+@flow(name="ace-etl-retention", log_prints=True)
+@flat_parameters(RetentionParams)
+def retention(params: RetentionParams) -> RetentionResult:
+    """Delete the raw samples (timeseries) of the days before today minus keep_days, then vacuum the Delta
+    tables, keeping every file the published warehouse reads. Hourly and daily aggregates keep their history."""
+    result = apply_retention(params.data_dir or Settings().data_dir, params.keep_days, params.sites)
+    logger = get_run_logger()
+    for warning in result.vacuumed.warnings:
+        logger.warning("%s", warning)
+    logger.info(
+        "deleted %d raw sample(s) of the days before %s; vacuumed %s",
+        result.deleted, result.keep_from, result.vacuumed.files,
+    )  # fmt: skip
+    return result

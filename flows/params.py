@@ -95,6 +95,10 @@ class EtlParams(SiteParams):
         default=True,
         description="After the build, re-fetch the ranges of the gaps in the range, then rebuild.",
     )
+    compact: bool = Field(
+        default=True,
+        description="After extracting (not live), compact the closed days of the sites that hold many small files.",
+    )
 
     @model_validator(mode="after")
     def _one_points_source(self) -> EtlParams:
@@ -122,6 +126,17 @@ class BackfillParams(EtlParams):
 
     start: datetime
     end: datetime
+
+
+class RetentionParams(BaseModel):
+    """Parameters of the retention flow: raw samples of the days before today minus `keep_days` are deleted."""
+
+    keep_days: int = Field(ge=1, description="Days of raw samples to keep before today (UTC); older ones go.")
+    sites: list[str] | None = Field(default=None, description="Only these sites; default every site.")
+    data_dir: str | Path | None = Field(
+        default=None,
+        description="Data dir (a folder or s3://bucket/prefix); default ACE_ETL_DATA_DIR or ./data.",
+    )
 
 
 Model = TypeVar("Model", bound=BaseModel)

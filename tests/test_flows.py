@@ -25,9 +25,12 @@ from prefect.states import Scheduled
 from prefect.testing.utilities import prefect_test_harness
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
+from extract import lake
 from extract.errors import AuthError, SiteNotFoundError
+from extract.landing import TIMESERIES
+from extract.storage import LocalStorage
 from flows.etl import daily_etl, weather_hourly
-from flows.params import EtlParams
+from flows.params import EtlParams, RetentionParams
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = ("hq", "plant-2")
@@ -63,7 +66,12 @@ def test_prefect_yaml_loads_every_entrypoint_and_cron() -> None:
             CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
     daily = next(d for d in spec["deployments"] if d["name"] == "daily")
     assert [(s["cron"], s["timezone"]) for s in daily["schedules"]] == [("0 0 * * *", "UTC")]
-    assert {"daily", "weather-hourly", "backfill"} <= names
+    assert {"daily", "weather-hourly", "backfill", "retention"} <= names
+    # Deleting data is never switched on by a `prefect deploy --all`: its schedule is off until chosen.
+    kept = next(d for d in spec["deployments"] if d["name"] == "retention")
+    assert [s["active"] for s in kept["schedules"]] == [False] and kept["parameters"]["keep_days"] >= 1
+    with pytest.raises(ValueError, match="keep_days"):
+        RetentionParams(keep_days=0)
 
 
 def test_a_run_parameter_replaces_one_deployment_value_and_keeps_the_others(harness: None) -> None:
@@ -122,6 +130,9 @@ def test_daily_flow_lands_and_builds_both_sites_and_its_artifact_shows_a_warning
 
     markdown, _ = latest_artifact("ace-etl-run-summary")
     assert all(f"| {site} | 2 | 0 | 0 |" in markdown for site in SITES), markdown
+    # Each day closed long ago: its two windows' files are compacted into one.
+    parts = lake.partitions(LocalStorage(tmp_path), TIMESERIES)
+    assert parts.height == len(SITES) and parts.get_column("files").to_list() == [1] * len(SITES)
 
     # A run whose tests warn says so in the artifact's title (a clean one: see the unknown-site test).
     quality, description = latest_artifact("ace-etl-data-quality")
@@ -244,9 +255,7 @@ def test_the_daily_flow_runs_its_tasks_on_a_local_dask_cluster(
     assert sorted((r.site_name, r.status) for r in results) == [
         (s, "complete") for s in SITES for _ in range(2)
     ]
-    landed = pl.read_parquet(
-        tmp_path / "landing" / "timeseries" / "**" / "*.parquet", hive_partitioning=False
-    )
+    landed = lake.read(LocalStorage(tmp_path), TIMESERIES)  # through the log: compaction left replaced files
     for site in SITES:
         configured = sum(
             p.configured for p in site_points(site, CFG.points, CFG.interval, CFG.configured_fraction)
@@ -361,8 +370,11 @@ def test_a_prefect_pause_beyond_the_cap_is_cut_to_it(harness: None) -> None:
 
 
 def landed(data_dir: Path, dataset: str, drop: tuple[str, ...]) -> pl.DataFrame:
-    files = sorted((data_dir / "landing" / dataset).rglob("*.parquet"))
-    frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="diagonal")
+    if dataset == "timeseries":  # a Delta table: through its log (compaction leaves replaced files behind)
+        frame = lake.read(LocalStorage(data_dir), TIMESERIES)
+    else:
+        files = sorted((data_dir / "landing" / dataset).rglob("*.parquet"))
+        frame = pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="diagonal")
     return frame.drop(drop).sort(frame.drop(drop).columns)
 
 
@@ -488,3 +500,24 @@ def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
         assert con.execute("select distinct site_name from timeseries_raw").fetchall() == [(SITES[0],)]
     quality, description = latest_artifact("ace-etl-data-quality")  # what landed is clean
     assert description.startswith("OK: all") and "| points_with_gaps | pass | 0 |" in quality
+
+
+def test_the_retention_flow_deletes_the_old_days_and_keeps_weather(harness: None, tmp_path: Path) -> None:
+    from flows.etl import retention
+    from tests.test_upkeep import land, midnight, weather_at
+
+    storage = LocalStorage(tmp_path)
+    today = datetime.now(UTC).date()
+    for offset in (3, 1):
+        land(storage, "hq", today - timedelta(days=offset), merges=0)
+    lake.upsert(
+        storage,
+        "landing/weather",
+        "hq",
+        weather_at(midnight(today - timedelta(days=3))),
+        ("site_name", "timestamp"),
+    )
+    result = retention(keep_days=2, data_dir=str(tmp_path))
+    assert (result.deleted, result.keep_from) == (60, today - timedelta(days=2))
+    assert lake.read(storage, TIMESERIES).get_column("timestamp").min() == midnight(today - timedelta(days=1))
+    assert lake.read(storage, "landing/weather").height == 1

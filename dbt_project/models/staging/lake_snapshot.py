@@ -21,4 +21,6 @@ def model(dbt, session):
         lake.snapshot_files(f"{location}/landing/{table}").with_columns(dataset=pl.lit(table))
         for table in TABLES
     ]
-    return pl.concat(frames).select("dataset", "path", "size_bytes", "modified_at", "rows").to_arrow()
+    return (
+        pl.concat(frames).select("dataset", "path", "size_bytes", "modified_at", "rows", "version").to_arrow()
+    )
