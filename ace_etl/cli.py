@@ -11,11 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from ace_etl.simulator.cli import simulator
+
+if TYPE_CHECKING:
+    from ace_etl.upkeep import Vacuumed
 
 app = typer.Typer(
     name="ace-etl",
@@ -505,12 +508,23 @@ def compact(
 ) -> None:
     """Rewrite the small files of closed days (before today, UTC) of the Delta tables into few: one commit per
     day partition, no sample changed. Today's partition, where live runs still merge, is never touched. The
-    daily flow does this after extracting; the replaced files stay on disk until `ace-etl retention` vacuums."""
+    daily flow does this after extracting. Then vacuums: files replaced before the published warehouse's
+    snapshot go (those of this compaction stay until the next build has published)."""
     from ace_etl.upkeep import compact as compact_lake
+    from ace_etl.upkeep import vacuum
     from extract.config import Settings
 
-    done = compact_lake(data_dir or Settings().data_dir, list(dict.fromkeys(site)) if site else None, days)
+    location = data_dir or Settings().data_dir
+    done = compact_lake(location, list(dict.fromkeys(site)) if site else None, days)
     typer.echo(", ".join(f"{dataset}: {n} day partition(s) compacted" for dataset, n in done.items()))
+    _echo_vacuumed(vacuum(location))
+
+
+def _echo_vacuumed(vacuumed: Vacuumed) -> None:
+    for warning in vacuumed.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    files = ", ".join(f"{n} file(s) of {dataset}" for dataset, n in vacuumed.files.items())
+    typer.echo(f"Vacuumed {files or 'nothing'}")
 
 
 @app.command()
@@ -542,13 +556,8 @@ def retention(
     result = apply_retention(
         data_dir or Settings().data_dir, keep_days, list(dict.fromkeys(site)) if site else None
     )
-    for warning in result.vacuumed.warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    vacuumed = ", ".join(f"{n} file(s) of {dataset}" for dataset, n in result.vacuumed.files.items())
-    typer.echo(
-        f"Deleted {result.deleted} raw sample(s) of the days before {result.keep_from}; "
-        f"vacuumed {vacuumed or 'nothing'}"
-    )
+    typer.echo(f"Deleted {result.deleted} raw sample(s) of the days before {result.keep_from}")
+    _echo_vacuumed(result.vacuumed)
 
 
 @app.command("prefect-setup")

@@ -29,7 +29,7 @@ from ace_etl.coverage_view import coverage_grid
 from ace_etl.coverage_view import to_markdown as to_coverage_markdown
 from ace_etl.healing import heal_sites
 from ace_etl.report import gaps_by_site, summarize, to_markdown
-from ace_etl.upkeep import RetentionResult, apply_retention
+from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
 from extract.client import AceClient
 from extract.config import Settings
@@ -365,12 +365,20 @@ def _etl(params: EtlParams) -> list[WindowResult]:
 def compact_task(params: EtlParams) -> dict[str, int]:
     """Compact the sites' closed days with many small files (live runs' and heal's merges). Upkeep: a
     failure is a warning, the next run tries again; the data landed either way."""
+    logger = get_run_logger()
+    data_dir = _settings(params)[0].data_dir
     try:
-        done = compact_lake(_settings(params)[0].data_dir, params.sites)
+        done = compact_lake(data_dir, params.sites)
     except AceEtlError as exc:
-        get_run_logger().warning("compaction skipped: %s", exc)
+        logger.warning("compaction skipped: %s", exc)
         return {}
-    get_run_logger().info("compacted day partitions: %s", done)
+    logger.info("compacted day partitions: %s", done)
+    # What earlier compactions replaced, once no published build reads it: compaction alone must not
+    # double the lake when no retention is scheduled.
+    vacuumed = vacuum(data_dir)
+    for warning in vacuumed.warnings:
+        logger.warning(warning)
+    logger.info("vacuumed files: %s", vacuumed.files)
     return done
 
 

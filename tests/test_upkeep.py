@@ -246,7 +246,7 @@ def test_retention_deletes_the_old_days_and_vacuum_keeps_what_the_published_ware
     keep_from = TODAY - timedelta(days=3)
     old = before.filter(pl.col("site_name") == "hq", pl.col("timestamp") < midnight(keep_from))
     assert old.height == 2 * (60 + 10)
-    assert result.stdout.startswith(f"Deleted {old.height} raw sample(s) of the days before {keep_from};")
+    assert result.stdout.startswith(f"Deleted {old.height} raw sample(s) of the days before {keep_from}\n")
     assert held(storage).equals(before.join(old, on=["site_name", *KEY], how="anti"))  # plant keeps its day
     # Everything was removed after the published version was committed, or just before it: all kept.
     assert {day: on_disk(uri, day) for day in days} == files
@@ -342,11 +342,30 @@ def test_compact_command_compacts_closed_days_of_both_tables(storage: LocalStora
         )
     result = ace_etl("compact", "--site", "hq", "--days", "1", "--data-dir", str(storage.root))
     assert result.returncode == 0, result.stderr
-    assert (
-        result.stdout.strip()
-        == "timeseries: 1 day partition(s) compacted, weather: 1 day partition(s) compacted"
+    assert result.stdout.splitlines()[0] == (
+        "timeseries: 1 day partition(s) compacted, weather: 1 day partition(s) compacted"
     )
     assert lake.read(storage, WEATHER).height == 3 and held(storage).height == 60 + 20
+
+
+def test_compaction_vacuums_what_the_compaction_before_the_published_build_replaced(
+    storage: LocalStorage,
+) -> None:
+    """Compaction alone must not double the lake: the files a compaction replaced go at the next one, once
+    a build has published a snapshot after it; this compaction's stay for the warehouse that reads them."""
+    data, uri = storage.root, storage.uri(TIMESERIES)
+    first, second = TODAY - timedelta(days=3), TODAY - timedelta(days=2)
+    land(storage, "hq", first, merges=2)
+    lake.compact_closed(storage, TIMESERIES)
+    age_log(uri, 48)
+    land(storage, "hq", second, merges=2)
+    publish(data)  # a build after the first compaction, before the second
+    result = ace_etl("compact", "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == "Vacuumed 3 file(s) of timeseries, 0 file(s) of weather"
+    assert len(on_disk(uri, first)) == 1  # its three small files went
+    assert len(on_disk(uri, second)) == 4  # replaced after the published version: the warehouse may read them
+    assert all(Path(p).is_file() for p in published_paths(data))
 
 
 def test_apply_retention_counts_every_site_when_none_is_named(storage: LocalStorage) -> None:
