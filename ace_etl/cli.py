@@ -488,6 +488,31 @@ def status(
         typer.echo(f"Coverage picture written to {html}", err=True)
 
 
+@app.command()
+@handles_errors
+def upgrade(data_dir: DataDirOption = None) -> None:
+    """Convert a landing written before the Delta tables (plain Parquet under landing/timeseries and
+    landing/weather) into them, once: nothing is lost or fetched again. Any command does it on first use;
+    this one does only that, and says "nothing to upgrade" when there is nothing old."""
+    from extract.config import Settings
+    from extract.storage import open_storage
+    from extract.upgrade import ASIDE, upgrade
+
+    storage = open_storage(data_dir or Settings().data_dir, upgrade=False)
+    done = upgrade(
+        storage, on_site=lambda table, site: typer.echo(f"converting {table} of site {site!r}", err=True)
+    )
+    if not done.folders:
+        typer.echo(
+            f"nothing to upgrade: {storage.uri()} holds no Parquet landing from before the Delta tables"
+        )
+        return
+    typer.echo(
+        f"converted {done.folders} (site, day) folders ({done.files} files, {done.rows:,} rows) into the Delta "
+        f"tables; the old files are in {storage.uri(ASIDE)} (delete them once satisfied)"
+    )
+
+
 @app.command("prefect-setup")
 @handles_errors
 def prefect_setup(
