@@ -140,12 +140,12 @@ def write_old_weather(storage: Storage, site: str, rows: pl.DataFrame, stem: str
         storage.write_parquet_atomic(f"{site_dir(WEATHER, site)}/date={day.isoformat()}/{stem}.parquet", part)
 
 
-def old_landing(data_dir: Path, sites: tuple[str, ...] = CFG.sites) -> pl.DataFrame:
+def old_landing(data_dir: Path | Storage, sites: tuple[str, ...] = CFG.sites) -> pl.DataFrame:
     """An old landing of DAY for `sites`: per window an attempt whose files are all landed and complete
     (version-2 checkpoint), the first window also with the files of an earlier fetch of it left beside
     (other values, older `collected_at`) and a heal patch fetched later; weather fetched twice, the later
     fetch in the `current_` file. Returns the rows the old warehouse would hold (timeseries)."""
-    storage = LocalStorage(data_dir)
+    storage = LocalStorage(data_dir) if isinstance(data_dir, Path) else data_dir
     kept = []
     for site in sites:
         for n, window in enumerate(WINDOWS):
