@@ -198,15 +198,29 @@ def _landed(path: str) -> bool:
 
 
 def latest(storage: Storage, files: list[str], dataset: _Dataset) -> pl.DataFrame:
-    """The rows of `files` the old warehouse kept: one per key, as `latest_per_key` ordered them (DuckDB,
-    so that values compare as the same text), in the dataset's schema and key order."""
-    import duckdb
-
+    """The rows of `files` the old warehouse kept: one per key, as `latest_per_key` ordered them, in the
+    dataset's schema and key order."""
+    # The files' rank stands for their names (`storage.list` sorts them): one small integer per row.
     frames = [
-        _typed(storage.read_parquet(f), dataset.schema).with_columns(landing_file=pl.lit(f)) for f in files
+        _typed(storage.read_parquet(f), dataset.schema).with_columns(landing_file=pl.lit(i, pl.UInt32))
+        for i, f in enumerate(sorted(files))
     ]
     if not frames:
         return pl.DataFrame(schema=dataset.schema)
+    landed = pl.concat(frames)
+    del frames
+    # A key fetched more than once is rare (a re-fetch whose old files stayed): only those are ranked.
+    contested = landed.select(pl.struct(dataset.key).is_duplicated()).to_series()
+    if contested.any():
+        landed = pl.concat([landed.filter(~contested), _rank(landed.filter(contested), dataset)])
+    return landed.drop("landing_file").sort(dataset.key)
+
+
+def _rank(landed: pl.DataFrame, dataset: _Dataset) -> pl.DataFrame:
+    """The first row per key in `latest_per_key`'s order, in DuckDB: tie-breaks compare values as its text
+    (`9.0` after `10.0`), exactly as the old warehouse did."""
+    import duckdb
+
     key = ", ".join(f'"{c}"' for c in dataset.key)
     order = ", ".join(
         [
@@ -217,12 +231,11 @@ def latest(storage: Storage, files: list[str], dataset: _Dataset) -> pl.DataFram
     )
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
-        con.register("landed", pl.concat(frames).to_arrow())
+        con.register("landed", landed.to_arrow())
         chosen: Any = con.sql(
-            f"select * exclude (landing_file) from landed "
-            f"qualify row_number() over (partition by {key} order by {order}) = 1 order by {key}"
+            f"select * from landed qualify row_number() over (partition by {key} order by {order}) = 1"
         ).arrow()
-    return _typed(pl.DataFrame(pl.from_arrow(chosen)), dataset.schema)
+    return pl.DataFrame(pl.from_arrow(chosen)).cast(dict(landed.schema))  # type: ignore[arg-type]
 
 
 def _typed(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
