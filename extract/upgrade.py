@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,8 +98,9 @@ def upgrade(storage: Storage, *, on_site: Callable[[str, str], None] | None = No
         for folder in _old_sites(storage, dataset):
             site_dir = f"{dataset.table}/{folder}"
             site = _site_name(storage, site_dir)
-            if site is None:  # nothing but empty folders: what a crash after the last move left
-                storage.delete_prefix(site_dir)
+            if site is None:
+                if not storage.list(site_dir):  # empty folders: what a crash after the last move left
+                    storage.delete_prefix(site_dir)
                 continue
             if on_site is not None:
                 on_site(dataset.table, site)
@@ -115,28 +117,30 @@ def upgrade(storage: Storage, *, on_site: Callable[[str, str], None] | None = No
 
 
 _CHECKED: set[str] = set()
+_CHECKING = threading.Lock()  # the tasks of a flow open their storage on several threads at once
 
 
 def upgrade_once(storage: Storage) -> None:
     """The automatic upgrade, when a command first opens a data dir in this process: a folder listing when
     there is nothing to do, else the upgrade, announced on the log."""
-    uri = storage.uri()
-    if uri in _CHECKED:
-        return
-    if pending(storage):
-        log.warning(
-            "converting the Parquet landing of %s into its Delta tables (once; nothing is fetched again)", uri
-        )
-        done = upgrade(
-            storage, on_site=lambda table, site: log.warning("converting %s of site %r", table, site)
-        )
-        log.warning(
-            "landing converted: %d (site, day) folders, %d rows; the old files are in %s",
-            done.folders,
-            done.rows,
-            storage.uri(ASIDE),
-        )
-    _CHECKED.add(uri)
+    with _CHECKING:
+        if storage.uri() in _CHECKED:
+            return
+        if pending(storage):
+            log.warning(
+                "converting the Parquet landing of %s into its Delta tables (once; nothing is fetched again)",
+                storage.uri(),
+            )
+            done = upgrade(
+                storage, on_site=lambda table, site: log.warning("converting %s of site %r", table, site)
+            )
+            log.warning(
+                "landing converted: %d (site, day) folders, %d rows; the old files are in %s",
+                done.folders,
+                done.rows,
+                storage.uri(ASIDE),
+            )
+        _CHECKED.add(storage.uri())
 
 
 def _old_sites(storage: Storage, dataset: _Dataset) -> list[str]:
@@ -144,17 +148,18 @@ def _old_sites(storage: Storage, dataset: _Dataset) -> list[str]:
 
 
 def _site_name(storage: Storage, site_dir: str) -> str | None:
-    """The site of an old folder: its decoded name, or for a long name (hashed) the `site_name` its files
-    carry; None when it holds no file."""
-    files = storage.list(site_dir)
-    if not files:
-        return None
+    """The site of an old folder, whose lease guards its conversion: its decoded name, or for a long name
+    (hashed) the `site_name` its files carry; None when it has no file to read (another process moved them
+    meanwhile: that one converts it)."""
     encoded = site_dir.rsplit("/", 1)[-1].removeprefix(OLD_SITE)
-    if "~" not in encoded:
+    files = storage.list(site_dir)
+    if files and "~" not in encoded:
         with contextlib.suppress(UnicodeDecodeError):
             return decode_site(encoded)
-    named = storage.read_parquet(next(f for f in files if _landed(f)), columns=["site_name"])
-    return str(named.get_column("site_name")[0])
+    for path in (f for f in files if _landed(f)):
+        with contextlib.suppress(FileNotFoundError):
+            return str(storage.read_parquet(path, columns=["site_name"]).get_column("site_name")[0])
+    return None
 
 
 def _take_back_unpublished(storage: Storage, site: str) -> None:

@@ -30,7 +30,7 @@ from extract.landing import (
 )
 from extract.storage import LocalStorage, Storage
 from extract.windows import Window, compact_time
-from tests.clihelp import ace_etl, expected_rows
+from tests.clihelp import ace_etl, expected_rows, spawn
 
 ODD = "Bâtiment 2 (ß) ../x"
 LONG = "campus-" + "ü" * 80
@@ -366,3 +366,14 @@ def test_nothing_to_upgrade_on_a_new_or_empty_data_dir(tmp_path: Path) -> None:
     result = ace_etl("upgrade", "--data-dir", str(tmp_path / "data"))
     assert result.returncode == 0 and "nothing to upgrade" in result.stdout, result.stderr
     assert not upgrade.pending(LocalStorage(tmp_path / "data"))
+
+
+def test_two_processes_upgrading_at_once_convert_each_folder_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    expected = old_landing(data, ("hq", ODD, LONG))
+    children = [spawn("upgrade", "--data-dir", str(data)) for _ in range(2)]
+    outputs = [child.communicate(timeout=300) for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    assert table(data).equals(expected)
+    assert table(data, WEATHER).equals(old_weather(("hq", ODD, LONG)))
+    assert not upgrade.pending(LocalStorage(data)) and not old_files(data)
