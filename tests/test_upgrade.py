@@ -6,6 +6,9 @@ and the simulator show that nothing is fetched again and the warehouse builds.""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -376,4 +379,23 @@ def test_two_processes_upgrading_at_once_convert_each_folder_once(tmp_path: Path
     assert [child.returncode for child in children] == [0, 0], outputs
     assert table(data).equals(expected)
     assert table(data, WEATHER).equals(old_weather(("hq", ODD, LONG)))
+    assert not upgrade.pending(LocalStorage(data)) and not old_files(data)
+
+
+@pytest.mark.parametrize(("where", "nth"), [("commit", 2), ("move", 4)])
+def test_a_kill_9_mid_upgrade_then_a_rerun_ends_with_the_same_tables(
+    tmp_path: Path, where: str, nth: int
+) -> None:
+    data = tmp_path / "data"
+    expected = old_landing(data, ("hq", ODD))
+    child = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("upgrade_child.py")), str(data), where, str(nth)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert upgrade.pending(LocalStorage(data))
+    rerun = ace_etl("upgrade", "--data-dir", str(data))  # takes over the dead process's lease at once
+    assert rerun.returncode == 0 and "converted" in rerun.stdout, rerun.stderr
+    assert table(data).equals(expected)
+    assert table(data, WEATHER).equals(old_weather(("hq", ODD)))
     assert not upgrade.pending(LocalStorage(data)) and not old_files(data)
