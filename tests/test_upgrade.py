@@ -234,14 +234,19 @@ def test_an_old_landing_is_converted_once_with_the_old_warehouse_choice_and_noth
     assert built == expected.rows()
 
 
-def test_the_first_command_on_an_old_landing_converts_it_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["status", "transform"])
+def test_the_first_command_on_an_old_landing_converts_it_and_says_so(tmp_path: Path, command: str) -> None:
     data = tmp_path / "data"
     expected = old_landing(data, ("hq",))
-    status = ace_etl("status", "--data-dir", str(data))
-    assert status.returncode == 0, status.stderr
-    assert "converting the Parquet landing" in status.stderr and "landing converted" in status.stderr
-    assert f"{expected.height:,}" in status.stdout  # the rows landed, read from the Delta table
+    result = ace_etl(command, "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert "converting the Parquet landing" in result.stderr and "landing converted" in result.stderr
     assert table(data).equals(expected)
+    if command == "status":
+        assert f"{expected.height:,}" in result.stdout  # the rows landed, read from the Delta table
+    else:
+        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+            assert con.execute("select count(*) from timeseries_raw").fetchone() == (expected.height,)
 
 
 def test_the_latest_fetch_wins_as_the_old_warehouse_chose_ties_included(tmp_path: Path) -> None:
