@@ -404,3 +404,34 @@ def test_a_kill_9_mid_upgrade_then_a_rerun_ends_with_the_same_tables(
     assert table(data).equals(expected)
     assert table(data, WEATHER).equals(old_weather(("hq", ODD)))
     assert not upgrade.pending(LocalStorage(data)) and not old_files(data)
+
+
+def test_an_unreadable_old_file_is_set_aside_with_its_window_which_the_next_run_fetches_again(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    expected = old_landing(data, ("hq",))
+    damaged = next(
+        (data / "landing" / "timeseries").glob(f"site_name=hq/date=*/{WINDOWS[1].key}_*_p*.parquet")
+    )
+    lost = pl.read_parquet(damaged).select(KEY)
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    result = ace_etl("upgrade", "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert "set aside" in result.stderr
+    assert table(data).equals(expected.join(lost, on=KEY, how="anti"))  # the rest of its window is there
+    assert [c.window for c in load_checkpoints(LocalStorage(data), "hq")] == [WINDOWS[0]]
+
+    with Simulator(replace(CFG, sites=("hq",))) as sim:
+        env = {"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key}
+        run = ace_etl(
+            "run", "--site", "hq", "--start", DAY, "--end", NEXT, "--window-hours", "12", "--data-dir", str(data),
+            "--no-transform", env=env,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        asked = [r["params"]["start_time"] for r in sim.requests if "timeseries" in r["path"]]
+    assert asked and all(t.startswith(WINDOWS[1].start.strftime("%Y-%m-%dT%H")) for t in asked), asked
+    fetched = (
+        table(data).filter(pl.col("timestamp") >= WINDOWS[1].start).select("point_name", "timestamp", "value")
+    )
+    assert fetched.equals(expected.filter(pl.col("timestamp") >= WINDOWS[1].start).select(fetched.columns))
