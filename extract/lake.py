@@ -19,7 +19,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -370,6 +370,17 @@ def snapshot_files(uri: str) -> pl.DataFrame:
         rows=pl.col("num_records").cast(pl.Int64),
         site_name=pl.col("min.site_name").cast(pl.String),
     ).sort("path")
+
+
+def holds(storage: Storage, table: str, site: str, days: Iterable[date]) -> bool:
+    """Whether the table's current snapshot has a file in any of the site's `days` (from its log only)."""
+    dt = _open(table_uri(storage, table))
+    wanted = sorted({day.isoformat() for day in days})
+    if dt is None or not wanted:
+        return False
+    return bool(
+        dt.file_uris(file_pruning_predicate=[("site_key", "=", site_key(site)), ("day", "in", wanted)])
+    )
 
 
 def version(storage: Storage, table: str) -> int | None:

@@ -9,8 +9,9 @@ a re-fetched range left several files holding the same key, and the warehouse ch
 own text casts, one (site, day) folder at a time, so a landing of any size is never in memory whole:
 
 1. the folder's files (an unreadable one is quarantined with its window's checkpoint: fetched again) are
-   read, the latest fetch per key chosen, and merged into the Delta table in one commit per site (a merge
-   keeping the latest `collected_at`: running it again changes nothing, and rows a newer run landed stay);
+   read (by groups of points), the latest fetch per key chosen, and merged into the Delta table (one
+   commit per group; a merge keeping the latest `collected_at`: running it again changes nothing, and
+   rows a newer run landed stay);
 2. a marker under `pre-delta/` records that the folder is in the table;
 3. its files move to `pre-delta/<same path>` (outside `landing/`, so no reader lists them), the folder
    goes, then the marker.
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 OLD_SITE = "site_name="
 """Old landing folders; the Delta tables' own are `site_key=` and `_delta_log`."""
 ASIDE = "pre-delta"
+# A (site, day) folder is converted in groups of points of about this many rows (one merge each): what
+# is in memory at once, however large a site's day.
+GROUP_ROWS = 500_000
 _DONE = ".converted.json"
 
 
@@ -182,11 +186,24 @@ def _convert(storage: Storage, lease: SiteLease, dataset: _Dataset, folder: str)
     if not storage.exists(marker):
         landed = [f for f in storage.list(folder) if _landed(f)]
         unreadable = set(set_aside_unreadable(storage, landed))
-        chosen = latest(storage, [f for f in landed if f not in unreadable], dataset)
-        for (site,), part in chosen.partition_by("site_name", as_dict=True).items():
+        files = [f for f in landed if f not in unreadable]
+        keys = _keys(storage, files, dataset)
+        # Partitions the table has nothing in yet (the usual case) take plain appends: a merge reads the
+        # whole partition each time. Once one holds rows (a re-run after a crash, rows a newer run landed),
+        # merges: the latest fetch wins, nothing is added twice.
+        fresh = not any(
+            lake.holds(storage, dataset.table, str(site), part.get_column("timestamp").dt.date().unique())
+            for (site,), part in keys.partition_by("site_name", as_dict=True).items()
+        )
+        for points in _point_groups(keys):
+            chosen = latest(storage, files, dataset, points)
             lease.check()
-            lake.upsert(storage, dataset.table, str(site), part, dataset.key)
-        rows = chosen.height
+            if fresh:
+                lake.append(storage, dataset.table, chosen)
+            else:
+                for (site,), part in chosen.partition_by("site_name", as_dict=True).items():
+                    lake.upsert(storage, dataset.table, str(site), part, dataset.key)
+            rows += chosen.height
         storage.write_bytes_atomic(marker, json.dumps({"rows": rows}).encode())
     files = storage.list(folder)
     for path in files:
@@ -196,18 +213,43 @@ def _convert(storage: Storage, lease: SiteLease, dataset: _Dataset, folder: str)
     return Upgraded(1, len(files), rows)
 
 
+def _keys(storage: Storage, files: list[str], dataset: _Dataset) -> pl.DataFrame:
+    """The key columns of every row of `files`."""
+    schema = pl.Schema({c: dataset.schema[c] for c in dataset.key})
+    frames = [_typed(storage.read_parquet(f, columns=list(dataset.key)), schema) for f in files]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def _point_groups(keys: pl.DataFrame) -> list[pl.Expr]:
+    """Filters that split a folder's rows by point into groups of about GROUP_ROWS rows (a point's rows all
+    in one group, so each key is chosen among all its fetches): a large site's day is never whole in
+    memory. Weather (a few rows a day) is one group."""
+    if "point_name" not in keys.columns:
+        return [pl.lit(True)]
+    counts = keys.group_by("point_name").len().sort("point_name")
+    groups = counts.select("point_name", group=(pl.col("len").cum_sum() - 1) // GROUP_ROWS)
+    return [
+        pl.col("point_name").is_in(part.get_column("point_name").implode())
+        for part in groups.partition_by("group", maintain_order=True)
+    ]
+
+
 def _landed(path: str) -> bool:
     """What the old warehouse read: `*.parquet`, without writers' hidden `.x` and `_x` names."""
     name = path.rsplit("/", 1)[-1]
     return name.endswith(".parquet") and not name.startswith((".", "_"))
 
 
-def latest(storage: Storage, files: list[str], dataset: _Dataset) -> pl.DataFrame:
-    """The rows of `files` the old warehouse kept: one per key, as `latest_per_key` ordered them, in the
-    dataset's schema and key order."""
+def latest(
+    storage: Storage, files: list[str], dataset: _Dataset, rows: pl.Expr | None = None
+) -> pl.DataFrame:
+    """The rows of `files` (those matching `rows`) the old warehouse kept: one per key, as `latest_per_key`
+    ordered them, in the dataset's schema and key order."""
     # The files' rank stands for their names (`storage.list` sorts them): one small integer per row.
     frames = [
-        _typed(storage.read_parquet(f), dataset.schema).with_columns(landing_file=pl.lit(i, pl.UInt32))
+        _typed(storage.read_parquet(f).filter(True if rows is None else rows), dataset.schema).with_columns(
+            landing_file=pl.lit(i, pl.UInt32)
+        )
         for i, f in enumerate(sorted(files))
     ]
     if not frames:

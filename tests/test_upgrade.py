@@ -296,16 +296,19 @@ def test_a_crash_anywhere_then_a_rerun_ends_with_the_same_tables(
     expected = old_landing(data, sites)
     storage = LocalStorage(data)
     commits, moves = [0], [0]
-    real_upsert, real_rename = lake.upsert, storage.rename
+    real_rename = storage.rename
 
-    def upsert(*args: Any, **kwargs: Any) -> int:
-        commits[0] += 1
-        if where == "before the commit" and commits[0] == 3:
-            raise Crash
-        done = real_upsert(*args, **kwargs)
-        if where == "after the commit" and commits[0] == 3:
-            raise Crash
-        return done
+    def committing(write: Any) -> Any:
+        def commit(*args: Any, **kwargs: Any) -> int:
+            commits[0] += 1
+            if where == "before the commit" and commits[0] == 3:
+                raise Crash
+            done = int(write(*args, **kwargs))
+            if where == "after the commit" and commits[0] == 3:
+                raise Crash
+            return done
+
+        return commit
 
     def rename(src: str, dst: str) -> None:
         moves[0] += 1
@@ -313,7 +316,8 @@ def test_a_crash_anywhere_then_a_rerun_ends_with_the_same_tables(
             raise Crash
         real_rename(src, dst)
 
-    monkeypatch.setattr(lake, "upsert", upsert)
+    monkeypatch.setattr(lake, "append", committing(lake.append))
+    monkeypatch.setattr(lake, "upsert", committing(lake.upsert))
     monkeypatch.setattr(storage, "rename", rename)
     with pytest.raises(Crash):
         upgrade.upgrade(storage)
