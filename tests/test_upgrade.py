@@ -439,3 +439,31 @@ def test_an_unreadable_old_file_is_set_aside_with_its_window_which_the_next_run_
         table(data).filter(pl.col("timestamp") >= WINDOWS[1].start).select("point_name", "timestamp", "value")
     )
     assert fetched.equals(expected.filter(pl.col("timestamp") >= WINDOWS[1].start).select(fetched.columns))
+
+
+def test_a_folder_goes_in_groups_of_points_and_a_crash_between_groups_is_finished_by_merges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    expected = old_landing(data, ("hq",))
+    storage = LocalStorage(data)
+    monkeypatch.setattr(
+        upgrade, "GROUP_ROWS", 50
+    )  # every point has over 50 rows in a day folder: one group each
+    appended = []
+    real_append = lake.append
+
+    def append(*args: Any, **kwargs: Any) -> int:
+        appended.append(args[2].get_column("point_name").unique().to_list())
+        if len(appended) == 2:
+            raise Crash  # the folder's first group is in, the second not
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(lake, "append", append)
+    with pytest.raises(Crash):
+        upgrade.upgrade(storage)
+    assert len(appended[0]) == 1 and appended[1] != appended[0]
+    monkeypatch.setattr(lake, "append", real_append)
+    upgrade.upgrade(storage)
+    assert table(data).equals(expected)
+    assert table(data, WEATHER).equals(old_weather(("hq",)))
