@@ -9,15 +9,15 @@ a re-fetched range left several files holding the same key, and the warehouse ch
 own text casts, one (site, day) folder at a time, so a landing of any size is never in memory whole:
 
 1. the folder's files (an unreadable one is quarantined with its window's checkpoint: fetched again) are
-   read (by groups of points), the latest fetch per key chosen, and merged into the Delta table (one
-   commit per group; a merge keeping the latest `collected_at`: running it again changes nothing, and
-   rows a newer run landed stay);
+   read by groups of points (GROUP_ROWS), the latest fetch per key chosen, and each group written to the
+   Delta table in one commit: appended while the folder's partitions held nothing, else merged keeping
+   the latest `collected_at` (so running it again adds nothing, and rows a newer run landed stay);
 2. a marker under `pre-delta/` records that the folder is in the table;
 3. its files move to `pre-delta/<same path>` (outside `landing/`, so no reader lists them), the folder
    goes, then the marker.
 
 A crash anywhere is finished by the next run: before the marker the folder is merged again (the same rows,
-all files still there), after it only the moves remain. The site's lease keeps two upgrading processes
+all files still there; groups already in are matched, not added), after it only the moves remain. The site's lease keeps two upgrading processes
 apart. Checkpoints of version 2 stay as they are: a complete one reads as complete
 (`extract.checkpoint`), so a run of its range fetches nothing; a `publishing` one (a commit an old run left
 half done) first takes back the pages it had already moved into the landing, so that its own commit, by the
