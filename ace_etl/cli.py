@@ -491,9 +491,11 @@ def status(
 @app.command()
 @handles_errors
 def upgrade(data_dir: DataDirOption = None) -> None:
-    """Convert a landing written before the Delta tables (plain Parquet under landing/timeseries and
-    landing/weather) into them, once: nothing is lost or fetched again. Any command does it on first use;
-    this one does only that, and says "nothing to upgrade" when there is nothing old."""
+    """Convert a landing written before the Delta tables into them, once (any command does it first).
+
+    The plain Parquet folders under landing/timeseries and landing/weather become rows of the Delta tables,
+    the fetch the old warehouse kept per sample: nothing is lost or fetched again. The old files move to
+    pre-delta/ in the data dir. Says "nothing to upgrade" when there is nothing old."""
     from extract.config import Settings
     from extract.storage import open_storage
     from extract.upgrade import ASIDE, upgrade
