@@ -560,6 +560,33 @@ def retention(
     _echo_vacuumed(result.vacuumed)
 
 
+@app.command()
+@handles_errors
+def upgrade(data_dir: DataDirOption = None) -> None:
+    """Convert a landing written before the Delta tables into them, once (any command does it first).
+
+    The plain Parquet folders under landing/timeseries and landing/weather become rows of the Delta tables,
+    the fetch the old warehouse kept per sample: nothing is lost or fetched again. The old files move to
+    pre-delta/ in the data dir. Says "nothing to upgrade" when there is nothing old."""
+    from extract.config import Settings
+    from extract.storage import open_storage
+    from extract.upgrade import ASIDE, upgrade
+
+    storage = open_storage(data_dir or Settings().data_dir, upgrade=False)
+    done = upgrade(
+        storage, on_site=lambda table, site: typer.echo(f"converting {table} of site {site!r}", err=True)
+    )
+    if not done.folders:
+        typer.echo(
+            f"nothing to upgrade: {storage.uri()} holds no Parquet landing from before the Delta tables"
+        )
+        return
+    typer.echo(
+        f"converted {done.folders} (site, day) folders ({done.files} files, {done.rows:,} rows) into the Delta "
+        f"tables; the old files are in {storage.uri(ASIDE)} (delete them once satisfied)"
+    )
+
+
 @app.command("prefect-setup")
 @handles_errors
 def prefect_setup(

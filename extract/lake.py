@@ -379,6 +379,17 @@ def snapshot_files(uri: str) -> pl.DataFrame:
     ).sort("path")
 
 
+def holds(storage: Storage, table: str, site: str, days: Iterable[date]) -> bool:
+    """Whether the table's current snapshot has a file in any of the site's `days` (from its log only)."""
+    dt = _open(table_uri(storage, table))
+    wanted = sorted({day.isoformat() for day in days})
+    if dt is None or not wanted:
+        return False
+    return bool(
+        dt.file_uris(file_pruning_predicate=[("site_key", "=", site_key(site)), ("day", "in", wanted)])
+    )
+
+
 def version(storage: Storage, table: str) -> int | None:
     dt = _open(table_uri(storage, table))
     return None if dt is None else int(dt.version())

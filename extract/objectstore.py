@@ -98,6 +98,13 @@ class S3Storage:
                 rows.append((rel, modified.timestamp() if isinstance(modified, datetime) else 0.0))
         return sorted(rows)
 
+    def folders(self, prefix: str) -> builtins.list[str]:
+        try:
+            found = self.fs.ls(self._key(prefix), detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(info["name"].rsplit("/", 1)[-1] for info in found if info.get("type") == "directory")
+
     def delete(self, rel_paths: Iterable[str]) -> None:
         keys = [self._key(p) for p in rel_paths]
         if keys:

@@ -58,6 +58,10 @@ class Storage(Protocol):
         """Sorted relative paths of the files under `prefix` matching the glob `pattern` (relative to it)."""
         ...
 
+    def folders(self, prefix: str) -> builtins.list[str]:
+        """Sorted names of the folders right under `prefix` (one level: an object store's common prefixes)."""
+        ...
+
     def delete(self, rel_paths: Iterable[str]) -> None:
         """Remove these files; missing ones are fine."""
         ...
@@ -148,6 +152,10 @@ class LocalStorage:
             for path in base.glob(pattern)
             if path.is_file() and not path.name.startswith(".")
         )
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        base = self._path(prefix)
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
     def delete(self, rel_paths: Iterable[str]) -> None:
         for rel_path in rel_paths:
@@ -380,9 +388,22 @@ _DELTA_UNSAFE = frozenset("[]%")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
-def open_storage(location: Path | str) -> Storage:
+def open_storage(location: Path | str, *, upgrade: bool = True) -> Storage:
     """The storage for a data dir: a local folder or `s3://bucket/prefix` (any S3-compatible store, from
-    AWS_ENDPOINT_URL and the standard AWS variables). Any other scheme is a ConfigError."""
+    AWS_ENDPOINT_URL and the standard AWS variables). Any other scheme is a ConfigError.
+
+    Every command and flow opens its data dir here, so this is where a landing written before the Delta
+    tables is converted, once, before anything reads or writes it (`extract.upgrade`; `upgrade=False`
+    leaves that to the caller)."""
+    storage = _storage(location)
+    if upgrade:
+        from extract.upgrade import upgrade_once
+
+        upgrade_once(storage)
+    return storage
+
+
+def _storage(location: Path | str) -> Storage:
     text = normalize_location(location)
     if text.startswith("s3://"):
         from extract.objectstore import S3Storage

@@ -19,10 +19,11 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
-from extract import lake
-from extract.landing import TIMESERIES
+from extract import lake, upgrade
+from extract.landing import TIMESERIES, WEATHER
 from extract.objectstore import S3Storage
 from tests.clihelp import ace_etl, error_line, expected_rows, spawn
+from tests.test_upgrade import KEY, old_landing, old_weather
 
 SITE = "hq"
 CFG = SimulatorConfig(sites=(SITE,), points=12, interval=300, api_key="s3-test-key-0123456789")
@@ -153,3 +154,15 @@ def test_an_unknown_scheme_or_an_unreachable_store_is_one_line(
     )  # fmt: skip
     assert unreachable.returncode == 1, unreachable.stderr
     assert "cannot reach the object store" in error_line(unreachable.stderr)
+
+
+def test_an_old_parquet_landing_on_the_object_store_is_converted_once(s3_env: dict[str, str]) -> None:
+    storage = S3Storage(f"s3://{BUCKET}/old")
+    expected = old_landing(storage)
+    first = ace_etl("upgrade", "--data-dir", f"s3://{BUCKET}/old", env=s3_env)
+    assert first.returncode == 0 and "converted" in first.stdout, first.stderr
+    assert lake.read(storage, TIMESERIES).sort(KEY).equals(expected)
+    assert lake.read(storage, WEATHER).sort("site_name", "timestamp").equals(old_weather())
+    assert not upgrade.pending(storage) and storage.list(upgrade.ASIDE)  # the old objects are aside
+    again = ace_etl("upgrade", "--data-dir", f"s3://{BUCKET}/old", env=s3_env)
+    assert again.returncode == 0 and "nothing to upgrade" in again.stdout, again.stderr
