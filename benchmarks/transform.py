@@ -41,7 +41,7 @@ def land_day(data_dir: Path, points: list[str], day: int) -> None:
     start = FIRST_DAY + timedelta(days=day)
     rows = samples(SITE, points, start, 1440, collected_at=start + timedelta(days=1, minutes=5))
     for page, offset in enumerate(range(0, rows.height, PAGE_ROWS)):
-        write_timeseries(data_dir, rows.slice(offset, PAGE_ROWS), f"{start:%Y%m%d}-page{page:03d}")
+        write_timeseries(data_dir, rows.slice(offset, PAGE_ROWS), f"{start:%Y%m%d}-page{page:03d}", merge=False)
 
 
 def land_late(data_dir: Path, points: list[str], day: int) -> None:
@@ -49,7 +49,7 @@ def land_late(data_dir: Path, points: list[str], day: int) -> None:
     the points over four hours), in a patch file of their own."""
     start = FIRST_DAY + timedelta(days=day, hours=20, seconds=30)
     rows = samples(SITE, points[::10], start, 240, collected_at=datetime.now(UTC))
-    write_timeseries(data_dir, rows, f"{start:%Y%m%d}-heal")
+    write_timeseries(data_dir, rows, f"{start:%Y%m%d}-heal", merge=False)
 
 
 def timed(label: str, action) -> float:

@@ -344,7 +344,8 @@ def read(
 def snapshot_files(uri: str) -> pl.DataFrame:
     """The current snapshot's data files of the table at `uri`: `path` (absolute, as readers open it),
     `size_bytes`, `modified_at` (UTC), `rows` and `site_name` (from the log's statistics: every file holds
-    one site); empty when the table does not exist yet."""
+    one site), the partition (`site_key`, `day`) and the snapshot's `version`; empty when the table does not
+    exist yet."""
     schema = pl.Schema(
         {
             "path": pl.String(),
@@ -352,6 +353,9 @@ def snapshot_files(uri: str) -> pl.DataFrame:
             "modified_at": pl.Datetime("us", "UTC"),
             "rows": pl.Int64(),
             "site_name": pl.String(),
+            "site_key": pl.String(),
+            "day": pl.Date(),
+            "version": pl.Int64(),
         }
     )
     dt = _open(uri)
@@ -369,6 +373,9 @@ def snapshot_files(uri: str) -> pl.DataFrame:
         .cast(pl.Datetime("us", "UTC")),
         rows=pl.col("num_records").cast(pl.Int64),
         site_name=pl.col("min.site_name").cast(pl.String),
+        site_key=pl.col("partition.site_key").cast(pl.String),
+        day=pl.col("partition.day").cast(pl.Date),
+        version=pl.lit(int(dt.version()), dtype=pl.Int64),
     ).sort("path")
 
 
