@@ -79,6 +79,12 @@ def write_timeseries(data_dir: Path, rows: pl.DataFrame, name: str, *, merge: bo
     return _land(data_dir, "landing/timeseries", rows, TIMESERIES, ["point_name", "timestamp"], merge=merge)
 
 
+def timeseries_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """`rows` with every landing column of the timeseries table, typed as the extractor writes them (for
+    writing through `extract.lake` directly)."""
+    return pl.DataFrame(pl.from_arrow(_typed(rows, TIMESERIES)))
+
+
 def write_weather(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
     return _land(data_dir, "landing/weather", rows, WEATHER, ["timestamp"], merge=True)
 
