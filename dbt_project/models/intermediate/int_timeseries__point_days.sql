@@ -4,7 +4,6 @@
     pre_hook=["{{ track_landing('selections') }}", "{{ forget_changed_partitions('day') }}"],
     post_hook="{{ landing_loaded() }}",
 ) }}
--- depends_on: {{ ref('timeseries_raw') }}
 -- depends_on: {{ ref('lake_changes') }}
 
 -- What coverage and gaps need, per site, point and UTC day, with that day's gaps as a list. An
@@ -45,7 +44,7 @@ changed_partitions as (
 {%- if is_incremental() %}
     select site_name, day from {{ ref('lake_changes') }} where dataset = 'timeseries' and present
 {%- else %}
-    select distinct site_name, {{ utc_day('"timestamp"') }} as day from {{ lake_read('timeseries') }}
+    select distinct site_name, {{ utc_day('"timestamp"') }} as day from {{ ref('timeseries_raw') }}
 {%- endif %}
 ),
 
@@ -67,7 +66,8 @@ point_samples as (
     select site_name, point_name, day, list("timestamp" order by "timestamp") as sample_times
     from (
         select site_name, point_name, "timestamp", {{ utc_day('"timestamp"') }} as day
-        from {{ lake_read('timeseries', 'changed' if is_incremental() else 'all') }}
+        -- an incremental build reads only the files of the changed partitions
+        from {{ lake_read('timeseries', 'changed') if is_incremental() else ref('timeseries_raw') }}
         union all
         -- rare (days in window_days only): the range lets DuckDB skip files, the semi join keeps those days
         select site_name, point_name, "timestamp", {{ utc_day('"timestamp"') }} as day
