@@ -28,7 +28,14 @@ from extract import cancel
 from extract.errors import AceEtlError, ConfigError
 from extract.landing import DELTA_TABLES
 from extract.quarantine import set_aside_unreadable
-from extract.storage import fsync_path, is_object_store, local_dir, normalize_location, open_storage
+from extract.storage import (
+    fsync_path,
+    is_object_store,
+    local_dir,
+    normalize_location,
+    open_storage,
+    remove_abandoned,
+)
 
 if TYPE_CHECKING:
     from dbt.artifacts.schemas.run import RunResult
@@ -236,6 +243,7 @@ def _publish(database: Path, published: Path) -> None:
     inode. fsync first, so that after a crash the name points at a whole file."""
     fsync_path(database)
     published.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(published.parent)  # what earlier versions' killed publishes left beside it
     os.replace(database, published)
     fsync_path(published.parent)
 

@@ -300,9 +300,7 @@ def test_coverage_counts_expected_and_received(first: Stage) -> None:
 
 def test_second_identical_build_changes_nothing(first: Stage, second: Stage) -> None:
     for table in TABLES:
-        # The raw views' created_at is the build that published them; every stored row stays as it was.
-        ignore = ("created_at",) if table.endswith("_raw") else ()
-        assert second.contents(table, ignore=ignore) == first.contents(table, ignore=ignore), table
+        assert second.contents(table) == first.contents(table), table
 
 
 def test_rerun_replaces_old_window_and_ignores_stale_fetch(

@@ -111,7 +111,7 @@ select
     quality,
     try_cast(metadata as json) as metadata,
     collected_at,
-    {{ build_started_at() }} as created_at
+    {{ lake_changed_at(dataset) }} as created_at
 from {{ lake_read('timeseries', scope) }} as landed
 {%- else -%}
 select
@@ -125,8 +125,24 @@ select
     conditions,
     try_cast(metadata as json) as metadata,
     collected_at,
-    {{ build_started_at() }} as created_at
+    {{ lake_changed_at(dataset) }} as created_at
 from {{ lake_read('weather', scope) }} as landed
+{%- endif -%}
+{%- endmacro %}
+
+
+{% macro lake_changed_at(dataset) -%}
+{#- When the snapshot a raw view reads last changed (its newest file's commit time, from the log): the same
+    for every row, and the same across builds of an unchanged landing. -#}
+{%- set changed_at = none -%}
+{%- if execute -%}
+{%- set query = "select strftime(max(modified_at), '%Y-%m-%dT%H:%M:%S.%f+00:00') from " ~ lake_relation('lake_snapshot') ~ " where dataset = '" ~ dataset ~ "'" -%}
+{%- set changed_at = run_query(query).columns[0].values()[0] -%}
+{%- endif -%}
+{%- if changed_at -%}
+'{{ changed_at }}'::timestamptz
+{%- else -%}
+{{ build_started_at() }}
 {%- endif -%}
 {%- endmacro %}
 
