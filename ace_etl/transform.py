@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from extract import cancel
 from extract.errors import AceEtlError, ConfigError
-from extract.landing import DELTA_TABLES
+from extract.landing import GAP_CHECKS, POINTS, REJECTS, RUNS, SELECTIONS
 from extract.quarantine import set_aside_unreadable
 from extract.storage import (
     fsync_path,
@@ -157,6 +157,7 @@ def check_build_paths(data_dir: Path | str) -> None:
 
 BUILD_WAIT_S = 3600.0
 LAKE_MODELS = ("lake_snapshot", "lake_changes")
+PARQUET_DATASETS = (REJECTS, SELECTIONS, RUNS, POINTS, GAP_CHECKS)
 # dbt unit tests check the models' code with made-up rows: CI and by-hand builds run them, not every build.
 NIGHTLY_EXCLUDES = ("--exclude-resource-type", "unit_test")
 
@@ -358,9 +359,12 @@ def check_landing(data_dir: Path | str) -> list[str]:
     since = marker.stat().st_mtime if marker.exists() else 0.0
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    # The Delta tables' files are the log's business: never moved behind its back.
-    arrived = storage.list_since("landing", "**/*.parquet", since - 1)
-    return set_aside_unreadable(storage, [p for p in arrived if not p.startswith(DELTA_TABLES)])
+    # Only the plain Parquet datasets: the Delta tables' files are the log's business, never moved behind
+    # its back, and never listed (a listing would cost what their history costs).
+    arrived = [
+        path for folder in PARQUET_DATASETS for path in storage.list_since(folder, "**/*.parquet", since - 1)
+    ]
+    return set_aside_unreadable(storage, arrived)
 
 
 def release_dbt_database() -> None:

@@ -41,7 +41,9 @@ def land_day(data_dir: Path, points: list[str], day: int) -> None:
     start = FIRST_DAY + timedelta(days=day)
     rows = samples(SITE, points, start, 1440, collected_at=start + timedelta(days=1, minutes=5))
     for page, offset in enumerate(range(0, rows.height, PAGE_ROWS)):
-        write_timeseries(data_dir, rows.slice(offset, PAGE_ROWS), f"{start:%Y%m%d}-page{page:03d}", merge=False)
+        write_timeseries(
+            data_dir, rows.slice(offset, PAGE_ROWS), f"{start:%Y%m%d}-page{page:03d}", merge=False
+        )
 
 
 def land_late(data_dir: Path, points: list[str], day: int) -> None:

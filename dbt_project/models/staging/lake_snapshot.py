@@ -24,6 +24,8 @@ def model(dbt, session):
     ]
     return (
         pl.concat(frames)
-        .select("dataset", "path", "site_key", "site_name", "day", "size_bytes", "modified_at", "rows", "version")
+        .select(
+            "dataset", "path", "site_key", "site_name", "day", "size_bytes", "modified_at", "rows", "version"
+        )
         .to_arrow()
     )
