@@ -220,6 +220,7 @@ def building(data_dir: Path | str) -> Iterator[Path]:
                 finally:
                     release_dbt_database()
             _checkpoint(database)
+            _compact(database)
             _publish(database, published)
         finally:
             _discard(database)
@@ -237,6 +238,31 @@ def _copy_published(work: Path, published: Path) -> Path:
         with suppress(FileNotFoundError):
             shutil.copyfile(source, target)
     return database
+
+
+def _compact(database: Path) -> None:
+    """Rewrite the built file when most of it is free space: DuckDB reuses the blocks of dropped and deleted
+    rows but never gives them back, and a warehouse of an earlier version held a copy of every raw sample."""
+    import duckdb
+
+    compact = database.parent / "compact" / database.name
+    _discard(compact)
+    compact.parent.mkdir(exist_ok=True)
+    try:
+        with duckdb.connect(str(database)) as connection:
+            ((free, used, catalog),) = connection.execute(
+                "select free_blocks, used_blocks, current_database() from pragma_database_size() "
+                "where database_name = current_database()"
+            ).fetchall()
+            if free <= used:
+                return
+            connection.execute("attach ? as compact", [str(compact)])
+            connection.execute(f'copy from database "{catalog}" to compact')
+            connection.execute("detach compact")
+    except duckdb.Error as error:
+        _discard(compact)
+        raise TransformError(f"cannot compact {database}: {_first_line(str(error))}") from error
+    os.replace(compact, database)
 
 
 def _publish(database: Path, published: Path) -> None:

@@ -379,3 +379,17 @@ def test_the_generations_of_earlier_versions_are_removed(tmp_path: Path) -> None
     fake_build(tmp_path, 2)
     assert published_value(tmp_path) == 2
     assert not old.parent.exists() and not (build_dir(tmp_path) / "building").is_symlink()
+
+
+def test_a_warehouse_mostly_free_space_is_rewritten_small(tmp_path: Path) -> None:
+    # What an earlier version's warehouse is after its raw copies are dropped: a file of free blocks.
+    with building(tmp_path) as database, duckdb.connect(str(database)) as db:
+        db.execute("create table raw_copy as select range as v, md5(range::varchar) as h from range(2000000)")
+        db.execute("create table t as select 1 as v")
+    large = warehouse_file(tmp_path).stat().st_size
+    with building(tmp_path) as database, duckdb.connect(str(database)) as db:
+        db.execute("drop table raw_copy")
+        db.execute("create view w as select v + 1 as w from main.t")
+    assert warehouse_file(tmp_path).stat().st_size < large / 10
+    with duckdb.connect(str(warehouse_file(tmp_path)), read_only=True) as analyst:
+        assert analyst.execute("select v, (select w from w) from t").fetchall() == [(1, 2)]
