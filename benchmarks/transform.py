@@ -6,11 +6,11 @@
 3. Land day 31 and time that incremental build.
 4. Heal: land late samples into yesterday (day 31), build; then into day 1, 30 days back, build.
 
-Every build is what `ace-etl transform` does: dbt build into the generation behind the published one (or
-into a copy of the published one, when that is cheaper), then publish it (see ace_etl.generations). After
-each landing the benchmark builds twice: the first build processes the new landing (timed and compared),
-the second shows the next night's extra cost (catching up on it, or a copy). Publishing is timed on its
-own: it must not grow with the history.
+Every build is what `ace-etl transform` does: dbt build into a copy of the published warehouse (small: the
+raw samples are views over the landing), then rename it over the published one (see ace_etl.transform).
+After each landing the benchmark builds twice: the first build processes the new landing (timed and
+compared), the second is a build with nothing new. Publishing is timed on its own: it must not grow with
+the history.
 
 Prints the times, their ratios (targets <= 1.5: day 31 / day 1, and healing day 1 / healing day 31; publish
 day 31 / day 1 near 1), disk used by the build folder, and peak RSS. dbt runs in this process, as
@@ -63,7 +63,7 @@ def timed(label: str, action) -> float:
 
 
 def build_twice(data_dir: Path, label: str) -> tuple[float, float]:
-    """Build and publish (timed), then let the other generation catch up; returns (build, publish) seconds."""
+    """Build and publish (timed), then build with nothing new; returns (build, publish) seconds."""
     started = time.perf_counter()
     with building(data_dir):
         dbt_build(data_dir)
@@ -72,7 +72,7 @@ def build_twice(data_dir: Path, label: str) -> tuple[float, float]:
     print(
         f"{'build, ' + label:<52} {built - started:8.1f} s   publish {published - built:6.3f} s", flush=True
     )
-    timed("  next build, nothing new (catch-up or copy)", lambda: build_once(data_dir))
+    timed("  next build, nothing new", lambda: build_once(data_dir))
     return built - started, published - built
 
 
@@ -129,7 +129,7 @@ def main() -> None:
             f"(publish / copy at day {days + 1}: {latest_publish / copy_s:.3f})"
         )
         print(
-            f"warehouse: {size_gb:.2f} GB; build folder (two generations): {folder_gb(build_dir(data_dir)):.2f} GB; "
+            f"warehouse: {size_gb:.2f} GB; build folder: {folder_gb(build_dir(data_dir)):.2f} GB; "
             f"peak RSS: {peak_gb:.1f} GB"
         )
     finally:
