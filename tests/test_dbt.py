@@ -582,6 +582,28 @@ def test_aggregates_of_a_day_whose_raw_samples_are_deleted_stay(tmp_path: Path, 
         assert published(data_dir, AGGREGATES[table]) == rows, table
 
 
+def test_a_warehouse_of_an_earlier_version_loses_its_copies_and_keeps_its_aggregates(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    land_days(data_dir, 2)
+    build_warehouse(data_dir)
+    hourly = published(data_dir, AGGREGATES["timeseries_hourly"])
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as old:
+        # What an earlier version left: timeseries_raw a table holding a copy, its record of loaded files.
+        old.execute("drop view timeseries_raw")
+        old.execute("create table timeseries_raw as select 1 as id")
+        old.execute("create table internal.timeseries_raw__landing_loads as select 'x' as path")
+    build_warehouse(data_dir)
+    assert published(data_dir, "select count(*) from timeseries_raw") == [(480,)]
+    assert (
+        published(
+            data_dir,
+            "select table_name from duckdb_tables() where table_name like '%raw%'",
+        )
+        == []
+    )
+    assert published(data_dir, AGGREGATES["timeseries_hourly"]) == hourly
+
+
 def test_the_published_warehouse_records_the_delta_version_it_reads(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     land_days(data_dir, 2)

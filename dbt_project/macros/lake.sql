@@ -212,3 +212,12 @@ select 1
 select 1
 {%- endif -%}
 {%- endmacro %}
+
+
+{% macro drop_copy_registries() -%}
+{#- on-run-end: the records of loaded files that the raw models kept while they were copies (and the single
+    registry before them) are replaced by the Delta log: dropped from warehouses built by earlier versions. -#}
+drop table if exists internal.timeseries_raw__landing_loads;
+drop table if exists internal.weather_raw__landing_loads;
+drop table if exists main.stg_landing__files
+{%- endmacro %}
