@@ -456,12 +456,19 @@ def transform(
             help="Rebuild every table from the whole landing (after changing points or replacing files by hand).",
         ),
     ] = False,
+    full_check: Annotated[
+        bool,
+        typer.Option(
+            "--full-check",
+            help="Test every row, not only the partitions this build changed (weekly in the deployments).",
+        ),
+    ] = False,
 ) -> None:
     """Build (or update) the DuckDB warehouse from the landing with dbt build, then publish it atomically."""
     from ace_etl.runner import run_transform
     from extract.config import Settings
 
-    run_transform(data_dir or Settings().data_dir, full_refresh=full_refresh)
+    run_transform(data_dir or Settings().data_dir, full_refresh=full_refresh, full_check=full_check)
 
 
 @app.command()

@@ -149,12 +149,12 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
     return result
 
 
-def run_transform(data_dir: Path, *, full_refresh: bool = False) -> dict[str, int]:
+def run_transform(data_dir: Path, *, full_refresh: bool = False, full_check: bool = False) -> dict[str, int]:
     """dbt build, then publish the warehouse; returns the gaps found per site."""
     from ace_etl.transform import build_warehouse
 
     with stderr.status("Building the warehouse (dbt build)..."):
-        result = build_warehouse(data_dir, full_refresh=full_refresh)
+        result = build_warehouse(data_dir, full_refresh=full_refresh, full_check=full_check)
     stderr.print(
         f"Warehouse ready: {result.warehouse} ({result.models} models, {result.tests} tests, {result.elapsed_s:.1f} s)",
         markup=False,

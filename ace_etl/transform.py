@@ -2,18 +2,21 @@
 
 All transformation logic lives in the dbt project (`dbt_project/`); this module only runs it and publishes
 the result. DuckDB allows one writer per file, and any open connection to a file, even a read-only one,
-stops a writer from opening it. So dbt never writes the file analysts open: it builds one of two
-generations under `<data>/.build/` (see `ace_etl.generations`), and a successful build is hard-linked
-over `<data>/warehouse.duckdb`. An analyst connected to the old file keeps reading the old inode; new
-connections see the new build; a failed build publishes nothing.
+stops a writer from opening it. So dbt never writes the file analysts open: a build copies it to
+`<data>/.build/next/warehouse.duckdb` (the raw samples are views over the landing, so the file holds only
+aggregates and bookkeeping: small), builds there, and renames the result over `<data>/warehouse.duckdb`. An
+analyst connected to the old file keeps reading the old inode; new connections see the new build; a failed
+build publishes nothing.
 
 Prefect flows run the same project with prefect-dbt's PrefectDbtRunner inside `building(data_dir)`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -21,12 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ace_etl import generations
 from extract import cancel
 from extract.errors import AceEtlError, ConfigError
-from extract.landing import DELTA_TABLES
+from extract.landing import GAP_CHECKS, POINTS, REJECTS, RUNS, SELECTIONS
 from extract.quarantine import set_aside_unreadable
-from extract.storage import is_object_store, local_dir, normalize_location, open_storage
+from extract.storage import (
+    fsync_path,
+    is_object_store,
+    local_dir,
+    normalize_location,
+    open_storage,
+    remove_abandoned,
+)
 
 if TYPE_CHECKING:
     from dbt.artifacts.schemas.run import RunResult
@@ -147,6 +156,8 @@ def check_build_paths(data_dir: Path | str) -> None:
 
 
 BUILD_WAIT_S = 3600.0
+LAKE_MODELS = ("lake_snapshot", "lake_changes")
+PARQUET_DATASETS = (REJECTS, SELECTIONS, RUNS, POINTS, GAP_CHECKS)
 # dbt unit tests check the models' code with made-up rows: CI and by-hand builds run them, not every build.
 NIGHTLY_EXCLUDES = ("--exclude-resource-type", "unit_test")
 
@@ -191,36 +202,95 @@ def build_lock(data_dir: Path | str, wait_s: float = BUILD_WAIT_S) -> Iterator[N
 
 
 @contextmanager
-def building(data_dir: Path | str, *, full_refresh: bool = False) -> Iterator[Path]:
+def building(data_dir: Path | str) -> Iterator[Path]:
     """One build of `data_dir`'s warehouse: under the build lock, with the landing checked and dbt's
-    environment set, yields the database file to build; publishes it when the block ends without error."""
+    environment set, yields the database file to build (a copy of the published one, or a new file);
+    publishes it when the block ends without error, else deletes it."""
     check_build_paths(data_dir)
-    # What the build lists of the landing stays there until it has read it: commits wait to remove the
-    # files they replaced (a removed file fails the read of every file listed with it).
+    # What the build lists of the plain Parquet datasets stays there until it has read it: commits wait to
+    # remove the files they replaced (a removed file fails the read of every file listed with it).
     with build_lock(data_dir), open_storage(data_dir).reading_landing():
         check_landing(data_dir)
-        work = build_dir(data_dir)
-        database = generations.prepare(work, warehouse_file(data_dir))
-        started = time.perf_counter()
+        published = warehouse_file(data_dir)
+        database = _copy_published(build_dir(data_dir), published)
         try:
-            with dbt_environment(data_dir, generations.alias(work, database)), _log_errors_ignored():
+            with dbt_environment(data_dir, database), _log_errors_ignored():
                 try:
                     yield database
                 finally:
                     release_dbt_database()
-        except BaseException:
-            # A failed build is still a state dbt can continue from, unless dbt never made the file or it is
-            # unusable; either way the build's own error is the one to report.
-            if database.exists():
-                with suppress(TransformError, OSError):
-                    _checkpoint(database)
-                    generations.settle(work, database)
-            raise
-        _checkpoint(database)
-        generations.publish(
-            work, database, warehouse_file(data_dir),
-            full_refresh=full_refresh, build_s=time.perf_counter() - started,
-        )  # fmt: skip
+            _checkpoint(database)
+            _compact(database)
+            _publish(database, published)
+        finally:
+            _discard(database)
+
+
+def _copy_published(work: Path, published: Path) -> Path:
+    """The file the next build writes: `<work>/next/warehouse.duckdb`, a copy of the published warehouse (a
+    new file for a first build). Always this path: dbt-duckdb names the catalog after the file (compiled SQL
+    carries it) and dbt re-parses the whole project whenever the profile's path changes."""
+    _remove_generations(work)
+    database = work / "next" / WAREHOUSE_FILE
+    _discard(database)  # what a killed build left
+    database.parent.mkdir(parents=True, exist_ok=True)
+    for source, target in ((published, database), (_wal(published), _wal(database))):
+        with suppress(FileNotFoundError):
+            shutil.copyfile(source, target)
+    return database
+
+
+def _compact(database: Path) -> None:
+    """Rewrite the built file when most of it is free space: DuckDB reuses the blocks of dropped and deleted
+    rows but never gives them back, and a warehouse of an earlier version held a copy of every raw sample."""
+    import duckdb
+
+    compact = database.parent / "compact" / database.name
+    _discard(compact)
+    compact.parent.mkdir(exist_ok=True)
+    try:
+        with duckdb.connect(str(database)) as connection:
+            ((free, used, catalog),) = connection.execute(
+                "select free_blocks, used_blocks, current_database() from pragma_database_size() "
+                "where database_name = current_database()"
+            ).fetchall()
+            if free <= used:
+                return
+            connection.execute("attach ? as compact", [str(compact)])
+            connection.execute(f'copy from database "{catalog}" to compact')
+            connection.execute("detach compact")
+    except duckdb.Error as error:
+        _discard(compact)
+        raise TransformError(f"cannot compact {database}: {_first_line(str(error))}") from error
+    os.replace(compact, database)
+
+
+def _publish(database: Path, published: Path) -> None:
+    """Rename the built file over the published one: atomic, and a reader holding the old file keeps its
+    inode. fsync first, so that after a crash the name points at a whole file."""
+    fsync_path(database)
+    published.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(published.parent)  # what earlier versions' killed publishes left beside it
+    os.replace(database, published)
+    fsync_path(published.parent)
+
+
+def _discard(database: Path) -> None:
+    database.unlink(missing_ok=True)
+    _wal(database).unlink(missing_ok=True)
+
+
+def _wal(database: Path) -> Path:
+    return database.with_name(database.name + ".wal")
+
+
+def _remove_generations(work: Path) -> None:
+    # Before builds beside the published file, the build folder kept two generations of a database that
+    # held every raw sample: gigabytes nothing reads any more.
+    for folder in work.glob("generation-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+    for name in ("building", "generations.json", "last-build-seconds"):
+        (work / name).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -238,16 +308,21 @@ def _log_errors_ignored() -> Iterator[None]:
 
 
 def build_warehouse(
-    data_dir: Path, *, full_refresh: bool = False, select: str | Sequence[str] | None = None
+    data_dir: Path,
+    *,
+    full_refresh: bool = False,
+    full_check: bool = False,
+    select: str | Sequence[str] | None = None,
 ) -> TransformResult:
     """Run `dbt build` (models and tests) on the landing under `data_dir`, then publish the warehouse.
 
-    `select` takes dbt selectors; each selected model loads what landed since it last ran (its own record).
-    Raises TransformError when a model or an error-severity test fails; nothing is published then.
+    The tests of the raw views and the aggregates look at the partitions that changed, or at every row
+    with `full_check`. `select` takes dbt selectors. Raises TransformError when a model or an
+    error-severity test fails; nothing is published then.
     """
     started = time.perf_counter()
-    with building(data_dir, full_refresh=full_refresh):
-        results = dbt_build(data_dir, full_refresh=full_refresh, select=select)
+    with building(data_dir):
+        results = dbt_build(data_dir, full_refresh=full_refresh, full_check=full_check, select=select)
     return TransformResult(
         warehouse=warehouse_file(data_dir),
         elapsed_s=time.perf_counter() - started,
@@ -260,7 +335,11 @@ def build_warehouse(
 
 
 def dbt_build(
-    data_dir: Path, *, full_refresh: bool = False, select: str | Sequence[str] | None = None
+    data_dir: Path,
+    *,
+    full_refresh: bool = False,
+    full_check: bool = False,
+    select: str | Sequence[str] | None = None,
 ) -> list[RunResult]:
     """Run `dbt build` in this process inside `building(data_dir)`, which publishes the result."""
     from dbt.cli.main import dbtRunner  # dbt takes seconds to import; `ace-etl --help` should not wait
@@ -274,18 +353,27 @@ def dbt_build(
         "--log-path", str(work / "logs"),
         "--quiet",
         *NIGHTLY_EXCLUDES,
+        *dbt_vars(full_check=full_check),
     ]  # fmt: skip
     if full_refresh:
         args.append("--full-refresh")
     if select:
-        # The landing's snapshot is read anew by every build: a selected model never reads an old one.
-        args += ["--select", "lake_snapshot", *([select] if isinstance(select, str) else select)]
+        # The landing's snapshot and its changes are read anew by every build: a selected model never
+        # reads an old one.
+        args += ["--select", *LAKE_MODELS, *([select] if isinstance(select, str) else select)]
 
     outcome = dbtRunner().invoke(args)
     results = list(getattr(outcome.result, "results", []))
     if not outcome.success:
         raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
     return results
+
+
+def dbt_vars(*, full_check: bool = False, dq_severity: str | None = None) -> list[str]:
+    """dbt's `--vars` for a build: `full_check` makes every test look at every row, not only at the
+    partitions the build changed."""
+    values = {"full_check": full_check} | ({"dq_severity": dq_severity} if dq_severity else {})
+    return ["--vars", json.dumps(values)]
 
 
 def check_landing(data_dir: Path | str) -> list[str]:
@@ -297,9 +385,12 @@ def check_landing(data_dir: Path | str) -> list[str]:
     since = marker.stat().st_mtime if marker.exists() else 0.0
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    # The Delta tables' files are the log's business: never moved behind its back.
-    arrived = storage.list_since("landing", "**/*.parquet", since - 1)
-    return set_aside_unreadable(storage, [p for p in arrived if not p.startswith(DELTA_TABLES)])
+    # Only the plain Parquet datasets: the Delta tables' files are the log's business, never moved behind
+    # its back, and never listed (a listing would cost what their history costs).
+    arrived = [
+        path for folder in PARQUET_DATASETS for path in storage.list_since(folder, "**/*.parquet", since - 1)
+    ]
+    return set_aside_unreadable(storage, arrived)
 
 
 def release_dbt_database() -> None:
@@ -307,8 +398,8 @@ def release_dbt_database() -> None:
 
     dbt-duckdb holds its DuckDB instance in a class attribute (`_ENV`) and reuses it while the profile is
     unchanged. Left open, it holds the published file's lock against analysts for as long as the process
-    lives (a Prefect worker), and, since every build opens the same `building/` alias, the next build in
-    the process would write into the previous generation. There is no public call that closes it."""
+    lives (a Prefect worker), and the file could not be renamed into place whole. There is no public call
+    that closes it."""
     import sys
 
     if "dbt.adapters.duckdb.connections" not in sys.modules:

@@ -347,9 +347,9 @@ def read(
 
 def snapshot_files(uri: str) -> pl.DataFrame:
     """The current snapshot's data files of the table at `uri`: `path` (absolute, as readers open it),
-    `size_bytes`, `modified_at` (UTC), `rows`, `site_name` (from the log's statistics: every file holds
-    one site) and `version`, the Delta version listed (what vacuum must keep while a warehouse reads it);
-    empty when the table does not exist yet."""
+    `size_bytes`, `modified_at` (UTC), `rows` and `site_name` (from the log's statistics: every file holds
+    one site), the partition (`site_key`, `day`) and the snapshot's `version`; empty when the table does not
+    exist yet."""
     schema = pl.Schema(
         {
             "path": pl.String(),
@@ -357,6 +357,8 @@ def snapshot_files(uri: str) -> pl.DataFrame:
             "modified_at": pl.Datetime("us", "UTC"),
             "rows": pl.Int64(),
             "site_name": pl.String(),
+            "site_key": pl.String(),
+            "day": pl.Date(),
             "version": pl.Int64(),
         }
     )
@@ -375,7 +377,9 @@ def snapshot_files(uri: str) -> pl.DataFrame:
         .cast(pl.Datetime("us", "UTC")),
         rows=pl.col("num_records").cast(pl.Int64),
         site_name=pl.col("min.site_name").cast(pl.String),
-        version=pl.lit(dt.version(), pl.Int64),
+        site_key=pl.col("partition.site_key").cast(pl.String),
+        day=pl.col("partition.day").cast(pl.Date),
+        version=pl.lit(int(dt.version()), dtype=pl.Int64),
     ).sort("path")
 
 

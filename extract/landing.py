@@ -35,8 +35,6 @@ CHECKPOINTS = "state/checkpoints"
 STAGING = "state/staging"
 LEASES = "state/leases"
 QUARANTINE = "quarantine"
-# Delta tables (`extract.lake`): read through their log, never by listing their folders.
-DELTA_TABLES = (TIMESERIES + "/", WEATHER + "/")
 # The file datasets of a window attempt: committed and replaced together (timeseries is a Delta table).
 WINDOW_DATASETS = (REJECTS, SELECTIONS)
 LANDING_DIRS = (TIMESERIES, REJECTS, WEATHER, POINTS, RUNS, SELECTIONS, GAP_CHECKS, LEASES)

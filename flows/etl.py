@@ -52,7 +52,14 @@ from extract.storage import Storage, open_storage
 from extract.windows import Window, live_windows, split_windows
 from flows.alerts import emit_data_quality
 from flows.budget import PrefectBudget, limit_name
-from flows.params import BackfillParams, EtlParams, RetentionParams, SiteParams, flat_parameters
+from flows.params import (
+    BackfillParams,
+    EtlParams,
+    RetentionParams,
+    SiteParams,
+    TransformParams,
+    flat_parameters,
+)
 
 
 def _runner() -> TaskRunner[Any]:
@@ -130,10 +137,11 @@ def weather_task(settings: Settings, site: str, window: Window, params: SitePara
     return result
 
 
-def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> Path:
+def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn", full_check: bool = False) -> Path:
     """`dbt build` through prefect-dbt (one Prefect task per dbt node) into the build database, publish it
     for analysts (see `ace_etl.transform`), and publish the data-quality artifact: every test with pass /
-    warn / fail and its failing-row count, titled so that a run whose tests warn stands out."""
+    warn / fail and its failing-row count, titled so that a run whose tests warn stands out. The tests look
+    at the partitions the build changed, or at every row with `full_check`."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     from ace_etl.transform import (
@@ -142,6 +150,7 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
         TransformError,
         build_dir,
         building,
+        dbt_vars,
         failure_message,
         warehouse_file,
     )
@@ -157,8 +166,7 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
             "--no-use-colors",
             "--log-path",
             str(work / "logs"),
-            "--vars",
-            f"{{dq_severity: {dq_severity}}}",
+            *dbt_vars(full_check=full_check, dq_severity=dq_severity),
             *NIGHTLY_EXCLUDES,
         ]
         # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
@@ -429,6 +437,15 @@ def heal(params: EtlParams) -> list[HealResult]:
     if any(r.ranges for r in results):
         build_with_prefect_dbt(_settings(params)[0].data_dir, params.dq_severity)
     return results
+
+
+@flow(name="ace-etl-transform", log_prints=True)
+@flat_parameters(TransformParams)
+def transform(params: TransformParams) -> str:
+    """Build the warehouse from what has landed, without extracting: with `full_check`, the data tests look
+    at every row instead of the partitions the build changed (the weekly deployment)."""
+    data_dir = params.data_dir or Settings().data_dir
+    return str(build_with_prefect_dbt(data_dir, params.dq_severity, full_check=params.full_check))
 
 
 @flow(name="ace-etl-weather-hourly", task_runner=_runner())

@@ -121,6 +121,22 @@ class EtlParams(SiteParams):
         )
 
 
+class TransformParams(BaseModel):
+    """Parameters of the transform flow: a build of what has landed, no extraction."""
+
+    data_dir: str | Path | None = Field(
+        default=None,
+        description="Data dir (a folder or s3://bucket/prefix); default ACE_ETL_DATA_DIR or ./data.",
+    )
+    full_check: bool = Field(
+        default=False,
+        description="Test every row, not only the partitions the build changed (ace-etl transform --full-check).",
+    )
+    dq_severity: Literal["warn", "error"] = Field(
+        default="warn", description="Data-quality tests (gaps, coverage, freshness) warn, or fail the build."
+    )
+
+
 class BackfillParams(EtlParams):
     """A backfill names its range: there is no sensible default for history."""
 

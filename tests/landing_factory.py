@@ -71,21 +71,35 @@ def samples(
     )
 
 
-def write_timeseries(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
-    """Add rows to the timeseries Delta table in one commit (one file per site and UTC day), sorted as the
-    extractor writes them; returns the files it added. `name` only tells batches apart in a test's text:
-    every batch is kept, as a fetch the warehouse then chooses from."""
-    return _append(data_dir, "landing/timeseries", rows, TIMESERIES, ["point_name", "timestamp"])
+def write_timeseries(data_dir: Path, rows: pl.DataFrame, name: str, *, merge: bool = True) -> list[Path]:
+    """Land rows in the timeseries Delta table as the extractor keeps them, each key once: per site, one
+    merge that keeps the latest fetch of a key (`collected_at`; an older fetch landing late loses). With
+    `merge=False`, one plain append (rows with keys the table does not hold yet, or a planted duplicate).
+    Returns the files it added; `name` only tells batches apart in a test's text."""
+    return _land(data_dir, "landing/timeseries", rows, TIMESERIES, ["point_name", "timestamp"], merge=merge)
+
+
+def timeseries_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """`rows` with every landing column of the timeseries table, typed as the extractor writes them (for
+    writing through `extract.lake` directly)."""
+    return pl.DataFrame(pl.from_arrow(_typed(rows, TIMESERIES)))
 
 
 def write_weather(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
-    return _append(data_dir, "landing/weather", rows, WEATHER, ["timestamp"])
+    return _land(data_dir, "landing/weather", rows, WEATHER, ["timestamp"], merge=True)
 
 
-def _append(data_dir: Path, table: str, rows: pl.DataFrame, schema: pa.Schema, sort: list[str]) -> list[Path]:
+def _land(
+    data_dir: Path, table: str, rows: pl.DataFrame, schema: pa.Schema, sort: list[str], *, merge: bool
+) -> list[Path]:
     storage = LocalStorage(data_dir)
     before = set(lake.snapshot_files(storage.uri(table)).get_column("path"))
-    lake.append(storage, table, pl.from_arrow(_typed(rows.sort(["site_name", *sort]), schema)))  # type: ignore[arg-type]
+    typed: pl.DataFrame = pl.from_arrow(_typed(rows.sort(["site_name", *sort]), schema))  # type: ignore[assignment]
+    if merge:
+        for (site,), part in typed.partition_by("site_name", as_dict=True, maintain_order=True).items():
+            lake.upsert(storage, table, str(site), part, ["site_name", *sort])
+    else:
+        lake.append(storage, table, typed)
     after = lake.snapshot_files(storage.uri(table)).get_column("path")
     return [Path(p) for p in after if p not in before]
 

@@ -8,7 +8,8 @@ full refresh. Each stage keeps a copy of the published warehouse for the asserti
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,10 +18,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from ace_etl import generations
 from ace_etl.transform import DBT_PROJECT_DIR, TransformError, build_warehouse
+from extract import lake
+from extract.landing import TIMESERIES
+from extract.storage import LocalStorage
 from tests.landing_factory import (
     samples,
+    timeseries_rows,
     write_points,
     write_rejects,
     write_runs,
@@ -161,15 +165,6 @@ def land_rerun(data_dir: Path) -> None:
     # An older fetch of minutes already loaded from window 2, landing late: it must not win.
     stale = samples(SITE, ["p1"], minute(120), 10, collected_at=STALE).with_columns(value=pl.lit(999.0))
     write_timeseries(data_dir, stale, "w0-late")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def catch_up() -> Iterator[None]:
-    """Builds here are small and quick, so copying the warehouse would always look cheaper: make every
-    build catch up on the generation behind instead, so that real dbt runs that path (ace_etl.generations)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(generations, "COPY_BYTES_PER_S", 1e-9)
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -318,10 +313,6 @@ def test_rerun_replaces_old_window_and_ignores_stale_fetch(
         "select minute(timestamp) + 60 * hour(timestamp), value, collected_at from timeseries_raw "
         "where point_name = 'p1' and minute(timestamp) = 0 order by timestamp"
     ) == [(0, 0.0, RERUN), (60, 60.0, RERUN), (120, 120.5, OVERLAP)]
-    # Only rows of the re-landed window were rewritten.
-    assert stage.rows(
-        "select created_at = (select max(created_at) from timeseries_raw), count(*) from timeseries_raw group by 1 order by 1"
-    ) == [(False, 192), (True, 360)]
     # The filled gap is gone, and so is its warning.
     assert stage.rows("select point_name from timeseries_gaps") == [("p4",)]
     assert stage.rows("select received_samples from timeseries_coverage where point_name = 'p2'") == [(180,)]
@@ -333,8 +324,8 @@ def test_rerun_replaces_old_window_and_ignores_stale_fetch(
 def test_builds_after_the_first_parse_only_what_changed(
     rerun: tuple[Stage, AnalystView], data_dir: Path
 ) -> None:
-    # Each build writes another generation, through one path (`.build/building`): were the profile's path
-    # to change, dbt would re-parse the whole project every time (4 s).
+    # Each build writes a copy of the published file, always at one path (`.build/next`): were the
+    # profile's path to change, dbt would re-parse the whole project every time (4 s).
     log = (data_dir / ".build" / "logs" / "dbt.log").read_text()
     assert log.count("Running with dbt=") >= 3 and "profile has changed" not in log
 
@@ -442,14 +433,14 @@ def test_analysts_schema_holds_the_published_tables_only(first: Stage) -> None:
         )
     )
     assert schemas["main"] == sorted(TABLES)
-    # Bookkeeping and intermediate models are in `internal`: one record of loaded files per landing model.
-    assert "int_timeseries__point_days" in schemas["internal"]
-    assert "timeseries_raw__landing_loads" in schemas["internal"]
+    # Bookkeeping and intermediate models are in `internal`: the Delta snapshot read, one record of loaded
+    # files per model fed from a plain Parquet dataset; none for the Delta tables, whose log says it all.
+    assert {"int_timeseries__point_days", "lake_snapshot", "lake_changes"} <= set(schemas["internal"])
+    assert "timeseries_rejects__landing_loads" in schemas["internal"]
+    assert not [name for name in schemas["internal"] if name.startswith(("timeseries_raw", "weather_raw"))]
 
 
-def test_a_copied_landing_file_is_reported_and_a_duplicate_key_anywhere_fails_the_build(
-    tmp_path: Path,
-) -> None:
+def test_a_copied_landing_file_is_reported(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     write_timeseries(data_dir, samples(SITE, ["p1"], DAY, 10, collected_at=FIRST), "w1")
     (original,) = write_rejects(data_dir, reject_rows(SITE), "w1")
@@ -457,71 +448,168 @@ def test_a_copied_landing_file_is_reported_and_a_duplicate_key_anywhere_fails_th
     result = build_warehouse(data_dir)
     (warning,) = [w for w in result.warnings if w.startswith("duplicate_landing_files")]
     assert "Got 1 result" in warning  # one set of identical files
-    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as by_hand:
-        assert by_hand.execute("select count(*) from timeseries_raw").fetchall() == [(10,)]
-        # A duplicate of the oldest row, far from anything a later build writes: the test sees it anyway.
-        by_hand.execute("insert into timeseries_raw select * from timeseries_raw order by timestamp limit 1")
-    write_timeseries(data_dir, samples(SITE, ["p1"], DAY + timedelta(days=30), 10, collected_at=FIRST), "w2")
-    with pytest.raises(TransformError, match="unique_timeseries_raw_id"):
-        build_warehouse(data_dir)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from timeseries_rejects").fetchall() == [(2,)]
 
 
-def test_a_warehouse_from_before_per_model_records_is_not_reloaded_on_upgrade(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    write_timeseries(data_dir, samples(SITE, ["p1"], DAY, 10, collected_at=FIRST), "w1")
-    build_warehouse(data_dir)
-    # What the previous version left: one registry in the analysts' schema, no record per model.
-    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as old:
-        loads = [name for (name,) in old.execute(
-            "select table_name from information_schema.tables where table_schema = 'internal' "
-            "and table_name like '%__landing_loads'"
-        ).fetchall()]  # fmt: skip
-        old.execute(
-            "create table main.stg_landing__files as "
-            + " union all ".join(
-                f"select path, regexp_extract(path, '.*/landing/([^/]+)/', 1) as dataset, size_bytes, "
-                f"modified_at, '-infinity'::timestamptz as registered_at from internal.{name}"
-                for name in loads
-            )
+# --- the warehouse over the Delta lake ---------------------------------------------------------
+
+
+def published(data_dir: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        return con.execute(sql).fetchall()
+
+
+def land_days(data_dir: Path, days: int) -> None:
+    """Two points, two hours a day, `days` days."""
+    for day in range(days):
+        write_timeseries(
+            data_dir, samples(SITE, ["p1", "p2"], DAY + timedelta(days=day), 120, collected_at=FIRST), "d"
         )
-        for name in loads:
-            old.execute(f"drop table internal.{name}")
-        loaded_at = old.execute("select max(created_at) from timeseries_raw").fetchall()
-    write_timeseries(data_dir, samples(SITE, ["p1"], DAY + timedelta(days=1), 10, collected_at=FIRST), "w2")
+
+
+HOURLY_BY_DAY = (
+    "select hour::date, list(distinct created_at), count(*), sum(sample_count), sum(value_avg * sample_count) "
+    "from timeseries_hourly group by 1 order by 1"
+)
+
+
+def test_the_warehouse_holds_no_raw_sample_and_a_fresh_read_only_process_reads_them(first: Stage) -> None:
+    assert (
+        first.rows(
+            "select table_name from duckdb_tables() where table_name in ('timeseries_raw', 'weather_raw')"
+        )
+        == []
+    )
+    assert first.rows(
+        "select view_name from duckdb_views() where not internal and view_name like '%_raw' order by 1"
+    ) == [("timeseries_raw",), ("weather_raw",)]
+    # A new process, read-only, no extension and no setup: the views name the snapshot's files.
+    query = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(c.execute('select count(*), count(distinct id) from timeseries_raw').fetchall())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", query, str(first.copy)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[(542, 542)]"
+
+
+def test_a_change_in_one_day_recomputes_only_that_day_with_the_landed_values(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    land_days(data_dir, 3)
     build_warehouse(data_dir)
-    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as upgraded:
-        # The first file was not read again: its rows keep the time they were loaded.
-        assert upgraded.execute(
-            "select count(*) filter (where created_at = $at), count(*) from timeseries_raw",
-            {"at": loaded_at[0][0]},
-        ).fetchall() == [(10, 20)]
-        tables = upgraded.execute(
-            "select table_schema || '.' || table_name from information_schema.tables"
-        ).fetchall()
-    assert ("main.stg_landing__files",) not in tables and (
-        "internal.timeseries_raw__landing_loads",
-    ) in tables
+    before = published(data_dir, HOURLY_BY_DAY)
+    storage = LocalStorage(data_dir)
+    # Day 2's window extracted again: p2 is no longer selected, p1's values are 0.5 higher.
+    day_2 = DAY + timedelta(days=1)
+    again = timeseries_rows(
+        samples(SITE, ["p1"], day_2, 120, collected_at=RERUN).with_columns(pl.col("value") + 0.5)
+    )
+    lake.replace_range(storage, TIMESERIES, SITE, day_2, day_2 + timedelta(hours=2), again, attempt="a")
+    # Heal lands samples of day 3 that the table does not hold (and one it does, which is skipped).
+    day_3 = DAY + timedelta(days=2)
+    late = timeseries_rows(samples(SITE, ["p1"], day_3 + timedelta(minutes=119), 3, collected_at=RERUN))
+    assert lake.insert_new(storage, TIMESERIES, SITE, late, ["site_name", "point_name", "timestamp"]) == 2
+    build_warehouse(data_dir)
+    after = published(data_dir, HOURLY_BY_DAY)
+    assert after[0] == before[0]  # day 1 untouched: same rows, same created_at
+    assert after[1][1] != before[1][1] and after[2][1] != before[2][1]
+    p1_day_2 = sum(range(120)) + 0.5 * 120
+    assert after[1][2:] == (2, 120, pytest.approx(p1_day_2))  # p2's rows of day 2 are gone
+    assert after[2][2:4] == (5, 242)
+    assert published(
+        data_dir, "select day, point_name, sample_count from timeseries_daily order by all"
+    ) == [
+        (DAY.date(), "p1", 120), (DAY.date(), "p2", 120),
+        (day_2.date(), "p1", 120),
+        (day_3.date(), "p1", 122), (day_3.date(), "p2", 120),
+    ]  # fmt: skip
+    assert published(data_dir, "select count(*) from timeseries_raw") == [(602,)]
 
 
-def test_a_key_fetched_twice_at_the_same_instant_keeps_one_version_whatever_the_build_order(
-    tmp_path: Path,
-) -> None:
-    # Two files hold the same sample with the same collected_at and different values. Built together, or
-    # one build after the other in either order, the warehouse keeps the same version.
-    versions = {
-        name: samples(SITE, ["p1"], DAY, 1, collected_at=FIRST).with_columns(value=pl.lit(value))
-        for name, value in (("a-first", 2.0), ("z-last", 1.0))
-    }
+def test_a_build_with_nothing_new_recomputes_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    land_days(data_dir, 2)
+    build_warehouse(data_dir)
+    before = published(data_dir, HOURLY_BY_DAY)
+    build_warehouse(data_dir)
+    assert published(data_dir, "select count(*) from internal.lake_changes") == [(0,)]
+    assert published(data_dir, HOURLY_BY_DAY) == before
 
-    def kept(*batches: tuple[str, ...]) -> list[tuple[float]]:
-        data_dir = tmp_path / "-".join("+".join(b) for b in batches)
-        for batch in batches:
-            for name in batch:
-                write_timeseries(data_dir, versions[name], name)
-            build_warehouse(data_dir, select="timeseries_raw")
-        with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-            return con.execute("select value from timeseries_raw").fetchall()
 
-    together = kept(("a-first", "z-last"))
-    assert kept(("a-first",), ("z-last",)) == together
-    assert kept(("z-last",), ("a-first",)) == together
+def test_data_tests_look_at_the_changed_partitions_and_a_full_check_at_every_row(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    land_days(data_dir, 2)
+    build_warehouse(data_dir)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as by_hand:
+        # A duplicate hour on day 1, which no later build here changes.
+        by_hand.execute("insert into timeseries_hourly select * from timeseries_hourly order by hour limit 1")
+    write_timeseries(data_dir, samples(SITE, ["p1"], DAY + timedelta(days=5), 10, collected_at=FIRST), "d6")
+    build_warehouse(data_dir)  # nightly: tests day 6 only
+    with pytest.raises(TransformError, match="unique_combination_of_columns_timeseries_hourly"):
+        build_warehouse(data_dir, full_check=True)
+    # A duplicate sample landed in day 6 (an append of a key the table holds): that partition changed.
+    write_timeseries(
+        data_dir, samples(SITE, ["p1"], DAY + timedelta(days=5), 1, collected_at=RERUN), "dup", merge=False
+    )
+    with pytest.raises(TransformError, match="unique_timeseries_raw_id") as failed:
+        build_warehouse(data_dir)
+    assert "timeseries_hourly" not in str(failed.value)
+
+
+AGGREGATES = {
+    "timeseries_hourly": "select * exclude (created_at) from timeseries_hourly order by all",
+    "timeseries_daily": "select * exclude (created_at) from timeseries_daily order by all",
+    "timeseries_coverage": "select * from timeseries_coverage order by all",
+}
+
+
+@pytest.mark.parametrize("full_refresh", [False, True], ids=["incremental", "full-refresh"])
+def test_aggregates_of_a_day_whose_raw_samples_are_deleted_stay(tmp_path: Path, full_refresh: bool) -> None:
+    from deltalake import DeltaTable
+
+    data_dir = tmp_path / "data"
+    land_days(data_dir, 3)
+    build_warehouse(data_dir)
+    aggregates = {table: published(data_dir, sql) for table, sql in AGGREGATES.items()}
+    # What retention does: a Delta delete of the day's samples.
+    DeltaTable(str(data_dir / "landing" / "timeseries")).delete(f"day = '{(DAY + timedelta(days=1)).date()}'")
+    build_warehouse(data_dir, full_refresh=full_refresh)
+    assert published(data_dir, "select count(*) from timeseries_raw") == [(2 * 240,)]
+    for table, rows in aggregates.items():
+        assert published(data_dir, AGGREGATES[table]) == rows, table
+
+
+def test_a_warehouse_of_an_earlier_version_loses_its_copies_and_keeps_its_aggregates(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    land_days(data_dir, 2)
+    build_warehouse(data_dir)
+    hourly = published(data_dir, AGGREGATES["timeseries_hourly"])
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as old:
+        # What an earlier version left: timeseries_raw a table holding a copy, its record of loaded files.
+        old.execute("drop view timeseries_raw")
+        old.execute("create table timeseries_raw as select 1 as id")
+        old.execute("create table internal.timeseries_raw__landing_loads as select 'x' as path")
+    build_warehouse(data_dir)
+    assert published(data_dir, "select count(*) from timeseries_raw") == [(480,)]
+    assert (
+        published(
+            data_dir,
+            "select table_name from duckdb_tables() where table_name like '%raw%'",
+        )
+        == []
+    )
+    assert published(data_dir, AGGREGATES["timeseries_hourly"]) == hourly
+
+
+def test_the_published_warehouse_records_the_delta_version_it_reads(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    land_days(data_dir, 2)
+    build_warehouse(data_dir)
+    version = lake.version(LocalStorage(data_dir), TIMESERIES)
+    assert published(
+        data_dir,
+        "select dataset, count(*), min(version), max(version) from internal.lake_snapshot group by 1",
+    ) == [("timeseries", 2, version, version)]

@@ -25,12 +25,14 @@ from prefect.states import Scheduled
 from prefect.testing.utilities import prefect_test_harness
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
+from ace_etl.transform import TransformError
 from extract import lake
 from extract.errors import AuthError, SiteNotFoundError
 from extract.landing import TIMESERIES
 from extract.storage import LocalStorage
-from flows.etl import daily_etl, weather_hourly
+from flows.etl import daily_etl, transform, weather_hourly
 from flows.params import EtlParams, RetentionParams
+from tests.landing_factory import samples, write_timeseries
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = ("hq", "plant-2")
@@ -66,12 +68,24 @@ def test_prefect_yaml_loads_every_entrypoint_and_cron() -> None:
             CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
     daily = next(d for d in spec["deployments"] if d["name"] == "daily")
     assert [(s["cron"], s["timezone"]) for s in daily["schedules"]] == [("0 0 * * *", "UTC")]
-    assert {"daily", "weather-hourly", "backfill", "retention"} <= names
+    assert {"daily", "weather-hourly", "backfill", "retention", "weekly-check"} <= names
     # Deleting data is never switched on by a `prefect deploy --all`: its schedule is off until chosen.
     kept = next(d for d in spec["deployments"] if d["name"] == "retention")
     assert [s["active"] for s in kept["schedules"]] == [False] and kept["parameters"]["keep_days"] >= 1
     with pytest.raises(ValueError, match="keep_days"):
         RetentionParams(keep_days=0)
+    weekly = next(d for d in spec["deployments"] if d["name"] == "weekly-check")
+    assert weekly["parameters"]["full_check"] is True and weekly["entrypoint"] == "flows/etl.py:transform"
+
+
+def test_the_transform_flow_tests_every_row_with_full_check(harness: None, tmp_path: Path) -> None:
+    write_timeseries(tmp_path, samples("hq", ["p1"], START, 120, collected_at=START), "day-1")
+    transform(data_dir=tmp_path)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as by_hand:
+        by_hand.execute("insert into timeseries_hourly select * from timeseries_hourly limit 1")
+    transform(data_dir=tmp_path)  # nothing changed: the tests look at no partition
+    with pytest.raises(TransformError, match="unique_combination_of_columns_timeseries_hourly"):
+        transform(data_dir=tmp_path, full_check=True)
 
 
 def test_a_run_parameter_replaces_one_deployment_value_and_keeps_the_others(harness: None) -> None:

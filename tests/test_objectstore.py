@@ -83,7 +83,12 @@ def s3_rows(prefix: str) -> pl.DataFrame:
 
 
 def raw(db: Path) -> list[tuple]:
+    """timeseries_raw as an analyst reads it when the landing is on S3: the view names the snapshot's
+    s3:// files, read through fsspec (s3fs, with the AWS variables), as dbt-duckdb's `filesystems:` does."""
+    import s3fs
+
     with duckdb.connect(str(db), read_only=True) as con:
+        con.register_filesystem(s3fs.S3FileSystem(skip_instance_cache=True))
         con.execute("set TimeZone = 'UTC'")
         return con.execute("select point_name, timestamp, value from timeseries_raw order by all").fetchall()
 

@@ -9,6 +9,8 @@ holds the gap and coverage checks, where a rejected sample would be a gap of its
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +20,7 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples, site_points
-from ace_etl.transform import build_dir
+from ace_etl.transform import build_dir, building, warehouse_file
 from extract import lake
 from extract.client import AceClient
 from extract.landing import TIMESERIES
@@ -305,3 +307,89 @@ def test_coverage_is_zero_for_a_silent_point_and_short_for_the_gap(gaps: GapsBui
     )
     assert sorted(CONFIGURED) == [point for point, *_ in expected]
     assert "coverage_below_threshold: Got 2 results, configured to warn if >0" in gaps.stage.result.warnings
+
+
+# --- publishing: built beside the published file, renamed over it -------------------------------
+# The "build" here writes one table with DuckDB instead of running dbt: which file a build writes and what
+# analysts see do not depend on what dbt puts in it (the tests above run the real thing).
+
+NOTEBOOK = """
+import sys, duckdb
+connection = duckdb.connect(sys.argv[1], read_only=True)
+print("open", flush=True)
+sys.stdin.read()
+print(connection.execute("select v from t").fetchall())
+"""
+
+
+def fake_build(data_dir: Path, value: int) -> Path:
+    with building(data_dir) as database, duckdb.connect(str(database)) as db:
+        db.execute("create or replace table t as select ? as v", [value])
+    return database
+
+
+def published_value(data_dir: Path) -> int:
+    with duckdb.connect(str(warehouse_file(data_dir)), read_only=True) as analyst:
+        return int(analyst.execute("select v from t").fetchall()[0][0])
+
+
+def test_a_reader_holding_the_old_file_keeps_reading_it_while_builds_publish(tmp_path: Path) -> None:
+    fake_build(tmp_path, 1)
+    # Another process, as a notebook is (DuckDB's file locks do not stop the process that holds them).
+    notebook = subprocess.Popen(
+        [sys.executable, "-c", NOTEBOOK, str(warehouse_file(tmp_path))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert notebook.stdout is not None and notebook.stdout.readline() == "open\n"
+    fake_build(tmp_path, 2)
+    fake_build(tmp_path, 3)
+    assert notebook.communicate("", timeout=60)[0] == "[(1,)]\n"
+    assert published_value(tmp_path) == 3
+
+
+def test_a_build_starts_from_the_published_file_and_leaves_one_file(tmp_path: Path) -> None:
+    fake_build(tmp_path, 1)
+    with duckdb.connect(str(warehouse_file(tmp_path))) as by_hand:  # e.g. a `dbt run` on the published file
+        by_hand.execute("create table notes as select 'kept' as note")
+    database = fake_build(tmp_path, 2)
+    with duckdb.connect(str(warehouse_file(tmp_path)), read_only=True) as analyst:
+        assert analyst.execute("select note, (select v from t) from notes").fetchall() == [("kept", 2)]
+    # Renamed, not copied: the build folder holds no second database.
+    assert not database.exists() and not list(build_dir(tmp_path).rglob("*.duckdb*"))
+
+
+def test_a_failed_build_publishes_nothing_and_leaves_nothing(tmp_path: Path) -> None:
+    fake_build(tmp_path, 1)
+    inode = warehouse_file(tmp_path).stat().st_ino
+    with pytest.raises(RuntimeError), building(tmp_path) as database, duckdb.connect(str(database)) as db:
+        db.execute("create or replace table t as select 99 as v")
+        raise RuntimeError("a model failed")
+    assert warehouse_file(tmp_path).stat().st_ino == inode and published_value(tmp_path) == 1
+    assert not list(build_dir(tmp_path).rglob("*.duckdb*"))
+
+
+def test_the_generations_of_earlier_versions_are_removed(tmp_path: Path) -> None:
+    old = build_dir(tmp_path) / "generation-1" / "warehouse.duckdb"
+    old.parent.mkdir(parents=True)
+    with duckdb.connect(str(old)) as db:
+        db.execute("create table t as select 1 as v")
+    (build_dir(tmp_path) / "building").symlink_to("generation-1")
+    fake_build(tmp_path, 2)
+    assert published_value(tmp_path) == 2
+    assert not old.parent.exists() and not (build_dir(tmp_path) / "building").is_symlink()
+
+
+def test_a_warehouse_mostly_free_space_is_rewritten_small(tmp_path: Path) -> None:
+    # What an earlier version's warehouse is after its raw copies are dropped: a file of free blocks.
+    with building(tmp_path) as database, duckdb.connect(str(database)) as db:
+        db.execute("create table raw_copy as select range as v, md5(range::varchar) as h from range(2000000)")
+        db.execute("create table t as select 1 as v")
+    large = warehouse_file(tmp_path).stat().st_size
+    with building(tmp_path) as database, duckdb.connect(str(database)) as db:
+        db.execute("drop table raw_copy")
+        db.execute("create view w as select v + 1 as w from main.t")
+    assert warehouse_file(tmp_path).stat().st_size < large / 10
+    with duckdb.connect(str(warehouse_file(tmp_path)), read_only=True) as analyst:
+        assert analyst.execute("select v, (select w from w) from t").fetchall() == [(1, 2)]

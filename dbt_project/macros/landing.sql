@@ -21,40 +21,6 @@ where {{ is_landed_file('filename') }}
 {%- endmacro %}
 
 
-{% macro lake_files(dataset) -%}
-{#- The current snapshot's files of a landing Delta table, as a relation with a `filename` column, for
-    `landing_read`. The file list is read (when the model runs) from `lake_snapshot`, itself read from the
-    Delta log; each path is a SQL string literal that DuckDB also reads as a glob, so its `[`, `*` and `?`
-    are escaped and its quotes doubled. A model using this declares `-- depends_on: ref('lake_snapshot')`. -#}
-{%- set paths = [] -%}
-{%- if execute -%}
-{%- set listed = run_query("select path from " ~ ref('lake_snapshot') ~ " where dataset = '" ~ dataset ~ "' order by path") -%}
-{%- set paths = listed.columns[0].values() -%}
-{%- endif -%}
-{%- if paths | length == 0 -%}
-(select null::varchar as filename where false)
-{%- else -%}
-read_parquet([
-    {%- for path in paths %}
-    '{{ path | replace('[', '[[]') | replace('*', '[*]') | replace('?', '[?]') | replace("'", "''") }}'{{ ',' if not loop.last }}
-    {%- endfor %}
-], hive_partitioning = false, filename = true, union_by_name = false)
-{%- endif -%}
-{%- endmacro %}
-
-
-{% macro landing_listing(dataset) -%}
-{#- The files a model fed from `dataset` may load: the Delta table's current snapshot for `timeseries` and
-    `weather`, else the landing folder's listing. -#}
-{%- if dataset in ('timeseries', 'weather') -%}
-(select path as filename, size_bytes as size, modified_at as last_modified
- from {{ ref('lake_snapshot') }} where dataset = '{{ dataset }}')
-{%- else -%}
-{{ source('landing', 'files') }}
-{%- endif -%}
-{%- endmacro %}
-
-
 {% macro is_landed_file(path) -%}
 {#- Hidden names (`.x`, `_x`) are writers' temporary files, not landed ones. DuckDB evaluates this
     against the file list, so such files are never opened. -#}
@@ -83,18 +49,18 @@ internal.{{ this.identifier }}__landing_loads
 
 
 {% macro track_landing(dataset) -%}
-{#- Pre-hook of a model fed from the landing: list the dataset's files (the Delta snapshot's for timeseries
-    and weather; read_blob stats the others without reading them) and mark as pending those the model has
-    not loaded in this version (path, size and modification time); a full refresh marks them all. -#}
+{#- Pre-hook of a model fed from a plain Parquet dataset of the landing (rejects, selections, runs): list
+    its files (read_blob stats them without reading them) and mark as pending those the model has not loaded
+    in this version (path, size and modification time); a full refresh marks them all. The Delta tables
+    need no such record: their log says what changed (`lake_changes`). -#}
 {%- set loads = landing_loads() -%}
 create table if not exists {{ loads }} (
     path varchar, size_bytes bigint, modified_at timestamptz, pending boolean
 );
-{{ adopt_old_registry(dataset, loads) }}
 delete from {{ loads }} where pending;
 insert into {{ loads }}
 select filename, size, last_modified, true
-from {{ landing_listing(dataset) }} as files
+from {{ source('landing', 'files') }} as files
 where {{ is_landed_file('filename') }}
   and regexp_extract(filename, '.*/landing/([^/]+)/', 1) = '{{ dataset }}'
 {%- if is_incremental() %}
@@ -104,45 +70,6 @@ where {{ is_landed_file('filename') }}
       and known.size_bytes = files.size and known.modified_at = files.last_modified
   )
 {%- endif %}
-{%- endmacro %}
-
-
-{% macro adopt_old_registry(dataset, loads) -%}
-{#- Warehouses built before per-model records kept one registry, main.stg_landing__files: a model that
-    has no record yet starts from the files registered before its own last write, so upgrading does not
-    reload the whole landing. -#}
-{%- set old = adapter.get_relation(database=this.database, schema=this.schema, identifier='stg_landing__files') -%}
-{%- if old is not none and is_incremental() -%}
-insert into {{ loads }}
-select path, size_bytes, modified_at, false
-from {{ old }}
-where dataset = '{{ dataset }}'
-  and registered_at <= {{ last_write_of(this) }}
-  and not exists (select 1 from {{ loads }});
-{%- endif -%}
-{%- endmacro %}
-
-
-{% macro drop_old_registry() -%}
-{#- on-run-end: drop main.stg_landing__files once every model fed from the landing has its own record. -#}
-{%- if execute -%}
-{%- set old = adapter.get_relation(database=target.database, schema=target.schema, identifier='stg_landing__files') -%}
-{%- set waiting = [] -%}
-{%- for node in graph.nodes.values() if node.resource_type == 'model' -%}
-{%- for hook in node.config.pre_hook if 'track_landing' in hook.sql -%}
-{%- if adapter.get_relation(database=target.database, schema='internal', identifier=node.name ~ '__landing_loads') is none -%}
-{%- do waiting.append(node.name) -%}
-{%- endif -%}
-{%- endfor -%}
-{%- endfor -%}
-{%- if old is not none and not waiting -%}
-drop table {{ old }}
-{%- else -%}
-select 1
-{%- endif -%}
-{%- else -%}
-select 1
-{%- endif -%}
 {%- endmacro %}
 
 

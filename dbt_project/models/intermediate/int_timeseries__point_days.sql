@@ -1,13 +1,17 @@
 {{ config(
     unique_key=['site_name', 'point_name', 'day'],
-    pre_hook="{{ track_landing('selections') }}",
+    full_refresh=false,
+    pre_hook=["{{ track_landing('selections') }}", "{{ forget_changed_partitions('day') }}"],
     post_hook="{{ landing_loaded() }}",
 ) }}
+-- depends_on: {{ ref('lake_changes') }}
 
 -- What coverage and gaps need, per site, point and UTC day, with that day's gaps as a list. An
--- incremental build recomputes exactly the (site, day)s that received new samples or a new extraction
--- window, however far apart they are (healing a day a month back does not recompute the month); keeping
--- the gaps inside the point-day row is what lets late data that fills a gap remove it.
+-- incremental build recomputes exactly the (site, day)s whose Delta partition changed since the last build
+-- (`lake_changes`) or that received a new extraction window, however far apart they are (healing a day a
+-- month back does not recompute the month); keeping the gaps inside the point-day row is what lets late
+-- data that fills a gap remove it. Never fully refreshed (full_refresh=false): `--full-refresh` recomputes
+-- every day that still has raw files, and the days whose raw samples are gone (retention) stay.
 --
 -- Expected range: what was asked. The extraction windows that cover the day (landing/selections), cut
 -- to the day, half-open: a point silent from 20:00 in a window ending at 24:00 has a 4-hour gap, and a
@@ -36,25 +40,42 @@ with selected as (
         )) as days(day)
 ),
 
-changed_days as (
-    select distinct site_name, {{ utc_day('"timestamp"') }} as day
-    from {{ ref('timeseries_raw') }}
-    where {{ written_since_last_build() }}
-    union
+changed_partitions as (
+{%- if is_incremental() %}
+    select site_name, day from {{ ref('lake_changes') }} where dataset = 'timeseries' and present
+{%- else %}
+    select distinct site_name, {{ utc_day('"timestamp"') }} as day from {{ ref('timeseries_raw') }}
+{%- endif %}
+),
+
+-- Days with a new extraction window but an unchanged partition (a window that found nothing new).
+window_days as (
     select distinct site_name, day from selected
     where {{ landed_since_last_build() }}
+    except
+    select site_name, day from changed_partitions
+),
+
+changed_days as (
+    select site_name, day from changed_partitions
+    union
+    select site_name, day from window_days
 ),
 
 point_samples as (
     select site_name, point_name, day, list("timestamp" order by "timestamp") as sample_times
     from (
         select site_name, point_name, "timestamp", {{ utc_day('"timestamp"') }} as day
+        -- an incremental build reads only the files of the changed partitions
+        from {{ lake_read('timeseries', 'changed') if is_incremental() else ref('timeseries_raw') }}
+        union all
+        -- rare (days in window_days only): the range lets DuckDB skip files, the semi join keeps those days
+        select site_name, point_name, "timestamp", {{ utc_day('"timestamp"') }} as day
         from {{ ref('timeseries_raw') }}
-        -- the range lets DuckDB skip row groups; the semi join keeps only the changed days
-        where "timestamp" >= (select min(day) from changed_days)::timestamptz
-          and "timestamp" < (select max(day) from changed_days)::timestamptz + interval 1 day
+        where "timestamp" >= (select min(day) from window_days)::timestamptz
+          and "timestamp" < (select max(day) from window_days)::timestamptz + interval 1 day
+          and (site_name, {{ utc_day('"timestamp"') }}) in (select site_name, day from window_days)
     ) as raw
-    semi join changed_days using (site_name, day)
     group by site_name, point_name, day
 ),
 

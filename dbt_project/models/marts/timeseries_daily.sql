@@ -1,13 +1,12 @@
-{{ config(unique_key=['site_name', 'point_name', 'day']) }}
+{{ config(
+    incremental_strategy='append',
+    pre_hook="{{ forget_changed_partitions('day') }}",
+) }}
 
--- Rolled up from timeseries_hourly (sixty times fewer rows than the samples), recomputing only the days
--- holding an hour that changed since this model last ran.
-
-with new_hours as (
-    select min(hour) as first_at, max(hour) as last_at
-    from {{ ref('timeseries_hourly') }}
-    where {{ written_since_last_build() }}
-)
+-- Rolled up from timeseries_hourly (sixty times fewer rows than the samples), recomputing only the
+-- partitions (site, day) that changed since the last build. Built whole (a full refresh) from every hour,
+-- which keeps the days whose raw samples are gone.
+-- depends_on: {{ ref('lake_changes') }}
 
 select
     site_name,
@@ -21,8 +20,11 @@ select
     arg_max(value_last, hour) as value_last,
     {{ build_started_at() }} as created_at
 from {{ ref('timeseries_hourly') }}
-where hour >= (select {{ utc_day('first_at') }} from new_hours)
-  and hour < (select {{ utc_day('last_at') }} + interval 1 day from new_hours)
+{%- if is_incremental() %}
+-- the range lets DuckDB skip the row groups of other days; the partitions pick the changed ones
+where hour >= (select min(day) from {{ ref('lake_changes') }} where present)::timestamptz
+  and hour < (select max(day) from {{ ref('lake_changes') }} where present)::timestamptz + interval 1 day
+  and {{ changed_partitions('timeseries', utc_day('hour')) }}
+{%- endif %}
 group by site_name, point_name, day
-having bool_or({{ written_since_last_build() }})
 order by site_name, point_name, day

@@ -1,14 +1,15 @@
-{{ config(unique_key=['site_name', 'point_name', 'hour']) }}
+{{ config(
+    incremental_strategy='append',
+    full_refresh=false,
+    pre_hook="{{ forget_changed_partitions(utc_day('hour')) }}",
+) }}
 
--- Recomputes only the hours that received new or changed samples since this model last ran: one pass
--- over the time span of those samples (DuckDB skips row groups outside it), keeping the hours that hold
--- at least one of them.
-
-with new_samples as (
-    select min("timestamp") as first_at, max("timestamp") as last_at
-    from {{ ref('timeseries_raw') }}
-    where {{ written_since_last_build() }}
-)
+-- Recomputed by (site, day) partition: an incremental build reads only the files of the partitions that
+-- changed since the last build (`lake_changes`, from the Delta log) and replaces those partitions' hours.
+-- Never fully refreshed (full_refresh=false): `--full-refresh` recomputes every partition that still has
+-- raw files, and the hours of days whose raw samples are gone (retention) stay.
+-- depends_on: {{ ref('timeseries_raw') }}
+-- depends_on: {{ ref('lake_changes') }}
 
 select
     site_name,
@@ -21,9 +22,6 @@ select
     arg_min(value, "timestamp") as value_first,
     arg_max(value, "timestamp") as value_last,
     {{ build_started_at() }} as created_at
-from {{ ref('timeseries_raw') }}
-where "timestamp" >= (select date_trunc('hour', first_at) from new_samples)
-  and "timestamp" < (select date_trunc('hour', last_at) + interval 1 hour from new_samples)
+from {{ lake_read('timeseries', 'changed' if is_incremental() else 'all') }} as raw
 group by site_name, point_name, hour
-having bool_or({{ written_since_last_build() }})
 order by site_name, point_name, hour

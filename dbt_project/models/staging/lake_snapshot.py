@@ -1,6 +1,7 @@
 """The current snapshot of the landing's Delta tables: one row per data file (from the Delta log, never a
-directory listing, which would also find replaced files not vacuumed yet). The staging models read exactly
-these files, and the raw models' load records compare them with what they have loaded."""
+directory listing, which would also find replaced files not vacuumed yet), with its partition and the
+table version read. The raw views read exactly these files; `lake_changes` compares them with what the last
+build read. Kept in the published warehouse: retention never vacuums a file newer than `version`."""
 
 import os
 
@@ -22,5 +23,9 @@ def model(dbt, session):
         for table in TABLES
     ]
     return (
-        pl.concat(frames).select("dataset", "path", "size_bytes", "modified_at", "rows", "version").to_arrow()
+        pl.concat(frames)
+        .select(
+            "dataset", "path", "site_key", "site_name", "day", "size_bytes", "modified_at", "rows", "version"
+        )
+        .to_arrow()
     )
