@@ -467,3 +467,16 @@ def test_a_folder_goes_in_groups_of_points_and_a_crash_between_groups_is_finishe
     upgrade.upgrade(storage)
     assert table(data).equals(expected)
     assert table(data, WEATHER).equals(old_weather(("hq",)))
+
+
+def test_a_hand_run_dbt_build_on_an_old_landing_says_to_upgrade_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_dbt_by_hand import dbt
+
+    data = tmp_path / "data"
+    old_landing(data)
+    run = dbt("build", "--select", "lake_snapshot", data_dir=data, monkeypatch=monkeypatch)
+    assert not run.success
+    assert any("ace-etl upgrade --data-dir" in line for line in run.lines), run.lines[-20:]
+    assert upgrade.pending(LocalStorage(data))  # nothing was half-converted behind the user's back

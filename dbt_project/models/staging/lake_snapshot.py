@@ -7,8 +7,8 @@ import os
 
 import polars as pl
 
-from extract import lake
-from extract.storage import is_object_store, normalize_location
+from extract import lake, upgrade
+from extract.storage import is_object_store, normalize_location, open_storage
 
 TABLES = ("timeseries", "weather")
 
@@ -18,6 +18,13 @@ def model(dbt, session):
     location = normalize_location(os.environ.get("ACE_ETL_DATA_DIR", "../data"))
     if not is_object_store(location):
         location = os.path.abspath(location)
+    # `ace-etl` converts an old landing when it opens the data dir; a hand-run dbt does not, and would
+    # otherwise build raw views without the old samples and say nothing.
+    if upgrade.pending(open_storage(location, upgrade=False)):
+        raise RuntimeError(
+            f"the landing under {location} was written before the Delta tables: convert it first with "
+            f"`ace-etl upgrade --data-dir {location}`"
+        )
     frames = [
         lake.snapshot_files(f"{location}/landing/{table}").with_columns(dataset=pl.lit(table))
         for table in TABLES
