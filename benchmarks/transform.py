@@ -33,7 +33,7 @@ from ace_etl.transform import build_warehouse
 from extract import lake
 from extract.landing import TIMESERIES
 from extract.storage import LocalStorage
-from tests.landing_factory import samples
+from tests.landing_factory import samples, timeseries_rows
 
 SITE = "bench"
 FIRST_DAY = datetime(2025, 1, 1, tzinfo=UTC)
@@ -42,7 +42,9 @@ FIRST_DAY = datetime(2025, 1, 1, tzinfo=UTC)
 def land_day(storage: LocalStorage, points: list[str], day: int) -> None:
     """A nightly window: one commit replacing the site's UTC day."""
     start = FIRST_DAY + timedelta(days=day)
-    rows = samples(SITE, points, start, 1440, collected_at=start + timedelta(days=1, minutes=5))
+    rows = timeseries_rows(
+        samples(SITE, points, start, 1440, collected_at=start + timedelta(days=1, minutes=5))
+    )
     lake.replace_range(
         storage, TIMESERIES, SITE, start, start + timedelta(days=1), rows, attempt=f"day-{day}"
     )
@@ -51,7 +53,7 @@ def land_day(storage: LocalStorage, points: list[str], day: int) -> None:
 def land_live(storage: LocalStorage, points: list[str], day: int) -> None:
     """A live run: the open day's newest five minutes, merged in (only samples the table lacks)."""
     start = FIRST_DAY + timedelta(days=day)
-    rows = samples(SITE, points, start, 5, collected_at=start + timedelta(minutes=6))
+    rows = timeseries_rows(samples(SITE, points, start, 5, collected_at=start + timedelta(minutes=6)))
     lake.insert_new(storage, TIMESERIES, SITE, rows, ["point_name", "timestamp"])
 
 
