@@ -1,11 +1,12 @@
 """Does a build cost what the new data costs, or what the history costs? A year of one building on the lake.
 
 0. Build twice on an empty landing, so that every timed build parses and finds its tables as in production.
-1. Day 1: land a day of `--points` points x 1,440 minutes as the extractor does (one Delta commit replacing
-   the day), build (timed), build again with nothing new (timed); then a live build: five minutes of the next
+1. Day 1: land a day of `--points` points x 1,440 minutes of sensor-like values (exact values plus noise in
+   the last digits) as the extractor does (one Delta commit replacing the day), build (timed), build again with nothing new (timed); then a live build: five minutes of the next
    day merged in as `run --live` does, build (timed).
 2. Days 2-365: land them (one commit a day) and build once: the backfill build, compared with a plain DuckDB
-   `create table as select * from read_parquet([...])` of the same files (what copying the samples costs).
+   `create table as select * from read_parquet([...])` of the same files (what copying the samples costs;
+   run in a child process, so that its memory is not counted as the pipeline's).
 3. Day 366: land it, build (timed), nothing new (timed), a live build (timed): each compared with day 1.
 
 Every build is what `ace-etl transform` does (`build_warehouse`: dbt build, tests of what changed, publish),
