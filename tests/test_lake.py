@@ -8,6 +8,7 @@ import multiprocessing
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -174,3 +175,44 @@ def test_two_processes_committing_to_one_table_on_s3_land_each_sample_once(
     assert all(
         p.startswith(f"s3://{BUCKET}/lake/landing/timeseries/site_key=s/") for p in files.get_column("path")
     )
+
+
+def _read_while_committing(data_dir: str, started: Any, done: Any, seen: Any) -> None:
+    """A reader in its own process: read the table through its log until the writer is done; record every
+    distinct (rows, values) it saw. One value across every row means one whole commit."""
+    storage = LocalStorage(Path(data_dir))
+    started.set()
+    reads = 0
+    while not done.is_set() or reads < 3:
+        landed = lake.read(storage, TIMESERIES)
+        seen.append((landed.height, sorted(set(landed.get_column("value").to_list()))))
+        reads += 1
+
+
+def test_a_reader_in_another_process_sees_a_whole_commit_never_half(storage: LocalStorage) -> None:
+    # A two-day range: every commit adds two files (one per day partition) and removes two.
+    start, end = T0, T0 + timedelta(days=2)
+    lake.replace_range(storage, TIMESERIES, "s", start, end, rows("s", start, 2880, value=0.0), attempt="v0")
+    context = multiprocessing.get_context("spawn")  # a process that used delta-rs and then forks can hang
+    started, done, seen = context.Event(), context.Event(), context.Manager().list()
+    reader = context.Process(target=_read_while_committing, args=(str(storage.root), started, done, seen))
+    reader.start()
+    assert started.wait(timeout=120)
+    for version in range(1, 16):
+        lake.replace_range(
+            storage,
+            TIMESERIES,
+            "s",
+            start,
+            end,
+            rows("s", start, 2880, value=float(version)),
+            attempt=f"v{version}",
+        )
+    done.set()
+    reader.join(timeout=300)
+    assert reader.exitcode == 0
+    snapshots = list(seen)
+    assert len(snapshots) >= 3
+    assert all(height == 2880 and len(values) == 1 for height, values in snapshots), [
+        s for s in snapshots if s[0] != 2880 or len(s[1]) != 1
+    ][:3]

@@ -419,3 +419,33 @@ def test_deleted_days_are_neither_healed_nor_fetched_again_until_forced(tmp_path
         forced = ace_etl("run", *window, "--no-transform", "--force", env=env)
         assert forced.returncode == 0, forced.stderr
     assert landed_rows(data).equals(expected_rows(cfg, "hq", day, cutoff))
+
+
+def test_retention_then_builds_keep_the_aggregates_of_the_deleted_days(tmp_path: Path) -> None:
+    from ace_etl.transform import build_warehouse
+    from tests.landing_factory import samples, write_timeseries
+
+    data = tmp_path / "data"
+    first = midnight(TODAY - timedelta(days=5))
+    write_timeseries(data, samples("hq", ["p1", "p2"], first, 3 * 1440, collected_at=first), "three days")
+    build_warehouse(data)
+
+    def per_day(sql: str) -> dict[date, int]:
+        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+            return dict(con.execute(sql).fetchall())  # type: ignore[arg-type]
+
+    hourly_sql = "select hour::date, count(*) from timeseries_hourly group by 1"
+    daily_sql = "select day, count(*) from timeseries_daily group by 1"
+    raw_sql = "select (timestamp at time zone 'UTC')::date, count(*) from timeseries_raw group by 1"
+    hourly, daily = per_day(hourly_sql), per_day(daily_sql)
+    assert sorted(hourly.values()) == [48, 48, 48] and sorted(daily.values()) == [2, 2, 2]
+
+    result = apply_retention(data, keep_days=4)  # the first of the three days goes
+    assert result.deleted == 2 * 1440 and result.vacuumed.warnings == []
+    for full_refresh in (False, True):
+        build_warehouse(data, full_refresh=full_refresh)
+        assert per_day(hourly_sql) == hourly and per_day(daily_sql) == daily, full_refresh
+        assert sorted(per_day(raw_sql)) == [
+            first.date() + timedelta(days=1),
+            first.date() + timedelta(days=2),
+        ]
