@@ -471,20 +471,43 @@ def test_alerts_for_a_failed_run_and_for_data_quality_are_set_up_by_one_command(
         daily_etl(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False)
     alert = json.loads(receiver.wait_for("ace-etl-daily"))["text"]
     assert "ace-etl: a run failed" in alert and "Failed" in alert and "atlantis" in alert
+    assert_links_to_a_flow_run(alert)
 
     @flow(name="ace-etl-dq-probe")
     def probe() -> None:
+        from prefect.runtime import flow_run
+
         emit_data_quality(
-            "warn", "1 data-quality test(s) warn or fail", ["points_with_gaps (warn)"], ("id", "probe-run")
+            "warn",
+            "1 data-quality test(s) warn or fail",
+            ["points_with_gaps (warn)"],
+            (str(flow_run.get_id()), "probe-run"),
         )
 
     probe()
     alert = json.loads(receiver.wait_for("points_with_gaps"))["text"]
     assert "did not pass" in alert and "probe-run" in alert
+    assert_links_to_a_flow_run(alert)
     assert len([m for m in receiver.received if "a run failed" in m]) == 1  # one automation, not two
 
     bad = CliRunner().invoke(app, ["prefect-setup", "--alert-block", "slack-webhook/missing"])
     assert bad.exit_code == 2 and "no notification block 'slack-webhook/missing'" in bad.output
+
+
+def assert_links_to_a_flow_run(alert: str) -> None:
+    """The alert ends in a link to the run on the Prefect server the tests use (never `None`)."""
+    import re
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    assert "None" not in alert, alert
+    link = re.search(r"(https?://\S+)/runs/flow-run/([0-9a-f-]{36})$", alert)
+    assert link is not None, alert
+    api = str(PREFECT_API_URL.value())
+    assert link.group(1) == api.removesuffix("/api"), (alert, api)
+    # The id is the run's: the server knows it.
+    assert httpx.get(f"{api}/flow_runs/{link.group(2)}").status_code == 200
 
 
 def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
