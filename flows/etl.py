@@ -24,10 +24,11 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
-from ace_etl import markdown
 from ace_etl.coverage_view import coverage_grid
 from ace_etl.coverage_view import to_markdown as to_coverage_markdown
 from ace_etl.healing import heal_sites
+from ace_etl.quality import Quality, TestResult, read_failing_rows, scoped
+from ace_etl.quality import to_markdown as to_quality_markdown
 from ace_etl.report import gaps_by_site, summarize, to_markdown
 from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
@@ -130,10 +131,25 @@ def weather_task(settings: Settings, site: str, window: Window, params: SitePara
     return result
 
 
-def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> Path:
+def build_with_prefect_dbt(
+    data_dir: Path | str, dq_severity: str = "warn", sites: Collection[str] | None = None
+) -> Path:
     """`dbt build` through prefect-dbt (one Prefect task per dbt node) into the build database, publish it
-    for analysts (see `ace_etl.transform`), and publish the data-quality artifact: every test with pass /
-    warn / fail and its failing-row count, titled so that a run whose tests warn stands out."""
+    for analysts (see `ace_etl.transform`), and publish the data-quality artifact and event for `sites`
+    (None: every site)."""
+    return _published(_dbt_build(data_dir, dq_severity), sites)
+
+
+@dataclass
+class _Build:
+    warehouse: Path
+    tests: list[TestResult]
+    error: AceEtlError | None
+
+
+def _dbt_build(data_dir: Path | str, dq_severity: str) -> _Build:
+    """One build; its error is returned, not raised, so that a run publishes one data-quality artifact
+    for its last build, failed or not."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     from ace_etl.transform import (
@@ -146,55 +162,59 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn") -> P
         warehouse_file,
     )
 
-    with building(data_dir):
-        work = build_dir(data_dir)
-        settings = PrefectDbtSettings(
-            project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
-        )
-        # No colour codes: these lines go to Prefect's logs, not to a terminal.
-        args = [
-            "build",
-            "--no-use-colors",
-            "--log-path",
-            str(work / "logs"),
-            "--vars",
-            f"{{dq_severity: {dq_severity}}}",
-            *NIGHTLY_EXCLUDES,
-        ]
-        # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
-        outcome = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(args)
-        results = list(getattr(getattr(outcome, "result", None), "results", []) or [])
-        _publish_data_quality(results)
-        if not outcome.success:
-            raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
-    return warehouse_file(data_dir)
+    results: list[Any] = []
+    try:
+        with building(data_dir):
+            work = build_dir(data_dir)
+            settings = PrefectDbtSettings(
+                project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
+            )
+            # No colour codes: these lines go to Prefect's logs, not to a terminal.
+            args = [
+                "build",
+                "--no-use-colors",
+                "--log-path",
+                str(work / "logs"),
+                "--vars",
+                f"{{dq_severity: {dq_severity}}}",
+                *NIGHTLY_EXCLUDES,
+            ]
+            # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
+            outcome = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(args)
+            results = list(getattr(getattr(outcome, "result", None), "results", []) or [])
+            if not outcome.success:  # raised inside: a failed build is not published
+                raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
+    except TransformError as error:
+        # The failing rows of an unpublished build cannot be read: its failing tests count for every site.
+        return _Build(warehouse_file(data_dir), read_failing_rows(None, results), error)
+    warehouse = warehouse_file(data_dir)
+    return _Build(warehouse, read_failing_rows(warehouse, results), None)
 
 
-def _publish_data_quality(results: list[Any]) -> None:
-    tests = [r for r in results if getattr(r.node, "resource_type", None) == "test"]
-    warned = [r for r in tests if str(r.status) in ("warn", "fail", "error")]
-    failed = [r for r in warned if str(r.status) != "warn"]
-    rows = markdown.table(
-        ["test", "status", "failing rows"],
-        [(r.node.name, r.status, r.failures if r.failures is not None else "") for r in tests],
-    )
-    title = (
-        f"{len(warned)} data-quality test(s) warn or fail"
-        if warned
-        else f"all {len(tests)} data-quality tests pass"
-    )
+def _published(build: _Build, sites: Collection[str] | None, prefix: str = "ace-etl") -> Path:
+    """Publish the build's data quality for `sites` (artifact, warning, event), then raise its error."""
+    if build.tests:
+        _publish_data_quality(scoped(build.tests, sites), prefix)
+    if build.error is not None:
+        raise build.error
+    return build.warehouse
+
+
+def _publish_data_quality(quality: Quality, prefix: str) -> None:
     create_markdown_artifact(
-        markdown="\n".join([f"## {title}", "", *rows, ""]),
-        key="ace-etl-data-quality",
-        description=("WARN: " if warned else "OK: ") + title,
+        markdown=to_quality_markdown(quality),
+        key=f"{prefix}-data-quality",
+        description=("OK: " if quality.status == "pass" else "WARN: ") + quality.title,
     )
-    if warned:
-        get_run_logger().warning("data quality: %s (%s)", title, ", ".join(r.node.name for r in warned))
+    if quality.findings:
+        get_run_logger().warning(
+            "data quality: %s (%s)", quality.title, "; ".join(f.describe() for f in quality.findings)
+        )
     run_id = flow_run.get_id()
     emit_data_quality(
-        "fail" if failed else "warn" if warned else "pass",
-        title,
-        [f"{r.node.name} ({r.status})" for r in warned],
+        quality.status,
+        quality.title,
+        [f.describe() for f in quality.findings],
         (str(run_id), str(flow_run.get_name())) if run_id else None,
     )
 
@@ -345,10 +365,11 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     if params.transform and any(r.status != "failed" for r in results):
         # Build what landed even when a site failed; the run still fails below, naming it.
         data_dir = _settings(params)[0].data_dir
-        warehouse = build_with_prefect_dbt(data_dir, params.dq_severity)
-        healing = params.heal and not params.live and not failures
-        if healing and any(r.ranges for r in heal_task(params, span)):
-            warehouse = build_with_prefect_dbt(data_dir, params.dq_severity)  # what healing landed
+        build = _dbt_build(data_dir, params.dq_severity)
+        healing = params.heal and not params.live and not failures and build.error is None
+        if healing and any(r.samples for r in heal_task(params, span)):
+            build = _dbt_build(data_dir, params.dq_severity)  # what healing landed; nothing landed, no rebuild
+        warehouse = _published(build, params.sites)  # one data-quality artifact and event per run
         gaps = gaps_by_site(warehouse)
         create_markdown_artifact(
             markdown=to_coverage_markdown(coverage_grid(warehouse)),
@@ -426,8 +447,8 @@ def heal(params: EtlParams) -> list[HealResult]:
     if span is None:
         return []
     results = heal_task(params, span)
-    if any(r.ranges for r in results):
-        build_with_prefect_dbt(_settings(params)[0].data_dir, params.dq_severity)
+    if any(r.samples for r in results):
+        build_with_prefect_dbt(_settings(params)[0].data_dir, params.dq_severity, params.sites)
     return results
 
 

@@ -24,6 +24,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.states import Scheduled
 from prefect.testing.utilities import prefect_test_harness
 
+from ace_etl.markdown import escape as markdown_escape
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from extract import lake
 from extract.errors import AuthError, SiteNotFoundError
@@ -137,7 +138,10 @@ def test_daily_flow_lands_and_builds_both_sites_and_its_artifact_shows_a_warning
     # A run whose tests warn says so in the artifact's title (a clean one: see the unknown-site test).
     quality, description = latest_artifact("ace-etl-data-quality")
     assert description.startswith("WARN:"), description
-    assert "| points_with_gaps | warn | 1 |" in quality, quality
+    assert quality.splitlines()[0].startswith("# Data quality: 2 data-quality test(s) warn"), quality
+    assert (
+        f"| points_with_gaps | warn | {SITES[0]} | {markdown_escape(gappy)} (1 point(s)) | 1 |" in quality
+    ), quality
 
     assert not [m for m in all_logs() if "\x1b[" in m]  # no terminal colour codes in Prefect's logs
 
@@ -522,7 +526,8 @@ def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select distinct site_name from timeseries_raw").fetchall() == [(SITES[0],)]
     quality, description = latest_artifact("ace-etl-data-quality")  # what landed is clean
-    assert description.startswith("OK: all") and "| points_with_gaps | pass | 0 |" in quality
+    assert description.startswith("OK: all"), description
+    assert "points_with_gaps" in next(line for line in quality.splitlines() if line.startswith("Passing"))
 
 
 def test_the_retention_flow_deletes_the_old_days_and_keeps_weather(harness: None, tmp_path: Path) -> None:
@@ -544,3 +549,86 @@ def test_the_retention_flow_deletes_the_old_days_and_keeps_weather(harness: None
     assert (result.deleted, result.keep_from) == (60, today - timedelta(days=2))
     assert lake.read(storage, TIMESERIES).get_column("timestamp").min() == midnight(today - timedelta(days=1))
     assert lake.read(storage, "landing/weather").height == 1
+
+
+def flow_run_of(state: object) -> FlowRun:
+    async def read() -> FlowRun:
+        async with get_client() as client:
+            return await client.read_flow_run(state.state_details.flow_run_id)  # type: ignore[attr-defined]
+
+    return asyncio.run(read())
+
+
+def run_artifacts(run: FlowRun, key: str) -> list[tuple[str, str]]:
+    """The artifacts with this key that one flow run published (data, description), oldest first."""
+    from prefect.client.schemas.filters import ArtifactFilterFlowRunId
+
+    async def read() -> list[tuple[str, str]]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])
+                ),
+                sort=ArtifactSort.CREATED_DESC,
+            )
+            return [(str(a.data), str(a.description)) for a in reversed(artifacts)]
+
+    return asyncio.run(read())
+
+
+def task_run_names(run: FlowRun) -> list[str]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            tasks = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            )
+            return [t.name for t in tasks]
+
+    return asyncio.run(read())
+
+
+def test_data_quality_alerts_once_for_the_sites_a_run_built_and_heal_that_lands_nothing_does_not_rebuild(
+    harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One site has a gap the API cannot fill: its runs alert once each, naming the site and the point; a
+    run of the healthy site beside it does not alert; a heal that lands nothing builds no second time."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ace_etl.cli import app
+
+    gappy_site, healthy_site = SITES[1], SITES[0]
+    gappy = sorted(p.name for p in site_points(gappy_site, CFG.points, CFG.interval) if p.configured)[0]
+    outage = ((gappy, "2024-06-01T06:00:00Z", "2024-06-01T09:00:00Z"),)
+    receiver = Receiver()
+    with Simulator(replace(CFG, outages=outage)) as sim:
+        use_api(monkeypatch, sim)
+        setup = CliRunner().invoke(app, ["prefect-setup", "--alert-webhook", receiver.url])
+        assert setup.exit_code == 0, setup.output
+        params = {"start": START, "end": END, "page_size": 500, "data_dir": tmp_path}
+        # heal (on by default) asks the API for the gap's range: nothing there, so nothing to rebuild
+        first = flow_run_of(daily_etl(sites=[gappy_site], **params, return_state=True))
+        healthy = flow_run_of(daily_etl(sites=[healthy_site], **params, return_state=True))
+        last = flow_run_of(daily_etl(sites=[gappy_site], **params, return_state=True))
+
+    assert task_run_names(first).count("model timeseries_gaps") == 1, task_run_names(first)
+    ((quality, description),) = run_artifacts(first, "ace-etl-data-quality")
+    assert description.startswith("WARN:"), description
+    assert (
+        quality.splitlines()[0] == "# Data quality: 2 data-quality test(s) warn or fail for this run's sites"
+    )
+    ((healthy_quality, healthy_description),) = run_artifacts(healthy, "ace-etl-data-quality")
+    assert healthy_description.startswith("OK:"), healthy_quality
+    # the other site's gap stays in view, apart from this run's own verdict
+    other = next(line for line in healthy_quality.splitlines() if line.startswith("Other sites"))
+    assert f"points_with_gaps (warn): {gappy_site}: " in other, healthy_quality
+
+    receiver.wait_for(str(last.name))  # alerts arrive in order: the healthy run's would be here by now
+    alerts = [json.loads(m)["text"] for m in receiver.received if "data-quality" in m]
+    assert [a.split(" in flow run ")[1].split(":")[0] for a in alerts] == [first.name, last.name], alerts
+    assert f"points_with_gaps (warn): {gappy_site}: {gappy} (1 point(s))" in alerts[0], alerts[0]
+    assert f"coverage_below_threshold (warn): {gappy_site}: {gappy} (1 point(s))" in alerts[0], alerts[0]
+    assert_links_to_a_flow_run(alerts[0])

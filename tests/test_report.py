@@ -97,3 +97,43 @@ def test_names_in_the_rich_summary_are_text_not_markup() -> None:
     console = Console(width=300, record=True)
     console.print(to_rich_table(summarize([row("[bold]site[/bold]")], None)))
     assert "[bold]site[/bold]" in console.export_text()
+
+
+def test_data_quality_lists_what_did_not_pass_for_the_run_sites_first() -> None:
+    from ace_etl.quality import TestResult, scoped
+    from ace_etl.quality import to_markdown as quality_markdown
+
+    gaps = pl.DataFrame(
+        {
+            "site_name": ["hq", "hq", "hq", "hq", "annex"],
+            "point_name": ["hq/d", "hq/a", "hq/c", "hq/b", "annex/x"],
+        }
+    )
+    coverage = pl.DataFrame({"site_name": ["annex"], "point_name": ["annex/x"], "day": [date(2024, 1, 1)]})
+    results = [
+        TestResult("not_null_id", "pass", 0),
+        TestResult("coverage_below_threshold", "warn", 1, coverage),  # another site's only
+        TestResult("points_with_gaps", "warn", 5, gaps),
+        TestResult("landing_age_hours", "fail", 80),  # no site column: counts whenever it fails
+    ]
+    quality = scoped(results, ["hq"])
+    assert quality.status == "fail"
+    lines = quality_markdown(quality).splitlines()
+    assert lines[:5] == [
+        "# Data quality: 2 data-quality test(s) warn or fail for this run's sites",
+        "",
+        "| test | status | site | points (examples) | failing rows |",
+        "| --- | --- | --- | --- | --- |",
+        "| landing_age_hours | fail | - | - | 80 |",
+    ]
+    assert lines[5] == "| points_with_gaps | warn | hq | hq/a, hq/b, hq/c, ... (4 points) | 4 |"
+    assert (
+        lines[7].startswith("Other sites") and "coverage_below_threshold (warn): annex: annex/x" in lines[7]
+    )
+    assert lines[-1] == "Passing (1): not_null_id"
+    assert [f.describe() for f in quality.findings][
+        1
+    ] == "points_with_gaps (warn): hq: hq/a, hq/b, hq/c, ... (4 points)"
+
+    healthy = scoped(results[:3], ["hq-2"])
+    assert (healthy.status, healthy.title) == ("pass", "all 3 data-quality tests pass for this run's sites")
