@@ -29,7 +29,7 @@ from ace_etl.coverage_view import to_markdown as to_coverage_markdown
 from ace_etl.healing import heal_sites
 from ace_etl.quality import Quality, TestResult, read_failing_rows, scoped
 from ace_etl.quality import to_markdown as to_quality_markdown
-from ace_etl.report import gaps_by_site, summarize, to_markdown
+from ace_etl.report import gaps_by_site, outcome, summarize, to_markdown
 from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
 from extract.client import AceClient
@@ -54,6 +54,8 @@ from extract.windows import Window, live_windows, split_windows
 from flows.alerts import emit_data_quality
 from flows.budget import PrefectBudget, limit_name
 from flows.params import BackfillParams, EtlParams, RetentionParams, SiteParams, flat_parameters
+
+LIVE_PREFIX = "ace-etl-live"
 
 
 def _runner() -> TaskRunner[Any]:
@@ -191,13 +193,21 @@ def _dbt_build(data_dir: Path | str, dq_severity: str) -> _Build:
     return _Build(warehouse, read_failing_rows(warehouse, results), None)
 
 
-def _published(build: _Build, sites: Collection[str] | None, prefix: str = "ace-etl") -> Path:
-    """Publish the build's data quality for `sites` (artifact, warning, event), then raise its error."""
-    if build.tests:
-        _publish_data_quality(scoped(build.tests, sites), prefix)
+def _published(build: _Build, sites: Collection[str] | None) -> Path:
+    """Publish the build's data quality for `sites`, then raise its error."""
+    _publish_build(build, sites, "ace-etl")
     if build.error is not None:
         raise build.error
     return build.warehouse
+
+
+def _publish_build(build: _Build, sites: Collection[str] | None, prefix: str) -> Quality | None:
+    """The build's data quality for `sites`: artifact, warning and event (None: no test ran)."""
+    if not build.tests:
+        return None
+    quality = scoped(build.tests, sites)
+    _publish_data_quality(quality, prefix)
+    return quality
 
 
 def _publish_data_quality(quality: Quality, prefix: str) -> None:
@@ -335,12 +345,6 @@ def _extract(
     return result.windows, [f.error for f in result.failures]
 
 
-def _publish_summary(results: list[WindowResult], gaps: dict[str, int] | None) -> str:
-    summary = to_markdown(summarize(results, gaps))
-    create_markdown_artifact(markdown=summary, key="ace-etl-run-summary", description="ace-etl run summary")
-    return summary
-
-
 def _etl(params: EtlParams) -> list[WindowResult]:
     # The instant the run is for: its scheduled time, not when a worker got to it, so a late or
     # caught-up run covers the days of its schedule.
@@ -361,24 +365,43 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     results, failures = _extract(params, windows, as_of)
     if params.compact and not params.live:
         compact_task(params)
-    gaps = None
+    # Live runs every 5 minutes publish under keys of their own, so the daily run's artifacts stay in view.
+    prefix = LIVE_PREFIX if params.live else "ace-etl"
+    gaps, quality, build_error = None, None, None
     if params.transform and any(r.status != "failed" for r in results):
         # Build what landed even when a site failed; the run still fails below, naming it.
         data_dir = _settings(params)[0].data_dir
         build = _dbt_build(data_dir, params.dq_severity)
         healing = params.heal and not params.live and not failures and build.error is None
         if healing and any(r.samples for r in heal_task(params, span)):
-            build = _dbt_build(data_dir, params.dq_severity)  # what healing landed; nothing landed, no rebuild
-        warehouse = _published(build, params.sites)  # one data-quality artifact and event per run
-        gaps = gaps_by_site(warehouse)
-        create_markdown_artifact(
-            markdown=to_coverage_markdown(coverage_grid(warehouse)),
-            key="ace-etl-coverage",
-            description="Coverage per site: points by days, open and confirmed gaps",
-        )
-    logger.info("\n%s", _publish_summary(results, gaps))
+            build = _dbt_build(
+                data_dir, params.dq_severity
+            )  # what healing landed; nothing landed, no rebuild
+        quality = _publish_build(build, params.sites, prefix)  # one data-quality verdict per run
+        build_error = build.error
+        if build_error is None:
+            gaps = gaps_by_site(build.warehouse)
+            create_markdown_artifact(
+                markdown=to_coverage_markdown(coverage_grid(build.warehouse), params.sites),
+                key=f"{prefix}-coverage",
+                description="Coverage of the run's sites per point and day: problem points first",
+            )
+    summaries = summarize(results, gaps)
+    result = outcome(
+        summaries,
+        failed=bool(failures) or build_error is not None,
+        warnings=quality is not None and quality.status != "pass",
+    )
+    summary = to_markdown(summaries, result, title="ace-etl live run" if params.live else "ace-etl run")
+    create_markdown_artifact(
+        markdown=summary, key=f"{prefix}-run-summary", description=f"ace-etl run: {result}"
+    )
+    logger.info("\n%s", summary)
+    # Typed, and after the build: Prefect marks the run failed, the data is in.
     if failures:
-        raise failures[0]  # typed, and after the build: Prefect marks the run failed, the data is in
+        raise failures[0]
+    if build_error is not None:
+        raise build_error
     return results
 
 
@@ -422,7 +445,14 @@ def heal_task(params: EtlParams, span: Window) -> list[HealResult]:
     return results
 
 
-@flow(name="ace-etl-daily", task_runner=_runner(), log_prints=True)
+def _run_name() -> str:
+    """Live runs are named apart (`live-...`) from daily ones in the UI's list of runs."""
+    from prefect.utilities.names import generate_slug
+
+    return f"{'live' if flow_run.get_parameters().get('live') else 'daily'}-{generate_slug(2)}"
+
+
+@flow(name="ace-etl-daily", task_runner=_runner(), log_prints=True, flow_run_name=_run_name)
 @flat_parameters(EtlParams)
 def daily_etl(params: EtlParams) -> list[WindowResult]:
     """Extract every site for the range (default: every window not yet complete in the lookback before the
