@@ -632,3 +632,31 @@ def test_data_quality_alerts_once_for_the_sites_a_run_built_and_heal_that_lands_
     assert f"points_with_gaps (warn): {gappy_site}: {gappy} (1 point(s))" in alerts[0], alerts[0]
     assert f"coverage_below_threshold (warn): {gappy_site}: {gappy} (1 point(s))" in alerts[0], alerts[0]
     assert_links_to_a_flow_run(alerts[0])
+
+
+def test_live_runs_are_named_and_keyed_apart_from_daily_runs(
+    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """288 live runs a day must not bury the daily run summary: their runs and artifacts have names of their own."""
+    use_api(monkeypatch, sim)
+    params = {
+        "sites": [SITES[0]],
+        "data_dir": tmp_path,
+        "transform": False,
+        "page_size": 500,
+        "lookback_days": 1,
+    }
+    noon = datetime(2024, 6, 2, 12, tzinfo=UTC)
+    live = flow_run_of(daily_etl(**params, live=True, as_of=noon, return_state=True))
+    daily = flow_run_of(daily_etl(**params, as_of=noon, return_state=True))
+    assert str(live.name).startswith("live-") and str(daily.name).startswith("daily-"), (
+        live.name,
+        daily.name,
+    )
+    ((summary, description),) = run_artifacts(live, "ace-etl-live-run-summary")
+    assert (
+        summary.splitlines()[0] == "# ace-etl live run: completed" and description == "ace-etl run: completed"
+    )
+    assert run_artifacts(live, "ace-etl-run-summary") == []
+    ((summary, _),) = run_artifacts(daily, "ace-etl-run-summary")
+    assert summary.splitlines()[0] == "# ace-etl run: completed", summary
