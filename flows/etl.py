@@ -8,6 +8,7 @@ its checkpoint by the next run.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,23 @@ from flows.budget import PrefectBudget, limit_name
 from flows.params import BackfillParams, EtlParams, RetentionParams, SiteParams, flat_parameters
 
 LIVE_PREFIX = "ace-etl-live"
+
+
+class _OneLinePerFailure(logging.Filter):
+    """Prefect logs a failed task or flow run twice: the exception with its traceback, then the run's final
+    state naming it. Our typed errors already say what failed and what to do in one line, so their
+    traceback line goes to debug: one line per failure in the run's logs, the traceback still there at
+    debug level. Other exceptions (bugs) keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, AceEtlError) and record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+for _engine in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_engine).addFilter(_OneLinePerFailure())
 
 
 def _runner() -> TaskRunner[Any]:

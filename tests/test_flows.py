@@ -291,9 +291,27 @@ def test_weather_hourly_lands_current_conditions(
 def test_daily_flow_with_an_unknown_site_fails_typed(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from prefect.client.schemas.filters import LogFilterFlowRunId
+
     use_api(monkeypatch, sim)
+    state = daily_etl(
+        sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False, return_state=True
+    )
     with pytest.raises(SiteNotFoundError, match="no such site 'atlantis'"):
-        daily_etl(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False)
+        state.result()
+    # One line per failure (each failed task run, and the flow run), no traceback: the message says it all.
+    APILogWorker.drain_all(timeout=10)
+    run_id = flow_run_of(state).id
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200
+            )
+            return [log.message for log in logs if log.level >= 40]
+
+    errors = asyncio.run(read())
+    assert errors and all("atlantis" in m and "\n" not in m for m in errors), errors
 
 
 def test_a_prefect_budget_spaces_requests_across_workers(
