@@ -168,8 +168,22 @@ class _Build:
 
 
 def _dbt_build(data_dir: Path | str, dq_severity: str) -> _Build:
-    """One build; its error is returned, not raised, so that a run publishes one data-quality artifact
-    for its last build, failed or not."""
+    """One build; its error is returned, not raised, so that a run publishes one data-quality verdict, for
+    its last build, failed or not."""
+    from ace_etl.transform import TransformError, warehouse_file
+
+    results: list[Any] = []
+    try:
+        warehouse = _run_dbt_build(data_dir, dq_severity, results)
+    except TransformError as error:
+        # The failing rows of an unpublished build cannot be read: its failing tests count for every site.
+        return _Build(warehouse_file(data_dir), read_failing_rows(None, results), error)
+    return _Build(warehouse, read_failing_rows(warehouse, results), None)
+
+
+def _run_dbt_build(data_dir: Path | str, dq_severity: str, results: list[Any]) -> Path:
+    """`dbt build` through prefect-dbt into the build database and publish it for analysts (see
+    `ace_etl.transform`); dbt's run results go into `results`, for failed builds too."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     from ace_etl.transform import (
@@ -182,33 +196,27 @@ def _dbt_build(data_dir: Path | str, dq_severity: str) -> _Build:
         warehouse_file,
     )
 
-    results: list[Any] = []
-    try:
-        with building(data_dir):
-            work = build_dir(data_dir)
-            settings = PrefectDbtSettings(
-                project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
-            )
-            # No colour codes: these lines go to Prefect's logs, not to a terminal.
-            args = [
-                "build",
-                "--no-use-colors",
-                "--log-path",
-                str(work / "logs"),
-                "--vars",
-                f"{{dq_severity: {dq_severity}}}",
-                *NIGHTLY_EXCLUDES,
-            ]
-            # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
-            outcome = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(args)
-            results = list(getattr(getattr(outcome, "result", None), "results", []) or [])
-            if not outcome.success:  # raised inside: a failed build is not published
-                raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
-    except TransformError as error:
-        # The failing rows of an unpublished build cannot be read: its failing tests count for every site.
-        return _Build(warehouse_file(data_dir), read_failing_rows(None, results), error)
-    warehouse = warehouse_file(data_dir)
-    return _Build(warehouse, read_failing_rows(warehouse, results), None)
+    with building(data_dir):
+        work = build_dir(data_dir)
+        settings = PrefectDbtSettings(
+            project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
+        )
+        # No colour codes: these lines go to Prefect's logs, not to a terminal.
+        args = [
+            "build",
+            "--no-use-colors",
+            "--log-path",
+            str(work / "logs"),
+            "--vars",
+            f"{{dq_severity: {dq_severity}}}",
+            *NIGHTLY_EXCLUDES,
+        ]
+        # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
+        outcome = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(args)
+        results += list(getattr(getattr(outcome, "result", None), "results", []) or [])
+        if not outcome.success:
+            raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
+    return warehouse_file(data_dir)
 
 
 def _published(build: _Build, sites: Collection[str] | None) -> Path:
@@ -391,10 +399,9 @@ def _etl(params: EtlParams) -> list[WindowResult]:
         data_dir = _settings(params)[0].data_dir
         build = _dbt_build(data_dir, params.dq_severity)
         healing = params.heal and not params.live and not failures and build.error is None
+        # Rebuild for what healing landed; when it landed nothing, the first build stands.
         if healing and any(r.samples for r in heal_task(params, span)):
-            build = _dbt_build(
-                data_dir, params.dq_severity
-            )  # what healing landed; nothing landed, no rebuild
+            build = _dbt_build(data_dir, params.dq_severity)
         quality = _publish_build(build, params.sites, prefix)  # one data-quality verdict per run
         build_error = build.error
         if build_error is None:
