@@ -514,6 +514,12 @@ def test_alerts_for_a_failed_run_and_for_data_quality_are_set_up_by_one_command(
 
     bad = CliRunner().invoke(app, ["prefect-setup", "--alert-block", "slack-webhook/missing"])
     assert bad.exit_code == 2 and "no notification block 'slack-webhook/missing'" in bad.output
+    bad = CliRunner().invoke(
+        app, ["prefect-setup", "--alert-webhook", receiver.url, "--ui-url", "prefect-host"]
+    )
+    error = bad.output.strip().splitlines()[-1]
+    assert bad.exit_code == 2 and error.startswith("error: alerts need the Prefect UI's address"), bad.output
+    assert "--ui-url" in error
 
 
 def assert_links_to_a_flow_run(alert: str) -> None:
