@@ -221,22 +221,25 @@ def _run_dbt_build(data_dir: Path | str, dq_severity: str, results: list[Any]) -
 
 def _published(build: _Build, sites: Collection[str] | None) -> Path:
     """Publish the build's data quality for `sites`, then raise its error."""
-    _publish_build(build, sites, "ace-etl")
+    _publish_build(build, sites, "ace-etl", changed=True)
     if build.error is not None:
         raise build.error
     return build.warehouse
 
 
-def _publish_build(build: _Build, sites: Collection[str] | None, prefix: str) -> Quality | None:
-    """The build's data quality for `sites`: artifact, warning and event (None: no test ran)."""
+def _publish_build(
+    build: _Build, sites: Collection[str] | None, prefix: str, changed: bool = True
+) -> Quality | None:
+    """The build's data quality for `sites`: artifact, warning and event (None: no test ran). A run that
+    changed nothing (`changed` False) emits no event: its problems were an earlier run's to alert."""
     if not build.tests:
         return None
     quality = scoped(build.tests, sites)
-    _publish_data_quality(quality, prefix)
+    _publish_data_quality(quality, prefix, changed)
     return quality
 
 
-def _publish_data_quality(quality: Quality, prefix: str) -> None:
+def _publish_data_quality(quality: Quality, prefix: str, alert: bool) -> None:
     create_markdown_artifact(
         markdown=to_quality_markdown(quality),
         key=f"{prefix}-data-quality",
@@ -246,6 +249,9 @@ def _publish_data_quality(quality: Quality, prefix: str) -> None:
         get_run_logger().warning(
             "data quality: %s (%s)", quality.title, "; ".join(f.describe() for f in quality.findings)
         )
+    if not alert:
+        get_run_logger().info("data quality: nothing landed this run, so no data-quality event (no alert)")
+        return
     run_id = flow_run.get_id()
     emit_data_quality(
         quality.status,
@@ -400,9 +406,12 @@ def _etl(params: EtlParams) -> list[WindowResult]:
         build = _dbt_build(data_dir, params.dq_severity)
         healing = params.heal and not params.live and not failures and build.error is None
         # Rebuild for what healing landed; when it landed nothing, the first build stands.
-        if healing and any(r.samples for r in heal_task(params, span)):
+        healed = healing and any(r.samples for r in heal_task(params, span))
+        if healed:
             build = _dbt_build(data_dir, params.dq_severity)
-        quality = _publish_build(build, params.sites, prefix)  # one data-quality verdict per run
+        # One data-quality verdict per run; an alert only when the run fetched something.
+        fetched = any(r.status != "skipped" and r.api_requests for r in results)
+        quality = _publish_build(build, params.sites, prefix, changed=fetched or healed)
         build_error = build.error
         if build_error is None:
             gaps = gaps_by_site(build.warehouse)
