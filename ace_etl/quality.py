@@ -89,8 +89,8 @@ def scoped(results: Iterable[TestResult], sites: Collection[str] | None) -> Qual
         if rows is None or "site_name" not in rows.columns:
             findings.append(Finding(result.name, result.status, result.failures or 0))
             continue
-        mine = rows if sites is None else rows.filter(pl.col("site_name").is_in(list(sites)))
-        others = rows.filter(~pl.col("site_name").is_in(mine.get_column("site_name").unique().to_list()))
+        in_run = pl.lit(True) if sites is None else pl.col("site_name").is_in(list(sites))
+        mine, others = rows.filter(in_run), rows.filter(~in_run)
         for part, into in ((mine, findings), (others, elsewhere)):
             if part.height:
                 into.append(Finding(result.name, result.status, part.height, _points(part)))

@@ -204,5 +204,11 @@ def test_data_quality_lists_what_did_not_pass_for_the_run_sites_first() -> None:
         1
     ] == "points_with_gaps (warn): hq: hq/a, hq/b, hq/c, ... (4 points)"
 
+    everywhere = scoped(results, None)  # every site, as for a build of the whole warehouse
+    assert [(f.test, f.count) for f in everywhere.findings][1:] == [
+        ("coverage_below_threshold", 1),
+        ("points_with_gaps", 5),
+    ]
+    assert not everywhere.elsewhere
     healthy = scoped(results[:3], ["hq-2"])
     assert (healthy.status, healthy.title) == ("pass", "all 3 data-quality tests pass for this run's sites")
