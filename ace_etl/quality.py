@@ -69,6 +69,16 @@ class Quality:
         return "warn" if self.findings else "pass"
 
     @property
+    def digest(self) -> str:
+        """What did not pass (tests, statuses, sites and points), not how much: equal for two runs that
+        see the same problems."""
+        import hashlib
+        import json
+
+        seen = sorted((f.test, f.status, sorted(f.points.items())) for f in self.findings)
+        return hashlib.sha256(json.dumps(seen).encode()).hexdigest()[:16]
+
+    @property
     def title(self) -> str:
         if not self.findings:
             return f"all {self.tests} data-quality tests pass for this run's sites"

@@ -228,15 +228,35 @@ def _published(build: _Build, sites: Collection[str] | None) -> Path:
 
 
 def _publish_build(
-    build: _Build, sites: Collection[str] | None, prefix: str, changed: bool = True
+    build: _Build,
+    sites: Collection[str] | None,
+    prefix: str,
+    changed: bool = True,
+    seen: str | None = None,
 ) -> Quality | None:
     """The build's data quality for `sites`: artifact, warning and event (None: no test ran). A run that
-    changed nothing (`changed` False) emits no event: its problems were an earlier run's to alert."""
+    changed nothing (`changed` False) emits no event: its problems were an earlier run's to alert. With
+    `seen` (a Prefect variable), the event goes out only when the problems differ from those it recorded."""
     if not build.tests:
         return None
     quality = scoped(build.tests, sites)
+    if changed and seen is not None:
+        from prefect.variables import Variable
+
+        changed = Variable.get(seen, default=None) != quality.digest
+        Variable.set(seen, quality.digest, overwrite=True)
     _publish_data_quality(quality, prefix, changed)
     return quality
+
+
+def _seen_by_live(params: EtlParams) -> str | None:
+    """Where live runs of these sites record the problems they last reported: a live run every 5 minutes
+    alerts when the problems change, not on every run while they last (the daily run reports them daily)."""
+    if not params.live:
+        return None
+    import hashlib
+
+    return f"ace-etl-live-quality-{hashlib.sha256(repr(sorted(params.sites)).encode()).hexdigest()[:12]}"
 
 
 def _publish_data_quality(quality: Quality, prefix: str, alert: bool) -> None:
@@ -250,7 +270,7 @@ def _publish_data_quality(quality: Quality, prefix: str, alert: bool) -> None:
             "data quality: %s (%s)", quality.title, "; ".join(f.describe() for f in quality.findings)
         )
     if not alert:
-        get_run_logger().info("data quality: nothing landed this run, so no data-quality event (no alert)")
+        get_run_logger().info("data quality: nothing new since the last report, so no data-quality event")
         return
     run_id = flow_run.get_id()
     emit_data_quality(
@@ -411,7 +431,9 @@ def _etl(params: EtlParams) -> list[WindowResult]:
             build = _dbt_build(data_dir, params.dq_severity)
         # One data-quality verdict per run; an alert only when the run fetched something.
         fetched = any(r.status != "skipped" and r.api_requests for r in results)
-        quality = _publish_build(build, params.sites, prefix, changed=fetched or healed)
+        quality = _publish_build(
+            build, params.sites, prefix, changed=fetched or healed, seen=_seen_by_live(params)
+        )
         build_error = build.error
         if build_error is None:
             gaps = gaps_by_site(build.warehouse)

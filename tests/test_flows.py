@@ -662,29 +662,46 @@ def test_data_quality_alerts_once_for_the_sites_a_run_built_and_heal_that_lands_
     assert_links_to_a_flow_run(alerts[0])
 
 
-def test_live_runs_are_named_and_keyed_apart_from_daily_runs(
-    harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_live_runs_are_named_and_keyed_apart_and_alert_when_their_problems_change(
+    harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """288 live runs a day must not bury the daily run summary: their runs and artifacts have names of their own."""
-    use_api(monkeypatch, sim)
-    params = {
-        "sites": [SITES[0]],
-        "data_dir": tmp_path,
-        "transform": False,
-        "page_size": 500,
-        "lookback_days": 1,
-    }
-    noon = datetime(2024, 6, 2, 12, tzinfo=UTC)
-    live = flow_run_of(daily_etl(**params, live=True, as_of=noon, return_state=True))
-    daily = flow_run_of(daily_etl(**params, as_of=noon, return_state=True))
-    assert str(live.name).startswith("live-") and str(daily.name).startswith("daily-"), (
-        live.name,
-        daily.name,
-    )
-    ((summary, description),) = run_artifacts(live, "ace-etl-live-run-summary")
-    assert (
-        summary.splitlines()[0] == "# ace-etl live run: completed" and description == "ace-etl run: completed"
-    )
-    assert run_artifacts(live, "ace-etl-run-summary") == []
+    """288 live runs a day must not bury the daily run summary, nor repeat an alert every 5 minutes while
+    a problem lasts: their runs and artifacts have names of their own, and they alert on a change."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ace_etl.cli import app
+
+    gappy = sorted(p.name for p in site_points(SITES[0], CFG.points, CFG.interval) if p.configured)[0]
+    outage = ((gappy, "2024-06-02T06:00:00Z", "2024-06-02T09:00:00Z"),)
+    receiver = Receiver()
+    params = {"sites": [SITES[0]], "data_dir": tmp_path, "page_size": 500, "lookback_days": 1}
+    with Simulator(replace(CFG, outages=outage)) as sim:
+        use_api(monkeypatch, sim)
+        setup = CliRunner().invoke(app, ["prefect-setup", "--alert-webhook", receiver.url])
+        assert setup.exit_code == 0, setup.output
+        live = [
+            flow_run_of(
+                daily_etl(
+                    **params, live=True, as_of=datetime(2024, 6, 2, 10, m, tzinfo=UTC), return_state=True
+                )
+            )
+            for m in (2, 7)
+        ]
+        daily = flow_run_of(
+            daily_etl(**params, as_of=datetime(2024, 6, 2, 12, tzinfo=UTC), force=True, return_state=True)
+        )
+    assert all(str(r.name).startswith("live-") for r in live) and str(daily.name).startswith("daily-")
+    for run in live:
+        ((summary, _),) = run_artifacts(run, "ace-etl-live-run-summary")
+        assert summary.splitlines()[0] == "# ace-etl live run: completed with warnings", summary
+        assert run_artifacts(run, "ace-etl-live-data-quality") and not run_artifacts(
+            run, "ace-etl-run-summary"
+        )
     ((summary, _),) = run_artifacts(daily, "ace-etl-run-summary")
-    assert summary.splitlines()[0] == "# ace-etl run: completed", summary
+    assert summary.splitlines()[0] == "# ace-etl run: completed with warnings", summary
+
+    receiver.wait_for(str(daily.name))  # alerts arrive in order: the second live run's would be here by now
+    alerts = [json.loads(m)["text"] for m in receiver.received if "data-quality" in m]
+    assert [a.split(" in flow run ")[1].split(":")[0] for a in alerts] == [live[0].name, daily.name], alerts
