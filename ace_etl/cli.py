@@ -612,6 +612,13 @@ def prefect_setup(
             help="Alert through this saved Prefect notification block, as <type>/<name>, e.g. slack-webhook/ops."
         ),
     ] = None,
+    ui_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Prefect UI address for the alerts' links to flow runs; default PREFECT_UI_URL, else "
+            "PREFECT_API_URL without /api."
+        ),
+    ] = None,
 ) -> None:
     """Create (or update) the Prefect global concurrency limit that is this API key's request budget across
     machines (flows with budget_scope: prefect) and, with --alert-webhook or --alert-block, the automations
@@ -626,7 +633,7 @@ def prefect_setup(
     if alert_webhook is not None or alert_block is not None:
         from flows.alerts import setup_alerts
 
-        for automation in setup_alerts(webhook_url=alert_webhook, block=alert_block):
+        for automation in setup_alerts(webhook_url=alert_webhook, block=alert_block, ui_url=ui_url):
             typer.echo(f"Prefect automation: {automation}")
 
 

@@ -1,8 +1,12 @@
 """The run summary, one table per run with a row per site. The CLI prints it with rich; Prefect flows
-publish the same table as a markdown artifact, so both audiences read the same numbers."""
+publish the same table as a markdown artifact, so both audiences read the same numbers.
+
+The figures are this run's work: windows already complete are counted apart and add no pages or samples,
+so a site that made no request shows none landed."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,14 +16,14 @@ from ace_etl import markdown
 
 COLUMNS = (
     ("site", "site"),
-    ("windows", "windows"),
-    ("skipped", "skipped"),
+    ("fetched", "windows fetched"),
+    ("skipped", "already complete"),
     ("open", "open"),
     ("failed", "failed"),
     ("pages", "pages"),
     ("requests", "requests"),
     ("retries", "retries"),
-    ("kept", "kept"),
+    ("kept", "samples landed"),
     ("filtered", "filtered"),
     ("rejected", "rejected"),
     ("duration_s", "seconds"),
@@ -45,6 +49,11 @@ class SiteSummary:
     gaps: int | None = None
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def fetched(self) -> int:
+        """Windows this run worked on (not already complete)."""
+        return self.windows - self.skipped
+
 
 def summarize(windows: Iterable[Any], gaps_by_site: Mapping[str, int] | None = None) -> list[SiteSummary]:
     """Fold per-window results (anything with the runs-row attributes) into one row per site."""
@@ -55,6 +64,8 @@ def summarize(windows: Iterable[Any], gaps_by_site: Mapping[str, int] | None = N
         s.skipped += w.status == "skipped"
         s.open += w.status == "live"
         s.failed += w.status == "failed"
+        if w.status == "skipped":
+            continue  # its pages and samples are an earlier run's
         s.pages += w.pages
         s.requests += w.api_requests
         s.retries += w.retries
@@ -84,9 +95,40 @@ def rows(summaries: Iterable[SiteSummary]) -> list[list[str]]:
     return [[_cell(getattr(s, key)) for key, _ in COLUMNS] for s in summaries]
 
 
-def to_markdown(summaries: list[SiteSummary], title: str = "ace-etl run summary") -> str:
-    lines = [f"# {title}", "", *markdown.table([label for _, label in COLUMNS], rows(summaries))]
-    errors = [f"- **{markdown.escape(s.site)}**: {markdown.escape(e)}" for s in summaries for e in s.errors]
+def outcome(summaries: Iterable[SiteSummary], failed: bool = False, warnings: bool = False) -> str:
+    """`failed` (a window or the build failed), `completed with warnings` (data-quality tests warn for
+    the run's sites) or `completed`."""
+    if failed or any(s.failed for s in summaries):
+        return "failed"
+    return "completed with warnings" if warnings else "completed"
+
+
+def to_markdown(summaries: list[SiteSummary], result: str, title: str = "ace-etl run") -> str:
+    """The artifact: the outcome first, then a row per site, then each distinct error once with its count."""
+    failed = [s.site for s in summaries if s.failed]
+    said = {
+        "failed": f"failed sites: {', '.join(map(markdown.escape, failed))}"
+        if failed
+        else "the build failed",
+        "completed with warnings": "data-quality tests warn; see the ace-etl data-quality artifact",
+        "completed": "every window landed",
+    }
+    fetched = sum(s.fetched for s in summaries)
+    skipped = sum(s.skipped for s in summaries)
+    lines = [
+        f"# {title}: {result}",
+        "",
+        f"{said.get(result, result)}. {len(summaries)} site(s); {fetched} window(s) fetched, "
+        f"{skipped} already complete; {sum(s.requests for s in summaries):,} request(s), "
+        f"{sum(s.kept for s in summaries):,} sample(s) landed.",
+        "",
+        *markdown.table([label for _, label in COLUMNS], rows(summaries)),
+    ]
+    errors = [
+        f"- **{markdown.escape(s.site)}**: {markdown.escape(error)}" + (f" (x{n})" if n > 1 else "")
+        for s in summaries
+        for error, n in Counter(s.errors).items()
+    ]
     if errors:
         lines += ["", "## Errors", *errors]
     return "\n".join(lines) + "\n"
@@ -98,8 +140,8 @@ def to_rich_table(summaries: list[SiteSummary], title: str = "ace-etl run summar
 
     table = Table(
         title=title,
-        caption="open: landed up to as-of, not complete; filtered: outside the window or not a selected point; "
-        "gaps: rows of timeseries_gaps",
+        caption="already complete: skipped, nothing fetched; open: landed up to as-of, not complete; "
+        "filtered: outside the window or not a selected point; gaps: rows of timeseries_gaps",
     )
     for key, label in COLUMNS:
         table.add_column(label, justify="left" if key == "site" else "right", no_wrap=True)

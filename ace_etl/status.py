@@ -1,4 +1,5 @@
-"""`ace-etl status`: what is landed, which windows are unfinished, the last runs, and the warehouse."""
+"""`ace-etl status`: what is landed, which windows are live (still open) or unfinished (a run stopped in
+them), the failures no later run has made good, the last runs, and the warehouse."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def landed_rows(storage: Storage) -> dict[str, tuple[int, int]]:
 
 
 def window_states(storage: Storage) -> dict[str, Counter[str]]:
-    """Per site: how many windows are complete and how many stopped part-way (they resume on the next run);
-    unreadable checkpoints count under `damaged` (the next run of their site sets them aside)."""
+    """Per site: how many windows are complete, `live` (still open, landed up to a live run's as-of) and
+    `unfinished` (a run stopped part-way: they resume on the next run); unreadable checkpoints count under
+    `damaged` (the next run of their site sets them aside)."""
     states: dict[str, Counter[str]] = {}
     for path in storage.list(CHECKPOINTS, "*/*.json"):
         try:
@@ -38,13 +40,22 @@ def window_states(storage: Storage) -> dict[str, Counter[str]]:
         except (ValueError, OSError):
             states.setdefault(DAMAGED, Counter())["unfinished"] += 1
             continue
-        states.setdefault(checkpoint.site, Counter())[
-            "complete" if checkpoint.complete else "unfinished"
-        ] += 1
+        state = "complete" if checkpoint.complete else "live" if checkpoint.state == "live" else "unfinished"
+        states.setdefault(checkpoint.site, Counter())[state] += 1
     return states
 
 
-def last_runs(storage: Storage, limit: int = 10) -> pl.DataFrame:
+def unresolved_failures(runs: pl.DataFrame) -> pl.DataFrame:
+    """The (site, window)s whose latest run failed, newest first: they stay in view until a later run of
+    the same window succeeds, however many runs of other sites came since."""
+    if not runs.height:
+        return runs
+    latest = runs.sort("finished_at").group_by("site_name", "window_start").last()
+    return latest.filter(pl.col("status") == "failed").sort("finished_at", descending=True)
+
+
+def all_runs(storage: Storage) -> pl.DataFrame:
+    """Every landed runs row, newest first."""
     frames = []
     for path in storage.list(RUNS, "*.parquet"):
         try:
@@ -53,28 +64,44 @@ def last_runs(storage: Storage, limit: int = 10) -> pl.DataFrame:
             continue  # a damaged runs row is left for `ace-etl transform` to set aside
     if not frames:
         return pl.DataFrame()
-    return pl.concat(frames, how="vertical_relaxed").sort("finished_at", descending=True).head(limit)
+    return pl.concat(frames, how="vertical_relaxed").sort("finished_at", descending=True)
 
 
 def print_status(data_dir: Path, console: Console | None = None) -> None:
     console = console or Console()
     storage = open_storage(data_dir)
     console.print(f"Data dir: {storage.uri()}", markup=False)
-    landed, states = landed_rows(storage), window_states(storage)
-    if not landed and not states:
+    landed, states, history = landed_rows(storage), window_states(storage), all_runs(storage)
+    if not landed and not states and not history.height:
         console.print(
             "Nothing landed yet. Run `ace-etl demo`, or `ace-etl run --site NAME` with ACEIOT_API_KEY set."
         )
         return
-    sites = Table("site", "files", "rows landed", "windows complete", "windows unfinished", title="Landing")
+    sites = Table(
+        "site", "files", "rows landed", "windows complete", "live (open) windows", "windows unfinished",
+        title="Landing",
+        caption="live: the still-open window, landed up to the last live run; unfinished: a run stopped in it",
+    )  # fmt: skip
     for site in sorted(set(landed) | set(states)):
         files, rows = landed.get(site, (0, 0))
         state = states.get(site, Counter())
         sites.add_row(
-            escape(site), f"{files:,}", f"{rows:,}", str(state["complete"]), str(state["unfinished"])
-        )
+            escape(site), f"{files:,}", f"{rows:,}", str(state["complete"]), str(state["live"]), str(state["unfinished"])
+        )  # fmt: skip
     console.print(sites)
-    runs = last_runs(storage)
+    failing = unresolved_failures(history)
+    if failing.height:
+        table = Table(
+            "failed", "site", "window start", title="Failing (until a later run of the window succeeds)"
+        )
+        table.add_column("error", max_width=80, overflow="ellipsis", no_wrap=True)
+        for r in failing.iter_rows(named=True):
+            table.add_row(
+                f"{r['finished_at']:%Y-%m-%d %H:%M:%S}", escape(r["site_name"]), f"{r['window_start']:%Y-%m-%d %H:%M}",
+                escape(r["error"] or ""),
+            )  # fmt: skip
+        console.print(table)
+    runs = history.head(10)
     if runs.height:
         table = Table(
             "finished", "site", "window start", "status", "pages", "kept", "rejected", title="Last runs"

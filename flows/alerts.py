@@ -30,19 +30,26 @@ RUN_FAILED = "ace-etl: a run failed"
 DATA_QUALITY = "ace-etl: data-quality tests did not pass"
 DATA_QUALITY_EVENT = "ace-etl.data-quality"
 
+# The link is built from the UI address known when the automations are set up: the server renders these
+# templates, and its own `ui_url` filter gives None unless the server process has PREFECT_UI_URL set.
 _RUN_FAILED_BODY = """\
-Flow run {{ flow_run.name }} of {{ flow.name }} ended {{ flow_run.state.name }}: {{ flow_run.state.message }}
-{{ flow_run|ui_url }}"""
+Flow run {{{{ flow_run.name }}}} of {{{{ flow.name }}}} ended {{{{ flow_run.state.name }}}}: {{{{ flow_run.state.message }}}}
+{ui}/runs/flow-run/{{{{ flow_run.id }}}}"""
 _DATA_QUALITY_BODY = """\
-{{ event.payload.title }} in flow run {{ event.resource.get('flow-run-name') }}:
-{{ event.payload.tests | join(', ') }}"""
+{{{{ event.payload.title }}}} in flow run {{{{ event.resource.get('flow-run-name') }}}}:
+{{{{ event.payload.tests | join('\\n') }}}}
+{ui}/runs/flow-run/{{{{ event.resource.get('flow-run-id') }}}}"""
 
 
-def setup_alerts(*, webhook_url: str | None = None, block: str | None = None) -> list[str]:
+def setup_alerts(
+    *, webhook_url: str | None = None, block: str | None = None, ui_url: str | None = None
+) -> list[str]:
     """Create (or replace) the automations, notifying through a new webhook block or a saved block named
-    `block`; returns the automations' names."""
+    `block`, linking to flow runs under `ui_url` (default: PREFECT_UI_URL, which Prefect derives from
+    PREFECT_API_URL by dropping `/api`); returns the automations' names."""
     if (webhook_url is None) == (block is None):
         raise ConfigError("give either --alert-webhook URL or --alert-block NAME")
+    ui = _ui_url(ui_url)
     block_id = _webhook_block(webhook_url) if webhook_url else _saved_block(str(block))
     automations = [
         Automation(
@@ -54,7 +61,11 @@ def setup_alerts(*, webhook_url: str | None = None, block: str | None = None) ->
                 posture=Posture.Reactive,
                 threshold=1,
             ),
-            actions=[SendNotification(block_document_id=block_id, subject=RUN_FAILED, body=_RUN_FAILED_BODY)],
+            actions=[
+                SendNotification(
+                    block_document_id=block_id, subject=RUN_FAILED, body=_RUN_FAILED_BODY.format(ui=ui)
+                )
+            ],
         ),
         Automation(
             name=DATA_QUALITY,
@@ -65,7 +76,9 @@ def setup_alerts(*, webhook_url: str | None = None, block: str | None = None) ->
                 threshold=1,
             ),
             actions=[
-                SendNotification(block_document_id=block_id, subject=DATA_QUALITY, body=_DATA_QUALITY_BODY)
+                SendNotification(
+                    block_document_id=block_id, subject=DATA_QUALITY, body=_DATA_QUALITY_BODY.format(ui=ui)
+                )
             ],
         ),
     ]
@@ -81,12 +94,24 @@ def emit_data_quality(
     last two. `flow_run` is (id, name) when in a flow run."""
     resource = {"prefect.resource.id": f"{DATA_QUALITY_EVENT}.{flow_run[0] if flow_run else 'local'}"}
     if flow_run:
-        resource["flow-run-name"] = flow_run[1]
+        resource["flow-run-id"], resource["flow-run-name"] = flow_run
     emit_event(
         event=f"{DATA_QUALITY_EVENT}.{status}",
         resource=resource,
         payload={"title": title, "tests": list(tests)},
     )
+
+
+def _ui_url(given: str | None) -> str:
+    from prefect.settings import PREFECT_UI_URL
+
+    url = (given or PREFECT_UI_URL.value() or "").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(
+            "alerts need the Prefect UI's address for their links: set PREFECT_API_URL (e.g. "
+            "http://127.0.0.1:4200/api) or PREFECT_UI_URL, or give --ui-url"
+        )
+    return url
 
 
 def _webhook_block(url: str) -> UUID:

@@ -8,6 +8,7 @@ its checkpoint by the next run.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
-from ace_etl import markdown
 from ace_etl.coverage_view import coverage_grid
 from ace_etl.coverage_view import to_markdown as to_coverage_markdown
 from ace_etl.healing import heal_sites
-from ace_etl.report import gaps_by_site, summarize, to_markdown
+from ace_etl.quality import Quality, TestResult, read_failing_rows, scoped
+from ace_etl.quality import to_markdown as to_quality_markdown
+from ace_etl.report import gaps_by_site, outcome, summarize, to_markdown
 from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
 from extract.client import AceClient
@@ -60,6 +62,25 @@ from flows.params import (
     TransformParams,
     flat_parameters,
 )
+
+LIVE_PREFIX = "ace-etl-live"
+
+
+class _OneLinePerFailure(logging.Filter):
+    """Prefect logs a failed task or flow run twice: the exception with its traceback, then the run's final
+    state naming it. Our typed errors already say what failed and what to do in one line, so their
+    traceback line goes to debug: one line per failure in the run's logs, the traceback still there at
+    debug level. Other exceptions (bugs) keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, AceEtlError) and record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+for _engine in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_engine).addFilter(_OneLinePerFailure())
 
 
 def _runner() -> TaskRunner[Any]:
@@ -137,11 +158,46 @@ def weather_task(settings: Settings, site: str, window: Window, params: SitePara
     return result
 
 
-def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn", full_check: bool = False) -> Path:
+def build_with_prefect_dbt(
+    data_dir: Path | str,
+    dq_severity: str = "warn",
+    sites: Collection[str] | None = None,
+    *,
+    full_check: bool = False,
+) -> Path:
     """`dbt build` through prefect-dbt (one Prefect task per dbt node) into the build database, publish it
-    for analysts (see `ace_etl.transform`), and publish the data-quality artifact: every test with pass /
-    warn / fail and its failing-row count, titled so that a run whose tests warn stands out. The tests look
-    at the partitions the build changed, or at every row with `full_check`."""
+    for analysts (see `ace_etl.transform`), and publish the data-quality artifact and event for `sites`
+    (None: every site). The tests look at the partitions the build changed, or at every row with
+    `full_check`."""
+    return _published(_dbt_build(data_dir, dq_severity, full_check=full_check), sites)
+
+
+@dataclass
+class _Build:
+    warehouse: Path
+    tests: list[TestResult]
+    error: AceEtlError | None
+
+
+def _dbt_build(data_dir: Path | str, dq_severity: str, *, full_check: bool = False) -> _Build:
+    """One build; its error is returned, not raised, so that a run publishes one data-quality verdict, for
+    its last build, failed or not."""
+    from ace_etl.transform import TransformError, warehouse_file
+
+    results: list[Any] = []
+    try:
+        warehouse = _run_dbt_build(data_dir, dq_severity, results, full_check=full_check)
+    except TransformError as error:
+        # The failing rows of an unpublished build cannot be read: its failing tests count for every site.
+        return _Build(warehouse_file(data_dir), read_failing_rows(None, results), error)
+    return _Build(warehouse, read_failing_rows(warehouse, results), None)
+
+
+def _run_dbt_build(
+    data_dir: Path | str, dq_severity: str, results: list[Any], *, full_check: bool = False
+) -> Path:
+    """`dbt build` through prefect-dbt into the build database and publish it for analysts (see
+    `ace_etl.transform`); dbt's run results go into `results`, for failed builds too."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     from ace_etl.transform import (
@@ -171,38 +227,70 @@ def build_with_prefect_dbt(data_dir: Path | str, dq_severity: str = "warn", full
         ]
         # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
         outcome = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(args)
-        results = list(getattr(getattr(outcome, "result", None), "results", []) or [])
-        _publish_data_quality(results)
+        results += list(getattr(getattr(outcome, "result", None), "results", []) or [])
         if not outcome.success:
             raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
     return warehouse_file(data_dir)
 
 
-def _publish_data_quality(results: list[Any]) -> None:
-    tests = [r for r in results if getattr(r.node, "resource_type", None) == "test"]
-    warned = [r for r in tests if str(r.status) in ("warn", "fail", "error")]
-    failed = [r for r in warned if str(r.status) != "warn"]
-    rows = markdown.table(
-        ["test", "status", "failing rows"],
-        [(r.node.name, r.status, r.failures if r.failures is not None else "") for r in tests],
-    )
-    title = (
-        f"{len(warned)} data-quality test(s) warn or fail"
-        if warned
-        else f"all {len(tests)} data-quality tests pass"
-    )
+def _published(build: _Build, sites: Collection[str] | None) -> Path:
+    """Publish the build's data quality for `sites`, then raise its error."""
+    _publish_build(build, sites, "ace-etl", changed=True)
+    if build.error is not None:
+        raise build.error
+    return build.warehouse
+
+
+def _publish_build(
+    build: _Build,
+    sites: Collection[str] | None,
+    prefix: str,
+    changed: bool = True,
+    seen: str | None = None,
+) -> Quality | None:
+    """The build's data quality for `sites`: artifact, warning and event (None: no test ran). A run that
+    changed nothing (`changed` False) emits no event: its problems were an earlier run's to alert. With
+    `seen` (a Prefect variable), the event goes out only when the problems differ from those it recorded."""
+    if not build.tests:
+        return None
+    quality = scoped(build.tests, sites)
+    if changed and seen is not None:
+        from prefect.variables import Variable
+
+        changed = Variable.get(seen, default=None) != quality.digest
+        Variable.set(seen, quality.digest, overwrite=True)
+    _publish_data_quality(quality, prefix, changed)
+    return quality
+
+
+def _seen_by_live(params: EtlParams) -> str | None:
+    """Where live runs of these sites record the problems they last reported: a live run every 5 minutes
+    alerts when the problems change, not on every run while they last (the daily run reports them daily)."""
+    if not params.live:
+        return None
+    import hashlib
+
+    return f"ace-etl-live-quality-{hashlib.sha256(repr(sorted(params.sites)).encode()).hexdigest()[:12]}"
+
+
+def _publish_data_quality(quality: Quality, prefix: str, alert: bool) -> None:
     create_markdown_artifact(
-        markdown="\n".join([f"## {title}", "", *rows, ""]),
-        key="ace-etl-data-quality",
-        description=("WARN: " if warned else "OK: ") + title,
+        markdown=to_quality_markdown(quality),
+        key=f"{prefix}-data-quality",
+        description=("OK: " if quality.status == "pass" else "WARN: ") + quality.title,
     )
-    if warned:
-        get_run_logger().warning("data quality: %s (%s)", title, ", ".join(r.node.name for r in warned))
+    if quality.findings:
+        get_run_logger().warning(
+            "data quality: %s (%s)", quality.title, "; ".join(f.describe() for f in quality.findings)
+        )
+    if not alert:
+        get_run_logger().info("data quality: nothing new since the last report, so no data-quality event")
+        return
     run_id = flow_run.get_id()
     emit_data_quality(
-        "fail" if failed else "warn" if warned else "pass",
-        title,
-        [f"{r.node.name} ({r.status})" for r in warned],
+        quality.status,
+        quality.title,
+        [f.describe() for f in quality.findings],
         (str(run_id), str(flow_run.get_name())) if run_id else None,
     )
 
@@ -323,12 +411,6 @@ def _extract(
     return result.windows, [f.error for f in result.failures]
 
 
-def _publish_summary(results: list[WindowResult], gaps: dict[str, int] | None) -> str:
-    summary = to_markdown(summarize(results, gaps))
-    create_markdown_artifact(markdown=summary, key="ace-etl-run-summary", description="ace-etl run summary")
-    return summary
-
-
 def _etl(params: EtlParams) -> list[WindowResult]:
     # The instant the run is for: its scheduled time, not when a worker got to it, so a late or
     # caught-up run covers the days of its schedule.
@@ -349,23 +431,47 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     results, failures = _extract(params, windows, as_of)
     if params.compact and not params.live:
         compact_task(params)
-    gaps = None
+    # Live runs every 5 minutes publish under keys of their own, so the daily run's artifacts stay in view.
+    prefix = LIVE_PREFIX if params.live else "ace-etl"
+    gaps, quality, build_error = None, None, None
     if params.transform and any(r.status != "failed" for r in results):
         # Build what landed even when a site failed; the run still fails below, naming it.
         data_dir = _settings(params)[0].data_dir
-        warehouse = build_with_prefect_dbt(data_dir, params.dq_severity)
-        healing = params.heal and not params.live and not failures
-        if healing and any(r.ranges for r in heal_task(params, span)):
-            warehouse = build_with_prefect_dbt(data_dir, params.dq_severity)  # what healing landed
-        gaps = gaps_by_site(warehouse)
-        create_markdown_artifact(
-            markdown=to_coverage_markdown(coverage_grid(warehouse)),
-            key="ace-etl-coverage",
-            description="Coverage per site: points by days, open and confirmed gaps",
+        build = _dbt_build(data_dir, params.dq_severity)
+        healing = params.heal and not params.live and not failures and build.error is None
+        # Rebuild for what healing landed; when it landed nothing, the first build stands.
+        healed = healing and any(r.samples for r in heal_task(params, span))
+        if healed:
+            build = _dbt_build(data_dir, params.dq_severity)
+        # One data-quality verdict per run; an alert only when the run fetched something.
+        fetched = any(r.status != "skipped" and r.api_requests for r in results)
+        quality = _publish_build(
+            build, params.sites, prefix, changed=fetched or healed, seen=_seen_by_live(params)
         )
-    logger.info("\n%s", _publish_summary(results, gaps))
+        build_error = build.error
+        if build_error is None:
+            gaps = gaps_by_site(build.warehouse)
+            create_markdown_artifact(
+                markdown=to_coverage_markdown(coverage_grid(build.warehouse), params.sites),
+                key=f"{prefix}-coverage",
+                description="Coverage of the run's sites per point and day: problem points first",
+            )
+    summaries = summarize(results, gaps)
+    result = outcome(
+        summaries,
+        failed=bool(failures) or build_error is not None,
+        warnings=quality is not None and quality.status != "pass",
+    )
+    summary = to_markdown(summaries, result, title="ace-etl live run" if params.live else "ace-etl run")
+    create_markdown_artifact(
+        markdown=summary, key=f"{prefix}-run-summary", description=f"ace-etl run: {result}"
+    )
+    logger.info("\n%s", summary)
+    # Typed, and after the build: Prefect marks the run failed, the data is in.
     if failures:
-        raise failures[0]  # typed, and after the build: Prefect marks the run failed, the data is in
+        raise failures[0]
+    if build_error is not None:
+        raise build_error
     return results
 
 
@@ -409,7 +515,14 @@ def heal_task(params: EtlParams, span: Window) -> list[HealResult]:
     return results
 
 
-@flow(name="ace-etl-daily", task_runner=_runner(), log_prints=True)
+def _run_name() -> str:
+    """Live runs are named apart (`live-...`) from daily ones in the UI's list of runs."""
+    from prefect.utilities.names import generate_slug
+
+    return f"{'live' if flow_run.get_parameters().get('live') else 'daily'}-{generate_slug(2)}"
+
+
+@flow(name="ace-etl-daily", task_runner=_runner(), log_prints=True, flow_run_name=_run_name)
 @flat_parameters(EtlParams)
 def daily_etl(params: EtlParams) -> list[WindowResult]:
     """Extract every site for the range (default: every window not yet complete in the lookback before the
@@ -434,8 +547,8 @@ def heal(params: EtlParams) -> list[HealResult]:
     if span is None:
         return []
     results = heal_task(params, span)
-    if any(r.ranges for r in results):
-        build_with_prefect_dbt(_settings(params)[0].data_dir, params.dq_severity)
+    if any(r.samples for r in results):
+        build_with_prefect_dbt(_settings(params)[0].data_dir, params.dq_severity, params.sites)
     return results
 
 

@@ -204,3 +204,63 @@ def test_the_coverage_picture_marks_a_planted_gap(tmp_path: Path) -> None:
     assert text.count("class='cell gap-open'") == 1 and text.count("class='cell'") == len(ENABLED) - 1
     assert f"{gappy} 2024-06-10: 252 of 288 samples, 1 open gap(s)" in text
     assert "<script" not in text and "http" not in text
+
+
+def test_status_names_the_live_window_and_the_coverage_picture_marks_today_partial(tmp_path: Path) -> None:
+    data, page = tmp_path / "data", tmp_path / "coverage.html"
+    with Simulator(CFG) as sim:
+        live = ace_etl(
+            "run", "--site", SITE, "--live", "--as-of", "2024-06-10T10:02:00Z", "--data-dir", str(data),
+            "--page-size", "2000", env=env_of(sim),
+        )  # fmt: skip
+        assert live.returncode == 0, live.stderr
+    status = ace_etl("status", "--data-dir", str(data), "--html", str(page))
+    assert status.returncode == 0, status.stderr
+    landing = next(line for line in status.stdout.splitlines() if line.lstrip("│ ").startswith(SITE))
+    # complete: the day before; live (open): today so far, not a stopped run
+    assert [cell.strip() for cell in landing.strip("│ ").split("│")][3:] == ["1", "1", "0"], status.stdout
+    assert "live (open)" in status.stdout
+    text = page.read_text()
+    # today is landed up to 10:00: each of its cells says partial (not shaded complete); yesterday is whole
+    assert text.count("class='cell partial'") == len(ENABLED), text
+    assert text.count("class='cell'") == len(ENABLED)
+    assert f"{ENABLED[0]} 2024-06-10: 121 of 121 samples (partial day: landed for part of it)" in text
+
+
+def test_status_keeps_a_failed_window_until_a_later_run_of_it_succeeds(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from rich.console import Console
+
+    from ace_etl.status import print_status
+    from extract.metrics import WindowResult, write_run_row
+    from extract.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path)
+    day = datetime(2024, 6, 10, tzinfo=UTC)
+
+    def run(n: int, site: str, status: str, start: datetime = day) -> None:
+        at = day + timedelta(days=2, minutes=n)
+        write_run_row(
+            storage,
+            WindowResult(
+                run_id=f"run-{n}", site_name=site, window_start=start, window_end=start + timedelta(days=1),
+                status=status, api_requests=1, retries=0, pages=1, bytes=1, records_fetched=1, records_kept=1,  # type: ignore[arg-type]
+                records_filtered=0, records_rejected=0, duration_s=1.0,
+                error="SiteNotFoundError: no such site" if status == "failed" else None, started_at=at, finished_at=at,
+            ),
+        )  # fmt: skip
+
+    def failing() -> str:
+        console = Console(width=250, record=True)
+        print_status(tmp_path, console)
+        text = console.export_text()
+        return text.split("Failing")[1].split("Last runs")[0] if "Failing" in text else ""
+
+    run(0, "atlantis", "failed")
+    run(1, "annex", "failed")
+    for n in range(2, 14):  # more runs of another site than the last-runs table shows
+        run(n, SITE, "complete", day - timedelta(days=n))
+    assert "atlantis" in failing() and "annex" in failing()
+    run(14, "annex", "complete")  # the same window, later, succeeds
+    assert "atlantis" in failing() and "annex" not in failing()

@@ -24,6 +24,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.states import Scheduled
 from prefect.testing.utilities import prefect_test_harness
 
+from ace_etl.markdown import escape as markdown_escape
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from ace_etl.transform import TransformError
 from extract import lake
@@ -151,7 +152,10 @@ def test_daily_flow_lands_and_builds_both_sites_and_its_artifact_shows_a_warning
     # A run whose tests warn says so in the artifact's title (a clean one: see the unknown-site test).
     quality, description = latest_artifact("ace-etl-data-quality")
     assert description.startswith("WARN:"), description
-    assert "| points_with_gaps | warn | 1 |" in quality, quality
+    assert quality.splitlines()[0].startswith("# Data quality: 2 data-quality test(s) warn"), quality
+    assert (
+        f"| points_with_gaps | warn | {SITES[0]} | {markdown_escape(gappy)} (1 point(s)) | 1 |" in quality
+    ), quality
 
     assert not [m for m in all_logs() if "\x1b[" in m]  # no terminal colour codes in Prefect's logs
 
@@ -301,9 +305,27 @@ def test_weather_hourly_lands_current_conditions(
 def test_daily_flow_with_an_unknown_site_fails_typed(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from prefect.client.schemas.filters import LogFilterFlowRunId
+
     use_api(monkeypatch, sim)
+    state = daily_etl(
+        sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False, return_state=True
+    )
     with pytest.raises(SiteNotFoundError, match="no such site 'atlantis'"):
-        daily_etl(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False)
+        state.result()
+    # One line per failure (each failed task run, and the flow run), no traceback: the message says it all.
+    APILogWorker.drain_all(timeout=10)
+    run_id = flow_run_of(state).id
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200
+            )
+            return [log.message for log in logs if log.level >= 40]
+
+    errors = asyncio.run(read())
+    assert errors and all("atlantis" in m and "\n" not in m for m in errors), errors
 
 
 def test_a_prefect_budget_spaces_requests_across_workers(
@@ -485,20 +507,49 @@ def test_alerts_for_a_failed_run_and_for_data_quality_are_set_up_by_one_command(
         daily_etl(sites=["atlantis"], start=START, end=END, data_dir=tmp_path, transform=False)
     alert = json.loads(receiver.wait_for("ace-etl-daily"))["text"]
     assert "ace-etl: a run failed" in alert and "Failed" in alert and "atlantis" in alert
+    assert_links_to_a_flow_run(alert)
 
     @flow(name="ace-etl-dq-probe")
     def probe() -> None:
+        from prefect.runtime import flow_run
+
         emit_data_quality(
-            "warn", "1 data-quality test(s) warn or fail", ["points_with_gaps (warn)"], ("id", "probe-run")
+            "warn",
+            "1 data-quality test(s) warn or fail",
+            ["points_with_gaps (warn)"],
+            (str(flow_run.get_id()), "probe-run"),
         )
 
     probe()
     alert = json.loads(receiver.wait_for("points_with_gaps"))["text"]
     assert "did not pass" in alert and "probe-run" in alert
+    assert_links_to_a_flow_run(alert)
     assert len([m for m in receiver.received if "a run failed" in m]) == 1  # one automation, not two
 
     bad = CliRunner().invoke(app, ["prefect-setup", "--alert-block", "slack-webhook/missing"])
     assert bad.exit_code == 2 and "no notification block 'slack-webhook/missing'" in bad.output
+    bad = CliRunner().invoke(
+        app, ["prefect-setup", "--alert-webhook", receiver.url, "--ui-url", "prefect-host"]
+    )
+    error = bad.output.strip().splitlines()[-1]
+    assert bad.exit_code == 2 and error.startswith("error: alerts need the Prefect UI's address"), bad.output
+    assert "--ui-url" in error
+
+
+def assert_links_to_a_flow_run(alert: str) -> None:
+    """The alert ends in a link to the run on the Prefect server the tests use (never `None`)."""
+    import re
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    assert "None" not in alert, alert
+    link = re.search(r"(https?://\S+)/runs/flow-run/([0-9a-f-]{36})$", alert)
+    assert link is not None, alert
+    api = str(PREFECT_API_URL.value())
+    assert link.group(1) == api.removesuffix("/api"), (alert, api)
+    # The id is the run's: the server knows it.
+    assert httpx.get(f"{api}/flow_runs/{link.group(2)}").status_code == 200
 
 
 def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
@@ -513,7 +564,8 @@ def test_one_unknown_site_still_builds_the_others_then_fails_naming_it(
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("select distinct site_name from timeseries_raw").fetchall() == [(SITES[0],)]
     quality, description = latest_artifact("ace-etl-data-quality")  # what landed is clean
-    assert description.startswith("OK: all") and "| points_with_gaps | pass | 0 |" in quality
+    assert description.startswith("OK: all"), description
+    assert "points_with_gaps" in next(line for line in quality.splitlines() if line.startswith("Passing"))
 
 
 def test_the_retention_flow_deletes_the_old_days_and_keeps_weather(harness: None, tmp_path: Path) -> None:
@@ -535,3 +587,135 @@ def test_the_retention_flow_deletes_the_old_days_and_keeps_weather(harness: None
     assert (result.deleted, result.keep_from) == (60, today - timedelta(days=2))
     assert lake.read(storage, TIMESERIES).get_column("timestamp").min() == midnight(today - timedelta(days=1))
     assert lake.read(storage, "landing/weather").height == 1
+
+
+def flow_run_of(state: object) -> FlowRun:
+    async def read() -> FlowRun:
+        async with get_client() as client:
+            return await client.read_flow_run(state.state_details.flow_run_id)  # type: ignore[attr-defined]
+
+    return asyncio.run(read())
+
+
+def run_artifacts(run: FlowRun, key: str) -> list[tuple[str, str]]:
+    """The artifacts with this key that one flow run published (data, description), oldest first."""
+    from prefect.client.schemas.filters import ArtifactFilterFlowRunId
+
+    async def read() -> list[tuple[str, str]]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])
+                ),
+                sort=ArtifactSort.CREATED_DESC,
+            )
+            return [(str(a.data), str(a.description)) for a in reversed(artifacts)]
+
+    return asyncio.run(read())
+
+
+def task_run_names(run: FlowRun) -> list[str]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            tasks = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            )
+            return [t.name for t in tasks]
+
+    return asyncio.run(read())
+
+
+def test_data_quality_alerts_once_for_the_sites_a_run_built_and_heal_that_lands_nothing_does_not_rebuild(
+    harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One site has a gap the API cannot fill: its runs that fetch alert once each, naming the site and the
+    point; a run of the healthy site beside it does not alert, nor a run that fetches nothing; a heal that
+    lands nothing builds no second time."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ace_etl.cli import app
+
+    gappy_site, healthy_site = SITES[1], SITES[0]
+    gappy = sorted(p.name for p in site_points(gappy_site, CFG.points, CFG.interval) if p.configured)[0]
+    outage = ((gappy, "2024-06-01T06:00:00Z", "2024-06-01T09:00:00Z"),)
+    receiver = Receiver()
+    with Simulator(replace(CFG, outages=outage)) as sim:
+        use_api(monkeypatch, sim)
+        setup = CliRunner().invoke(app, ["prefect-setup", "--alert-webhook", receiver.url])
+        assert setup.exit_code == 0, setup.output
+        params = {"start": START, "end": END, "page_size": 500, "data_dir": tmp_path}
+        # heal (on by default) asks the API for the gap's range: nothing there, so nothing to rebuild
+        first = flow_run_of(daily_etl(sites=[gappy_site], **params, return_state=True))
+        healthy = flow_run_of(daily_etl(sites=[healthy_site], **params, return_state=True))
+        # every window complete, the gap checked a moment ago: this run changes nothing, so it does not alert
+        unchanged = flow_run_of(daily_etl(sites=[gappy_site], **params, return_state=True))
+        last = flow_run_of(daily_etl(sites=[gappy_site], **params, force=True, return_state=True))
+
+    assert task_run_names(first).count("model timeseries_gaps") == 1, task_run_names(first)
+    ((quality, description),) = run_artifacts(first, "ace-etl-data-quality")
+    assert description.startswith("WARN:"), description
+    assert (
+        quality.splitlines()[0] == "# Data quality: 2 data-quality test(s) warn or fail for this run's sites"
+    )
+    ((healthy_quality, healthy_description),) = run_artifacts(healthy, "ace-etl-data-quality")
+    assert healthy_description.startswith("OK:"), healthy_quality
+    # the other site's gap stays in view, apart from this run's own verdict
+    other = next(line for line in healthy_quality.splitlines() if line.startswith("Other sites"))
+    assert f"points_with_gaps (warn): {gappy_site}: " in other, healthy_quality
+
+    assert run_artifacts(unchanged, "ace-etl-data-quality")[0][1].startswith("WARN:")  # still in view
+    receiver.wait_for(str(last.name))  # alerts arrive in order: the earlier runs' would be here by now
+    alerts = [json.loads(m)["text"] for m in receiver.received if "data-quality" in m]
+    assert [a.split(" in flow run ")[1].split(":")[0] for a in alerts] == [first.name, last.name], alerts
+    assert f"points_with_gaps (warn): {gappy_site}: {gappy} (1 point(s))" in alerts[0], alerts[0]
+    assert f"coverage_below_threshold (warn): {gappy_site}: {gappy} (1 point(s))" in alerts[0], alerts[0]
+    assert_links_to_a_flow_run(alerts[0])
+
+
+def test_live_runs_are_named_and_keyed_apart_and_alert_when_their_problems_change(
+    harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """288 live runs a day must not bury the daily run summary, nor repeat an alert every 5 minutes while
+    a problem lasts: their runs and artifacts have names of their own, and they alert on a change."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ace_etl.cli import app
+
+    gappy = sorted(p.name for p in site_points(SITES[0], CFG.points, CFG.interval) if p.configured)[0]
+    outage = ((gappy, "2024-06-02T06:00:00Z", "2024-06-02T09:00:00Z"),)
+    receiver = Receiver()
+    params = {"sites": [SITES[0]], "data_dir": tmp_path, "page_size": 500, "lookback_days": 1}
+    with Simulator(replace(CFG, outages=outage)) as sim:
+        use_api(monkeypatch, sim)
+        setup = CliRunner().invoke(app, ["prefect-setup", "--alert-webhook", receiver.url])
+        assert setup.exit_code == 0, setup.output
+        live = [
+            flow_run_of(
+                daily_etl(
+                    **params, live=True, as_of=datetime(2024, 6, 2, 10, m, tzinfo=UTC), return_state=True
+                )
+            )
+            for m in (2, 7)
+        ]
+        daily = flow_run_of(
+            daily_etl(**params, as_of=datetime(2024, 6, 2, 12, tzinfo=UTC), force=True, return_state=True)
+        )
+    assert all(str(r.name).startswith("live-") for r in live) and str(daily.name).startswith("daily-")
+    for run in live:
+        ((summary, _),) = run_artifacts(run, "ace-etl-live-run-summary")
+        assert summary.splitlines()[0] == "# ace-etl live run: completed with warnings", summary
+        assert run_artifacts(run, "ace-etl-live-data-quality") and not run_artifacts(
+            run, "ace-etl-run-summary"
+        )
+    ((summary, _),) = run_artifacts(daily, "ace-etl-run-summary")
+    assert summary.splitlines()[0] == "# ace-etl run: completed with warnings", summary
+
+    receiver.wait_for(str(daily.name))  # alerts arrive in order: the second live run's would be here by now
+    alerts = [json.loads(m)["text"] for m in receiver.received if "data-quality" in m]
+    assert [a.split(" in flow run ")[1].split(":")[0] for a in alerts] == [live[0].name, daily.name], alerts
