@@ -27,6 +27,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from extract import schemas
 from extract.errors import AceEtlError, ConfigError
 from extract.storage import Storage, is_object_store
 
@@ -94,7 +95,17 @@ def _open(uri: str, version: int | None = None) -> Any:
         return None
 
 
-def _with_partitions(rows: pl.DataFrame) -> pl.DataFrame:
+def _with_partitions(rows: pl.DataFrame, table: str) -> pl.DataFrame:
+    """`rows` with the partition columns added, once they are checked to be the table's contract: a frame
+    missing a column would otherwise become a table schema the warehouse cannot read."""
+    expected = schemas.LANDING[table.rsplit("/", 1)[-1]].names()
+    missing = [c for c in expected if c not in rows.columns]
+    unexpected = [c for c in rows.columns if c not in expected]
+    if missing or unexpected:
+        raise LakeError(
+            f"rows for {table} do not match its columns (missing {missing}, unexpected {unexpected}): "
+            "write exactly the columns of extract.schemas"
+        )
     keys = {s: site_key(s) for s in rows.get_column("site_name").unique().to_list()}
     return rows.with_columns(
         site_key=pl.col("site_name").replace_strict(keys, return_dtype=pl.String),
@@ -188,7 +199,7 @@ def replace_range(
         try:
             write_deltalake(
                 uri,
-                _stream(frames, failure),
+                _stream(table, frames, failure),
                 mode="overwrite",
                 predicate=predicate,
                 partition_by=PARTITIONS,
@@ -207,19 +218,19 @@ def replace_range(
 
 
 def _stream(
-    frames: Callable[[], Iterable[pl.DataFrame]], failure: list[BaseException]
+    table: str, frames: Callable[[], Iterable[pl.DataFrame]], failure: list[BaseException]
 ) -> pa.RecordBatchReader:
     """The frames with their partition columns, as one Arrow stream that reads the next frame only when
     delta-rs asks for it; what a frame raised is kept in `failure`."""
     pages = iter(frames())
-    first = _with_partitions(next(pages)).to_arrow()
+    first = _with_partitions(next(pages), table).to_arrow()
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
             yield from first.to_batches()
             for page in pages:
-                table = _with_partitions(page).to_arrow()
-                yield from table.select(first.schema.names).cast(first.schema).to_batches()
+                batch = _with_partitions(page, table).to_arrow()
+                yield from batch.select(first.schema.names).cast(first.schema).to_batches()
         except BaseException as exc:
             failure.append(exc)
             raise
@@ -237,7 +248,7 @@ def append(storage: Storage, table: str, rows: pl.DataFrame) -> int:
     def write() -> int:
         write_deltalake(
             uri,
-            _with_partitions(rows).to_arrow(),
+            _with_partitions(rows, table).to_arrow(),
             mode="append",
             partition_by=PARTITIONS,
             storage_options=storage_options(uri),
@@ -282,7 +293,7 @@ def _merge(
     from deltalake import write_deltalake
 
     uri = table_uri(storage, table)
-    data = _with_partitions(rows.unique(subset=list(key), keep="last", maintain_order=True)).to_arrow()
+    data = _with_partitions(rows.unique(subset=list(key), keep="last", maintain_order=True), table).to_arrow()
     start, end = rows.get_column("timestamp").min(), rows.get_column("timestamp").max()
     assert isinstance(start, datetime) and isinstance(end, datetime)
     days = sorted({f"'{d}'" for d in data.column("day").to_pylist()})

@@ -216,3 +216,10 @@ def test_a_reader_in_another_process_sees_a_whole_commit_never_half(storage: Loc
     assert all(height == 2880 and len(values) == 1 for height, values in snapshots), [
         s for s in snapshots if s[0] != 2880 or len(s[1]) != 1
     ][:3]
+
+
+def test_rows_missing_a_contract_column_are_refused_before_anything_is_written(storage: LocalStorage) -> None:
+    partial = rows("s", T0, 60).drop("quality", "metadata")
+    with pytest.raises(lake.LakeError, match=r"missing \['quality', 'metadata'\]"):
+        lake.replace_range(storage, TIMESERIES, "s", T0, T0 + timedelta(hours=1), partial, attempt="a")
+    assert lake.version(storage, TIMESERIES) is None  # no table with a schema the warehouse cannot read

@@ -140,7 +140,7 @@ def test_a_live_merge_into_today_on_a_snapshot_older_than_a_compaction_goes_thro
     land(storage, "hq", TODAY, merges=0)
     stale = lake._open(storage.uri(TIMESERIES))  # the live run's snapshot, taken before the compaction
     assert lake.compact_closed(storage, TIMESERIES) == [("hq", closed)]
-    new = lake._with_partitions(rows("hq", midnight(TODAY) + timedelta(hours=3), 10)).to_arrow()
+    new = lake._with_partitions(rows("hq", midnight(TODAY) + timedelta(hours=3), 10), TIMESERIES).to_arrow()
     on = (
         f"t.site_key = 'hq' AND t.site_name = 'hq' AND t.day IN ('{TODAY}') "
         "AND t.point_name = s.point_name AND t.timestamp = s.timestamp"
