@@ -21,6 +21,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import suppress
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -304,15 +305,19 @@ def _merge(
     def write() -> int:
         dt = _open(uri)
         if dt is None:
-            write_deltalake(
-                uri,
-                data,
-                mode="append",
-                partition_by=PARTITIONS,
-                storage_options=storage_options(uri),
-                writer_properties=_writer_properties(),
-            )
-            return data.num_rows
+            # Create the table empty, then merge: appending the rows to a missing table would race another
+            # writer doing the same (both see no table; the second append lands every row again).
+            with suppress(Exception):
+                write_deltalake(
+                    uri,
+                    data.slice(0, 0),
+                    mode="append",
+                    partition_by=PARTITIONS,
+                    storage_options=storage_options(uri),
+                )
+            dt = _open(uri)
+            if dt is None:
+                raise LakeError(f"cannot create the Delta table {uri}; check the data dir is writable")
         merger = dt.merge(
             data, on, source_alias="s", target_alias="t", writer_properties=_writer_properties()
         )

@@ -264,7 +264,9 @@ def test_a_full_disk_under_the_request_budget_is_a_full_disk(small_disk: Path) -
 
 def test_a_full_disk_under_a_lake_commit_is_a_full_disk(small_disk: Path) -> None:
     start = datetime(2024, 6, 1, tzinfo=UTC)
-    rows = landing_factory.samples(SITE, [f"p{i}" for i in range(50)], start, 1440, collected_at=start)
+    rows = landing_factory.timeseries_rows(
+        landing_factory.samples(SITE, [f"p{i}" for i in range(50)], start, 1440, collected_at=start)
+    )
     fill(small_disk)
     with pytest.raises(OSError) as raised:
         lake.replace_range(

@@ -223,3 +223,29 @@ def test_rows_missing_a_contract_column_are_refused_before_anything_is_written(s
     with pytest.raises(lake.LakeError, match=r"missing \['quality', 'metadata'\]"):
         lake.replace_range(storage, TIMESERIES, "s", T0, T0 + timedelta(hours=1), partial, attempt="a")
     assert lake.version(storage, TIMESERIES) is None  # no table with a schema the warehouse cannot read
+
+
+def test_a_writer_that_saw_no_table_while_another_created_it_lands_nothing_twice(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first writers of a table (two runs' weather, say) both find no table: the later must not append
+    what the earlier one landed."""
+    weather = lake.read(storage, WEATHER, schema=schemas.WEATHER).vstack(
+        pl.DataFrame(
+            {"site_name": ["hq"], "timestamp": [T0], "temperature": [1.0], "humidity": [1.0],
+             "precipitation": [0.0], "wind_speed": [0.0], "conditions": ["clear"], "metadata": ["{}"],
+             "collected_at": [T0]},
+            schema=schemas.WEATHER,
+        )
+    )  # fmt: skip
+    lake.upsert(storage, WEATHER, "hq", weather, ("site_name", "timestamp"))
+    opened, looks = lake._open, []
+
+    def stale_first(*args: Any, **kwargs: Any) -> Any:
+        looks.append(args)  # the second writer's first look was taken before the first writer committed
+        return None if len(looks) == 1 else opened(*args, **kwargs)
+
+    monkeypatch.setattr(lake, "_open", stale_first)
+    lake.upsert(storage, WEATHER, "hq", weather, ("site_name", "timestamp"))
+    monkeypatch.undo()
+    assert lake.read(storage, WEATHER).height == 1
