@@ -192,6 +192,18 @@ def old_files(data_dir: Path) -> list[Path]:
     )
 
 
+def run_hq_day(data: Path) -> list[dict[str, Any]]:
+    """`ace-etl run` of site hq over DAY in 12 h windows against the simulator; the requests it made."""
+    with Simulator(replace(CFG, sites=("hq",))) as sim:
+        env = {"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key}
+        run = ace_etl(
+            "run", "--site", "hq", "--start", DAY, "--end", NEXT, "--window-hours", "12", "--data-dir", str(data),
+            "--no-transform", env=env,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return list(sim.requests)
+
+
 def test_an_old_landing_is_converted_once_with_the_old_warehouse_choice_and_nothing_is_fetched_again(
     tmp_path: Path,
 ) -> None:
@@ -361,15 +373,8 @@ def test_an_attempt_an_old_run_left_mid_commit_is_committed_from_its_pages_witho
     )
 
     assert ace_etl("upgrade", "--data-dir", str(data)).returncode == 0
-    with Simulator(replace(CFG, sites=("hq",))) as sim:
-        env = {"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key}
-        run = ace_etl(
-            "run", "--site", "hq", "--start", DAY, "--end", NEXT, "--window-hours", "12", "--data-dir", str(data),
-            "--no-transform", env=env,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr
-        # Its window was not complete, so the run asked for the day's weather too, as the old one would have.
-        assert [r["path"] for r in sim.requests if "timeseries" in r["path"]] == []
+    # Its window was not complete, so the run asked for the day's weather too, as the old one would have.
+    assert [r["path"] for r in run_hq_day(data) if "timeseries" in r["path"]] == []
     assert table(data).equals(pl.concat([rows, kept_rows("hq", WINDOWS[1], SECOND)]).sort(KEY))
     assert all(c.complete for c in load_checkpoints(storage, "hq"))
 
@@ -426,14 +431,7 @@ def test_an_unreadable_old_file_is_set_aside_with_its_window_which_the_next_run_
     assert table(data).equals(expected.join(lost, on=KEY, how="anti"))  # the rest of its window is there
     assert [c.window for c in load_checkpoints(LocalStorage(data), "hq")] == [WINDOWS[0]]
 
-    with Simulator(replace(CFG, sites=("hq",))) as sim:
-        env = {"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key}
-        run = ace_etl(
-            "run", "--site", "hq", "--start", DAY, "--end", NEXT, "--window-hours", "12", "--data-dir", str(data),
-            "--no-transform", env=env,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr
-        asked = [r["params"]["start_time"] for r in sim.requests if "timeseries" in r["path"]]
+    asked = [r["params"]["start_time"] for r in run_hq_day(data) if "timeseries" in r["path"]]
     assert asked and all(t.startswith(WINDOWS[1].start.strftime("%Y-%m-%dT%H")) for t in asked), asked
     fetched = (
         table(data).filter(pl.col("timestamp") >= WINDOWS[1].start).select("point_name", "timestamp", "value")
