@@ -147,20 +147,41 @@ from {{ lake_read('weather', scope) }} as landed
 {%- endmacro %}
 
 
-{% macro changed_partitions(dataset, day) -%}
-{#- Whether a row (its site_name and UTC day `day`) is in a partition of `dataset` that changed since the
-    last build and still has files: the partitions an incremental model recomputes. -#}
+{% macro changed_partitions(dataset, day=none, time=none) -%}
+{#- Whether a row is in a partition of `dataset` that changed since the last build and still has files: the
+    partitions an incremental model recomputes. The row's UTC day is `day` (an expression) or that of its
+    timestamptz column `time`. The changed days' range is first written as constants on the column itself,
+    which DuckDB checks against each row group's min and max: without it every statement scoped this way
+    read the whole table, a cost that grows with history. -#}
+{%- set day = day if time is none else utc_day(time) -%}
+{%- set changes = lake_relation('lake_changes') -%}
+{%- set span = none -%}
+{%- if execute -%}
+{%- set span = run_query("select strftime(min(day), '%Y-%m-%d'), strftime(max(day) + 1, '%Y-%m-%d') from " ~ changes ~ " where dataset = '" ~ dataset ~ "' and present").rows[0] -%}
+{%- endif -%}
+{%- if span is not none and span[0] is none -%}
+false
+{%- else -%}
+(
+{%- if span is not none -%}
+{%- if time is not none -%}
+{{ time }} >= timestamptz '{{ span[0] }} 00:00:00+00' and {{ time }} < timestamptz '{{ span[1] }} 00:00:00+00' and
+{% else -%}
+{{ day }} >= date '{{ span[0] }}' and {{ day }} < date '{{ span[1] }}' and
+{% endif -%}
+{%- endif -%}
 (site_name, {{ day }}) in (
-    select site_name, day from {{ lake_relation('lake_changes') }} where dataset = '{{ dataset }}' and present
-)
+    select site_name, day from {{ changes }} where dataset = '{{ dataset }}' and present
+))
+{%- endif -%}
 {%- endmacro %}
 
 
-{% macro forget_changed_partitions(day) -%}
+{% macro forget_changed_partitions(day=none, time=none) -%}
 {#- Pre-hook of a model recomputed by partition: drop its rows of the changed partitions that still have raw
     files. A partition whose files are all gone (retention) keeps its rows. -#}
 {%- if is_incremental() -%}
-delete from {{ this }} where {{ changed_partitions('timeseries', day) }}
+delete from {{ this }} where {{ changed_partitions('timeseries', day, time) }}
 {%- else -%}
 select 1
 {%- endif -%}
@@ -180,7 +201,7 @@ select 1
 {%- if relation.identifier in ('timeseries_raw', 'weather_raw') -%}
 {%- do return('(' ~ raw_rows(meta['dataset'], scope) ~ ') as dbt_subquery') -%}
 {%- endif -%}
-{%- do return('(select * from ' ~ relation ~ ' where ' ~ changed_partitions(meta['dataset'], meta['day']) ~ ') as dbt_subquery') -%}
+{%- do return('(select * from ' ~ relation ~ ' where ' ~ changed_partitions(meta['dataset'], meta.get('day'), meta.get('time')) ~ ') as dbt_subquery') -%}
 {%- elif where -%}
 {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') as dbt_subquery') -%}
 {%- else -%}

@@ -24,7 +24,7 @@ from {{ ref('timeseries_hourly') }}
 -- the range lets DuckDB skip the row groups of other days; the partitions pick the changed ones
 where hour >= (select min(day) from {{ ref('lake_changes') }} where present)::timestamptz
   and hour < (select max(day) from {{ ref('lake_changes') }} where present)::timestamptz + interval 1 day
-  and {{ changed_partitions('timeseries', utc_day('hour')) }}
+  and {{ changed_partitions('timeseries', time='hour') }}
 {%- endif %}
 group by site_name, point_name, day
 order by site_name, point_name, day

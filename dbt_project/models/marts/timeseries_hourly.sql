@@ -1,7 +1,7 @@
 {{ config(
     incremental_strategy='append',
     full_refresh=false,
-    pre_hook="{{ forget_changed_partitions(utc_day('hour')) }}",
+    pre_hook="{{ forget_changed_partitions(time='hour') }}",
 ) }}
 
 -- Recomputed by (site, day) partition: an incremental build reads only the files of the partitions that
