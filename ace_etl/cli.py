@@ -500,6 +500,69 @@ def status(
 
 @app.command()
 @handles_errors
+def export(
+    site: Annotated[str, typer.Option("--site", help="Site name as in FlightDeck.", show_default=False)],
+    points: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated point names or glob patterns, as for run, e.g. '*/ahu-1/*'.",
+            show_default=False,
+        ),
+    ],
+    start: Annotated[
+        str,
+        typer.Option(
+            help="First grid instant (ISO; without an offset: the site's local time).", show_default=False
+        ),
+    ],
+    end: Annotated[
+        str, typer.Option(help="End of the grid (ISO, exclusive; as --start).", show_default=False)
+    ],
+    wide: Annotated[
+        Path,
+        typer.Option(
+            "--wide", help="Write one column per point to this .parquet or .csv file.", show_default=False
+        ),
+    ],
+    every: Annotated[str, typer.Option(help="Grid step: a whole number and s, m, h or d.")] = "5m",
+    how: Annotated[
+        str,
+        typer.Option(
+            help="Numeric points: 'last' (the sample in force, held at most one collect interval) or 'mean' "
+            "(of each step); binary and multi-state points are always 'last'."
+        ),
+    ] = "last",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Export points of a site as a wide table: a row per grid instant in the site's time zone, a column per
+    point. Reads the lake's samples and the warehouse's points and sites (run `ace-etl transform` first)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ace_etl.export import check_target, parse_every, parse_instant, wide_frame, write_wide
+    from extract.config import Settings
+
+    check_target(wide)
+    parse_every(every, "--every")
+    parse_instant(start, "--start")
+    parse_instant(end, "--end")
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not console.is_terminal,
+    )  # fmt: skip
+    task = bar.add_task("export", total=None)
+    with bar:
+        frame = wide_frame(
+            data_dir or Settings().data_dir, site, points, every, start, end, how=how,  # type: ignore[arg-type]
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+        write_wide(frame, wide)
+    typer.echo(f"Wrote {frame.height:,} rows x {frame.width - 1} point(s) to {wide}")
+
+
+@app.command()
+@handles_errors
 def compact(
     site: Annotated[
         list[str] | None,
