@@ -10,7 +10,6 @@ import polars as pl
 import pytest
 
 from ace_etl.export import (
-    MAX_INFERRED_FILL,
     grid_instants,
     localize,
     parse_every,
@@ -65,7 +64,6 @@ def test_a_point_without_collect_interval_holds_its_median_step_at_most_an_hour(
         grid.get_column("listed-never").to_list()[:12]
         == [1.0] * 2 + [2.0] * 2 + [3.0] * 3 + [None] * 2 + [4.0] * 3
     )
-    assert MAX_INFERRED_FILL == timedelta(hours=1)
     sparse = grid.get_column("sparse").to_list()
     assert sparse[:24] == [0.0] * 13 + [None] * 11  # held 60 min, not its 120-min step
     assert sparse[24:37] == [1.0] * 13
