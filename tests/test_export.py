@@ -152,3 +152,17 @@ def test_a_bad_step_is_one_line_naming_it(text: str) -> None:
         ConfigError, match=r"^--every .* is not a grid step: use a whole number and s, m, h or d"
     ):
         parse_every(text, "--every")
+
+
+def test_wide_frames_and_duckdb_results_convert_to_pandas() -> None:
+    """The `pandas` extra (in `dev`): `.to_pandas()` keeps the site-local instants, DuckDB's `.df()` works."""
+    import duckdb
+
+    instants = grid_instants(datetime(2026, 11, 1, 1), datetime(2026, 11, 1, 3), "30m", NEW_YORK)
+    data = pl.DataFrame({"point_name": "p", "timestamp": instants.dt.convert_time_zone("UTC"), "value": 1.0})
+    pandas_frame = wide_grid(data, points(("p", "binary", 60)), instants, "30m").to_pandas()
+    assert str(pandas_frame["timestamp"].dtype) == f"datetime64[us, {NEW_YORK}]"
+    assert (
+        len(pandas_frame) == 6 and pandas_frame["timestamp"].is_unique
+    )  # 01:00-02:00 twice, then 02:00-03:00
+    assert duckdb.sql("select 42 as answer").df()["answer"].tolist() == [42]
