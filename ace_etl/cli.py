@@ -539,11 +539,12 @@ def export(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ace_etl.export import check_target, parse_every, parse_instant, wide_frame, write_wide
+    from ace_etl.export import check_target, parse_every, parse_how, parse_instant, wide_frame, write_wide
     from extract.config import Settings
 
     check_target(wide)
     parse_every(every, "--every")
+    way = parse_how(how, "--how")
     parse_instant(start, "--start")
     parse_instant(end, "--end")
     console = Console(stderr=True)
@@ -554,7 +555,7 @@ def export(
     task = bar.add_task("export", total=None)
     with bar:
         frame = wide_frame(
-            data_dir or Settings().data_dir, site, points, every, start, end, how=how,  # type: ignore[arg-type]
+            data_dir or Settings().data_dir, site, points, every, start, end, how=way,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
         write_wide(frame, wide)

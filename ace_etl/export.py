@@ -59,6 +59,13 @@ def parse_every(text: str, option: str = "every") -> str:
     return f"{int(found.group(1))}{_UNITS[found.group(2)]}"
 
 
+def parse_how(text: str, option: str = "how") -> How:
+    for how in HOWS:
+        if text == how:
+            return how
+    raise ConfigError(f"{option} {text!r}: use last (the sample in force) or mean (of each grid step)")
+
+
 def parse_instant(value: str | datetime | date, option: str) -> datetime:
     """An ISO date or date-time; without an offset it stays naive (the site's local time, see `localize`)."""
     if isinstance(value, datetime):
@@ -222,15 +229,16 @@ def wide_frame(
     from extract.landing import TIMESERIES
     from extract.storage import open_storage
 
-    if how not in HOWS:
-        raise ConfigError(f"how {how!r}: use one of {', '.join(HOWS)}")
+    parse_how(how)
     step = parse_every(every)
     first, last = parse_instant(start, "start"), parse_instant(end, "end")
     chosen = select_points(data_dir, site, points)
     zone = chosen.time_zone
     first, last = localize(first, zone), localize(last, zone)
     if last <= first:
-        raise ConfigError(f"end {last.isoformat()} must be after start {first.isoformat()}")
+        raise ConfigError(
+            f"end {last.isoformat()} is not after start {first.isoformat()}: give an end later than the start"
+        )
     instants = grid_instants(first, last, step, zone)
     storage = open_storage(data_dir)
     version = lake.version(storage, TIMESERIES)
