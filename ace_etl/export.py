@@ -187,16 +187,17 @@ def select_points(data_dir: Path | str, site: str, pattern: str) -> Selection:
     selector = PointSelector.from_list(pattern.split(","))
     warehouse = warehouse_file(data_dir)
     with reading(warehouse) as con:
-        zone = con.execute("select time_zone from sites where site_name = ?", [site]).fetchone()
-        if zone is None:
-            known = [name for (name,) in con.execute("select site_name from sites order by 1").fetchall()]
+        zone = con.sql("select time_zone from sites where site_name = ?", params=[site]).fetchall()
+        if not zone:
+            known = [name for (name,) in con.sql("select site_name from sites order by 1").fetchall()]
             raise ConfigError(
                 f"no site {site!r} in the warehouse {warehouse} (it has {', '.join(map(repr, known)) or 'none'}): "
                 "check --site, or land the site first with `ace-etl run --site ...`"
             )
         points = pl.from_arrow(
-            con.execute(
-                "select point_name, value_kind, collect_interval from points where site_name = ?", [site]
+            con.sql(
+                "select point_name, value_kind, collect_interval from points where site_name = ?",
+                params=[site],
             ).to_arrow_table()
         )
     assert isinstance(points, pl.DataFrame)
@@ -206,7 +207,7 @@ def select_points(data_dir: Path | str, site: str, pattern: str) -> Selection:
             f"--points {pattern!r} matches no point of site {site!r}: the warehouse's `points` table lists "
             "them (globs: * ? [abc], whole name, case-sensitive)"
         )
-    return Selection(str(zone[0]), chosen)
+    return Selection(str(zone[0][0]), chosen)
 
 
 def wide_frame(
@@ -248,8 +249,9 @@ def wide_frame(
     frames = []
     for done, part in enumerate(parts, 1):
         # Holding looks back one fill limit; a mean's last period ends one step after its instant.
-        since: datetime = part.min() - lookback  # type: ignore[operator,assignment]
-        until = part.dt.offset_by(step).max() if how == "mean" else part.max()
+        part_utc = part.dt.convert_time_zone("UTC")
+        since: datetime = part_utc.min() - lookback  # type: ignore[operator,assignment]
+        until = part.dt.offset_by(step).dt.convert_time_zone("UTC").max() if how == "mean" else part_utc.max()
         assert isinstance(until, datetime)
         samples = lake.read(
             storage, TIMESERIES, site, since, until, columns=list(SAMPLES_SCHEMA), schema=SAMPLES_SCHEMA,
