@@ -260,9 +260,7 @@ def wide_frame(
         frames.append(wide_grid(samples, chosen.points, part, step, how))
         if progress is not None:
             progress(done, len(parts))
-    if not frames:
-        return wide_grid(pl.DataFrame(schema=SAMPLES_SCHEMA), chosen.points, instants, step, how)
-    return pl.concat(frames)
+    return pl.concat(frames)  # at least one part: the range is not empty
 
 
 def _lookback(points: pl.DataFrame) -> timedelta:
