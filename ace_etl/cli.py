@@ -45,6 +45,24 @@ DataDirOption = Annotated[
 ]
 
 
+SitesFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sites-file",
+        help='TOML file of per-site time zones, e.g. [sites."hq"] then time_zone = "America/New_York"; they override '
+        "the time zone of a site's coordinates. (env ACE_SITES_FILE)",
+        show_default=False,
+    ),
+]
+
+
+def _time_zones(sites_file: Path | None, settings: Any) -> dict[str, str]:
+    """The time-zone overrides of `--sites-file`, else of ACE_SITES_FILE (ConfigError for a bad file or name)."""
+    from extract.sites import time_zone_overrides
+
+    return time_zone_overrides(sites_file or settings.sites_file)
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     # One line on stderr, then the exit status: scripts and schedulers read both.
     typer.echo(f"error: {message}", err=True)
@@ -252,6 +270,7 @@ def run(
         ),
     ] = False,
     data_dir: DataDirOption = None,
+    sites_file: SitesFileOption = None,
     page_size: Annotated[
         int, typer.Option(min=1, max=100_000, help="Samples per API page (the API allows 100,000).")
     ] = 100_000,
@@ -317,7 +336,8 @@ def run(
         return
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force, window_hours=window_hours, as_of=moment, live=live)  # fmt: skip
+                       not no_transform, force, window_hours=window_hours, as_of=moment, live=live,
+                       time_zones=_time_zones(sites_file, settings))  # fmt: skip
     run_pipeline(settings, options)
 
 
@@ -381,6 +401,7 @@ def heal(
         typer.Option(help="UTF-8 file with one point name or pattern per line.", show_default=False),
     ] = None,
     data_dir: DataDirOption = None,
+    sites_file: SitesFileOption = None,
     page_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per API page.")] = 100_000,
     max_requests_per_minute: Annotated[
         float,
@@ -421,7 +442,7 @@ def heal(
     assert span is not None
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force)  # fmt: skip
+                       not no_transform, force, time_zones=_time_zones(sites_file, settings))  # fmt: skip
     run_heal(settings, options)
 
 
@@ -463,12 +484,22 @@ def transform(
             help="Test every row, not only the partitions this build changed (weekly in the deployments).",
         ),
     ] = False,
+    sites_file: SitesFileOption = None,
 ) -> None:
-    """Build (or update) the DuckDB warehouse from the landing with dbt build, then publish it atomically."""
+    """Build (or update) the DuckDB warehouse from the landing with dbt build, then publish it atomically.
+
+    The sites file's time zones are applied as they are now: an edit takes effect without fetching again.
+    """
     from ace_etl.runner import run_transform
     from extract.config import Settings
 
-    run_transform(data_dir or Settings().data_dir, full_refresh=full_refresh, full_check=full_check)
+    settings = Settings()
+    run_transform(
+        data_dir or settings.data_dir,
+        full_refresh=full_refresh,
+        full_check=full_check,
+        time_zones=_time_zones(sites_file, settings),
+    )
 
 
 @app.command()
@@ -496,6 +527,70 @@ def status(
 
         html.write_text(to_html(coverage_grid(warehouse_file(root))), encoding="utf-8")
         typer.echo(f"Coverage picture written to {html}", err=True)
+
+
+@app.command()
+@handles_errors
+def export(
+    site: Annotated[str, typer.Option("--site", help="Site name as in FlightDeck.", show_default=False)],
+    points: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated point names or glob patterns, as for run, e.g. '*/ahu-1/*'.",
+            show_default=False,
+        ),
+    ],
+    start: Annotated[
+        str,
+        typer.Option(
+            help="First grid instant (ISO; without an offset: the site's local time).", show_default=False
+        ),
+    ],
+    end: Annotated[
+        str, typer.Option(help="End of the grid (ISO, exclusive; as --start).", show_default=False)
+    ],
+    wide: Annotated[
+        Path,
+        typer.Option(
+            "--wide", help="Write one column per point to this .parquet or .csv file.", show_default=False
+        ),
+    ],
+    every: Annotated[str, typer.Option(help="Grid step: a whole number and s, m, h or d.")] = "5m",
+    how: Annotated[
+        str,
+        typer.Option(
+            help="Numeric points: 'last' (the sample in force, held at most one collect interval) or 'mean' "
+            "(of each step); binary and multi-state points are always 'last'."
+        ),
+    ] = "last",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Export points of a site as a wide table: a row per grid instant in the site's time zone, a column per
+    point. Reads the lake's samples and the warehouse's points and sites (run `ace-etl transform` first)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ace_etl.export import check_target, parse_every, parse_how, parse_instant, wide_frame, write_wide
+    from extract.config import Settings
+
+    check_target(wide)
+    parse_every(every, "--every")
+    way = parse_how(how, "--how")
+    parse_instant(start, "--start")
+    parse_instant(end, "--end")
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not console.is_terminal,
+    )  # fmt: skip
+    task = bar.add_task("export", total=None)
+    with bar:
+        frame = wide_frame(
+            data_dir or Settings().data_dir, site, points, every, start, end, how=way,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+        write_wide(frame, wide)
+    typer.echo(f"Wrote {frame.height:,} rows x {frame.width - 1} point(s) to {wide}")
 
 
 @app.command()

@@ -339,17 +339,24 @@ def read(
     columns: list[str] | None = None,
     schema: pl.Schema | None = None,
     inclusive_end: bool = False,
+    points: Collection[str] | None = None,
+    at_version: int | None = None,
 ) -> pl.DataFrame:
-    """The table's current rows (of `site`, in `[start, end)` when given), without the partition columns;
-    an empty frame (of `schema`, when given) when the table does not exist yet."""
+    """The table's current rows (of `site`, of `points`, in `[start, end)` when given), without the
+    partition columns; an empty frame (of `schema`, when given) when the table does not exist yet. Reads
+    that must agree with each other (one export in parts) pin the snapshot with `at_version` (`version`)."""
     uri = table_uri(storage, table)
-    dt = _open(uri)
+    dt = _open(uri, at_version)
     if dt is None:
         empty = pl.DataFrame(schema=schema) if schema is not None else pl.DataFrame()
         return empty.select(columns) if columns and schema is not None else empty
     frame = pl.scan_delta(dt)
     if site is not None:
         frame = frame.filter(pl.col("site_key") == site_key(site), pl.col("site_name") == site)
+    if points is not None:
+        frame = frame.filter(
+            pl.col("point_name").is_in(pl.Series(sorted(points), dtype=pl.String()).implode())
+        )
     if start is not None:
         frame = frame.filter(pl.col("day") >= start.astimezone(UTC).date(), pl.col("timestamp") >= start)
     if end is not None:

@@ -249,3 +249,23 @@ def test_a_writer_that_saw_no_table_while_another_created_it_lands_nothing_twice
     lake.upsert(storage, WEATHER, "hq", weather, ("site_name", "timestamp"))
     monkeypatch.undo()
     assert lake.read(storage, WEATHER).height == 1
+
+
+def test_a_read_can_keep_to_points_and_to_one_snapshot(storage: LocalStorage) -> None:
+    """What an export in parts needs: one version for every part, only the points it asked for."""
+    end = T0 + timedelta(hours=1)
+    lake.replace_range(
+        storage, TIMESERIES, "s", T0, end, rows("s", T0, 60, points=("a", "b", "c")), attempt="1"
+    )
+    first = lake.version(storage, TIMESERIES)
+    lake.replace_range(
+        storage, TIMESERIES, "s", T0, end, rows("s", T0, 60, value=2.0, points=("a",)), attempt="2"
+    )
+    pinned = lake.read(storage, TIMESERIES, "s", T0, end, points=["a", "c"], at_version=first)
+    assert pinned.group_by("point_name", "value").len().sort("point_name").rows() == [
+        ("a", 1.0, 60),
+        ("c", 1.0, 60),
+    ]
+    assert lake.read(storage, TIMESERIES, "s", points=["a", "c"]).get_column("value").unique().to_list() == [
+        2.0
+    ]
