@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 import polars as pl
 
@@ -36,6 +37,7 @@ from extract.landing import (
     STAGING,
     TIMESERIES,
     WINDOW_DATASETS,
+    StagedKeys,
     selection_path,
     site_dir,
     staged,
@@ -303,9 +305,10 @@ def _land_pages(
         stats=stats,
     )
     selector = progress.selector
+    keys = StagedKeys(storage, site, progress.attempt, progress.files)
     with Prefetched(pages) as ahead:
         for page in ahead:
-            progress = _land_page(storage, lease, selector, progress, page, on_page)
+            progress = _land_page(storage, lease, selector, progress, page, keys, on_page)
             del page  # not alive while the next one is awaited
     return progress
 
@@ -316,13 +319,22 @@ def _land_page(
     selector: PointSelector,
     progress: Checkpoint,
     page: Page,
+    keys: StagedKeys,
     on_page: OnPage | None,
 ) -> Checkpoint:
-    """Stage the page's files, then the checkpoint that says they are there."""
+    """Stage the page's files, then the checkpoint that says they are there. A sample an earlier page
+    already staged is a reject: the window's commit holds each key once."""
     site, window = progress.site, progress.window
-    rows = normalize_samples(page.samples, site=site, collected_at=_now(), window=window, selector=selector)
+    normalize = partial(
+        normalize_samples, page.samples, site=site, collected_at=_now(), window=window, selector=selector
+    )
+    rows = normalize()
+    held = keys.held(rows.kept)
+    if held.height:  # rare: normalized again, now knowing what the earlier pages hold
+        rows = normalize(held=held)
     lease.check()
     files = write_page(storage, site, window, progress.attempt, page.number, rows)
+    keys.add(files, rows.kept)
     progress = progress.after_page(rows, files, next_cursor=page.next_cursor, has_more=page.has_more)
     save_checkpoint(storage, progress)
     if on_page is not None:

@@ -31,6 +31,7 @@ from extract.pipeline import RunResult, extract_window, resolve_selector, run_ex
 from extract.retry import RetryPolicy
 from extract.storage import LocalStorage, Storage
 from extract.windows import Window, split_windows
+from tests.support import build
 
 SITE = "demo-site"
 START = datetime(2024, 3, 1, 22, tzinfo=UTC)  # crosses midnight: rows land under two dates
@@ -488,6 +489,53 @@ def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_p
     ]
     assert (result.records_fetched, result.records_kept, result.records_rejected) == (4, 2, 2)
     assert result.records_fetched == result.records_kept + result.records_filtered + result.records_rejected
+
+
+REPEATING = replace(BASE, faults=Faults(repeat_across_pages=True))
+
+
+def sent_twice(cfg: SimulatorConfig, window: Window, page_size: int = PAGE_SIZE) -> pl.DataFrame:
+    """The configured samples a `repeat_across_pages` server sends again on the next page: the last of each
+    page but the last (the pages of `window` move `page_size` samples on each)."""
+    configured = [
+        p.name for p in site_points(SITE, cfg.points, cfg.interval, cfg.configured_fraction) if p.configured
+    ]
+    served = served_samples(cfg, SITE, window.start, window.end).with_row_index("at")
+    last_of_page = (pl.col("at") + 1) % page_size == 0
+    return (
+        served.filter(last_of_page, pl.col("at") + 1 < served.height, pl.col("name").is_in(configured))
+        .select(point_name="name", timestamp="time")
+        .sort(ROW_KEY)
+    )
+
+
+def assert_each_sample_once_and_repeats_rejected(storage: Storage, repeats: pl.DataFrame) -> None:
+    assert landed_rows(storage).equals(expected(BASE)[0])
+    rejects = landed(storage, REJECTS)
+    assert set(rejects.get_column("reason")) == {"duplicate_sample"}
+    as_rows = rejects.select(
+        "point_name", timestamp=pl.col("timestamp_raw").str.to_datetime(time_zone="UTC", time_unit="us")
+    )
+    assert as_rows.sort(ROW_KEY).equals(repeats)
+
+
+def test_a_sample_a_server_repeats_on_the_next_page_lands_once_and_is_counted(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    with serving(REPEATING) as (_, client):
+        result = run(client, storage, REPEATING)
+    repeats = pl.concat([sent_twice(REPEATING, w) for w in split_windows(START, END, WINDOW_HOURS)]).sort(
+        ROW_KEY
+    )
+    # Repeats on both UTC days of the range; the later copy of each is the reject.
+    assert repeats.get_column("timestamp").dt.date().n_unique() == 2
+    assert_each_sample_once_and_repeats_rejected(storage, repeats)
+    kept, rejected = (sum(getattr(w, f"records_{n}") for w in result.windows) for n in ("kept", "rejected"))
+    assert (kept, rejected) == (expected(BASE)[0].height, repeats.height)
+    stage = build(tmp_path / "data", "built")  # dbt build: the raw view's uniqueness test among its tests
+    assert stage.rows("select count(*) from timeseries_raw") == [(expected(BASE)[0].height,)]
+    assert stage.rows("select reason, count(*) from timeseries_rejects group by 1") == [
+        ("duplicate_sample", repeats.height)
+    ]
 
 
 def test_each_window_attempt_is_one_delta_commit_even_when_the_run_dies_right_after_it(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -622,7 +623,7 @@ def test_repeat_across_pages_starts_each_page_with_the_last_sample_of_the_page_b
             break
         params = {**params, "cursor": page["next_cursor"]}
     assert len(pages) > 2 and all(len(page) == 301 for page in pages[1:-1])
-    assert all(later[0] == earlier[-1] for earlier, later in zip(pages, pages[1:], strict=False))
+    assert all(later[0] == earlier[-1] for earlier, later in pairwise(pages))
     # Apart from the repeats, the very samples of a clean server, in its order.
     records, _ = page_through(serve()[1], window(page_size=300))
     assert [r for page in [pages[0], *(p[1:] for p in pages[1:])] for r in page] == records
