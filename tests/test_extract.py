@@ -24,10 +24,14 @@ import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples, site_points
 from extract import lake, schemas
+from extract.checkpoint import load_checkpoints
 from extract.client import AceClient
 from extract.errors import AuthError
+from extract.heal import Gap, heal_site
 from extract.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, points_path
+from extract.lease import SiteLease
 from extract.pipeline import RunResult, extract_window, resolve_selector, run_extract
+from extract.points import PointSelector
 from extract.retry import RetryPolicy
 from extract.storage import LocalStorage, Storage
 from extract.windows import Window, split_windows
@@ -558,6 +562,53 @@ def test_a_sample_a_server_repeats_on_the_next_page_lands_once_and_is_counted(tm
     assert stage.rows("select reason, count(*) from timeseries_rejects group by 1") == [
         ("duplicate_sample", repeats.height)
     ]
+
+
+def assert_counts_match_the_landing(storage: Storage) -> None:
+    """Every window's checkpoint counts what the landing holds: a sample kept twice would count twice."""
+    done = load_checkpoints(storage, SITE)
+    assert sum(c.records_kept for c in done) == landed_rows(storage).height
+    assert sum(c.records_rejected for c in done) == landed(storage, REJECTS).height
+
+
+def test_live_runs_land_a_sample_repeated_across_their_pages_once_and_count_it(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    window, as_of, small = Window(START, END), datetime(2024, 3, 1, 23, tzinfo=UTC), 50
+    with serving(REPEATING) as (_, client):
+        for moment in (as_of, END):  # the window open, then the rest once it has ended
+            result = run(client, storage, REPEATING, window_hours=6, page_size=small, as_of=moment, live=True)
+            assert [w.status for w in result.windows] == ["live" if moment == as_of else "complete"]
+    repeats = pl.concat(
+        [sent_twice(REPEATING, Window(START, as_of), small), sent_twice(REPEATING, Window(as_of, END), small)]
+    ).sort(ROW_KEY)
+    assert repeats.height > 2
+    assert_each_sample_once_and_repeats_rejected(storage, expected(BASE)[0], repeats)
+    assert_counts_match_the_landing(storage)
+    assert [c.state for c in load_checkpoints(storage, SITE, window)] == ["complete"]
+
+
+def test_heal_lands_a_sample_repeated_across_its_pages_once_and_counts_it(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    late = datetime(2024, 3, 2, 2, tzinfo=UTC)  # the gateway had uploaded up to here at the first run
+    points = site_points(SITE, BASE.points, BASE.interval, BASE.configured_fraction)
+    configured = [p.name for p in points if p.configured]
+    with serving(replace(REPEATING, upload_horizon=late)) as (sim, client):
+        run(client, storage, REPEATING)
+        before = landed_rows(storage)
+        sim.set_upload_horizon(None)
+        gaps = [Gap(name, late, END) for name in configured]
+        with SiteLease(storage, SITE, "heal") as lease:
+            healed = heal_site(
+                client, storage, lease, gaps, PointSelector.from_list(configured), page_size=50, force=True
+            )
+    repeats = sent_twice(REPEATING, Window(late, END), 50)
+    assert repeats.height > 1
+    assert (healed.samples, healed.rejected) == (expected(BASE)[0].height - before.height, repeats.height)
+    assert landed_rows(storage).equals(expected(BASE)[0])
+    healed_rejects = landed(storage, REJECTS).filter(pl.col("timestamp_raw") >= "2024-03-02T02")
+    assert set(healed_rejects.get_column("reason")) == {"duplicate_sample"}
+    assert healed_rejects.height == repeats.height
+    assert_counts_match_the_landing(storage)
 
 
 def test_each_window_attempt_is_one_delta_commit_even_when_the_run_dies_right_after_it(
