@@ -6,7 +6,9 @@ window and of every checkpoint overlapping it, for the union of their selections
 loses points an earlier one kept, and committed windows never overlap: the landing holds each sample once
 whatever window lengths earlier runs used.
 
-Pages are staged under `state/staging/` and checkpointed after each one. The commit writes the staged
+Pages are staged under `state/staging/` and checkpointed after each one. A sample that an earlier page of
+the attempt staged (the API may send one again on a later page) is a `duplicate_sample` reject, found
+through the staged files (`StagedKeys`), so it holds across a crash and resume. The commit writes the staged
 timeseries rows to the Delta table in one commit, a predicate overwrite of the site's time range (readers
 see the old rows or the new ones, never a mix: the log switches snapshots at once), then moves the rejects
 and selection files into the landing and removes the older ones of the range (once no warehouse build is
