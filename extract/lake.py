@@ -149,7 +149,8 @@ def _retrying(uri: str, action: str, write: Any) -> Any:
                 raise  # not delta-rs's own (it sets no errno): e.g. a staged page that could not be read
             code = _os_errno(exc)
             if code == errno.ENOSPC:
-                # delta-rs words a full disk as a DeltaError: the CLI's "no space left" line wants the errno.
+                # delta-rs words a full disk as a DeltaError or an errno-less OSError: the CLI's "no space
+                # left" line wants the errno.
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), uri) from None
             if attempt == COMMIT_ATTEMPTS or not _conflict(exc):
                 fix = "make the data dir writable" if code in _NOT_WRITABLE else "run again"
