@@ -6,9 +6,11 @@ extract (`run_extract`: decode, normalize, filter, write Parquet, checkpoint) in
 RSS it reports. Then it extracts four days as one 96 h window, which shows that memory does not grow with a
 window's length, and four days as four 24 h windows on four workers, which shows what concurrency costs
 (memory grows with the windows in flight, bounded by `max_workers`, not with the range).
-Targets: b/a <= 3, peak RSS <= 400 MB, 4 days within 20% of 1 day.
+Targets: b/a <= 3, peak RSS <= 400 MB, 4 days within 20% of 1 day. With `--repeat-across-pages` the
+server starts every page with the last sample of the page before, so every page is checked against the
+staged pages' keys (the cost of the cross-page duplicate rejects).
 
-    .venv/bin/python benchmarks/extract.py [--points 2000] [--interval 60] [--days 4]
+    .venv/bin/python benchmarks/extract.py [--points 2000] [--interval 60] [--days 4] [--repeat-across-pages]
 """
 
 from __future__ import annotations
@@ -132,6 +134,11 @@ def main() -> None:
         "--repeat", type=int, default=3, help="alternating runs of (a) and (b); the best counts"
     )
     parser.add_argument(
+        "--repeat-across-pages",
+        action="store_true",
+        help="the simulator fault: every page starts with the last sample of the page before",
+    )
+    parser.add_argument(
         "--child",
         nargs=6,
         metavar=("URL", "DATA_DIR", "START", "END", "WINDOW_HOURS", "WORKERS"),
@@ -142,10 +149,14 @@ def main() -> None:
         child(*args.child)
         return
 
-    from ace_etl.simulator import Simulator, SimulatorConfig
+    from ace_etl.simulator import Faults, Simulator, SimulatorConfig
 
     config = SimulatorConfig(
-        sites=(SITE,), points=args.points, interval=args.interval, configured_fraction=0.8
+        sites=(SITE,),
+        points=args.points,
+        interval=args.interval,
+        configured_fraction=0.8,
+        faults=Faults(repeat_across_pages=args.repeat_across_pages),
     )
     one_day = START + timedelta(days=1)
     with Simulator(config) as sim:

@@ -6,7 +6,9 @@ window and of every checkpoint overlapping it, for the union of their selections
 loses points an earlier one kept, and committed windows never overlap: the landing holds each sample once
 whatever window lengths earlier runs used.
 
-Pages are staged under `state/staging/` and checkpointed after each one. The commit writes the staged
+Pages are staged under `state/staging/` and checkpointed after each one. A sample that an earlier page of
+the attempt staged (the API may send one again on a later page) is a `duplicate_sample` reject, found
+through the staged files (`StagedKeys`), so it holds across a crash and resume. The commit writes the staged
 timeseries rows to the Delta table in one commit, a predicate overwrite of the site's time range (readers
 see the old rows or the new ones, never a mix: the log switches snapshots at once), then moves the rejects
 and selection files into the landing and removes the older ones of the range (once no warehouse build is
@@ -21,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 import polars as pl
 
@@ -36,6 +39,7 @@ from extract.landing import (
     STAGING,
     TIMESERIES,
     WINDOW_DATASETS,
+    StagedKeys,
     selection_path,
     site_dir,
     staged,
@@ -303,9 +307,10 @@ def _land_pages(
         stats=stats,
     )
     selector = progress.selector
+    keys = StagedKeys(storage, site, progress.attempt, progress.files)
     with Prefetched(pages) as ahead:
         for page in ahead:
-            progress = _land_page(storage, lease, selector, progress, page, on_page)
+            progress = _land_page(storage, lease, selector, progress, page, keys, on_page)
             del page  # not alive while the next one is awaited
     return progress
 
@@ -316,13 +321,22 @@ def _land_page(
     selector: PointSelector,
     progress: Checkpoint,
     page: Page,
+    keys: StagedKeys,
     on_page: OnPage | None,
 ) -> Checkpoint:
-    """Stage the page's files, then the checkpoint that says they are there."""
+    """Stage the page's files, then the checkpoint that says they are there. A sample an earlier page
+    already staged is a reject: the window's commit holds each key once."""
     site, window = progress.site, progress.window
-    rows = normalize_samples(page.samples, site=site, collected_at=_now(), window=window, selector=selector)
+    normalize = partial(
+        normalize_samples, page.samples, site=site, collected_at=_now(), window=window, selector=selector
+    )
+    rows = normalize()
+    held = keys.held(rows.kept)
+    if held.height:  # rare: normalized again, now knowing what the earlier pages hold
+        rows = normalize(held=held)
     lease.check()
     files = write_page(storage, site, window, progress.attempt, page.number, rows)
+    keys.add(files, rows.kept)
     progress = progress.after_page(rows, files, next_cursor=page.next_cursor, has_more=page.has_more)
     save_checkpoint(storage, progress)
     if on_page is not None:

@@ -32,7 +32,7 @@ from extract.client import AceClient, RequestStats
 from extract.landing import GAP_CHECKS, REJECTS, TIMESERIES, site_dir, window_files
 from extract.lease import SiteLease
 from extract.pagination import MAX_PAGE_SIZE, iter_pages
-from extract.parse import normalize_samples
+from extract.parse import KEY, KEY_SCHEMA, normalize_samples
 from extract.points import PointSelector
 from extract.storage import Storage
 from extract.windows import Window, compact_time
@@ -162,21 +162,22 @@ def heal_site(
     checked = list(settled) if force else due(settled, load_checks(storage, site), now)
     stats = RequestStats()
     landed = rejected = 0
-    found: list[pl.DataFrame] = []
+    found = pl.DataFrame(schema=KEY_SCHEMA)  # the keys landed so far
     patches: dict[Window, Patch] = {}
     ranges = merge_ranges([*checked, *unsettled])
     for span in ranges:
         # Only what a window's files hold can be patched; what was never asked for is not a gap to fill.
         targets = [(c, s[1]) for c in load_checkpoints(storage, site, span) if (s := _landed(c)) is not None]
         for page in iter_pages(client, site, span.start, span.end, page_size=page_size, stats=stats):
+            # A sample an earlier page sent is a reject, not a second insert.
             rows = normalize_samples(
-                page.samples, site=site, collected_at=now, window=span, selector=selector
+                page.samples, site=site, collected_at=now, window=span, selector=selector, held=found
             )
             for i, (c, reach) in enumerate(targets):
                 lease.check()
                 # A live window's files cover it up to live_until; its next live run lands the rest.
                 before = rows.kept.filter(pl.col("timestamp") < reach)
-                kept = new_rows(storage, c, before, ("point_name", "timestamp"), TIMESERIES)
+                kept = new_rows(storage, c, before, KEY, TIMESERIES)
                 # A reject's time may be unreadable: the range's first window keeps them, once.
                 bad = (
                     new_rows(storage, c, rows.rejects, ("point_name", "timestamp_raw", "value_raw"), REJECTS)
@@ -189,9 +190,9 @@ def heal_site(
                 )
                 landed += kept.height
                 rejected += bad.height
-                found.append(kept.select("point_name", "timestamp"))
+                found = pl.concat([found, kept.select(KEY)])
     land_patches(storage, site, list(patches.values()))
-    _record_checks(storage, site, checked, pl.concat(found) if found else pl.DataFrame(), now)
+    _record_checks(storage, site, checked, found, now)
     return HealResult(
         site, len(gaps), len(settled) - len(checked), len(unsettled), skipped, len(ranges), stats.requests,
         landed, rejected,
@@ -267,8 +268,8 @@ def land_patches(storage: Storage, site: str, patches: Sequence[Patch]) -> list[
     none), then land each window's new rejects and counts (`patch_window`)."""
     kept = [p.kept for p in patches if p.kept.height]
     if kept:
-        found = pl.concat(kept).sort("point_name", "timestamp")
-        lake.insert_new(storage, TIMESERIES, site, found, ("point_name", "timestamp"))
+        found = pl.concat(kept).sort(KEY)
+        lake.insert_new(storage, TIMESERIES, site, found, KEY)
     return [patch_window(storage, p.checkpoint, p.kept, p.rejects, filtered=p.filtered) for p in patches]
 
 

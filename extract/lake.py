@@ -21,7 +21,6 @@ import math
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import suppress
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -145,13 +144,34 @@ def _retrying(uri: str, action: str, write: Any) -> Any:
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             return write()
-        except (CommitFailedError, DeltaError) as exc:
-            if "(os error 28)" in str(exc):
-                # delta-rs words a full disk as a DeltaError: the CLI's "no space left" line wants the errno.
+        except (CommitFailedError, DeltaError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise  # not delta-rs's own (it sets no errno): e.g. a staged page that could not be read
+            code = _os_errno(exc)
+            if code == errno.ENOSPC:
+                # delta-rs words a full disk as a DeltaError or an errno-less OSError: the CLI's "no space
+                # left" line wants the errno.
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), uri) from None
             if attempt == COMMIT_ATTEMPTS or not _conflict(exc):
-                raise LakeError(f"{action} in {uri} failed: {_first_line(exc)}; run again") from None
+                fix = "make the data dir writable" if code in _NOT_WRITABLE else "run again"
+                raise LakeError(f"{action} in {uri} failed: {_reason(exc, code)}; {fix}") from None
     raise AssertionError("unreachable")
+
+
+# How delta-rs spells the OS error under a failure: `... (os error 30)` or `Os { code: 30, ... }`.
+_OS_ERROR = re.compile(r"\(os error (\d+)\)|\bOs \{ code: (\d+)")
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _os_errno(exc: Exception) -> int | None:
+    found = _OS_ERROR.search(str(exc))
+    return None if found is None else int(found.group(1) or found.group(2))
+
+
+def _reason(exc: Exception, code: int | None) -> str:
+    """The failure's first line, and the OS error under it (delta-rs may put that on a later line)."""
+    first = _first_line(exc)
+    return first if code is None or f"(os error {code})" in first else f"{first}: {os.strerror(code)}"
 
 
 def _conflict(exc: Exception) -> bool:
@@ -291,7 +311,7 @@ def upsert(storage: Storage, table: str, site: str, rows: pl.DataFrame, key: Seq
 def _merge(
     storage: Storage, table: str, site: str, rows: pl.DataFrame, key: Sequence[str], *, update: bool
 ) -> int:
-    from deltalake import write_deltalake
+    from deltalake import DeltaTable
 
     uri = table_uri(storage, table)
     data = _with_partitions(rows.unique(subset=list(key), keep="last", maintain_order=True), table).to_arrow()
@@ -306,18 +326,13 @@ def _merge(
         dt = _open(uri)
         if dt is None:
             # Create the table empty, then merge: appending the rows to a missing table would race another
-            # writer doing the same (both see no table; the second append lands every row again).
-            with suppress(Exception):
-                write_deltalake(
-                    uri,
-                    data.slice(0, 0),
-                    mode="append",
-                    partition_by=PARTITIONS,
-                    storage_options=storage_options(uri),
-                )
+            # writer doing the same (both see no table; the second append lands every row again). A table
+            # made meanwhile is left as it is; losing the race to make it is a conflict, retried (merging
+            # into the other writer's table); any other failure is this write's.
+            DeltaTable.create(
+                uri, data.schema, mode="ignore", partition_by=PARTITIONS, storage_options=storage_options(uri)
+            )
             dt = _open(uri)
-            if dt is None:
-                raise LakeError(f"cannot create the Delta table {uri}; check the data dir is writable")
         merger = dt.merge(
             data, on, source_alias="s", target_alias="t", writer_properties=_writer_properties()
         )

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from datetime import date
 from urllib.parse import unquote
 
 import polars as pl
 
+from extract import schemas
 from extract.errors import ConfigError
-from extract.parse import PageRows
+from extract.parse import KEY, KEY_SCHEMA, PageRows
 from extract.storage import Storage
 from extract.windows import Window, parse_compact_time
 
@@ -188,3 +190,73 @@ def split_by_date(frame: pl.DataFrame, column: str = "timestamp") -> dict[date, 
         "_day", as_dict=True, include_key=False, maintain_order=True
     )
     return {key[0]: part for key, part in parts.items()}
+
+
+class StagedKeys:
+    """The keys an attempt's staged timeseries files hold, for telling which samples of a new page an
+    earlier page already sent. Only each file's ranges of point names and instants stay in memory: a page
+    is compared with the files whose ranges meet its own (with a server that pages in key order, the files
+    of the page before), read one at a time, so neither the window's rows nor its keys are ever held."""
+
+    def __init__(self, storage: Storage, site: str, attempt: str, files: Iterable[str]) -> None:
+        self._storage, self._site, self._attempt = storage, site, attempt
+        # A resumed attempt reads its staged files' ranges once.
+        self._ranges = pl.concat(
+            [
+                pl.DataFrame(schema=_RANGES),
+                *(
+                    _key_ranges([path], self._read(path))
+                    for path in files
+                    if path.startswith(TIMESERIES + "/")
+                ),
+            ]
+        )
+
+    def add(self, files: Iterable[str], kept: pl.DataFrame) -> None:
+        """Record a staged page: its files and the timeseries rows they hold."""
+        paths = [path for path in files if path.startswith(TIMESERIES + "/")]
+        self._ranges = pl.concat([self._ranges, _key_ranges(paths, kept)])
+
+    def held(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """The keys of `rows` that a staged file holds."""
+        found = [pl.DataFrame(schema=KEY_SCHEMA)]
+        if rows.height and self._ranges.height:
+            page = _key_ranges(["page"], rows).row(0, named=True)
+            near = self._ranges.filter(
+                pl.col("first_point") <= page["last_point"],
+                pl.col("last_point") >= page["first_point"],
+                pl.col("first_time") <= page["last_time"],
+                pl.col("last_time") >= page["first_time"],
+            )
+            keys = rows.select(KEY)
+            found += [
+                self._read(path).join(keys, on=list(KEY), how="semi") for path in near.get_column("path")
+            ]
+        return pl.concat(found).unique()
+
+    def _read(self, path: str) -> pl.DataFrame:
+        return self._storage.read_parquet(staged(self._site, self._attempt, path), columns=list(KEY))
+
+
+_RANGES = pl.Schema(
+    {
+        "path": pl.String(),
+        "first_point": pl.String(),
+        "last_point": pl.String(),
+        "first_time": schemas.UTC_US,
+        "last_time": schemas.UTC_US,
+    }
+)
+
+
+def _key_ranges(paths: list[str], rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per path: the ranges of point names and instants of `rows` (what the files hold)."""
+    if not paths or rows.is_empty():
+        return pl.DataFrame(schema=_RANGES)
+    ranges = rows.select(
+        first_point=pl.col("point_name").min(),
+        last_point=pl.col("point_name").max(),
+        first_time=pl.col("timestamp").min(),
+        last_time=pl.col("timestamp").max(),
+    )
+    return pl.DataFrame({"path": paths}).join(ranges, how="cross").cast(_RANGES)

@@ -28,7 +28,7 @@ from extract.heal import Patch, land_patches, new_rows
 from extract.landing import REJECTS, TIMESERIES, selection_path
 from extract.lease import SiteLease
 from extract.pagination import iter_pages
-from extract.parse import normalize_samples
+from extract.parse import KEY, normalize_samples
 from extract.points import PointSelector
 from extract.storage import Storage
 from extract.windows import Window
@@ -71,10 +71,15 @@ def run_live(
         patch = Patch(live)
         for page in iter_pages(client, site, since, until, page_size=page_size, stats=stats):
             rows = normalize_samples(
-                page.samples, site=site, collected_at=as_of, window=span, selector=live.selector
+                page.samples,
+                site=site,
+                collected_at=as_of,
+                window=span,
+                selector=live.selector,
+                held=patch.kept,  # a sample an earlier page sent is a reject, not a second insert
             )
             lease.check()
-            kept = new_rows(storage, live, rows.kept, ("point_name", "timestamp"), TIMESERIES)
+            kept = new_rows(storage, live, rows.kept, KEY, TIMESERIES)
             bad = new_rows(storage, live, rows.rejects, ("point_name", "timestamp_raw", "value_raw"), REJECTS)
             patch = replace(
                 patch,

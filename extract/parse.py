@@ -7,9 +7,11 @@ Every fetched sample ends up in exactly one of kept / filtered out / rejected, d
 3. timestamp unreadable               -> rejected `bad_timestamp`
 4. timestamp outside `[start, end)`   -> filtered out (it belongs to another window)
 5. value null / text / NaN / infinite -> rejected `null_value` / `non_numeric_value` / `non_finite_value`
-6. sent again later in the page (same point, same instant however spelled)
+6. sent again later in the page (same point, same instant however spelled), or already kept from an
+   earlier page of the same fetch (`held`)
                                       -> rejected `duplicate_sample`: of a point's samples at one instant,
-                                         the last one the server sent is kept
+                                         the last one the page sent is kept, unless an earlier page's was:
+                                         that one may be staged or committed already, so it stays
 7. otherwise                          -> kept
 
 Absent fields get explicit values rather than nulls: `quality` is `unknown` and `metadata` is `{}` (valid JSON
@@ -34,6 +36,9 @@ UTC_US = schemas.UTC_US
 UNKNOWN_QUALITY = "unknown"
 EMPTY_METADATA = "{}"
 _REJECTS_ORDER = ("point_name", "timestamp_raw")
+# What identifies a sample: the landing holds one row per key and site.
+KEY = ("point_name", "timestamp")
+KEY_SCHEMA = pl.Schema({name: TIMESERIES_SCHEMA[name] for name in KEY})
 
 
 class Reason(StrEnum):
@@ -114,10 +119,18 @@ class PageRows:
 
 
 def normalize_samples(
-    raw: pl.DataFrame, *, site: str, collected_at: datetime, window: Window, selector: PointSelector
+    raw: pl.DataFrame,
+    *,
+    site: str,
+    collected_at: datetime,
+    window: Window,
+    selector: PointSelector,
+    held: pl.DataFrame | None = None,
 ) -> PageRows:
     """Raw text samples (RAW_COLUMNS) -> kept rows (TIMESERIES_SCHEMA, sorted by point_name, timestamp),
-    rejects (REJECTS_SCHEMA, with reasons) and the count filtered out; see the module docstring for the rules."""
+    rejects (REJECTS_SCHEMA, with reasons) and the count filtered out; see the module docstring for the rules.
+    `held`: the keys (`point_name`, `timestamp`) earlier pages of the fetch kept, whose samples this page
+    sends again."""
     name, timestamp = pl.col("point_name"), pl.col("_timestamp")
     classified = (
         raw.lazy()
@@ -165,7 +178,7 @@ def normalize_samples(
             .sort(*_REJECTS_ORDER, nulls_last=True, maintain_order=True),
         ]
     )
-    kept, duplicates = _latest_per_key(sorted_by_point_and_time(kept))
+    kept, duplicates = _latest_per_key(sorted_by_point_and_time(kept), held)
     if duplicates.len():
         rejects = pl.concat(
             [
@@ -190,12 +203,16 @@ def normalize_samples(
     )
 
 
-def _latest_per_key(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
-    """Rows sorted by (point_name, timestamp), stably, with their page position in `_row` -> one row per key,
-    the last the page sent (the server's latest word), and the page positions of the others."""
+def _latest_per_key(rows: pl.DataFrame, held: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.Series]:
+    """Rows sorted by (point_name, timestamp), stably, with their page position in `_row` -> one row per key
+    `held` does not hold, the last the page sent (the server's latest word), and the page positions of the
+    others."""
     name, timestamp = pl.col("point_name"), pl.col("timestamp")
     superseded = (name == name.shift(-1)) & (timestamp == timestamp.shift(-1))
     flags = rows.select(superseded.fill_null(False)).to_series()
+    if held is not None and held.height:
+        again = rows.join(held.select(KEY), on=list(KEY), how="semi").get_column("_row")
+        flags = flags | rows.get_column("_row").is_in(again.implode())
     if not flags.any():
         return rows.drop("_row"), pl.Series("_row", [], pl.UInt32())
     return rows.filter(~flags).drop("_row"), rows.get_column("_row").filter(flags)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 from rich.console import Console
 
@@ -60,13 +61,11 @@ def test_a_date_out_of_range_is_one_line_and_exit_2(args: list[str], tmp_path: P
     assert "year" in error_line(result.stderr) or "window length" in error_line(result.stderr)
 
 
-# A full disk: a real tmpfs, filled by the landing itself.
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
+@contextlib.contextmanager
+def tmpfs(mount: Path, options: str) -> Iterator[Path]:
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True, text=True
     )
     if done.returncode != 0:
         pytest.fail(f"this test mounts a 1 MB tmpfs and needs root (as CI has): {done.stderr.strip()}")
@@ -74,6 +73,20 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# A full disk: a real tmpfs, filled by the landing itself.
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "disk", "size=1m") as mount:
+        yield mount
+
+
+# A read-only folder, even for root: a tmpfs mounted read-only.
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "read-only", "ro,size=1m") as mount:
+        yield mount
 
 
 def fill(disk: Path) -> None:
@@ -259,6 +272,32 @@ def test_a_full_disk_under_the_request_budget_is_a_full_disk(small_disk: Path) -
     with pytest.raises(OSError) as raised:
         for _ in range(100_000):
             budget.acquire()
+    assert raised.value.errno == errno.ENOSPC, raised.value
+
+
+def one_day(points: int = 50) -> pl.DataFrame:
+    start = datetime(2024, 6, 1, tzinfo=UTC)
+    return landing_factory.timeseries_rows(
+        landing_factory.samples(SITE, [f"p{i}" for i in range(points)], start, 1440, collected_at=start)
+    )
+
+
+def test_a_first_merge_that_cannot_create_the_table_says_why(read_only_disk: Path) -> None:
+    # Heal and live runs merge; the first writer of a landing creates the table before it merges into it.
+    with pytest.raises(lake.LakeError) as raised:
+        lake.insert_new(
+            LocalStorage(read_only_disk), TIMESERIES, SITE, one_day(), ("point_name", "timestamp")
+        )
+    message = str(raised.value)
+    assert "\n" not in message and "Read-only file system; make the data dir writable" in message, message
+
+
+def test_a_full_disk_under_a_first_merge_is_a_full_disk(small_disk: Path) -> None:
+    fill(small_disk)
+    with pytest.raises(OSError) as raised:
+        lake.insert_new(
+            LocalStorage(small_disk / "data"), TIMESERIES, SITE, one_day(), ("point_name", "timestamp")
+        )
     assert raised.value.errno == errno.ENOSPC, raised.value
 
 

@@ -24,13 +24,18 @@ import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples, site_points
 from extract import lake, schemas
+from extract.checkpoint import load_checkpoints
 from extract.client import AceClient
 from extract.errors import AuthError
+from extract.heal import Gap, heal_site
 from extract.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, points_path
+from extract.lease import SiteLease
 from extract.pipeline import RunResult, extract_window, resolve_selector, run_extract
+from extract.points import PointSelector
 from extract.retry import RetryPolicy
 from extract.storage import LocalStorage, Storage
 from extract.windows import Window, split_windows
+from tests.support import build
 
 SITE = "demo-site"
 START = datetime(2024, 3, 1, 22, tzinfo=UTC)  # crosses midnight: rows land under two dates
@@ -38,6 +43,8 @@ END = datetime(2024, 3, 2, 4, tzinfo=UTC)
 WINDOW_HOURS = 3
 PAGE_SIZE = 150
 BASE = SimulatorConfig(sites=(SITE,), points=12, interval=300, api_key="demo", configured_fraction=0.75)
+# A server that starts every page but the first with the last sample of the page before.
+REPEATING = replace(BASE, faults=Faults(repeat_across_pages=True))
 FAST_RETRIES = RetryPolicy(max_attempts=6, deadline=30, backoff_initial=0.01, backoff_max=0.05, jitter=0.01)
 REASONS = {"text": "non_numeric_value", "null": "null_value", "bad_timestamp": "bad_timestamp"}
 ROW_KEY = ["point_name", "timestamp"]
@@ -242,8 +249,13 @@ def test_complete_windows_are_skipped_and_force_re_extracts_without_duplicates(t
     assert runs.height == 6 and runs.get_column("run_id").n_unique() == 3
 
 
-def test_a_resumed_window_requests_fewer_pages_and_lands_the_same(tmp_path: Path) -> None:
-    """An in-process stand-in for a crash right after a checkpoint: the progress callback raises."""
+@pytest.mark.parametrize("cfg", [BASE, REPEATING], ids=["clean", "repeating"])
+def test_a_resumed_window_requests_fewer_pages_and_lands_the_same(
+    tmp_path: Path, cfg: SimulatorConfig
+) -> None:
+    """An in-process stand-in for a crash right after a checkpoint: the progress callback raises. A
+    repeating server sends the last sample of the second page again on the third, the first of the
+    resumed run."""
     clean, crashed = LocalStorage(tmp_path / "clean"), LocalStorage(tmp_path / "crashed")
     window = split_windows(START, END, WINDOW_HOURS)[0]
 
@@ -251,7 +263,7 @@ def test_a_resumed_window_requests_fewer_pages_and_lands_the_same(tmp_path: Path
         if page == 1:
             raise KeyboardInterrupt  # not an Exception: like a kill, no failed row is written
 
-    with serving(BASE) as (sim, client):
+    with serving(cfg) as (sim, client):
         selector = resolve_selector(None, client.configured_points(SITE))
         extract_window(client, clean, SITE, window, selector, run_id="clean", page_size=PAGE_SIZE)
         fresh = timeseries_requests(sim)
@@ -271,6 +283,12 @@ def test_a_resumed_window_requests_fewer_pages_and_lands_the_same(tmp_path: Path
         assert timeseries_requests(sim) - before == fresh - 2
     assert resumed.status == "complete" and resumed.pages == fresh
     assert_same_landing(clean, crashed)
+    if cfg is REPEATING:
+        repeats = sent_twice(cfg, window)
+        assert repeats.height == 2  # the last samples of the first and the second page
+        rows = expected(BASE)[0].filter(pl.col("timestamp") < window.end)
+        assert_each_sample_once_and_repeats_rejected(crashed, rows, repeats)
+        assert (resumed.records_kept, resumed.records_rejected) == (landed_rows(crashed).height, 2)
 
 
 def test_a_resume_with_another_page_size_starts_the_window_over(tmp_path: Path) -> None:
@@ -391,16 +409,19 @@ def test_a_rejected_key_fails_with_a_failed_row(tmp_path: Path) -> None:
     assert runs.get_column("error").str.contains("AuthError").all()
 
 
-def test_kill_9_mid_window_then_resume_lands_what_a_clean_run_lands(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cfg", [BASE, REPEATING], ids=["clean", "repeating"])
+def test_kill_9_mid_window_then_resume_lands_what_a_clean_run_lands(
+    tmp_path: Path, cfg: SimulatorConfig
+) -> None:
     clean, killed = LocalStorage(tmp_path / "clean"), LocalStorage(tmp_path / "killed")
     window = Window(START, END)  # one long window, so the kill lands mid-window
-    with serving(BASE) as (sim, client):
+    with serving(cfg) as (sim, client):
         extract_window(
             client, clean, SITE, window, resolve_selector(["*"]), run_id="clean", page_size=PAGE_SIZE
         )
         fresh = timeseries_requests(sim)
     # A slow server for the child, so there is time to kill it between pages.
-    with Simulator(replace(BASE, faults=Faults(latency=0.15))) as slow:
+    with Simulator(replace(cfg, faults=replace(cfg.faults, latency=0.15))) as slow:
         child = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("crash_child.py")), slow.url, str(killed.root), SITE,
              START.isoformat(), END.isoformat(), str(PAGE_SIZE)],
@@ -419,13 +440,19 @@ def test_kill_9_mid_window_then_resume_lands_what_a_clean_run_lands(tmp_path: Pa
             child.kill()
             child.wait()
     assert json.loads(state.read_bytes())["state"] == "landing"
-    with serving(BASE) as (sim, client):
+    with serving(cfg) as (sim, client):
         resumed = extract_window(
             client, killed, SITE, window, resolve_selector(["*"]), run_id="resume", page_size=PAGE_SIZE
         )
         assert 0 < timeseries_requests(sim) < fresh
     assert resumed.status == "complete" and resumed.pages == fresh
     assert_same_landing(clean, killed)
+    if cfg is REPEATING:  # the resumed run's first page repeats the last sample the killed one staged
+        served = served_samples(cfg, SITE, START, END).select(
+            point_name="name", timestamp="time", value="value"
+        )
+        repeats = sent_twice(cfg, window, every_point=True)
+        assert_each_sample_once_and_repeats_rejected(killed, served.sort(ROW_KEY), repeats)
 
 
 def test_a_replacing_attempt_keeps_every_point_of_every_window_it_replaces(tmp_path: Path) -> None:
@@ -488,6 +515,100 @@ def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_p
     ]
     assert (result.records_fetched, result.records_kept, result.records_rejected) == (4, 2, 2)
     assert result.records_fetched == result.records_kept + result.records_filtered + result.records_rejected
+
+
+def sent_twice(
+    cfg: SimulatorConfig, window: Window, page_size: int = PAGE_SIZE, *, every_point: bool = False
+) -> pl.DataFrame:
+    """The samples (of configured points, or of every one) a `repeat_across_pages` server sends again on the
+    next page: the last of each page but the last (the pages of `window` move `page_size` samples on)."""
+    points = site_points(SITE, cfg.points, cfg.interval, cfg.configured_fraction)
+    asked = [p.name for p in points if p.configured or every_point]
+    served = served_samples(cfg, SITE, window.start, window.end).with_row_index("at")
+    last_of_page = (pl.col("at") + 1) % page_size == 0
+    return (
+        served.filter(last_of_page, pl.col("at") + 1 < served.height, pl.col("name").is_in(asked))
+        .select(point_name="name", timestamp="time")
+        .sort(ROW_KEY)
+    )
+
+
+def assert_each_sample_once_and_repeats_rejected(
+    storage: Storage, rows: pl.DataFrame, repeats: pl.DataFrame
+) -> None:
+    assert landed_rows(storage).equals(rows)
+    rejects = landed(storage, REJECTS)
+    assert set(rejects.get_column("reason")) == {"duplicate_sample"}
+    as_rows = rejects.select(
+        "point_name", timestamp=pl.col("timestamp_raw").str.to_datetime(time_zone="UTC", time_unit="us")
+    )
+    assert as_rows.sort(ROW_KEY).equals(repeats)
+
+
+def test_a_sample_a_server_repeats_on_the_next_page_lands_once_and_is_counted(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    with serving(REPEATING) as (_, client):
+        result = run(client, storage, REPEATING)
+    repeats = pl.concat([sent_twice(REPEATING, w) for w in split_windows(START, END, WINDOW_HOURS)]).sort(
+        ROW_KEY
+    )
+    # Repeats on both UTC days of the range; the later copy of each is the reject.
+    assert repeats.get_column("timestamp").dt.date().n_unique() == 2
+    assert_each_sample_once_and_repeats_rejected(storage, expected(BASE)[0], repeats)
+    kept, rejected = (sum(getattr(w, f"records_{n}") for w in result.windows) for n in ("kept", "rejected"))
+    assert (kept, rejected) == (expected(BASE)[0].height, repeats.height)
+    stage = build(tmp_path / "data", "built")  # dbt build: the raw view's uniqueness test among its tests
+    assert stage.rows("select count(*) from timeseries_raw") == [(expected(BASE)[0].height,)]
+    assert stage.rows("select reason, count(*) from timeseries_rejects group by 1") == [
+        ("duplicate_sample", repeats.height)
+    ]
+
+
+def assert_counts_match_the_landing(storage: Storage) -> None:
+    """Every window's checkpoint counts what the landing holds: a sample kept twice would count twice."""
+    done = load_checkpoints(storage, SITE)
+    assert sum(c.records_kept for c in done) == landed_rows(storage).height
+    assert sum(c.records_rejected for c in done) == landed(storage, REJECTS).height
+
+
+def test_live_runs_land_a_sample_repeated_across_their_pages_once_and_count_it(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    window, as_of, small = Window(START, END), datetime(2024, 3, 1, 23, tzinfo=UTC), 50
+    with serving(REPEATING) as (_, client):
+        for moment in (as_of, END):  # the window open, then the rest once it has ended
+            result = run(client, storage, REPEATING, window_hours=6, page_size=small, as_of=moment, live=True)
+            assert [w.status for w in result.windows] == ["live" if moment == as_of else "complete"]
+    repeats = pl.concat(
+        [sent_twice(REPEATING, Window(START, as_of), small), sent_twice(REPEATING, Window(as_of, END), small)]
+    ).sort(ROW_KEY)
+    assert repeats.height > 2
+    assert_each_sample_once_and_repeats_rejected(storage, expected(BASE)[0], repeats)
+    assert_counts_match_the_landing(storage)
+    assert [c.state for c in load_checkpoints(storage, SITE, window)] == ["complete"]
+
+
+def test_heal_lands_a_sample_repeated_across_its_pages_once_and_counts_it(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    late = datetime(2024, 3, 2, 2, tzinfo=UTC)  # the gateway had uploaded up to here at the first run
+    points = site_points(SITE, BASE.points, BASE.interval, BASE.configured_fraction)
+    configured = [p.name for p in points if p.configured]
+    with serving(replace(REPEATING, upload_horizon=late)) as (sim, client):
+        run(client, storage, REPEATING)
+        before = landed_rows(storage)
+        sim.set_upload_horizon(None)
+        gaps = [Gap(name, late, END) for name in configured]
+        with SiteLease(storage, SITE, "heal") as lease:
+            healed = heal_site(
+                client, storage, lease, gaps, PointSelector.from_list(configured), page_size=50, force=True
+            )
+    repeats = sent_twice(REPEATING, Window(late, END), 50)
+    assert repeats.height > 1
+    assert (healed.samples, healed.rejected) == (expected(BASE)[0].height - before.height, repeats.height)
+    assert landed_rows(storage).equals(expected(BASE)[0])
+    healed_rejects = landed(storage, REJECTS).filter(pl.col("timestamp_raw") >= "2024-03-02T02")
+    assert set(healed_rejects.get_column("reason")) == {"duplicate_sample"}
+    assert healed_rejects.height == repeats.height
+    assert_counts_match_the_landing(storage)
 
 
 def test_each_window_attempt_is_one_delta_commit_even_when_the_run_dies_right_after_it(

@@ -177,6 +177,28 @@ def test_two_processes_committing_to_one_table_on_s3_land_each_sample_once(
     )
 
 
+def _first_merge(data_dir: str, offset: int, barrier: multiprocessing.synchronize.Barrier) -> None:
+    storage = LocalStorage(Path(data_dir))
+    barrier.wait()
+    lake.insert_new(storage, TIMESERIES, "s", rows("s", T0 + timedelta(minutes=offset), 60), KEY)
+
+
+def test_first_writers_racing_to_create_the_table_each_merge_once(storage: LocalStorage) -> None:
+    """Heal or live runs of a new landing: each finds no table and creates it before merging. Only "it
+    exists already" may be passed over; each merge then lands what the others did not."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    workers = [
+        context.Process(target=_first_merge, args=(str(storage.root), 30 * i, barrier)) for i in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0] * 4
+    assert held(storage).equals(rows("s", T0, 30 * 3 + 60))
+
+
 def _read_while_committing(data_dir: str, started: Any, done: Any, seen: Any) -> None:
     """A reader in its own process: read the table through its log until the writer is done; record every
     distinct (rows, values) it saw. One value across every row means one whole commit."""

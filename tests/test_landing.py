@@ -15,6 +15,7 @@ from extract.errors import ConfigError
 from extract.landing import (
     REJECTS,
     TIMESERIES,
+    StagedKeys,
     decode_site,
     encode_site,
     file_window,
@@ -111,6 +112,52 @@ def test_storage_round_trip_and_listing(tmp_path: Path) -> None:
     assert storage.list("") == []
     with pytest.raises(FileNotFoundError):
         storage.read_bytes("state/a.json")
+
+
+class ObservedStorage(LocalStorage):
+    """A local storage that notes which files it reads."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def read_parquet(self, rel_path: str, columns: list[str] | None = None) -> pl.DataFrame:
+        self.reads.append(rel_path)
+        return super().read_parquet(rel_path, columns)
+
+
+def raw_page(samples: list[tuple[str, str]]) -> pl.DataFrame:
+    names = ["point_name", "timestamp", "value", "quality", "metadata"]
+    return pl.DataFrame(
+        [(point, time, "1", None, None) for point, time in samples],
+        schema=dict.fromkeys(names, pl.String),
+        orient="row",
+    )
+
+
+def test_a_page_is_compared_with_the_staged_files_that_may_hold_its_keys(tmp_path: Path) -> None:
+    storage = ObservedStorage(tmp_path)
+    times = ["2024-03-01T23:00:00Z", "2024-03-02T01:00:00Z"]  # two UTC days: two files a page
+
+    def stage(number: int, samples: list[tuple[str, str]]) -> tuple[list[str], pl.DataFrame]:
+        rows = normalize_samples(
+            raw_page(samples), site="s", collected_at=WINDOW.start, window=WINDOW,
+            selector=PointSelector.from_list(["*"]),
+        )  # fmt: skip
+        return write_page(storage, "s", WINDOW, "att", number, rows), rows.kept
+
+    keys, files = StagedKeys(storage, "s", "att", ()), []
+    for number in range(4):  # a server paging point-major: points p<page>0 to p<page>3, every time
+        written, kept = stage(number, [(f"p{number}{j}", t) for j in range(4) for t in times])
+        keys.add(written, kept)
+        files += written
+    # The next page starts with the last sample of the page before.
+    _, page = stage(4, [("p33", times[1]), *((f"p4{j}", t) for j in range(4) for t in times)])
+    storage.reads.clear()
+    assert keys.held(page).rows() == [("p33", datetime(2024, 3, 2, 1, tzinfo=UTC))]
+    assert sorted(storage.reads) == sorted(staged("s", "att", p) for p in files if "_p000003" in p)
+    # A resumed attempt finds the ranges in its staged files.
+    assert StagedKeys(storage, "s", "att", files).held(page).equals(keys.held(page))
 
 
 def test_a_page_spanning_midnight_lands_per_date_and_is_replaced_on_rewrite(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -620,6 +621,22 @@ def test_empty_pages_go_on_forever_with_fresh_cursors(serve: Any) -> None:
     assert len(set(cursors)) == 5
 
 
+def test_repeat_across_pages_starts_each_page_with_the_last_sample_of_the_page_before(serve: Any) -> None:
+    _, client = serve(replace(BASE, faults=Faults(repeat_across_pages=True)))
+    pages, params = [], window(page_size=300)
+    while True:
+        page = client.get(TIMESERIES, params=params).json()
+        pages.append(page["point_samples"])
+        if not page["has_more"]:
+            break
+        params = {**params, "cursor": page["next_cursor"]}
+    assert len(pages) > 2 and all(len(page) == 301 for page in pages[1:-1])
+    assert all(later[0] == earlier[-1] for earlier, later in pairwise(pages))
+    # Apart from the repeats, the very samples of a clean server, in its order.
+    records, _ = page_through(serve()[1], window(page_size=300))
+    assert [r for page in [pages[0], *(p[1:] for p in pages[1:])] for r in page] == records
+
+
 def test_odd_shapes_and_bad_fault_values(serve: Any) -> None:
     _, client = serve(replace(BASE, faults=Faults(odd_shape="points_items_text")))
     items = client.get(f"/sites/{SITE}/configured_points").json()["items"]
@@ -783,6 +800,7 @@ def test_cli_help_teaches_every_option() -> None:
         "--endless-every",
         "--lost-cursor",
         "--empty-pages",
+        "--repeat-across-pages",
         "--odd-shape",
         "--site-location",
         "--metadata",

@@ -243,8 +243,10 @@ class Api:
         now: float,
     ) -> bytes:
         faults = self.config.faults
-        frame, total = page_frame(self.config, site, start_us, end_us, raw, offset, page_size)
-        next_offset = offset + frame.height
+        # The repeated sample comes on top of the page's own: the page still moves page_size samples on.
+        again = 1 if faults.repeat_across_pages and offset > 0 else 0
+        frame, total = page_frame(self.config, site, start_us, end_us, raw, offset - again, page_size + again)
+        next_offset = offset - again + frame.height
         has_more = next_offset < total
         if faults.empty_pages:  # no sample, yet always more, and a cursor never seen before
             frame, has_more, next_offset = frame.clear(), True, offset + 1

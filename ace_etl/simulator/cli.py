@@ -283,6 +283,13 @@ def simulator(
             help="Serve every timeseries page empty, with has_more true and a fresh cursor, forever.",
         ),
     ] = False,
+    repeat_across_pages: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=_FAULTS,
+            help="Start every timeseries page but the first with the last sample of the page before it.",
+        ),
+    ] = False,
     odd_shape: Annotated[
         OddShape | None,
         typer.Option(
@@ -337,6 +344,7 @@ def simulator(
                 endless_every=endless_every,
                 lost_cursor=None if lost_cursor is None else cast(_faults.LostCursor, lost_cursor.value),
                 empty_pages=empty_pages,
+                repeat_across_pages=repeat_across_pages,
                 odd_shape=None if odd_shape is None else cast(_faults.OddShape, odd_shape.value),
             ),
         )

@@ -35,7 +35,9 @@ class Faults:
 
     Content faults: `cursor_ttl`, `bad_value_fraction`; `lost_cursor` ("null" or "empty") serves every
     timeseries page that has more with `has_more: true` and that next_cursor; `empty_pages` serves every
-    timeseries page with no sample, `has_more: true` and a fresh cursor, forever; `odd_shape` answers
+    timeseries page with no sample, `has_more: true` and a fresh cursor, forever; `repeat_across_pages`
+    starts every timeseries page but the first with the last sample of the page before it (as an
+    offset-paged server does when a sample arrives between two requests); `odd_shape` answers
     configured_points or weather in a shape the API never sends: items as strings, `"pages": "x"`, a
     400-digit page count, `{"data": [1, 2]}`, or a 400-digit temperature.
 
@@ -61,6 +63,7 @@ class Faults:
     endless_every: int = 0
     lost_cursor: LostCursor | None = None
     empty_pages: bool = False
+    repeat_across_pages: bool = False
     odd_shape: OddShape | None = None
 
     def __post_init__(self) -> None:
