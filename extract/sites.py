@@ -206,4 +206,5 @@ def _landed(storage: Storage, path: str) -> pl.DataFrame | None:
 
 @cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    # `localtime` and `posixrules` are this machine's files, not names the warehouse (DuckDB's ICU) knows.
+    return frozenset(zoneinfo.available_timezones() - {"localtime", "posixrules"})

@@ -14,13 +14,14 @@ import duckdb
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_points, served_site, site_points
-from ace_etl.transform import build_warehouse
+from ace_etl.transform import TransformError, build_warehouse
 from extract.client import AceClient
 from extract.pipeline import land_points
 from extract.sites import SITE_FRESH_FOR, coordinates_time_zone, land_site
 from extract.storage import LocalStorage
 from flows.params import EtlParams, TransformParams
 from tests.clihelp import ace_etl, error_line
+from tests.landing_factory import samples, write_timeseries
 from tests.support import FAST
 
 START, END = "2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"
@@ -306,3 +307,12 @@ def test_the_time_zone_of_coordinates(
     latitude: float | None, longitude: float | None, zone: str | None
 ) -> None:
     assert coordinates_time_zone(latitude, longitude) == zone
+
+
+def test_a_build_refuses_a_time_zone_the_warehouse_cannot_convert_to(tmp_path: Path) -> None:
+    # Overrides are checked where they are read; a hand-run `dbt build --vars` is checked by the build.
+    day = datetime(2024, 5, 1, tzinfo=UTC)
+    write_timeseries(tmp_path, samples("hq", ["p1"], day, 60, collected_at=day), "day-1")
+    with pytest.raises(TransformError, match="iana_time_zone_sites_time_zone"):
+        build_warehouse(tmp_path, time_zones={"hq": "Mars/Olympus_Mons"})
+    assert not (tmp_path / "warehouse.duckdb").exists()
