@@ -179,6 +179,7 @@ def test_a_sites_file_overrides_a_time_zone_and_an_edit_takes_effect_at_the_next
         ('[sites."hq"]\ntime_zone = 5\n', "time zone 5 of site 'hq' is not an IANA time zone name"),
         ("[sites.hq\ntime_zone = 'UTC'\n", "is not valid TOML"),
         ('sites = "hq"\n', 'write each site as a table, e.g. [sites."Some Site"]'),
+        ('[sites."hq"]\ntimezone = "UTC"\n', "site 'hq' has unknown key 'timezone'; the keys are time_zone"),
     ],
 )
 def test_a_bad_sites_file_is_a_one_line_usage_error(tmp_path: Path, text: str, expected: str) -> None:
