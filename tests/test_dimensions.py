@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_points, served_site, site_points
@@ -21,7 +22,7 @@ from extract.sites import SITE_FRESH_FOR, coordinates_time_zone, land_site
 from extract.storage import LocalStorage
 from flows.params import EtlParams, TransformParams
 from tests.clihelp import ace_etl, error_line
-from tests.landing_factory import samples, write_timeseries
+from tests.landing_factory import samples, write_sites, write_timeseries
 from tests.support import FAST
 
 START, END = "2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"
@@ -311,9 +312,17 @@ def test_the_time_zone_of_coordinates(
 
 
 def test_a_build_refuses_a_time_zone_the_warehouse_cannot_convert_to(tmp_path: Path) -> None:
-    # Overrides are checked where they are read; a hand-run `dbt build --vars` is checked by the build.
+    # Overrides are checked where they are read; a hand-run `dbt build --vars` or a landing written by other
+    # means is checked by the build.
     day = datetime(2024, 5, 1, tzinfo=UTC)
     write_timeseries(tmp_path, samples("hq", ["p1"], day, 60, collected_at=day), "day-1")
+    write_sites(
+        tmp_path, pl.DataFrame({"site_name": ["hq", "annex"], "time_zone": ["Asia/Tokyo", "Nowhere/City"]})
+    )
     with pytest.raises(TransformError, match="iana_time_zone_sites_time_zone"):
-        build_warehouse(tmp_path, time_zones={"hq": "Mars/Olympus_Mons"})
+        build_warehouse(tmp_path)
     assert not (tmp_path / "warehouse.duckdb").exists()
+    build_warehouse(tmp_path, time_zones={"annex": "Europe/Rome"})
+    assert sites_table(tmp_path) == {"hq": ("Asia/Tokyo", "override"), "annex": ("Europe/Rome", "override")}
+    with pytest.raises(TransformError, match="iana_time_zone_sites_time_zone"):
+        build_warehouse(tmp_path, time_zones={"annex": "Mars/Olympus_Mons"})
