@@ -193,6 +193,20 @@ def test_a_bad_sites_file_is_a_one_line_usage_error(tmp_path: Path, text: str, e
     assert not (tmp_path / "data").exists()  # refused before anything was built
 
 
+def test_a_run_with_a_missing_sites_file_asks_the_api_nothing(tmp_path: Path) -> None:
+    with Simulator(CFG) as sim:
+        result = ace_etl(
+            "run", "--site", "hq", "--start", START, "--end", END, "--data-dir", str(tmp_path / "data"),
+            "--sites-file", str(tmp_path / "nowhere.toml"),
+            env={"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key},
+        )  # fmt: skip
+        assert sim.requests == []
+    assert result.returncode == 2
+    assert error_line(result.stderr) == (
+        f"error: cannot read sites file {tmp_path / 'nowhere.toml'}: No such file or directory"
+    )
+
+
 def test_the_flow_parameters_override_the_sites_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sites_file = write_sites_file(tmp_path / "sites.toml", {"hq": "Europe/Paris", "annex": "Asia/Tokyo"})
     params = EtlParams(sites=["hq"], sites_file=sites_file, time_zones={"hq": "America/Denver"})
