@@ -49,7 +49,7 @@ SitesFileOption = Annotated[
     Path | None,
     typer.Option(
         "--sites-file",
-        help='TOML file of per-site time zones, e.g. [sites."hq"] then time_zone = "America/New_York"; they override '
+        help='TOML file of per-site time zones, e.g. \\[sites."hq"] then time_zone = "America/New_York"; they override '
         "the time zone of a site's coordinates. (env ACE_SITES_FILE)",
         show_default=False,
     ),

@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_points, served_site, site_points
-from ace_etl.transform import build_warehouse
+from ace_etl.transform import TransformError, build_warehouse
 from extract.client import AceClient
 from extract.pipeline import land_points
 from extract.sites import SITE_FRESH_FOR, coordinates_time_zone, land_site
 from extract.storage import LocalStorage
 from flows.params import EtlParams, TransformParams
 from tests.clihelp import ace_etl, error_line
+from tests.landing_factory import samples, write_sites, write_timeseries
 from tests.support import FAST
 
 START, END = "2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"
@@ -178,6 +180,7 @@ def test_a_sites_file_overrides_a_time_zone_and_an_edit_takes_effect_at_the_next
         ('[sites."hq"]\ntime_zone = 5\n', "time zone 5 of site 'hq' is not an IANA time zone name"),
         ("[sites.hq\ntime_zone = 'UTC'\n", "is not valid TOML"),
         ('sites = "hq"\n', 'write each site as a table, e.g. [sites."Some Site"]'),
+        ('[sites."hq"]\ntimezone = "UTC"\n', "site 'hq' has unknown key 'timezone'; the keys are time_zone"),
     ],
 )
 def test_a_bad_sites_file_is_a_one_line_usage_error(tmp_path: Path, text: str, expected: str) -> None:
@@ -188,6 +191,20 @@ def test_a_bad_sites_file_is_a_one_line_usage_error(tmp_path: Path, text: str, e
     line = error_line(result.stderr)
     assert expected in line and str(sites_file) in line, line
     assert not (tmp_path / "data").exists()  # refused before anything was built
+
+
+def test_a_run_with_a_missing_sites_file_asks_the_api_nothing(tmp_path: Path) -> None:
+    with Simulator(CFG) as sim:
+        result = ace_etl(
+            "run", "--site", "hq", "--start", START, "--end", END, "--data-dir", str(tmp_path / "data"),
+            "--sites-file", str(tmp_path / "nowhere.toml"),
+            env={"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key},
+        )  # fmt: skip
+        assert sim.requests == []
+    assert result.returncode == 2
+    assert error_line(result.stderr) == (
+        f"error: cannot read sites file {tmp_path / 'nowhere.toml'}: No such file or directory"
+    )
 
 
 def test_the_flow_parameters_override_the_sites_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,3 +323,20 @@ def test_the_time_zone_of_coordinates(
     latitude: float | None, longitude: float | None, zone: str | None
 ) -> None:
     assert coordinates_time_zone(latitude, longitude) == zone
+
+
+def test_a_build_refuses_a_time_zone_the_warehouse_cannot_convert_to(tmp_path: Path) -> None:
+    # Overrides are checked where they are read; a hand-run `dbt build --vars` or a landing written by other
+    # means is checked by the build.
+    day = datetime(2024, 5, 1, tzinfo=UTC)
+    write_timeseries(tmp_path, samples("hq", ["p1"], day, 60, collected_at=day), "day-1")
+    write_sites(
+        tmp_path, pl.DataFrame({"site_name": ["hq", "annex"], "time_zone": ["Asia/Tokyo", "Nowhere/City"]})
+    )
+    with pytest.raises(TransformError, match="iana_time_zone_sites_time_zone"):
+        build_warehouse(tmp_path)
+    assert not (tmp_path / "warehouse.duckdb").exists()
+    build_warehouse(tmp_path, time_zones={"annex": "Europe/Rome"})
+    assert sites_table(tmp_path) == {"hq": ("Asia/Tokyo", "override"), "annex": ("Europe/Rome", "override")}
+    with pytest.raises(TransformError, match="iana_time_zone_sites_time_zone"):
+        build_warehouse(tmp_path, time_zones={"annex": "Mars/Olympus_Mons"})
