@@ -43,6 +43,15 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
+LimitsFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--limits-file",
+        envvar="ACE_LIMITS_FILE",
+        help="TOML file of limits rules for timeseries_excursions, tried before the bundled defaults.",
+        show_default=False,
+    ),
+]
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -282,6 +291,7 @@ def run(
             "every few minutes.",
         ),
     ] = False,
+    limits_file: LimitsFileOption = None,
 ) -> None:
     """Extract a time range for one or more sites, land it as Parquet, then build the warehouse.
 
@@ -317,7 +327,8 @@ def run(
         return
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force, window_hours=window_hours, as_of=moment, live=live)  # fmt: skip
+                       not no_transform, force, window_hours=window_hours, as_of=moment, live=live,
+                       limits_file=limits_file)  # fmt: skip
     run_pipeline(settings, options)
 
 
@@ -394,6 +405,7 @@ def heal(
     force: Annotated[
         bool, typer.Option("--force", help="Check every gap now, even those checked recently without result.")
     ] = False,
+    limits_file: LimitsFileOption = None,
 ) -> None:
     """Re-fetch only the time ranges that have gaps (site-wide, nearby gaps coalesced), land what the API
     now has, rebuild, and report per site: gaps found, fetched, still open.
@@ -421,7 +433,7 @@ def heal(
     assert span is not None
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force)  # fmt: skip
+                       not no_transform, force, limits_file=limits_file)  # fmt: skip
     run_heal(settings, options)
 
 
@@ -463,12 +475,18 @@ def transform(
             help="Test every row, not only the partitions this build changed (weekly in the deployments).",
         ),
     ] = False,
+    limits_file: LimitsFileOption = None,
 ) -> None:
     """Build (or update) the DuckDB warehouse from the landing with dbt build, then publish it atomically."""
     from ace_etl.runner import run_transform
     from extract.config import Settings
 
-    run_transform(data_dir or Settings().data_dir, full_refresh=full_refresh, full_check=full_check)
+    run_transform(
+        data_dir or Settings().data_dir,
+        full_refresh=full_refresh,
+        full_check=full_check,
+        limits_file=limits_file,
+    )
 
 
 @app.command()

@@ -106,7 +106,9 @@ def resolve(rules: Sequence[Rule], points: pl.DataFrame) -> pl.DataFrame:
     """Each point's limits: the first rule that matches it (points without one are left out). `points` has
     site_name, point_name, units and marker_tags (a list, or null)."""
     rows = []
-    for site, name, units, tags in points.select("site_name", "point_name", "units", "marker_tags").iter_rows():
+    for site, name, units, tags in points.select(
+        "site_name", "point_name", "units", "marker_tags"
+    ).iter_rows():
         rule = next((r for r in rules if r.matches(name, tags or (), units)), None)
         if rule is not None:
             rows.append(
@@ -121,7 +123,9 @@ def _read(path: Path, source: str) -> list[Rule]:
     except FileNotFoundError:
         raise ConfigError(f"limits file {path} does not exist: give an existing TOML file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read limits file {path}: {error}; give a readable UTF-8 TOML file") from None
+        raise ConfigError(
+            f"cannot read limits file {path}: {error}; give a readable UTF-8 TOML file"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"limits file {path} is not valid TOML ({error}): fix the syntax") from None
     unknown = sorted(set(document) - {"rules"})
@@ -197,7 +201,11 @@ def _limit(table: Mapping[str, Any], key: str, bad: Any) -> float | None:
 def _duration(value: Any, bad: Any) -> int:
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, str) and (parts := _DURATION.findall(value)) and _DURATION.sub("", value).strip() == "":
+    elif (
+        isinstance(value, str)
+        and (parts := _DURATION.findall(value))
+        and _DURATION.sub("", value).strip() == ""
+    ):
         seconds = sum(float(n) * _SECONDS[unit] for n, unit in parts)
     else:
         raise bad('min_duration must be seconds or a duration such as "90s", "15m", "1h30m"')
