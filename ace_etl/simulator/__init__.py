@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ace_etl.simulator.config import SimulatorConfig
     from ace_etl.simulator.data import BAD_KINDS, served_aggregates, served_samples
     from ace_etl.simulator.faults import Faults
+    from ace_etl.simulator.metadata import served_points, served_site
     from ace_etl.simulator.plants import PlantedEvent, planted_events
     from ace_etl.simulator.server import Simulator
     from ace_etl.simulator.weather import current_weather, served_weather
@@ -30,6 +31,8 @@ _HOMES = {
     "SimulatorConfig": "config",
     "current_weather": "weather",
     "served_aggregates": "data",
+    "served_points": "metadata",
+    "served_site": "metadata",
     "served_samples": "data",
     "planted_events": "plants",
     "served_weather": "weather",
@@ -45,7 +48,9 @@ __all__ = [
     "current_weather",
     "planted_events",
     "served_aggregates",
+    "served_points",
     "served_samples",
+    "served_site",
     "served_weather",
     "site_points",
 ]
