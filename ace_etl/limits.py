@@ -33,17 +33,19 @@ MAX_MIN_DURATION_S = 86_400
 _KEYS = {"name", "points", "tags", "units", "low", "high", "min_duration"}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-# Spellings of one unit, as APIs, BACnet (`object_units`) and people write them.
+# Spellings of one unit, as APIs, BACnet (`object_units`, `degreesFahrenheit`) and people write them: compared
+# without case, spaces, `-`, `_` and `.`.
 _UNITS = {
-    "degF": ("degf", "°f", "deg f", "deg_f", "f", "fahrenheit", "degrees-fahrenheit", "degrees fahrenheit"),
-    "degC": ("degc", "°c", "deg c", "deg_c", "c", "celsius", "degrees-celsius", "degrees celsius"),
-    "%": ("%", "percent", "pct", "%rh", "rh", "percent-relative-humidity"),
-    "inH2O": ("inh2o", "in h2o", "inwc", "in wc", "in. w.c.", "iwc", '"wc', "inches-of-water", "in_wc"),
+    "degF": ("degf", "°f", "f", "fahrenheit", "degreesfahrenheit"),
+    "degC": ("degc", "°c", "c", "celsius", "degreescelsius"),
+    "%": ("%", "percent", "pct", "%rh", "rh", "percentrelativehumidity"),
+    "inH2O": ("inh2o", "inwc", "iwc", '"wc', "inchesofwater"),
     "Pa": ("pa", "pascal", "pascals"),
     "kPa": ("kpa", "kilopascals"),
-    "psi": ("psi", "pounds-force-per-square-inch"),
-    "ppm": ("ppm", "parts-per-million"),
+    "psi": ("psi", "poundsforcepersquareinch"),
+    "ppm": ("ppm", "partspermillion"),
 }
+_SEPARATORS = re.compile(r"[\s_.-]")
 _CANONICAL = {spelling: unit for unit, spellings in _UNITS.items() for spelling in spellings}
 
 POINT_LIMITS_SCHEMA = pl.Schema(
@@ -83,10 +85,11 @@ class Rule:
 
 
 def canonical_units(units: str | None) -> str | None:
-    """One spelling per unit (`°F`, `degrees-fahrenheit` -> `degF`); unknown units as given, trimmed."""
+    """One spelling per unit (`°F`, `degrees-fahrenheit`, `degreesFahrenheit` -> `degF`); unknown units as
+    given, trimmed."""
     if units is None or not units.strip():
         return None
-    return _CANONICAL.get(units.strip().lower(), units.strip())
+    return _CANONICAL.get(_SEPARATORS.sub("", units.lower()), units.strip())
 
 
 def limits_file(given: str | Path | None = None) -> Path | None:

@@ -29,6 +29,10 @@ with
 hourly as (
     select hourly.site_name, hourly.point_name, hourly.hour, hourly.value_avg as value
     from {{ ref('timeseries_hourly') }} as hourly
+    -- the mean of an on/off or multi-state point is no reading to compare
+    semi join {{ ref('points') }} as points
+        on points.site_name = hourly.site_name and points.point_name = hourly.point_name
+        and points.value_kind = 'analog'
 {%- if is_incremental() %}
     join extended using (site_name)
     where hourly.hour >= extended.read_start - interval {{ 7 * (weeks + 1) }} day
