@@ -16,6 +16,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,14 @@ class Rule:
     high: float | None
     min_duration_s: int
 
+    @cached_property
+    def _names(self) -> PointSelector:
+        return PointSelector.from_list(p.lower() for p in self.points)
+
     def matches(self, name: str, tags: Iterable[str], units: str | None) -> bool:
         if self.units is not None and canonical_units(units) != self.units:
             return False
-        by_name = bool(self.points) and PointSelector.from_list(p.lower() for p in self.points).matches(
-            name.lower()
-        )
+        by_name = bool(self.points) and self._names.matches(name.lower())
         have = {tag.lower() for tag in tags}
         return by_name or (bool(self.tags) and all(tag.lower() in have for tag in self.tags))
 
@@ -151,8 +154,7 @@ def _rule(path: Path, source: str, index: int, table: Mapping[str, Any]) -> Rule
 
     unknown = sorted(set(table) - _KEYS)
     if unknown:
-        return_keys = ", ".join(sorted(_KEYS))
-        raise bad(f"unknown key {unknown[0]!r}: a rule takes {return_keys}")
+        raise bad(f"unknown key {unknown[0]!r}: a rule takes {', '.join(sorted(_KEYS))}")
     if not isinstance(name, str) or not name.strip():
         raise bad('give the rule a name, e.g. name = "zone temperature"')
     points, tags = _strings(table, "points", bad), _strings(table, "tags", bad)
