@@ -261,7 +261,9 @@ def test_a_bad_limits_file_is_one_line_naming_file_rule_and_fix(tmp_path: Path, 
     assert message.startswith(f"limits file {limits}") and says in message and "\n" not in message, message
 
 
-def test_transform_with_a_bad_limits_file_exits_2_in_one_line_and_builds_nothing(tmp_path: Path) -> None:
+def test_transform_and_run_with_a_bad_limits_file_exit_2_in_one_line_and_build_nothing(
+    tmp_path: Path,
+) -> None:
     limits = tmp_path / "limits.toml"
     limits.write_text('[[rules]]\nname = "z"\npoints = ["*/zone"]\nlow = 90\nhigh = 85\n')
     data_dir = tmp_path / "data"
@@ -269,9 +271,28 @@ def test_transform_with_a_bad_limits_file_exits_2_in_one_line_and_builds_nothing
         (["transform", "--data-dir", str(data_dir), "--limits-file", str(limits)], {}),
         (["transform", "--data-dir", str(data_dir)], {"ACE_LIMITS_FILE": str(limits)}),
         (["transform", "--data-dir", str(data_dir), "--limits-file", str(tmp_path / "none.toml")], {}),
+        # checked before anything is fetched: no API answers at this address
+        (
+            [
+                "run",
+                "--site",
+                SITE,
+                "--start",
+                "2024-03-04",
+                "--end",
+                "2024-03-05",
+                "--data-dir",
+                str(data_dir),
+            ],
+            {
+                "ACE_LIMITS_FILE": str(limits),
+                "ACEIOT_API_URL": "http://127.0.0.1:9/api",
+                "ACEIOT_API_KEY": "k",
+            },
+        ),
     ):
         result = ace_etl_script(*args, env=env)
         assert result.returncode == 2, result
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith("error: limits file"), line
-    assert not (data_dir / "warehouse.duckdb").exists()
+    assert not (data_dir / "warehouse.duckdb").exists() and not (data_dir / "landing").exists()
