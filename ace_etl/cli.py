@@ -43,6 +43,15 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
+LimitsFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--limits-file",
+        envvar="ACE_LIMITS_FILE",
+        help="TOML file of limits rules for timeseries_excursions, tried before the bundled defaults.",
+        show_default=False,
+    ),
+]
 
 
 SitesFileOption = Annotated[
@@ -301,6 +310,7 @@ def run(
             "every few minutes.",
         ),
     ] = False,
+    limits_file: LimitsFileOption = None,
 ) -> None:
     """Extract a time range for one or more sites, land it as Parquet, then build the warehouse.
 
@@ -337,7 +347,7 @@ def run(
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
                        not no_transform, force, window_hours=window_hours, as_of=moment, live=live,
-                       time_zones=_time_zones(sites_file, settings))  # fmt: skip
+                       time_zones=_time_zones(sites_file, settings), limits_file=limits_file)  # fmt: skip
     run_pipeline(settings, options)
 
 
@@ -415,6 +425,7 @@ def heal(
     force: Annotated[
         bool, typer.Option("--force", help="Check every gap now, even those checked recently without result.")
     ] = False,
+    limits_file: LimitsFileOption = None,
 ) -> None:
     """Re-fetch only the time ranges that have gaps (site-wide, nearby gaps coalesced), land what the API
     now has, rebuild, and report per site: gaps found, fetched, still open.
@@ -442,7 +453,8 @@ def heal(
     assert span is not None
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force, time_zones=_time_zones(sites_file, settings))  # fmt: skip
+                       not no_transform, force, time_zones=_time_zones(sites_file, settings),
+                       limits_file=limits_file)  # fmt: skip
     run_heal(settings, options)
 
 
@@ -484,6 +496,7 @@ def transform(
             help="Test every row, not only the partitions this build changed (weekly in the deployments).",
         ),
     ] = False,
+    limits_file: LimitsFileOption = None,
     sites_file: SitesFileOption = None,
 ) -> None:
     """Build (or update) the DuckDB warehouse from the landing with dbt build, then publish it atomically.
@@ -499,6 +512,7 @@ def transform(
         full_refresh=full_refresh,
         full_check=full_check,
         time_zones=_time_zones(sites_file, settings),
+        limits_file=limits_file,
     )
 
 

@@ -53,6 +53,8 @@ class RunOptions:
     as_of: datetime | None = None
     """The instant the run is for (default now): windows not ended then are landed up to it, not complete."""
     live: bool = False
+    limits_file: Path | None = None
+    """The user's limits file for the build (else ACE_LIMITS_FILE, else the bundled limits alone)."""
     time_zones: Mapping[str, str] = field(default_factory=dict)
     """Per-site time-zone overrides (a sites file's), applied when landing sites and when building."""
 
@@ -102,9 +104,10 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
 
     Raises the first failure's typed error after the summary, so the caller can set the exit status."""
     if options.transform:
-        from ace_etl.transform import check_build_paths
+        from ace_etl.transform import check_build_paths, checked_limits_file
 
         check_build_paths(options.data_dir)  # before landing anything the build could not read
+        checked_limits_file(options.limits_file)
     windows = split_windows(options.start, options.end, options.window_hours)
     as_of = options.as_of or datetime.now(UTC)
     storage = open_storage(options.data_dir)
@@ -139,7 +142,7 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
             )
     gaps = None
     if options.transform and any(w.status != "failed" for w in result.windows):
-        gaps = run_transform(options.data_dir, time_zones=options.time_zones)
+        gaps = run_transform(options.data_dir, time_zones=options.time_zones, limits_file=options.limits_file)
     console.print(to_rich_table(summarize(result.windows, gaps)))
     still_open = sum(w.status == "live" for w in result.windows)
     if still_open and not options.live:
@@ -158,13 +161,18 @@ def run_transform(
     full_refresh: bool = False,
     full_check: bool = False,
     time_zones: Mapping[str, str] | None = None,
+    limits_file: Path | None = None,
 ) -> dict[str, int]:
     """dbt build, then publish the warehouse; returns the gaps found per site."""
     from ace_etl.transform import build_warehouse
 
     with stderr.status("Building the warehouse (dbt build)..."):
         result = build_warehouse(
-            data_dir, full_refresh=full_refresh, full_check=full_check, time_zones=time_zones
+            data_dir,
+            full_refresh=full_refresh,
+            full_check=full_check,
+            time_zones=time_zones,
+            limits_file=limits_file,
         )
     stderr.print(
         f"Warehouse ready: {result.warehouse} ({result.models} models, {result.tests} tests, {result.elapsed_s:.1f} s)",
@@ -269,7 +277,7 @@ def run_heal(settings: Settings, options: RunOptions, console: Console = stdout)
             time_zones=options.time_zones,
         )  # fmt: skip
     if options.transform and any(r.samples or r.rejected or r.ranges for r in results):
-        run_transform(options.data_dir, time_zones=options.time_zones)
+        run_transform(options.data_dir, time_zones=options.time_zones, limits_file=options.limits_file)
     table = Table("site", "gaps found", "checked", "ranges fetched", "requests", "samples landed", "gaps still open",
                   title=f"Heal {span.start:%Y-%m-%d %H:%M} to {span.end:%Y-%m-%d %H:%M} UTC")  # fmt: skip
     for r in results:

@@ -117,15 +117,18 @@ def build_dir(data_dir: Path | str) -> Path:
 
 
 @contextmanager
-def dbt_environment(data_dir: Path | str, database: Path) -> Iterator[None]:
+def dbt_environment(data_dir: Path | str, database: Path, limits: Path | None = None) -> Iterator[None]:
     """Point the dbt project (dbt_project/profiles.yml reads these) at `data_dir` and the build database
-    `database` for a dbt run in this process; the environment is restored afterwards."""
+    `database`, and its limits at the file `limits` (else ACE_LIMITS_FILE as set), for a dbt run in this
+    process; the environment is restored afterwards."""
+    from ace_etl.limits import ENV_VAR as LIMITS_ENV
+
     location = normalize_location(data_dir)
     values = {
         "ACE_ETL_DATA_DIR": location if is_object_store(location) else str(Path(location).resolve()),
         "ACE_ETL_BUILD_DATABASE": str(database),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+    } | ({LIMITS_ENV: str(limits)} if limits is not None else {})
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -202,11 +205,13 @@ def build_lock(data_dir: Path | str, wait_s: float = BUILD_WAIT_S) -> Iterator[N
 
 
 @contextmanager
-def building(data_dir: Path | str) -> Iterator[Path]:
+def building(data_dir: Path | str, limits_file: str | Path | None = None) -> Iterator[Path]:
     """One build of `data_dir`'s warehouse: under the build lock, with the landing checked and dbt's
     environment set, yields the database file to build (a copy of the published one, or a new file);
-    publishes it when the block ends without error, else deletes it."""
+    publishes it when the block ends without error, else deletes it. The limits file (`limits_file`, else
+    ACE_LIMITS_FILE) is checked first: a bad one is a ConfigError before anything is built."""
     check_build_paths(data_dir)
+    limits = checked_limits_file(limits_file)
     # What the build lists of the plain Parquet datasets stays there until it has read it: commits wait to
     # remove the files they replaced (a removed file fails the read of every file listed with it).
     with build_lock(data_dir), open_storage(data_dir).reading_landing():
@@ -214,7 +219,7 @@ def building(data_dir: Path | str) -> Iterator[Path]:
         published = warehouse_file(data_dir)
         database = _copy_published(build_dir(data_dir), published)
         try:
-            with dbt_environment(data_dir, database), _log_errors_ignored():
+            with dbt_environment(data_dir, database, limits), _log_errors_ignored():
                 try:
                     yield database
                 finally:
@@ -224,6 +229,14 @@ def building(data_dir: Path | str) -> Iterator[Path]:
             _publish(database, published)
         finally:
             _discard(database)
+
+
+def checked_limits_file(given: str | Path | None) -> Path | None:
+    """The user's limits file (`given`, else ACE_LIMITS_FILE), once its rules load."""
+    from ace_etl.limits import limits_file, load_rules
+
+    load_rules(given)
+    return limits_file(given)
 
 
 def _copy_published(work: Path, published: Path) -> Path:
@@ -313,17 +326,19 @@ def build_warehouse(
     full_refresh: bool = False,
     full_check: bool = False,
     select: str | Sequence[str] | None = None,
+    limits_file: str | Path | None = None,
     time_zones: Mapping[str, str] | None = None,
 ) -> TransformResult:
     """Run `dbt build` (models and tests) on the landing under `data_dir`, then publish the warehouse.
 
     The tests of the raw views and the aggregates look at the partitions that changed, or at every row
     with `full_check`. `select` takes dbt selectors. `time_zones` (site -> IANA name, e.g. a sites file's)
-    override the sites' time zones. Raises TransformError when a model or an error-severity test fails;
-    nothing is published then.
+    override the sites' time zones; `limits_file` adds its rules to the bundled limits (default
+    ACE_LIMITS_FILE). Raises TransformError when a model or an error-severity test fails, and ConfigError for
+    a limits file that cannot be used; nothing is published then.
     """
     started = time.perf_counter()
-    with building(data_dir):
+    with building(data_dir, limits_file):
         results = dbt_build(
             data_dir, full_refresh=full_refresh, full_check=full_check, select=select, time_zones=time_zones
         )

@@ -1,10 +1,12 @@
-"""Alerting: Prefect automations that notify someone when a run fails or its data-quality tests do not pass.
+"""Alerting: Prefect automations that notify someone when a run fails, its data-quality tests do not pass,
+or it finds points out of their limits.
 
 Automations live on the Prefect server, so they also catch what no code of ours sees: a crashed worker, a
 run killed by its infrastructure. `setup_alerts` (the documented `ace-etl prefect-setup --alert-...` step)
 creates them, replacing earlier versions by name, and sends through a notification block: one it creates
 for a webhook URL (Slack, Teams, or any endpoint taking JSON), or any notification block already saved (e-mail, PagerDuty...).
-The flows emit `ace-etl.data-quality.<status>` events (see `emit_data_quality`) for the second automation.
+The flows emit `ace-etl.data-quality.<status>` events (see `emit_data_quality`) for the second automation,
+and one `ace-etl.excursions.new` event per run that finds new excursions (`emit_excursions`) for the third.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ FLOWS = "ace-etl-*"
 RUN_FAILED = "ace-etl: a run failed"
 DATA_QUALITY = "ace-etl: data-quality tests did not pass"
 DATA_QUALITY_EVENT = "ace-etl.data-quality"
+EXCURSIONS = "ace-etl: points out of their limits"
+EXCURSIONS_EVENT = "ace-etl.excursions.new"
 
 # The link is built from the UI address known when the automations are set up: the server renders these
 # templates, and its own `ui_url` filter gives None unless the server process has PREFECT_UI_URL set.
@@ -38,6 +42,10 @@ Flow run {{{{ flow_run.name }}}} of {{{{ flow.name }}}} ended {{{{ flow_run.stat
 _DATA_QUALITY_BODY = """\
 {{{{ event.payload.title }}}} in flow run {{{{ event.resource.get('flow-run-name') }}}}:
 {{{{ event.payload.tests | join('\\n') }}}}
+{ui}/runs/flow-run/{{{{ event.resource.get('flow-run-id') }}}}"""
+_EXCURSIONS_BODY = """\
+{{{{ event.payload.title }}}} in flow run {{{{ event.resource.get('flow-run-name') }}}}:
+{{{{ event.payload.excursions | join('\\n') }}}}
 {ui}/runs/flow-run/{{{{ event.resource.get('flow-run-id') }}}}"""
 
 
@@ -81,6 +89,7 @@ def setup_alerts(
                 )
             ],
         ),
+        excursions_automation(block_id, ui),
     ]
     for automation in automations:
         _replace(automation)
@@ -92,14 +101,42 @@ def emit_data_quality(
 ) -> None:
     """Tell the server how a build's tests went (`pass`, `warn` or `fail`): the automation reacts to the
     last two. `flow_run` is (id, name) when in a flow run."""
-    resource = {"prefect.resource.id": f"{DATA_QUALITY_EVENT}.{flow_run[0] if flow_run else 'local'}"}
-    if flow_run:
-        resource["flow-run-id"], resource["flow-run-name"] = flow_run
     emit_event(
         event=f"{DATA_QUALITY_EVENT}.{status}",
-        resource=resource,
+        resource=_resource(DATA_QUALITY_EVENT, flow_run),
         payload={"title": title, "tests": list(tests)},
     )
+
+
+def excursions_automation(block_id: UUID, ui: str) -> Automation:
+    """One notification per `ace-etl.excursions.new` event: a run that finds new excursions emits one."""
+    return Automation(
+        name=EXCURSIONS,
+        description="A flow run found points beyond their limits (timeseries_excursions) it had not seen before.",
+        trigger=EventTrigger(expect={EXCURSIONS_EVENT}, posture=Posture.Reactive, threshold=1),
+        actions=[
+            SendNotification(
+                block_document_id=block_id, subject=EXCURSIONS, body=_EXCURSIONS_BODY.format(ui=ui)
+            )
+        ],
+    )
+
+
+def emit_excursions(excursions: Sequence[str], flow_run: tuple[str, str] | None) -> None:
+    """Tell the server about a run's new excursions (one line each): one event, whatever their number."""
+    emit_event(
+        event=EXCURSIONS_EVENT,
+        resource=_resource(EXCURSIONS_EVENT, flow_run),
+        payload={"title": f"{len(excursions)} new excursion(s)", "excursions": list(excursions)},
+    )
+
+
+def _resource(event: str, flow_run: tuple[str, str] | None) -> dict[str, str]:
+    """The event's resource: the flow run (id, name) it comes from, which the alert names and links to."""
+    resource = {"prefect.resource.id": f"{event}.{flow_run[0] if flow_run else 'local'}"}
+    if flow_run:
+        resource["flow-run-id"], resource["flow-run-name"] = flow_run
+    return resource
 
 
 def _ui_url(given: str | None) -> str:

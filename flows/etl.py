@@ -27,10 +27,12 @@ from pydantic import SecretStr
 
 from ace_etl.coverage_view import coverage_grid
 from ace_etl.coverage_view import to_markdown as to_coverage_markdown
+from ace_etl.excursions import known_ids, new_excursions
 from ace_etl.healing import heal_sites
 from ace_etl.quality import Quality, TestResult, read_failing_rows, scoped
 from ace_etl.quality import to_markdown as to_quality_markdown
 from ace_etl.report import gaps_by_site, outcome, summarize, to_markdown
+from ace_etl.transform import warehouse_file
 from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
 from extract.client import AceClient
@@ -52,7 +54,7 @@ from extract.points import PointSelector
 from extract.scheduler import schedule
 from extract.storage import Storage, open_storage
 from extract.windows import Window, live_windows, split_windows
-from flows.alerts import emit_data_quality
+from flows.alerts import emit_data_quality, emit_excursions
 from flows.budget import PrefectBudget, limit_name
 from flows.params import (
     BackfillParams,
@@ -170,12 +172,19 @@ def build_with_prefect_dbt(
     *,
     full_check: bool = False,
     time_zones: dict[str, str] | None = None,
+    limits_file: Path | None = None,
 ) -> Path:
     """`dbt build` through prefect-dbt (one Prefect task per dbt node) into the build database, publish it
-    for analysts (see `ace_etl.transform`), and publish the data-quality artifact and event for `sites`
-    (None: every site). The tests look at the partitions the build changed, or at every row with
-    `full_check`; `time_zones` override the sites' time zones."""
-    return _published(_dbt_build(data_dir, dq_severity, full_check=full_check, time_zones=time_zones), sites)
+    for analysts (see `ace_etl.transform`), and publish the data-quality artifact and event, and the event
+    of new excursions, for `sites` (None: every site). The tests look at the partitions the build changed,
+    or at every row with `full_check`; `time_zones` override the sites' time zones."""
+    known = known_ids(warehouse_file(data_dir))
+    build = _dbt_build(
+        data_dir, dq_severity, full_check=full_check, time_zones=time_zones, limits_file=limits_file
+    )
+    if build.error is None:
+        _alert_new_excursions(build.warehouse, known, sites)
+    return _published(build, sites)
 
 
 @dataclass
@@ -191,6 +200,7 @@ def _dbt_build(
     *,
     full_check: bool = False,
     time_zones: dict[str, str] | None = None,
+    limits_file: Path | None = None,
 ) -> _Build:
     """One build; its error is returned, not raised, so that a run publishes one data-quality verdict, for
     its last build, failed or not."""
@@ -199,7 +209,12 @@ def _dbt_build(
     results: list[Any] = []
     try:
         warehouse = _run_dbt_build(
-            data_dir, dq_severity, results, full_check=full_check, time_zones=time_zones
+            data_dir,
+            dq_severity,
+            results,
+            full_check=full_check,
+            time_zones=time_zones,
+            limits_file=limits_file,
         )
     except TransformError as error:
         # The failing rows of an unpublished build cannot be read: its failing tests count for every site.
@@ -214,6 +229,7 @@ def _run_dbt_build(
     *,
     full_check: bool = False,
     time_zones: dict[str, str] | None = None,
+    limits_file: Path | None = None,
 ) -> Path:
     """`dbt build` through prefect-dbt into the build database and publish it for analysts (see
     `ace_etl.transform`); dbt's run results go into `results`, for failed builds too."""
@@ -230,7 +246,7 @@ def _run_dbt_build(
         warehouse_file,
     )
 
-    with building(data_dir):
+    with building(data_dir, limits_file):
         work = build_dir(data_dir)
         settings = PrefectDbtSettings(
             project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
@@ -312,6 +328,16 @@ def _publish_data_quality(quality: Quality, prefix: str, alert: bool) -> None:
         [f.describe() for f in quality.findings],
         (str(run_id), str(flow_run.get_name())) if run_id else None,
     )
+
+
+def _alert_new_excursions(warehouse: Path, known: Collection[int], sites: Collection[str] | None) -> None:
+    """One event (one alert) for the excursions of `sites` that the warehouse holds and `known` did not."""
+    found = [e.describe() for e in new_excursions(warehouse, known, sites)]
+    if not found:
+        return
+    get_run_logger().warning("%d new excursion(s): %s", len(found), "; ".join(found))
+    run_id = flow_run.get_id()
+    emit_excursions(found, (str(run_id), str(flow_run.get_name())) if run_id else None)
 
 
 def _points_source(params: EtlParams) -> PointsSource:
@@ -461,12 +487,17 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     if params.transform and any(r.status != "failed" for r in results):
         # Build what landed even when a site failed; the run still fails below, naming it.
         data_dir = _settings(params)[0].data_dir
-        build = _dbt_build(data_dir, params.dq_severity, time_zones=time_zones)
+        known = known_ids(warehouse_file(data_dir))
+        build = _dbt_build(
+            data_dir, params.dq_severity, time_zones=time_zones, limits_file=params.limits_file
+        )
         healing = params.heal and not params.live and not failures and build.error is None
         # Rebuild for what healing landed; when it landed nothing, the first build stands.
         healed = healing and any(r.samples for r in heal_task(params, span, time_zones))
         if healed:
-            build = _dbt_build(data_dir, params.dq_severity, time_zones=time_zones)
+            build = _dbt_build(
+                data_dir, params.dq_severity, time_zones=time_zones, limits_file=params.limits_file
+            )
         # One data-quality verdict per run; an alert only when the run fetched something.
         fetched = any(r.status != "skipped" and r.api_requests for r in results)
         quality = _publish_build(
@@ -474,6 +505,7 @@ def _etl(params: EtlParams) -> list[WindowResult]:
         )
         build_error = build.error
         if build_error is None:
+            _alert_new_excursions(build.warehouse, known, params.sites)
             gaps = gaps_by_site(build.warehouse)
             create_markdown_artifact(
                 markdown=to_coverage_markdown(coverage_grid(build.warehouse), params.sites),
@@ -574,7 +606,11 @@ def heal(params: EtlParams) -> list[HealResult]:
     results = heal_task(params, span, time_zones)
     if any(r.samples for r in results):
         build_with_prefect_dbt(
-            _settings(params)[0].data_dir, params.dq_severity, params.sites, time_zones=time_zones
+            _settings(params)[0].data_dir,
+            params.dq_severity,
+            params.sites,
+            time_zones=time_zones,
+            limits_file=params.limits_file,
         )
     return results
 
@@ -587,7 +623,11 @@ def transform(params: TransformParams) -> str:
     data_dir = params.data_dir or Settings().data_dir
     return str(
         build_with_prefect_dbt(
-            data_dir, params.dq_severity, full_check=params.full_check, time_zones=params.site_time_zones()
+            data_dir,
+            params.dq_severity,
+            full_check=params.full_check,
+            time_zones=params.site_time_zones(),
+            limits_file=params.limits_file,
         )
     )
 

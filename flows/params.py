@@ -129,12 +129,22 @@ class EtlParams(SiteParams, TimeZoneParams):
         default=True,
         description="After extracting (not live), compact the closed days of the sites that hold many small files.",
     )
+    limits_file: Path | None = Field(
+        default=None,
+        description="TOML file of limits rules for timeseries_excursions, tried before the bundled defaults "
+        "(default ACE_LIMITS_FILE).",
+    )
 
     @model_validator(mode="after")
     def _one_points_source(self) -> EtlParams:
         if sum((self.points is not None, self.points_file is not None, self.points_from_api)) > 1:
             raise ValueError("give only one of points, points_file and points_from_api")
         return self
+
+    @field_validator("limits_file")
+    @classmethod
+    def _usable_limits(cls, path: Path | None) -> Path | None:
+        return _checked_limits(path)
 
     @model_validator(mode="after")
     def _valid_range(self) -> EtlParams:
@@ -165,6 +175,28 @@ class TransformParams(TimeZoneParams):
     dq_severity: Literal["warn", "error"] = Field(
         default="warn", description="Data-quality tests (gaps, coverage, freshness) warn, or fail the build."
     )
+    limits_file: Path | None = Field(
+        default=None,
+        description="TOML file of limits rules for timeseries_excursions, tried before the bundled defaults "
+        "(default ACE_LIMITS_FILE).",
+    )
+
+    @field_validator("limits_file")
+    @classmethod
+    def _usable_limits(cls, path: Path | None) -> Path | None:
+        return _checked_limits(path)
+
+
+def _checked_limits(path: Path | None) -> Path | None:
+    """A limits file whose rules load (checked when the run starts, not after it extracted for hours)."""
+    from ace_etl.limits import load_rules
+
+    if path is not None:
+        try:
+            load_rules(path)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+    return path
 
 
 class BackfillParams(EtlParams):

@@ -54,6 +54,8 @@ TABLES = [
     "timeseries_daily",
     "timeseries_gaps",
     "timeseries_coverage",
+    "timeseries_excursions",
+    "timeseries_anomalies",
 ]
 
 
@@ -223,6 +225,8 @@ def test_first_build_loads_every_table(first: Stage) -> None:
         "timeseries_daily": 4,
         "timeseries_gaps": 2,
         "timeseries_coverage": 5,
+        "timeseries_excursions": 0,
+        "timeseries_anomalies": 0,
     }
     assert first.rows("select distinct site_name from timeseries_raw") == [(SITE,)]
     # Data-quality findings warn (this landing is from 2025, hence stale); nothing else does.

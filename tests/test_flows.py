@@ -732,3 +732,46 @@ def test_live_runs_are_named_and_keyed_apart_and_alert_when_their_problems_chang
     receiver.wait_for(str(daily.name))  # alerts arrive in order: the second live run's would be here by now
     alerts = [json.loads(m)["text"] for m in receiver.received if "data-quality" in m]
     assert [a.split(" in flow run ")[1].split(":")[0] for a in alerts] == [live[0].name, daily.name], alerts
+
+
+def test_a_run_that_finds_new_excursions_alerts_once_and_a_rerun_does_not_repeat_it(
+    harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulator plants a zone temperature above its limit on the first day and a chilled-water supply
+    below its own late on the second: the first day's run alerts for the first, a re-run of that day does
+    not alert again, the second day's run alerts for the second only."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ace_etl.cli import app
+    from ace_etl.simulator import planted_events
+
+    cfg = replace(CFG, points=50, excursions=START.date().isoformat())
+    zone, chilled = (e.point_name for e in planted_events(cfg, SITES[0])[:2])
+    receiver = Receiver()
+    params = {"sites": [SITES[0]], "data_dir": tmp_path, "page_size": 5000, "heal": False}
+    with Simulator(cfg) as sim:
+        use_api(monkeypatch, sim)
+        setup = CliRunner().invoke(app, ["prefect-setup", "--alert-webhook", receiver.url])
+        assert setup.exit_code == 0 and "ace-etl: points out of their limits" in setup.output, setup.output
+        first = flow_run_of(daily_etl(**params, start=START, end=END, return_state=True))
+        flow_run_of(daily_etl(**params, start=START, end=END, force=True, return_state=True))
+        second = flow_run_of(daily_etl(**params, start=END, end=END + timedelta(days=1), return_state=True))
+
+    receiver.wait_for(str(second.name))  # alerts arrive in order: the re-run's would be here by now
+    alerts = [json.loads(m)["text"] for m in receiver.received if "new excursion" in m]
+    assert [a.splitlines()[:2] for a in alerts] == [
+        ["ace-etl: points out of their limits", f"1 new excursion(s) in flow run {first.name}:"],
+        ["ace-etl: points out of their limits", f"1 new excursion(s) in flow run {second.name}:"],
+    ], alerts
+    assert (
+        alerts[0]
+        .splitlines()[2]
+        .startswith(
+            f"{zone} above 85 degF (zone temperature) from 2024-06-01 10:00 UTC to 2024-06-01 12:00, 120 min"
+        )
+    )
+    assert alerts[1].splitlines()[2].startswith(f"{chilled} below 38 degF (chilled water supply)")
+    assert "still going at the last sample" in alerts[1]
+    assert_links_to_a_flow_run(alerts[0])

@@ -802,6 +802,8 @@ def test_cli_help_teaches_every_option() -> None:
         "--empty-pages",
         "--repeat-across-pages",
         "--odd-shape",
+        "--excursions",
+        "--excursions-day",
         "--site-location",
         "--metadata",
         "--site-records",
@@ -861,3 +863,38 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         process.kill()
     log = (tmp_path / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["status"] for line in log] == [200, 200, 200]
+
+
+def test_cli_refuses_a_bad_excursions_day() -> None:
+    from ace_etl.cli import app
+
+    result = CliRunner().invoke(app, ["simulator", "--excursions", "--excursions-day", "soon"])
+    assert result.exit_code == 2 and "excursions 'soon' is not a day (YYYY-MM-DD)" in result.output
+
+
+def test_cli_plants_the_excursions_tests_find(tmp_path: Path) -> None:
+    from ace_etl.simulator import planted_events
+
+    command = [sys.executable, "-c", "from ace_etl.cli import main; main()", "simulator", "--port", "0"]
+    command += ["--points", "50", "--interval", "300", "--excursions", "--excursions-day", "2026-11-26"]
+    cfg = SimulatorConfig(points=50, interval=300, excursions="2026-11-26")
+    event = planted_events(cfg, "demo-site")[0]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
+    )
+    try:
+        ready = process.stdout.readline() if process.stdout else ""
+        url = ready.split()[5]
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer demo"}) as client:
+            span = {"start_time": event.start.isoformat(), "end_time": event.end.isoformat()}
+            records = client.get(
+                "/sites/demo-site/timeseries/paginated", params=window(page_size=100_000, **span)
+            )
+        expected = as_served(served_samples(cfg, "demo-site", event.start, event.end))
+        assert [(r["name"], r["time"], r["value"]) for r in records.json()["point_samples"]] == expected
+        during = [value for name, _, value in expected if name == event.point_name]
+        assert len(during) == 24 and min(during) > 85  # above the zone temperature limit for the whole event
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()

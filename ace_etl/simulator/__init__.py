@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     from ace_etl.simulator.data import BAD_KINDS, served_aggregates, served_samples
     from ace_etl.simulator.faults import Faults
     from ace_etl.simulator.metadata import served_points, served_site
+    from ace_etl.simulator.plants import PlantedEvent, planted_events
     from ace_etl.simulator.server import Simulator
     from ace_etl.simulator.weather import current_weather, served_weather
 
 _HOMES = {
     "BAD_KINDS": "data",
     "Faults": "faults",
+    "PlantedEvent": "plants",
     "PointSpec": "catalogue",
     "Simulator": "server",
     "SimulatorConfig": "config",
@@ -32,16 +34,19 @@ _HOMES = {
     "served_points": "metadata",
     "served_site": "metadata",
     "served_samples": "data",
+    "planted_events": "plants",
     "served_weather": "weather",
     "site_points": "catalogue",
 }
 __all__ = [
     "BAD_KINDS",
     "Faults",
+    "PlantedEvent",
     "PointSpec",
     "Simulator",
     "SimulatorConfig",
     "current_weather",
+    "planted_events",
     "served_aggregates",
     "served_points",
     "served_samples",

@@ -138,6 +138,22 @@ def simulator(
         list[str] | None,
         typer.Option(help="As --extra-point, listed with collect_enabled false. Repeatable."),
     ] = None,
+    excursions: Annotated[
+        bool,
+        typer.Option(
+            "--excursions",
+            help="Plant known excursions (a zone temperature above its limit for 2 h, a chilled-water supply "
+            "below its limit across midnight, a hot-water supply above for 1 h) and a zone temperature "
+            "drifting away from its usual values, from --excursions-day on. Needs --points 46 or more.",
+        ),
+    ] = False,
+    excursions_day: Annotated[
+        str | None,
+        typer.Option(
+            help="The UTC day (YYYY-MM-DD) the planted events start on; default two days before today.",
+            show_default=False,
+        ),
+    ] = None,
     site_location: Annotated[
         list[str] | None,
         typer.Option(
@@ -323,6 +339,7 @@ def simulator(
             site_records=cast(_config.SiteRecords, site_records.value),
             request_log=request_log,
             upload_horizon=upload_horizon,
+            excursions=(excursions_day or _days_ago(2)) if excursions else None,
             host=host,
             port=port,
             faults=Faults(
@@ -373,6 +390,12 @@ def simulator(
         pass
     finally:
         sim.stop()
+
+
+def _days_ago(days: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
 
 
 def _parse_outage(text: str) -> tuple[str, str | None, str | None]:

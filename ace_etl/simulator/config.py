@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -35,6 +35,8 @@ class SimulatorConfig:
     yet; `Simulator.set_upload_horizon` (or `PUT /api/_simulator/upload_horizon?at=ISO`) moves it.
     `extra_points` (collect_enabled) and `extra_disabled_points` are served by every site beside its
     generated points, named exactly as given (spaces, `[`, `*` and all), analog, listed in configured_points.
+    `excursions` (a UTC day, YYYY-MM-DD) plants known excursions and a drift from that day on
+    (`ace_etl.simulator.plants`; `planted_events` lists them).
     `site_locations` (site, latitude, longitude) place sites elsewhere than their default place
     (`ace_etl.simulator.metadata.PLACES`); `metadata` and `site_records` vary how points and sites are
     described (see `ace_etl.simulator.metadata`).
@@ -53,6 +55,7 @@ class SimulatorConfig:
     upload_horizon: str | None = None
     extra_points: tuple[str, ...] = ()
     extra_disabled_points: tuple[str, ...] = ()
+    excursions: str | None = None
     site_locations: tuple[tuple[str, float, float], ...] = ()
     metadata: Metadata = "nested"
     site_records: SiteRecords = "single"
@@ -83,6 +86,11 @@ class SimulatorConfig:
         extra = (*self.extra_points, *self.extra_disabled_points)
         if any(not name for name in extra) or len(set(extra)) != len(extra):
             raise ValueError("extra point names must be unique and not empty")
+        if self.excursions is not None:
+            try:
+                date.fromisoformat(self.excursions)
+            except (TypeError, ValueError):
+                raise ValueError(f"excursions {self.excursions!r} is not a day (YYYY-MM-DD)") from None
         for site, latitude, longitude in self.site_locations:
             if site not in self.sites:
                 raise ValueError(f"site location of {site!r}: not a served site")

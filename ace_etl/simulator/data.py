@@ -18,6 +18,7 @@ import polars as pl
 
 from ace_etl.simulator.catalogue import DAY_S, DEVICE_SIGNALS, PRIME, US, Extra, point_table
 from ace_etl.simulator.config import Outage, SimulatorConfig, TimeFormat, utc_instant
+from ace_etl.simulator.plants import plant_columns, planted_offset, site_events
 
 BAD_KINDS = ("bool", "numeric_string", "text", "null", "bad_timestamp")
 AGGREGATE_SECONDS = 300
@@ -58,13 +59,18 @@ def _outage_table(
     configured_fraction: float,
     extra: Extra,
     outages: tuple[Outage, ...],
+    excursions: str | None,
 ) -> pl.DataFrame:
-    """The point table with one row per served span (`lo_us`, `hi_us`), sorted by point then span.
+    """The point table with one row per served span (`lo_us`, `hi_us`), sorted by point then span, and the
+    event planted in each point from day `excursions` (`plant_*` columns, null for none).
 
     A point with outages gets a row per span it serves, none if it never has data; split rows share the
     point's `point` index, so the serving order stays point-major.
     """
-    table = point_table(site, n_points, interval, configured_fraction, extra)
+    events = site_events(site, excursions, n_points) if excursions else ()
+    table = point_table(site, n_points, interval, configured_fraction, extra).join(
+        plant_columns(events), on="name", how="left", maintain_order="left"
+    )
     down = pl.col("name").is_in([name for name, _, _ in outages])
     unbounded = table.filter(~down).with_columns(lo_us=pl.lit(None, pl.Int64), hi_us=pl.lit(None, pl.Int64))
     split = table.join(_served_spans(outages), on="name")
@@ -74,7 +80,9 @@ def _outage_table(
 def _table(cfg: SimulatorConfig, site: str) -> pl.DataFrame:
     if site not in cfg.sites:
         raise ValueError(f"unknown site: {site!r}")
-    return _outage_table(site, cfg.points, cfg.interval, cfg.configured_fraction, cfg.extra, cfg.outages)
+    return _outage_table(
+        site, cfg.points, cfg.interval, cfg.configured_fraction, cfg.extra, cfg.outages, cfg.excursions
+    )
 
 
 def _scramble() -> pl.Expr:
@@ -129,6 +137,7 @@ def _samples(spans: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("base")
         + pl.col("amplitude") * ((pl.col("t") + pl.col("phase")) * (tau / DAY_S)).sin()
         + pl.col("noise") * (2 * _draw(1) / PRIME - 1)
+        + planted_offset()
     )
     binary = ((pl.col("t") + pl.col("phase")) % DAY_S < DAY_S // 2).cast(pl.Float64)
     return (

@@ -36,10 +36,11 @@
 {%- endmacro %}
 
 
-{% macro lake_paths(dataset, scope='all') -%}
+{% macro lake_paths(dataset, scope='all', partitions=none) -%}
 {#- The current snapshot's files of a landing Delta table (`lake_snapshot`, read from the Delta log): `all`
     of them, those of the partitions that `changed` since the last build and still have files
-    (`lake_changes`), or those of each site's `newest` day. Read when the model or test runs. -#}
+    (`lake_changes`), those of each site's `newest` day, or those of the `partitions` a query selects
+    (`site_key`, `day`). Read when the model or test runs. -#}
 {%- set snapshot, changes = lake_relation('lake_snapshot'), lake_relation('lake_changes') -%}
 {%- if not execute -%}
 {%- do return([]) -%}
@@ -55,6 +56,8 @@ where dataset = '{{ dataset }}'
 )
 {%- elif scope == 'newest' %}
 qualify day = max(day) over (partition by site_key)
+{%- elif scope == 'partitions' %}
+  and (site_key, day) in ({{ partitions }})
 {%- endif %}
 order by path
 {%- endset -%}
@@ -69,12 +72,12 @@ order by path
 {%- endmacro %}
 
 
-{% macro lake_read(dataset, scope='all') -%}
+{% macro lake_read(dataset, scope='all', partitions=none) -%}
 {#- Typed rows of the listed files of a landing Delta table, as a subquery. The paths are SQL string
     literals (DuckDB saves no variable in the file, and a view cannot read a file list from a query), so a
     view built from this reads exactly this snapshot with no setup. No files: typed and empty. -#}
 {%- set columns = lake_columns(dataset) -%}
-{%- set paths = lake_paths(dataset, scope) -%}
+{%- set paths = lake_paths(dataset, scope, partitions) -%}
 (select
     {%- for name, type in columns.items() %}
     cast({{ adapter.quote(name) }} as {{ type }}) as {{ adapter.quote(name) }}{{ ',' if not loop.last }}
