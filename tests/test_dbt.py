@@ -53,6 +53,9 @@ TABLES = [
     "timeseries_daily",
     "timeseries_gaps",
     "timeseries_coverage",
+    "sites",
+    "weather_hourly",
+    "degree_days",
 ]
 
 

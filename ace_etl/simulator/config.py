@@ -31,6 +31,8 @@ class SimulatorConfig:
     yet; `Simulator.set_upload_horizon` (or `PUT /api/_simulator/upload_horizon?at=ISO`) moves it.
     `extra_points` (collect_enabled) and `extra_disabled_points` are served by every site beside its
     generated points, named exactly as given (spaces, `[`, `*` and all), analog, listed in configured_points.
+    `constant_points` (name, value, units) are extra points that always read `value`, in `units`: a meter
+    whose energy a test knows (10 kW over 22 hours is 220 kWh).
     """
 
     sites: tuple[str, ...] = ("demo-site",)
@@ -46,6 +48,7 @@ class SimulatorConfig:
     upload_horizon: str | None = None
     extra_points: tuple[str, ...] = ()
     extra_disabled_points: tuple[str, ...] = ()
+    constant_points: tuple[tuple[str, float, str], ...] = ()
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -70,7 +73,7 @@ class SimulatorConfig:
             raise ValueError("port must be between 0 and 65535")
         for outage in self.outages:
             _check_outage(outage)
-        extra = (*self.extra_points, *self.extra_disabled_points)
+        extra = (*self.extra_points, *self.extra_disabled_points, *(name for name, _, _ in self.constant_points))
         if any(not name for name in extra) or len(set(extra)) != len(extra):
             raise ValueError("extra point names must be unique and not empty")
         if self.upload_horizon is not None:
@@ -82,9 +85,14 @@ class SimulatorConfig:
                 ) from None
 
     @property
-    def extra(self) -> tuple[tuple[str, bool], ...]:
-        """The extra points as the catalogue takes them: (name, collect_enabled)."""
-        return (*((n, True) for n in self.extra_points), *((n, False) for n in self.extra_disabled_points))
+    def extra(self) -> tuple[tuple[str, bool, tuple[float, str] | None], ...]:
+        """The extra points as the catalogue takes them: (name, collect_enabled, (constant value, units) or
+        None for a varying reading)."""
+        return (
+            *((n, True, None) for n in self.extra_points),
+            *((n, False, None) for n in self.extra_disabled_points),
+            *((n, True, (value, units)) for n, value, units in self.constant_points),
+        )
 
 
 def utc_instant(instant: str | datetime) -> datetime:
