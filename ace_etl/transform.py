@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from extract import cancel
 from extract.errors import AceEtlError, ConfigError
-from extract.landing import GAP_CHECKS, POINTS, REJECTS, RUNS, SELECTIONS
+from extract.landing import GAP_CHECKS, POINTS, REJECTS, RUNS, SELECTIONS, SITES
 from extract.quarantine import set_aside_unreadable
 from extract.storage import (
     fsync_path,
@@ -157,7 +157,7 @@ def check_build_paths(data_dir: Path | str) -> None:
 
 BUILD_WAIT_S = 3600.0
 LAKE_MODELS = ("lake_snapshot", "lake_changes")
-PARQUET_DATASETS = (REJECTS, SELECTIONS, RUNS, POINTS, GAP_CHECKS)
+PARQUET_DATASETS = (REJECTS, SELECTIONS, RUNS, POINTS, SITES, GAP_CHECKS)
 # dbt unit tests check the models' code with made-up rows: CI and by-hand builds run them, not every build.
 NIGHTLY_EXCLUDES = ("--exclude-resource-type", "unit_test")
 

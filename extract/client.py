@@ -8,6 +8,7 @@ longer than the policy's `attempt_deadline` or grow past the `Limits` sizes, com
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -60,7 +61,7 @@ _MESSAGE_LIMIT = 200
 # The encodings `_inflate` undoes; asking for these only keeps a server from sending br or zstd.
 _ACCEPT_ENCODING = "gzip, deflate"
 _INFLATE_STEP = 2**20
-# A configured_points answer claiming more pages than this is not a page count.
+# A list answer (configured_points, sites) claiming more pages than this is not a page count.
 _MAX_POINTS_PAGES = 1_000_000
 
 # One lock for every RequestStats keeps the dataclass plain (asdict, replace and == keep working);
@@ -242,16 +243,28 @@ class AceClient:
         self, site: str, *, per_page: int = 500, stats: RequestStats | None = None
     ) -> list[dict[str, Any]]:
         """Every configured point of the site (all pages)."""
-        path = site_path(site, "configured_points")
-        points: list[dict[str, Any]] = []
+        return self._items(site_path(site, "configured_points"), {}, per_page, stats)
+
+    def site(self, site: str, *, stats: RequestStats | None = None) -> dict[str, Any]:
+        """The site's record (`GET /sites/{site}`); SiteNotFoundError when the server has no such route."""
+        return self.get(site_path(site), {}, _decode_object, stats=stats)
+
+    def sites(self, *, per_page: int = 500, stats: RequestStats | None = None) -> list[dict[str, Any]]:
+        """Every site the key can see, archived ones included (all pages of `GET /sites`)."""
+        return self._items("/sites", {"show_archived": "true"}, per_page, stats)
+
+    def _items(
+        self, path: str, params: Mapping[str, str], per_page: int, stats: RequestStats | None
+    ) -> list[dict[str, Any]]:
+        """The items of every page of a paginated list (`{"items", "page", "pages", ...}`)."""
+        decode = functools.partial(_decode_items_page, path.rsplit("/", 1)[-1])
+        found: list[dict[str, Any]] = []
         page = 1
         while True:
-            items, pages = self.get(
-                path, {"page": page, "per_page": per_page}, _decode_points_page, stats=stats
-            )
-            points.extend(items)
+            items, pages = self.get(path, {**params, "page": page, "per_page": per_page}, decode, stats=stats)
+            found.extend(items)
             if not items or page >= pages:
-                return points
+                return found
             page += 1
 
     def weather(
@@ -443,19 +456,19 @@ def _decode_object(body: bytes) -> dict[str, Any]:
     return parsed
 
 
-def _decode_points_page(body: bytes) -> tuple[list[dict[str, Any]], int]:
-    """The page's items (each an object) and the number of pages (0 when not given)."""
+def _decode_items_page(endpoint: str, body: bytes) -> tuple[list[dict[str, Any]], int]:
+    """A list page's items (each an object) and the number of pages (0 when not given)."""
     page = _decode_object(body)
     items, pages = page.get("items"), page.get("pages") or 0
     if isinstance(pages, float) and pages.is_integer() and 0 <= pages <= _MAX_POINTS_PAGES:
         pages = int(pages)  # 3.0 is a page count too
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise UnexpectedResponseError(
-            f"configured_points page has no 'items' list of objects ({len(body)} bytes): not the ACE IoT API"
+            f"{endpoint} page has no 'items' list of objects ({len(body)} bytes): not the ACE IoT API"
         )
     if not isinstance(pages, int) or isinstance(pages, bool) or not 0 <= pages <= _MAX_POINTS_PAGES:
         raise UnexpectedResponseError(
-            f"configured_points page count {_shown(pages)} is not a number of pages: not the ACE IoT API"
+            f"{endpoint} page count {_shown(pages)} is not a number of pages: not the ACE IoT API"
         )
     return items, pages
 

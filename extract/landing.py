@@ -28,6 +28,7 @@ TIMESERIES = "landing/timeseries"
 REJECTS = "landing/rejects"
 WEATHER = "landing/weather"
 POINTS = "landing/points"
+SITES = "landing/sites"
 RUNS = "landing/runs"
 SELECTIONS = "landing/selections"
 GAP_CHECKS = "landing/gap_checks"
@@ -37,7 +38,7 @@ LEASES = "state/leases"
 QUARANTINE = "quarantine"
 # The file datasets of a window attempt: committed and replaced together (timeseries is a Delta table).
 WINDOW_DATASETS = (REJECTS, SELECTIONS)
-LANDING_DIRS = (TIMESERIES, REJECTS, WEATHER, POINTS, RUNS, SELECTIONS, GAP_CHECKS, LEASES)
+LANDING_DIRS = (TIMESERIES, REJECTS, WEATHER, POINTS, SITES, RUNS, SELECTIONS, GAP_CHECKS, LEASES)
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _TIME = r"\d{8}T\d{6}(?:\.\d{6})?Z"
@@ -99,6 +100,10 @@ def selection_path(site: str, window: Window, attempt: str) -> str:
 
 def points_path(site: str) -> str:
     return f"{site_dir(POINTS, site)}/points.parquet"
+
+
+def sites_path(site: str) -> str:
+    return f"{site_dir(SITES, site)}/site.parquet"
 
 
 def runs_path(run_id: str, site: str, window: Window) -> str:

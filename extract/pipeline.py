@@ -40,6 +40,7 @@ from extract.points import PointSelector, configured_points_frame, enabled_point
 from extract.quarantine import quarantine
 from extract.redact import one_line
 from extract.scheduler import Failure, Plan, RunResult, WeatherResult, schedule
+from extract.sites import land_site
 from extract.storage import Storage
 from extract.weather import parse_weather
 from extract.windows import Window, compact_time, split_windows
@@ -57,37 +58,45 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{compact_time((now or _now()).replace(microsecond=0))}-{uuid.uuid4().hex[:8]}"
 
 
-def land_points(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
-    """Fetch the site's configured points and land them, replacing the previous list when it changed;
-    returns the items. An unchanged list keeps its file (and `collected_at`), so a re-run that finds nothing
-    new leaves the warehouse exactly as it was. A damaged list is set aside and replaced."""
+def land_points(
+    client: AceClient, storage: Storage, site: str, time_zones: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Fetch the site's configured points and land them, replacing the previous list when it changed, and
+    land the site's record beside them (`extract.sites.land_site`, with the `time_zones` overrides; it never
+    fails the points); returns the items. An unchanged list keeps its file (and `collected_at`), so a re-run
+    that finds nothing new leaves the warehouse exactly as it was. A damaged list is set aside and replaced."""
     items = client.configured_points(site)
-    frame = configured_points_frame(items, site=site, collected_at=_now())
+    now = _now()
+    frame = configured_points_frame(items, site=site, collected_at=now)
     path = points_path(site)
+    unchanged = False
     if storage.exists(path):
         try:
             landed = pl.read_parquet(io.BytesIO(storage.read_bytes(path)))
-            if landed.drop("collected_at").equals(frame.drop("collected_at")):
-                return items
+            unchanged = landed.drop("collected_at").equals(frame.drop("collected_at"))
         except Exception as exc:  # polars raises several types for a damaged file
             quarantine(storage, path, f"unreadable points file: {one_line(exc)}")
-    storage.write_parquet_atomic(path, frame)
+    if not unchanged:
+        storage.write_parquet_atomic(path, frame)
+    land_site(client, storage, site, time_zones or {}, now)
     return items
 
 
 POINTS_FRESH_FOR = 3600.0
 
 
-def recent_points(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
+def recent_points(
+    client: AceClient, storage: Storage, site: str, time_zones: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """The landed points list when fetched within the last hour, else a fresh one (`land_points`)."""
     path = points_path(site)
     try:
         landed = pl.read_parquet(io.BytesIO(storage.read_bytes(path)))
     except Exception:  # absent or damaged: fetch it
-        return land_points(client, storage, site)
+        return land_points(client, storage, site, time_zones)
     newest = landed.get_column("collected_at").max()
     if not isinstance(newest, datetime) or (_now() - newest).total_seconds() > POINTS_FRESH_FOR:
-        return land_points(client, storage, site)
+        return land_points(client, storage, site, time_zones)
     return [
         {
             "name": r["point_name"],
@@ -262,9 +271,11 @@ def run_extract(
     lease_wait_s: float = DEFAULT_WAIT_S,
     as_of: datetime | None = None,
     live: bool = False,
+    time_zones: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Extract every site over `[start, end)`, split into windows of `window_hours`, with weather beside it,
     on a pool of threads sharing `client` (and its one rate limit). See `extract.scheduler.schedule`.
+    `time_zones` overrides sites' time zones (site -> IANA name) in the sites landing.
     Windows not ended at `as_of` (default now) are landed up to it, not complete (see `extract_window`).
     Never raises for a failed site or window: see `RunResult.failures` and `raise_if_failed`."""
     windows = split_windows(start, end, window_hours)
@@ -276,7 +287,7 @@ def run_extract(
         runner = ThreadRunner(
             pool, client, storage,
             run_id=run_id, page_size=page_size, force=force, on_page=on_page, lease_wait_s=lease_wait_s,
-            as_of=as_of, live=live,
+            as_of=as_of, live=live, time_zones=time_zones or {},
         )  # fmt: skip
         plan = extraction_plan(storage, sites, windows, run_id, points, force=force, live=live)
         return schedule(plan, runner, on_window=on_window)
@@ -317,11 +328,12 @@ class ThreadRunner:
     lease_wait_s: float
     as_of: datetime
     live: bool
+    time_zones: Mapping[str, str]
 
     def points(self, site: str) -> Future[list[dict[str, Any]]]:
         # Live runs every few minutes reuse a recent points list rather than ask for it each time.
         fetch = recent_points if self.live else land_points
-        return self.pool.submit(fetch, self.client, self.storage, site)
+        return self.pool.submit(fetch, self.client, self.storage, site, self.time_zones)
 
     def weather(self, site: str, span: Window) -> Future[WeatherResult]:
         return self.pool.submit(extract_weather, self.client, self.storage, site, span.start, span.end)

@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from extract import schemas
+from extract import fields, schemas
 from extract.errors import ConfigError
 
 _GLOB_CHARS = frozenset("*?[")
@@ -139,28 +139,46 @@ def enabled_point_names(items: Sequence[Mapping[str, Any]]) -> list[str]:
     return [str(item["name"]) for item in items if item.get("name") and _truthy(item.get("collect_enabled"))]
 
 
-_POINT_COLUMNS = schemas.POINTS
-
-
 def configured_points_frame(
     items: Sequence[Mapping[str, Any]], *, site: str, collected_at: datetime
 ) -> pl.DataFrame:
-    """The API's configured points as a frame: the fixed columns (`collect_interval` in whole seconds, null
-    when absent or unreadable), then every other field of the items as text (nested values as JSON)."""
-    named = [item for item in items if item.get("name")]
-    extra = sorted({key for item in named for key in item} - {"name", "collect_enabled", "collect_interval"})
-    # An API field that shares a name with one of our columns keeps its value under a prefixed name.
-    renamed = {key: f"api_{key}" if key in _POINT_COLUMNS else key for key in extra}
-    columns: dict[str, list[Any]] = {
-        "site_name": [site] * len(named),
-        "point_name": [str(item["name"]) for item in named],
-        "collect_enabled": [_truthy(item.get("collect_enabled")) for item in named],
-        "collect_interval": [_seconds(item.get("collect_interval")) for item in named],
-        "collected_at": [collected_at] * len(named),
-        **{renamed[key]: [_text(item.get(key)) for item in named] for key in extra},
+    """The API's configured points as a frame of `schemas.POINTS`, one row per named item, sorted by name.
+
+    Reads the real API's point (aceiot-models' `Point`): `id`, `point_type`, `marker_tags`, `kv_tags`,
+    `bacnet_data` {device_name, device_id, device_address, object_type, object_index, object_name,
+    object_units}, `created`, `updated`, `collect_enabled`, `collect_interval` (whole seconds). Any of them
+    may be missing, null or unreadable (a null column then), and nested values may come as JSON text.
+    `units` is `kv_tags.units`, else the BACnet `object_units`. `api_item` keeps the whole item as sent."""
+    rows = [_point_row(item) for item in items if item.get("name")]
+    frame = pl.DataFrame(rows, schema=schemas.POINTS, orient="row")
+    return frame.with_columns(
+        site_name=pl.lit(site, pl.String()), collected_at=pl.lit(collected_at, schemas.UTC_US)
+    ).sort("point_name", maintain_order=True)
+
+
+def _point_row(item: Mapping[str, Any]) -> tuple[Any, ...]:
+    kv_tags = fields.mapping(item.get("kv_tags"))
+    bacnet = fields.mapping(item.get("bacnet_data")) or {}
+    units = fields.text((kv_tags or {}).get("units")) or fields.text(bacnet.get("object_units"))
+    values = {
+        "point_name": str(item["name"]),
+        "collect_enabled": _truthy(item.get("collect_enabled")),
+        "collect_interval": _seconds(item.get("collect_interval")),
+        "point_id": fields.integer(item.get("id")),
+        "point_type": fields.text(item.get("point_type")),
+        "units": units,
+        "marker_tags": fields.as_json(fields.tags(item.get("marker_tags"))),
+        "kv_tags": None if kv_tags is None else fields.as_json(kv_tags),
+        **{key: fields.text(bacnet.get(key)) for key in _BACNET_TEXT},
+        "object_index": fields.integer(bacnet.get("object_index")),
+        "created": fields.instant(item.get("created")),
+        "updated": fields.instant(item.get("updated")),
+        "api_item": fields.as_json(item),
     }
-    schema = {**_POINT_COLUMNS, **dict.fromkeys(renamed.values(), pl.String())}
-    return pl.DataFrame(columns, schema=schema).sort("point_name", maintain_order=True)
+    return tuple(values.get(name) for name in schemas.POINTS.names())
+
+
+_BACNET_TEXT = ("device_name", "device_id", "device_address", "object_type", "object_name")
 
 
 def _truthy(value: Any) -> bool:
@@ -174,12 +192,6 @@ def _seconds(value: Any) -> int | None:
         return round(float(value))
     except (TypeError, ValueError, OverflowError):
         return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True)
 
 
 def _without_comment(quoted: str) -> str:

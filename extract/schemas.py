@@ -47,9 +47,40 @@ POINTS = pl.Schema(
         "collect_enabled": pl.Boolean(),
         "collect_interval": pl.Int64(),
         "collected_at": UTC_US,
+        "point_id": pl.Int64(),
+        "point_type": pl.String(),
+        "units": pl.String(),
+        "marker_tags": pl.String(),
+        "kv_tags": pl.String(),
+        "device_name": pl.String(),
+        "device_id": pl.String(),
+        "device_address": pl.String(),
+        "object_type": pl.String(),
+        "object_index": pl.Int64(),
+        "object_name": pl.String(),
+        "created": UTC_US,
+        "updated": UTC_US,
+        "api_item": pl.String(),
     }
 )
-"""The fixed columns; a points file also carries the API's other fields as text."""
+"""A site's configured points: the API's fields read into typed columns (`marker_tags` a JSON list, `kv_tags`
+a JSON object), and `api_item`, the whole item as the API sent it (JSON), so no field is ever lost."""
+SITES = pl.Schema(
+    {
+        "site_name": pl.String(),
+        "site_id": pl.Int64(),
+        "nice_name": pl.String(),
+        "address": pl.String(),
+        "latitude": pl.Float64(),
+        "longitude": pl.Float64(),
+        "archived": pl.Boolean(),
+        "time_zone": pl.String(),
+        "time_zone_source": pl.String(),
+        "api_item": pl.String(),
+        "collected_at": UTC_US,
+    }
+)
+"""A site's record (`GET /sites/{site}`) and its time zone; `api_item` is the record as the API sent it."""
 RUNS = pl.Schema(
     {
         "run_id": pl.String(),
@@ -96,6 +127,7 @@ LANDING = {
     "rejects": REJECTS,
     "weather": WEATHER,
     "points": POINTS,
+    "sites": SITES,
     "runs": RUNS,
     "selections": SELECTIONS,
     "gap_checks": GAP_CHECKS,

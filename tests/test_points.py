@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from extract import schemas
 from extract.errors import ConfigError
 from extract.pipeline import resolve_selector
 from extract.points import (
@@ -125,27 +127,61 @@ def test_configured_points_frame() -> None:
             "name": "b",
             "collect_enabled": True,
             "collect_interval": "300",
-            "marker_tags": ["a"],
+            "marker_tags": ["a", " b ", "", 3],
             "site_name": "z",
+            "bacnet_data": {"device_id": 12.0, "object_index": "7", "object_units": "kilowatts"},
         },
-        {"name": "a", "collect_enabled": False, "collect_interval": None, "kv_tags": {"k": 1}},
+        {"name": "a", "collect_enabled": False, "collect_interval": None, "kv_tags": {"units": "kW"}},
         {"name": None},
     ]
     frame = configured_points_frame(items, site="s", collected_at=now)
-    assert frame.schema["collect_interval"] == pl.Int64
-    assert frame.columns[:5] == [
-        "site_name",
-        "point_name",
-        "collect_enabled",
-        "collect_interval",
-        "collected_at",
-    ]
+    assert frame.schema == schemas.POINTS
     assert frame.select(
-        "point_name", "collect_enabled", "collect_interval", "api_site_name", "kv_tags"
+        "point_name", "collect_enabled", "collect_interval", "units", "marker_tags", "kv_tags", "device_id",
+        "object_index",
     ).rows() == [
-        ("a", False, None, None, '{"k": 1}'),
-        ("b", True, 300, "z", None),
+        ("a", False, None, "kW", "[]", '{"units": "kW"}', None, None),
+        ("b", True, 300, "kilowatts", '["a", "b"]', None, "12", 7),
+    ]  # fmt: skip
+    # Every field stays in api_item, one that shares a name with a column too.
+    assert json.loads(frame.row(1, named=True)["api_item"]) == items[0]
+
+
+def test_point_metadata_as_json_text_or_unreadable_reads_the_same_or_null() -> None:
+    now = datetime(2024, 3, 1, tzinfo=UTC)
+    nested = {
+        "name": "p",
+        "id": 5,
+        "marker_tags": ["zone", "temp"],
+        "kv_tags": {"units": "degF"},
+        "bacnet_data": {"device_name": "vav-1", "object_type": "analog-input", "object_index": 2},
+        "created": "2024-01-02T03:04:05",
+        "updated": "2024-01-02T03:04:05.5-05:00",
+    }
+    as_text = {
+        key: json.dumps(value) if isinstance(value, dict | list) else value for key, value in nested.items()
+    }
+    odd = {
+        **nested,
+        "id": "x",
+        "marker_tags": 7,
+        "kv_tags": "{not json",
+        "bacnet_data": [1],
+        "created": "soon",
+    }
+    read = [
+        configured_points_frame([item], site="s", collected_at=now).drop("api_item")
+        for item in (nested, as_text, odd)
     ]
+    assert read[0].equals(read[1])
+    row = read[0].row(0, named=True)
+    assert (row["point_id"], row["units"], row["device_name"], row["object_index"]) == (5, "degF", "vav-1", 2)
+    assert row["updated"] == datetime(2024, 1, 2, 8, 4, 5, 500000, tzinfo=UTC)
+    odd_row = read[2].row(0, named=True)
+    assert (odd_row["point_id"], odd_row["marker_tags"], odd_row["kv_tags"], odd_row["device_name"]) == (
+        None, "[]", None, None,
+    )  # fmt: skip
+    assert odd_row["created"] is None and odd_row["updated"] == row["updated"]
 
 
 EXOTIC = ["site/zone[1]/temp", "site/ahu-1/temp ", " lead", "a*b", "what?", "site/zone[2/temp"]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ace_etl.simulator.config import SimulatorConfig
     from ace_etl.simulator.data import BAD_KINDS, served_aggregates, served_samples
     from ace_etl.simulator.faults import Faults
+    from ace_etl.simulator.metadata import served_points, served_site
     from ace_etl.simulator.server import Simulator
     from ace_etl.simulator.weather import current_weather, served_weather
 
@@ -28,6 +29,8 @@ _HOMES = {
     "SimulatorConfig": "config",
     "current_weather": "weather",
     "served_aggregates": "data",
+    "served_points": "metadata",
+    "served_site": "metadata",
     "served_samples": "data",
     "served_weather": "weather",
     "site_points": "catalogue",
@@ -40,7 +43,9 @@ __all__ = [
     "SimulatorConfig",
     "current_weather",
     "served_aggregates",
+    "served_points",
     "served_samples",
+    "served_site",
     "served_weather",
     "site_points",
 ]

@@ -15,10 +15,10 @@ from urllib.parse import unquote
 
 import polars as pl
 
-from ace_etl.simulator.catalogue import site_points
 from ace_etl.simulator.config import SimulatorConfig
 from ace_etl.simulator.cursor import CursorError, issue_cursor, query_fingerprint, read_cursor, signing_key
 from ace_etl.simulator.data import page_frame, to_epoch_us
+from ace_etl.simulator.metadata import listed_site, served_points, served_site
 from ace_etl.simulator.weather import current_weather, served_weather, weather_rows
 
 DEFAULT_PAGE_SIZE = 10_000
@@ -187,13 +187,15 @@ class Api:
 
     def _route(self, route: list[str], path: str, params: dict[str, str], now: float) -> Reply:
         if route == ["sites"]:
-            sites = [{"name": site} for site in self.config.sites]
+            sites = [listed_site(self.config, site) for site in self.config.sites]
             total = len(sites)
             return json_reply(200, {"items": sites, "page": 1, "pages": 1, "per_page": total, "total": total})
         if len(route) >= 2 and route[0] == "sites":
             site, endpoint = route[1], route[2:]
             if site not in self.config.sites:
                 return json_reply(404, {"error": f"unknown site: {site}"})
+            if endpoint == [] and self.config.site_records == "single":
+                return json_reply(200, served_site(self.config, site))
             if endpoint == ["timeseries", "paginated"]:
                 return self._timeseries(site, params, now)
             if endpoint == ["configured_points"]:
@@ -264,21 +266,8 @@ class Api:
         page = _param_int(params, "page", 1, 1, 10**9)
         per_page = _param_int(params, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
         cfg = self.config
-        listed = [
-            spec
-            for spec in site_points(site, cfg.points, cfg.interval, cfg.configured_fraction, cfg.extra)
-            if spec.listed
-        ]
-        items = [
-            {
-                "name": spec.name,
-                "collect_enabled": spec.configured,
-                "collect_interval": spec.interval_s,
-                "point_type": spec.kind,
-                "site": site,
-            }
-            for spec in listed[(page - 1) * per_page : page * per_page]
-        ]
+        listed = served_points(cfg, site)
+        items = listed[(page - 1) * per_page : page * per_page]
         payload: dict[str, object] = {
             "items": items,
             "page": page,

@@ -37,6 +37,22 @@ class TimeFormat(StrEnum):
     mixed = "mixed"
 
 
+class Metadata(StrEnum):
+    """How configured points are described (config.METADATA), as typer choices."""
+
+    nested = "nested"
+    text = "text"
+    sparse = "sparse"
+
+
+class SiteRecords(StrEnum):
+    """Which site endpoints answer with a record (config.SITE_RECORDS), as typer choices."""
+
+    single = "single"
+    list = "list"
+    none = "none"
+
+
 class LostCursor(StrEnum):
     """How `--lost-cursor` spells the missing next_cursor (faults.LostCursor)."""
 
@@ -48,6 +64,7 @@ OddShape = StrEnum("OddShape", {name: name for name in _faults.ODD_SHAPES})  # t
 
 # The choices and the config's Literal types name the same values (checked once, at import).
 assert tuple(Shape) == _config.SHAPES and tuple(TimeFormat) == _config.TIME_FORMATS
+assert tuple(Metadata) == _config.METADATA and tuple(SiteRecords) == _config.SITE_RECORDS
 assert tuple(LostCursor) == get_args(_faults.LostCursor)
 
 
@@ -121,6 +138,28 @@ def simulator(
         list[str] | None,
         typer.Option(help="As --extra-point, listed with collect_enabled false. Repeatable."),
     ] = None,
+    site_location: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Place a site at other coordinates than its default place (New York, London, Chicago, Sydney, "
+            "Phoenix, Berlin by the site's position), as NAME=LAT,LON. Repeatable, e.g. --site-location "
+            "'hq=35.68,139.77'.",
+        ),
+    ] = None,
+    metadata: Annotated[
+        Metadata,
+        typer.Option(
+            help="How configured points are described: nested (as the real API: tags, kv_tags and bacnet_data as "
+            "objects), text (every nested value as JSON text) or sparse (the optional fields left out or null).",
+        ),
+    ] = Metadata.nested,
+    site_records: Annotated[
+        SiteRecords,
+        typer.Option(
+            help="single: GET /sites/{site} and the /sites list give each site's record; list: only the list "
+            "(the single site is a 404); none: the list names the sites only.",
+        ),
+    ] = SiteRecords.single,
     upload_horizon: Annotated[
         str | None,
         typer.Option(
@@ -272,6 +311,9 @@ def simulator(
             outages=tuple(_parse_outage(text) for text in outage or ()),
             extra_points=tuple(extra_point or ()),
             extra_disabled_points=tuple(extra_disabled_point or ()),
+            site_locations=tuple(_parse_location(text) for text in site_location or ()),
+            metadata=cast(_config.Metadata, metadata.value),
+            site_records=cast(_config.SiteRecords, site_records.value),
             request_log=request_log,
             upload_horizon=upload_horizon,
             host=host,
@@ -334,6 +376,18 @@ def _parse_outage(text: str) -> tuple[str, str | None, str | None]:
     if not slash:
         raise ValueError(f"--outage {text!r}: expected NAME@START/END (START or END may be empty)")
     return name, start or None, end or None
+
+
+def _parse_location(text: str) -> tuple[str, float, float]:
+    # Site names may hold '=', coordinates never do: the last '=' ends the name.
+    name, equals, coordinates = text.rpartition("=")
+    latitude, comma, longitude = coordinates.partition(",")
+    try:
+        if not (equals and comma and name):
+            raise ValueError
+        return name, float(latitude), float(longitude)
+    except ValueError:
+        raise ValueError(f"--site-location {text!r}: expected NAME=LAT,LON, e.g. hq=40.75,-73.99") from None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

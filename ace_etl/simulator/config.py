@@ -10,8 +10,12 @@ from typing import Literal, get_args
 from ace_etl.simulator.faults import Faults
 
 Shape = Literal["real", "seed"]
+Metadata = Literal["nested", "text", "sparse"]
+SiteRecords = Literal["single", "list", "none"]
 TimeFormat = Literal["z", "offset", "naive", "millis", "mixed"]
 SHAPES: tuple[Shape, ...] = get_args(Shape)
+METADATA: tuple[Metadata, ...] = get_args(Metadata)
+SITE_RECORDS: tuple[SiteRecords, ...] = get_args(SiteRecords)
 TIME_FORMATS: tuple[TimeFormat, ...] = get_args(TimeFormat)
 Outage = tuple[str, str | None, str | None]
 
@@ -33,6 +37,9 @@ class SimulatorConfig:
     generated points, named exactly as given (spaces, `[`, `*` and all), analog, listed in configured_points.
     `constant_points` (name, value, units) are extra points that always read `value`, in `units`: a meter
     whose energy a test knows (10 kW over 22 hours is 220 kWh).
+    `site_locations` (site, latitude, longitude) place sites elsewhere than their default place
+    (`ace_etl.simulator.metadata.PLACES`); `metadata` and `site_records` vary how points and sites are
+    described (see `ace_etl.simulator.metadata`).
     """
 
     sites: tuple[str, ...] = ("demo-site",)
@@ -49,6 +56,9 @@ class SimulatorConfig:
     extra_points: tuple[str, ...] = ()
     extra_disabled_points: tuple[str, ...] = ()
     constant_points: tuple[tuple[str, float, str], ...] = ()
+    site_locations: tuple[tuple[str, float, float], ...] = ()
+    metadata: Metadata = "nested"
+    site_records: SiteRecords = "single"
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -76,6 +86,17 @@ class SimulatorConfig:
         extra = (*self.extra_points, *self.extra_disabled_points, *(name for name, _, _ in self.constant_points))
         if any(not name for name in extra) or len(set(extra)) != len(extra):
             raise ValueError("extra point names must be unique and not empty")
+        for site, latitude, longitude in self.site_locations:
+            if site not in self.sites:
+                raise ValueError(f"site location of {site!r}: not a served site")
+            if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+                raise ValueError(
+                    f"site location of {site!r}: latitude must be in [-90, 90], longitude in [-180, 180]"
+                )
+        if self.metadata not in METADATA:
+            raise ValueError(f"metadata must be one of {', '.join(METADATA)}")
+        if self.site_records not in SITE_RECORDS:
+            raise ValueError(f"site_records must be one of {', '.join(SITE_RECORDS)}")
         if self.upload_horizon is not None:
             try:
                 utc_instant(self.upload_horizon)

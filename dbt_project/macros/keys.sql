@@ -9,3 +9,9 @@ md5_number(json_array({{ expressions | join(', ') }})::varchar)
 {% macro utc_day(timestamp) -%}
 cast(timezone('UTC', {{ timestamp }}) as date)
 {%- endmacro %}
+
+
+{% macro sql_text(value) -%}
+{#- A value as a SQL string literal (quotes doubled), e.g. a name from a var. -#}
+'{{ value | string | replace("'", "''") }}'
+{%- endmacro %}
