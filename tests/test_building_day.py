@@ -4,6 +4,7 @@ degree days. Real CLI, simulator over loopback, real dbt builds."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,9 @@ import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig
 from ace_etl.transform import build_warehouse
+from extract.client import AceClient
+from extract.sites import land_site
+from extract.storage import LocalStorage
 from tests.clihelp import ace_etl, expected_rows
 from tests.landing_factory import write_weather
 
@@ -34,6 +38,7 @@ CFG = SimulatorConfig(
     # the meter is silent for two hours of the local day 2026-03-07 (05:00Z to 05:00Z next day)
     outages=((METER, "2026-03-07T15:00:00Z", "2026-03-07T17:00:00Z"),),
     api_key="building-day-key-0123456789",
+    site_locations=((SITE, 40.7128, -74.0060),),  # New York: the site's zone comes from its coordinates
 )
 
 
@@ -53,22 +58,15 @@ def local_bounds(day: date, zone: ZoneInfo = NEW_YORK) -> tuple[datetime, dateti
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def sites_file(path: Path, zone: str) -> Path:
-    path.write_text(f'[sites."{SITE}"]\ntime_zone = "{zone}"\n')
-    return path
-
-
 @pytest.fixture(scope="module")
 def march(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three UTC windows around the spring-forward day, the site in New York by override: local days 03-06
-    (from 19:00) to 03-09 (to 20:00)."""
-    tmp = tmp_path_factory.mktemp("march")
-    data = tmp / "data"
-    zones = sites_file(tmp / "sites.toml", "America/New_York")
+    """Three UTC windows around the spring-forward day, the site in New York: local days 03-06 (from 19:00)
+    to 03-09 (to 20:00)."""
+    data = tmp_path_factory.mktemp("march") / "data"
     with Simulator(CFG) as sim:
         result = ace_etl(
             "run", "--site", SITE, "--start", "2026-03-07T00:00:00Z", "--end", "2026-03-10T00:00:00Z",
-            "--sites-file", str(zones), "--data-dir", str(data), env=env_of(sim),
+            "--data-dir", str(data), env=env_of(sim),
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return data
@@ -121,9 +119,10 @@ def test_the_edges_of_a_range_are_partial_days(march: Path) -> None:
     assert rows(march, complete.format("timeseries_daily")) == expected
     assert rows(march, complete.format("timeseries_coverage")) == expected
     # Hours are whole UTC hours: every one of the three windows is committed.
-    assert rows(march, "select count(*), bool_and(complete) from timeseries_hourly where point_name = 'hq/ahu-1/sa_temp'") == [
-        (72, True)
-    ]
+    assert rows(
+        march,
+        "select count(*), bool_and(complete) from timeseries_hourly where point_name = 'hq/ahu-1/sa_temp'",
+    ) == [(72, True)]
 
 
 def test_a_constant_10_kw_meter_with_a_2_hour_gap_used_220_kwh_and_the_gap_shows(march: Path) -> None:
@@ -147,7 +146,7 @@ def test_a_constant_10_kw_meter_with_a_2_hour_gap_used_220_kwh_and_the_gap_shows
         march,
         f"select gap_start, gap_end, missing_samples, day from timeseries_gaps where point_name = '{METER}'",
     )
-    assert gaps == [(at + timedelta(hours=14, minutes=55), at + timedelta(hours=17), 23, date(2026, 3, 7))]
+    assert gaps == [(at + timedelta(hours=14, minutes=55), at + timedelta(hours=17), 24, date(2026, 3, 7))]
     # A whole day of the meter: 10 kW x 23 hours on the spring-forward day.
     assert rows(
         march, f"select energy_kwh from timeseries_daily where point_name = '{METER}' and day = '2026-03-08'"
@@ -171,8 +170,7 @@ def test_a_binary_point_is_summarized_by_its_on_time_not_averaged(march: Path) -
 
 def test_the_fall_back_day_has_25_hours_and_a_live_day_is_partial(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    zones = sites_file(tmp_path / "sites.toml", "America/New_York")
-    run = ["run", "--site", SITE, "--sites-file", str(zones), "--data-dir", str(data)]
+    run = ["run", "--site", SITE, "--data-dir", str(data)]
     with Simulator(CFG) as sim:
         first = ace_etl(
             *run, "--start", "2026-10-31T00:00:00Z", "--end", "2026-11-04T00:00:00Z",
@@ -201,30 +199,37 @@ def test_the_fall_back_day_has_25_hours_and_a_live_day_is_partial(tmp_path: Path
     assert rows(data, daily)[3:] == [(date(2026, 11, 2), 24 * 12, True), (date(2026, 11, 3), 19 * 12, False)]
 
 
-def test_an_edited_time_zone_override_recomputes_the_site_s_days(march: Path, tmp_path: Path) -> None:
+def test_a_time_zone_override_recomputes_every_local_day_of_the_site(march: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    import shutil
-
     shutil.copytree(march, data)
     total = rows(data, f"select sum(sample_count) from timeseries_daily where point_name = '{SUPPLY}'")
-    zones = sites_file(tmp_path / "sites.toml", "Europe/Berlin")
-    result = ace_etl("transform", "--sites-file", str(zones), "--data-dir", str(data))
-    assert result.returncode == 0, result.stderr
+    # What `run --sites-file` does: the site's landed row takes the override (Berlin, not its coordinates').
+    with Simulator(CFG) as sim, AceClient(sim.url, CFG.api_key, requests_per_minute=None) as client:
+        land_site(client, LocalStorage(data), SITE, {SITE: "Europe/Berlin"}, datetime.now(UTC))
+    build_warehouse(data)
+    assert rows(data, "select time_zone, time_zone_source from sites") == [("Europe/Berlin", "override")]
     daily = rows(
         data,
-        f"select day, time_zone, sample_count from timeseries_daily where point_name = '{SUPPLY}' order by day",
+        f"select day, time_zone, sample_count, complete from timeseries_daily where point_name = '{SUPPLY}' "
+        f"order by day",
     )
-    # 2026-03-07 00:00Z is 01:00 in Berlin, 2026-03-10 00:00Z is 01:00: four local days again, cut elsewhere.
+    # 2026-03-07 00:00Z is 01:00 in Berlin, 2026-03-10 00:00Z is 01:00: every day cut at Berlin's midnight.
     assert daily == [
-        (date(2026, 3, 7), "Europe/Berlin", 23 * 12),
-        (date(2026, 3, 8), "Europe/Berlin", 24 * 12),
-        (date(2026, 3, 9), "Europe/Berlin", 24 * 12),
-        (date(2026, 3, 10), "Europe/Berlin", 1 * 12),
+        (date(2026, 3, 7), "Europe/Berlin", 23 * 12, False),
+        (date(2026, 3, 8), "Europe/Berlin", 24 * 12, True),
+        (date(2026, 3, 9), "Europe/Berlin", 24 * 12, True),
+        (date(2026, 3, 10), "Europe/Berlin", 1 * 12, False),
     ]
-    assert rows(data, f"select sum(sample_count) from timeseries_daily where point_name = '{SUPPLY}'") == total
+    assert (
+        rows(data, f"select sum(sample_count) from timeseries_daily where point_name = '{SUPPLY}'") == total
+    )
     assert rows(
-        data, f"select distinct day from timeseries_coverage where point_name = '{SUPPLY}' order by day"
-    ) == [(d,) for d, _, _ in daily]
+        data,
+        f"select day, received_samples from timeseries_coverage where point_name = '{SUPPLY}' order by day",
+    ) == [(d, n) for d, _, n, _ in daily]
+    # Recorded: the next build recomputes nothing.
+    build_warehouse(data)
+    assert rows(data, "select count(*) from internal.int_site_zone_changes") == [(0,)]
 
 
 def test_degree_days_from_known_temperatures_in_either_unit(tmp_path: Path) -> None:
@@ -262,13 +267,14 @@ def test_degree_days_from_known_temperatures_in_either_unit(tmp_path: Path) -> N
         ("u-site", date(2026, 1, 15), "degF", 65.0, 0.0, pytest.approx(5.0), 12, False),
     ]
     assert rows(
-        data, "select count(*), min(temperature_avg), max(temperature_avg) from weather_hourly where site_name = 'f-site'"
+        data,
+        "select count(*), min(temperature_avg), max(temperature_avg) from weather_hourly where site_name = 'f-site'",
     ) == [(24, 40.0, 50.0)]
 
 
-def test_a_site_without_a_time_zone_keeps_utc_days(tmp_path: Path) -> None:
+def test_a_site_the_api_has_no_record_of_keeps_utc_days(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    cfg = replace(CFG, outages=())
+    cfg = replace(CFG, outages=(), site_locations=(), site_records="none")
     with Simulator(cfg) as sim:
         result = ace_etl(
             "run", "--site", SITE, "--start", "2026-03-07T00:00:00Z", "--end", "2026-03-08T00:00:00Z",

@@ -139,7 +139,9 @@ def catalogue(
         specs.append((PointSpec(name, interval_s, signal.kind, configured, listed), signal))
     for name, enabled, constant in extra:
         interval_s = interval or MIXED_INTERVALS[stable_hash(name, "interval") % len(MIXED_INTERVALS)]
-        signal = _EXTRA_SIGNAL if constant is None else _Signal("constant", "analog", constant[1], constant[0])
+        signal = (
+            _EXTRA_SIGNAL if constant is None else _Signal("constant", "analog", constant[1], constant[0])
+        )
         specs.append((PointSpec(name, interval_s, "analog", enabled, True), signal))
     return tuple(sorted(specs, key=lambda pair: pair[0].name))
 

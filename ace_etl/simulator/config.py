@@ -83,7 +83,11 @@ class SimulatorConfig:
             raise ValueError("port must be between 0 and 65535")
         for outage in self.outages:
             _check_outage(outage)
-        extra = (*self.extra_points, *self.extra_disabled_points, *(name for name, _, _ in self.constant_points))
+        extra = (
+            *self.extra_points,
+            *self.extra_disabled_points,
+            *(name for name, _, _ in self.constant_points),
+        )
         if any(not name for name in extra) or len(set(extra)) != len(extra):
             raise ValueError("extra point names must be unique and not empty")
         for site, latitude, longitude in self.site_locations:
