@@ -285,3 +285,25 @@ def test_a_site_the_api_has_no_record_of_keeps_utc_days(tmp_path: Path) -> None:
         data,
         f"select day, time_zone, sample_count, energy_kwh, complete from timeseries_daily where point_name = '{METER}'",
     ) == [(date(2026, 3, 7), "UTC", 288, pytest.approx(240.0), True)]
+
+
+NOTE = "weather history comes only from the hourly weather deployment"
+
+
+@pytest.mark.parametrize("shape", ["real", "seed"])
+def test_a_run_over_a_past_range_says_once_where_weather_history_comes_from(
+    tmp_path: Path, shape: str
+) -> None:
+    cfg = replace(CFG, sites=("hq", "annex"), shape=shape, site_locations=(), constant_points=(), outages=())
+    with Simulator(cfg) as sim:
+        result = ace_etl(
+            "run", "--site", "hq", "--site", "annex", "--start", "2026-03-07T00:00:00Z", "--end",
+            "2026-03-10T00:00:00Z", "--data-dir", str(tmp_path / "data"), "--no-transform", env=env_of(sim),
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # The real API answers with current conditions: one line for the run (two sites, three windows each);
+    # an API serving the range's series needs none.
+    assert result.stderr.count(NOTE) == (1 if shape == "real" else 0), result.stderr
+    if shape == "real":
+        (line,) = [line for line in result.stderr.splitlines() if NOTE in line]
+        assert "2 site(s) got one reading of now" in line
