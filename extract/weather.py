@@ -24,8 +24,7 @@ def parse_weather(body: Mapping[str, Any], *, site: str, collected_at: datetime)
     temperature comes from `temp` and the timestamp from its `time`. Seed shape: `{"data": [flat rows]}`.
     Everything not mapped to a column (other fields, units, source, ...) goes into `metadata` as JSON.
     """
-    records = body.get("data")
-    rows = [_seed_weather_row(r) for r in records] if is_series(body) else [_real_weather_row(body)]
+    rows = [_seed_weather_row(r) for r in body["data"]] if is_series(body) else [_real_weather_row(body)]
     frame = pl.DataFrame(
         rows,
         schema={
