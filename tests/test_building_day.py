@@ -20,7 +20,7 @@ from extract.client import AceClient
 from extract.sites import land_site
 from extract.storage import LocalStorage
 from tests.clihelp import ace_etl, expected_rows
-from tests.landing_factory import write_weather
+from tests.landing_factory import samples, write_runs, write_timeseries, write_weather
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -285,6 +285,35 @@ def test_a_site_the_api_has_no_record_of_keeps_utc_days(tmp_path: Path) -> None:
         data,
         f"select day, time_zone, sample_count, energy_kwh, complete from timeseries_daily where point_name = '{METER}'",
     ) == [(date(2026, 3, 7), "UTC", 288, pytest.approx(240.0), True)]
+
+
+def test_a_day_becomes_complete_when_a_run_commits_its_window_without_new_samples(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    day = datetime(2026, 3, 7, tzinfo=UTC)
+    write_timeseries(data, samples("site", ["p1"], day, 24 * 60, collected_at=day + timedelta(days=1)), "d")
+    build_warehouse(data)
+    flags = "select bool_or(complete) from {}"
+    assert [rows(data, flags.format(t)) for t in ("timeseries_hourly", "timeseries_daily")] == [
+        [(False,)]
+    ] * 2
+    # A run commits the day's window and lands nothing new (the samples were there): no partition changes.
+    at = day + timedelta(days=2)
+    write_runs(
+        data,
+        pl.DataFrame(
+            {
+                "run_id": "r1", "site_name": "site", "window_start": day, "window_end": day + timedelta(days=1),
+                "status": "complete", "api_requests": 1, "retries": 0, "pages": 1, "bytes": 1, "records_fetched": 0,
+                "records_kept": 0, "records_filtered": 0, "records_rejected": 0, "duration_s": 0.1, "error": None,
+                "started_at": at, "finished_at": at,
+            }
+        ),
+        "r1",
+    )  # fmt: skip
+    build_warehouse(data)
+    assert rows(data, "select count(*) from internal.lake_changes") == [(0,)]
+    assert [rows(data, flags.format(t)) for t in ("timeseries_hourly", "timeseries_daily")] == [[(True,)]] * 2
+    assert rows(data, "select bool_and(complete) from timeseries_hourly") == [(True,)]
 
 
 NOTE = "weather history comes only from the hourly weather deployment"
