@@ -45,6 +45,24 @@ DataDirOption = Annotated[
 ]
 
 
+SitesFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sites-file",
+        help='TOML file of per-site time zones, e.g. [sites."hq"] then time_zone = "America/New_York"; they override '
+        "the time zone of a site's coordinates. (env ACE_SITES_FILE)",
+        show_default=False,
+    ),
+]
+
+
+def _time_zones(sites_file: Path | None, settings: Any) -> dict[str, str]:
+    """The time-zone overrides of `--sites-file`, else of ACE_SITES_FILE (ConfigError for a bad file or name)."""
+    from extract.sites import time_zone_overrides
+
+    return time_zone_overrides(sites_file or settings.sites_file)
+
+
 def _fail(message: str, code: int) -> typer.Exit:
     # One line on stderr, then the exit status: scripts and schedulers read both.
     typer.echo(f"error: {message}", err=True)
@@ -252,6 +270,7 @@ def run(
         ),
     ] = False,
     data_dir: DataDirOption = None,
+    sites_file: SitesFileOption = None,
     page_size: Annotated[
         int, typer.Option(min=1, max=100_000, help="Samples per API page (the API allows 100,000).")
     ] = 100_000,
@@ -317,7 +336,8 @@ def run(
         return
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force, window_hours=window_hours, as_of=moment, live=live)  # fmt: skip
+                       not no_transform, force, window_hours=window_hours, as_of=moment, live=live,
+                       time_zones=_time_zones(sites_file, settings))  # fmt: skip
     run_pipeline(settings, options)
 
 
@@ -381,6 +401,7 @@ def heal(
         typer.Option(help="UTF-8 file with one point name or pattern per line.", show_default=False),
     ] = None,
     data_dir: DataDirOption = None,
+    sites_file: SitesFileOption = None,
     page_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per API page.")] = 100_000,
     max_requests_per_minute: Annotated[
         float,
@@ -421,7 +442,7 @@ def heal(
     assert span is not None
     settings = Settings()
     options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force)  # fmt: skip
+                       not no_transform, force, time_zones=_time_zones(sites_file, settings))  # fmt: skip
     run_heal(settings, options)
 
 
@@ -463,12 +484,22 @@ def transform(
             help="Test every row, not only the partitions this build changed (weekly in the deployments).",
         ),
     ] = False,
+    sites_file: SitesFileOption = None,
 ) -> None:
-    """Build (or update) the DuckDB warehouse from the landing with dbt build, then publish it atomically."""
+    """Build (or update) the DuckDB warehouse from the landing with dbt build, then publish it atomically.
+
+    The sites file's time zones are applied as they are now: an edit takes effect without fetching again.
+    """
     from ace_etl.runner import run_transform
     from extract.config import Settings
 
-    run_transform(data_dir or Settings().data_dir, full_refresh=full_refresh, full_check=full_check)
+    settings = Settings()
+    run_transform(
+        data_dir or settings.data_dir,
+        full_refresh=full_refresh,
+        full_check=full_check,
+        time_zones=_time_zones(sites_file, settings),
+    )
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from pathlib import Path
 
@@ -37,13 +37,15 @@ def heal_sites(
     points: PointsSource = None,
     page_size: int = 100_000,
     force: bool = False,
+    time_zones: Mapping[str, str] | None = None,
 ) -> list[HealResult]:
-    """For each site, under its lease: the warehouse's gaps in `span`, fetched and landed (see extract.heal)."""
+    """For each site, under its lease: the warehouse's gaps in `span`, fetched and landed (see extract.heal).
+    `time_zones` overrides sites' time zones where the site's record is landed beside its points."""
     run_id = new_run_id()
     results = []
     for site in sites:
         gaps = warehouse_gaps(data_dir, site, span)
-        selector = resolve_selector(points, land_points(client, storage, site), site=site)
+        selector = resolve_selector(points, land_points(client, storage, site, time_zones), site=site)
         with SiteLease(storage, site, run_id) as lease:
             results.append(
                 heal_site(client, storage, lease, gaps, selector, page_size=page_size, force=force)

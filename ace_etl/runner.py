@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import shlex
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -53,6 +53,8 @@ class RunOptions:
     as_of: datetime | None = None
     """The instant the run is for (default now): windows not ended then are landed up to it, not complete."""
     live: bool = False
+    time_zones: Mapping[str, str] = field(default_factory=dict)
+    """Per-site time-zone overrides (a sites file's), applied when landing sites and when building."""
 
 
 class RunProgress:
@@ -133,10 +135,11 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
                 on_window=progress.on_window,
                 as_of=as_of,
                 live=options.live,
+                time_zones=options.time_zones,
             )
     gaps = None
     if options.transform and any(w.status != "failed" for w in result.windows):
-        gaps = run_transform(options.data_dir)
+        gaps = run_transform(options.data_dir, time_zones=options.time_zones)
     console.print(to_rich_table(summarize(result.windows, gaps)))
     if note := weather_history_note(result.weather, datetime.now(UTC)):
         stderr.print(note, markup=False, soft_wrap=True)
@@ -151,12 +154,20 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
     return result
 
 
-def run_transform(data_dir: Path, *, full_refresh: bool = False, full_check: bool = False) -> dict[str, int]:
+def run_transform(
+    data_dir: Path,
+    *,
+    full_refresh: bool = False,
+    full_check: bool = False,
+    time_zones: Mapping[str, str] | None = None,
+) -> dict[str, int]:
     """dbt build, then publish the warehouse; returns the gaps found per site."""
     from ace_etl.transform import build_warehouse
 
     with stderr.status("Building the warehouse (dbt build)..."):
-        result = build_warehouse(data_dir, full_refresh=full_refresh, full_check=full_check)
+        result = build_warehouse(
+            data_dir, full_refresh=full_refresh, full_check=full_check, time_zones=time_zones
+        )
     stderr.print(
         f"Warehouse ready: {result.warehouse} ({result.models} models, {result.tests} tests, {result.elapsed_s:.1f} s)",
         markup=False,
@@ -257,9 +268,10 @@ def run_heal(settings: Settings, options: RunOptions, console: Console = stdout)
         results = heal_sites(
             client, open_storage(options.data_dir), options.data_dir, options.sites, span,
             points=options.points, page_size=options.page_size, force=options.force,
+            time_zones=options.time_zones,
         )  # fmt: skip
     if options.transform and any(r.samples or r.rejected or r.ranges for r in results):
-        run_transform(options.data_dir)
+        run_transform(options.data_dir, time_zones=options.time_zones)
     table = Table("site", "gaps found", "checked", "ranges fetched", "requests", "samples landed", "gaps still open",
                   title=f"Heal {span.start:%Y-%m-%d %H:%M} to {span.end:%Y-%m-%d %H:%M} UTC")  # fmt: skip
     for r in results:

@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,16 +313,20 @@ def build_warehouse(
     full_refresh: bool = False,
     full_check: bool = False,
     select: str | Sequence[str] | None = None,
+    time_zones: Mapping[str, str] | None = None,
 ) -> TransformResult:
     """Run `dbt build` (models and tests) on the landing under `data_dir`, then publish the warehouse.
 
     The tests of the raw views and the aggregates look at the partitions that changed, or at every row
-    with `full_check`. `select` takes dbt selectors. Raises TransformError when a model or an
-    error-severity test fails; nothing is published then.
+    with `full_check`. `select` takes dbt selectors. `time_zones` (site -> IANA name, e.g. a sites file's)
+    override the sites' time zones. Raises TransformError when a model or an error-severity test fails;
+    nothing is published then.
     """
     started = time.perf_counter()
     with building(data_dir):
-        results = dbt_build(data_dir, full_refresh=full_refresh, full_check=full_check, select=select)
+        results = dbt_build(
+            data_dir, full_refresh=full_refresh, full_check=full_check, select=select, time_zones=time_zones
+        )
     return TransformResult(
         warehouse=warehouse_file(data_dir),
         elapsed_s=time.perf_counter() - started,
@@ -340,6 +344,7 @@ def dbt_build(
     full_refresh: bool = False,
     full_check: bool = False,
     select: str | Sequence[str] | None = None,
+    time_zones: Mapping[str, str] | None = None,
 ) -> list[RunResult]:
     """Run `dbt build` in this process inside `building(data_dir)`, which publishes the result."""
     from dbt.cli.main import dbtRunner  # dbt takes seconds to import; `ace-etl --help` should not wait
@@ -353,7 +358,7 @@ def dbt_build(
         "--log-path", str(work / "logs"),
         "--quiet",
         *NIGHTLY_EXCLUDES,
-        *dbt_vars(full_check=full_check),
+        *dbt_vars(full_check=full_check, time_zones=time_zones),
     ]  # fmt: skip
     if full_refresh:
         args.append("--full-refresh")
@@ -369,10 +374,14 @@ def dbt_build(
     return results
 
 
-def dbt_vars(*, full_check: bool = False, dq_severity: str | None = None) -> list[str]:
+def dbt_vars(
+    *, full_check: bool = False, dq_severity: str | None = None, time_zones: Mapping[str, str] | None = None
+) -> list[str]:
     """dbt's `--vars` for a build: `full_check` makes every test look at every row, not only at the
-    partitions the build changed."""
-    values = {"full_check": full_check} | ({"dq_severity": dq_severity} if dq_severity else {})
+    partitions the build changed; `time_zones` (site -> IANA name) override the `sites` model's."""
+    values: dict[str, object] = {"full_check": full_check, "time_zones": dict(time_zones or {})}
+    if dq_severity:
+        values["dq_severity"] = dq_severity
     return ["--vars", json.dumps(values)]
 
 

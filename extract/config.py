@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extract.errors import ConfigError
@@ -24,10 +24,18 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, validation_alias="ACEIOT_API_KEY")
     data_dir: Path = Field(default=Path("data"), validation_alias="ACE_ETL_DATA_DIR")
     budget_path: Path | None = Field(default=None, validation_alias="ACE_ETL_BUDGET_PATH")
+    # Per-site overrides of the time zone (extract.sites); `--sites-file` and a flow's `sites_file` win.
+    sites_file: Path | None = Field(default=None, validation_alias="ACE_SITES_FILE")
     # The longest Retry-After obeyed, in seconds (None: RetryPolicy.retry_after_max).
     max_retry_after: float | None = Field(
         default=None, ge=0, allow_inf_nan=False, validation_alias="ACE_ETL_MAX_RETRY_AFTER"
     )
+
+    @field_validator("sites_file", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # `ACE_SITES_FILE=` (set, but empty) means no sites file, not the current folder.
+        return None if value == "" else value
 
     def budget_file(self, data_dir: Path | None = None) -> Path:
         """Where processes on this machine share one request budget per key: ACE_ETL_BUDGET_PATH, else

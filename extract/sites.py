@@ -147,21 +147,32 @@ def land_site(
 ) -> pl.DataFrame:
     """Land the site's row: its record fetched anew when the landed one is older than SITE_FRESH_FOR (else
     the landed record), with the overrides applied; the file is replaced only when the row changed.
-    Returns the row. Never fails for the API's sake: when the record cannot be had (an error, or no route
-    of the server has it) a warning says so and the row keeps the record landed before, if any."""
+    Returns the row.
+
+    Never fails for the API's sake. A fetched record keeps the landed record's fields it leaves out (a
+    `/sites` list item may carry the name alone); when no record can be had (an error, or no route of the
+    server has it) a warning says so and the landed record stays, as old as it was, so the next run asks
+    again. A site without coordinates gets UTC, with a warning, unless overridden."""
     path = sites_path(site)
     landed = _landed(storage, path)
     previous = landed.row(0, named=True) if landed is not None and landed.height else None
+    known = fields.mapping(previous["api_item"]) if previous is not None else None
     if previous is not None and now - previous["collected_at"] < SITE_FRESH_FOR:
-        record, collected_at = fields.mapping(previous["api_item"]), previous["collected_at"]
+        record, collected_at = known, previous["collected_at"]
     else:
-        record, collected_at = _fetched(client, site), now
-        if record is None and previous is not None:
-            # Asked again on the next run: the landed record stays, as old as it was.
-            record, collected_at = fields.mapping(previous["api_item"]), previous["collected_at"]
+        fetched = _fetched(client, site)
+        if fetched is not None:
+            record, collected_at = {**(known or {}), **fetched}, now
+        else:
+            record, collected_at = known, previous["collected_at"] if previous is not None else now
     frame = site_frame(record, site=site, collected_at=collected_at, overrides=overrides)
     if landed is not None and landed.equals(frame):
         return landed
+    if frame.item(0, "time_zone_source") == "default" and collected_at == now:
+        log.warning(
+            "site %r: the API gives no coordinates for it, so its local days are UTC days; name its time zone "
+            "in a sites file (--sites-file, ACE_SITES_FILE)", site,
+        )  # fmt: skip
     storage.write_parquet_atomic(path, frame)
     return frame
 
@@ -178,9 +189,8 @@ def _fetched(client: AceClient, site: str) -> dict[str, Any] | None:
         return None
     if record is None:
         log.warning(
-            "site %r: the API has no record of it (no coordinates): its time zone is %s unless a sites file "
-            "names one", site, DEFAULT_TIME_ZONE,
-        )  # fmt: skip
+            "site %r: the API has no record of it, neither GET /sites/{site} nor the /sites list", site
+        )
     return record
 
 

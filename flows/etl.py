@@ -109,11 +109,16 @@ def _connected(settings: Settings, params: SiteParams) -> Iterator[tuple[AceClie
 
 @_task
 def land_points_task(
-    settings: Settings, site: str, params: SiteParams, live: bool = False
+    settings: Settings,
+    site: str,
+    params: SiteParams,
+    live: bool = False,
+    time_zones: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Fetch and land the site's configured points (live runs reuse a list fetched within the hour)."""
+    """Fetch and land the site's configured points (live runs reuse a list fetched within the hour), and its
+    record with its time zone (`time_zones` overrides)."""
     with _connected(settings, params) as (client, storage):
-        items = (recent_points if live else land_points)(client, storage, site)
+        items = (recent_points if live else land_points)(client, storage, site, time_zones)
     get_run_logger().info("site %s: %d configured points", site, len(items))
     return items
 
@@ -164,12 +169,13 @@ def build_with_prefect_dbt(
     sites: Collection[str] | None = None,
     *,
     full_check: bool = False,
+    time_zones: dict[str, str] | None = None,
 ) -> Path:
     """`dbt build` through prefect-dbt (one Prefect task per dbt node) into the build database, publish it
     for analysts (see `ace_etl.transform`), and publish the data-quality artifact and event for `sites`
     (None: every site). The tests look at the partitions the build changed, or at every row with
-    `full_check`."""
-    return _published(_dbt_build(data_dir, dq_severity, full_check=full_check), sites)
+    `full_check`; `time_zones` override the sites' time zones."""
+    return _published(_dbt_build(data_dir, dq_severity, full_check=full_check, time_zones=time_zones), sites)
 
 
 @dataclass
@@ -179,14 +185,22 @@ class _Build:
     error: AceEtlError | None
 
 
-def _dbt_build(data_dir: Path | str, dq_severity: str, *, full_check: bool = False) -> _Build:
+def _dbt_build(
+    data_dir: Path | str,
+    dq_severity: str,
+    *,
+    full_check: bool = False,
+    time_zones: dict[str, str] | None = None,
+) -> _Build:
     """One build; its error is returned, not raised, so that a run publishes one data-quality verdict, for
     its last build, failed or not."""
     from ace_etl.transform import TransformError, warehouse_file
 
     results: list[Any] = []
     try:
-        warehouse = _run_dbt_build(data_dir, dq_severity, results, full_check=full_check)
+        warehouse = _run_dbt_build(
+            data_dir, dq_severity, results, full_check=full_check, time_zones=time_zones
+        )
     except TransformError as error:
         # The failing rows of an unpublished build cannot be read: its failing tests count for every site.
         return _Build(warehouse_file(data_dir), read_failing_rows(None, results), error)
@@ -194,7 +208,12 @@ def _dbt_build(data_dir: Path | str, dq_severity: str, *, full_check: bool = Fal
 
 
 def _run_dbt_build(
-    data_dir: Path | str, dq_severity: str, results: list[Any], *, full_check: bool = False
+    data_dir: Path | str,
+    dq_severity: str,
+    results: list[Any],
+    *,
+    full_check: bool = False,
+    time_zones: dict[str, str] | None = None,
 ) -> Path:
     """`dbt build` through prefect-dbt into the build database and publish it for analysts (see
     `ace_etl.transform`); dbt's run results go into `results`, for failed builds too."""
@@ -222,7 +241,7 @@ def _run_dbt_build(
             "--no-use-colors",
             "--log-path",
             str(work / "logs"),
-            *dbt_vars(full_check=full_check, dq_severity=dq_severity),
+            *dbt_vars(full_check=full_check, dq_severity=dq_severity, time_zones=time_zones),
             *NIGHTLY_EXCLUDES,
         ]
         # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
@@ -355,6 +374,7 @@ class _PrefectRunner:
     run_id: str
     as_of: datetime
     live: bool
+    time_zones: dict[str, str]
 
     def points(self, site: str) -> PrefectFuture[Any]:
         return self._submit(
@@ -363,6 +383,7 @@ class _PrefectRunner:
             site=site,
             params=self.params,
             live=self.live,
+            time_zones=self.time_zones,
         )
 
     def weather(self, site: str, span: Window) -> PrefectFuture[Any]:
@@ -390,7 +411,7 @@ class _PrefectRunner:
 
 
 def _extract(
-    params: EtlParams, windows: Sequence[Window], as_of: datetime
+    params: EtlParams, windows: Sequence[Window], as_of: datetime, time_zones: dict[str, str]
 ) -> tuple[list[WindowResult], list[Exception]]:
     """The extraction's one scheduler (`extract.scheduler`, as the CLI runs it) with Prefect tasks as its
     units. Returns a row per (site, window), failed ones included, and the errors: one bad site must not
@@ -407,7 +428,8 @@ def _extract(
         live=params.live,
     )
     with _task_runner(params) as task_runner:
-        result = schedule(plan, _PrefectRunner(task_runner, settings, params, run_id, as_of, params.live))
+        runner = _PrefectRunner(task_runner, settings, params, run_id, as_of, params.live, time_zones)
+        result = schedule(plan, runner)
     if note := weather_history_note(result.weather, datetime.now(UTC)):
         get_run_logger().info(note)
     return result.windows, [f.error for f in result.failures]
@@ -430,7 +452,9 @@ def _etl(params: EtlParams) -> list[WindowResult]:
         "as of %s: covering %s to %s", as_of.isoformat(), span.start.isoformat(), span.end.isoformat()
     )
     windows = split_windows(span.start, span.end, params.window_hours)
-    results, failures = _extract(params, windows, as_of)
+    # Read once (a sites file is on this machine, not necessarily on a Dask worker's).
+    time_zones = params.site_time_zones()
+    results, failures = _extract(params, windows, as_of, time_zones)
     if params.compact and not params.live:
         compact_task(params)
     # Live runs every 5 minutes publish under keys of their own, so the daily run's artifacts stay in view.
@@ -439,12 +463,12 @@ def _etl(params: EtlParams) -> list[WindowResult]:
     if params.transform and any(r.status != "failed" for r in results):
         # Build what landed even when a site failed; the run still fails below, naming it.
         data_dir = _settings(params)[0].data_dir
-        build = _dbt_build(data_dir, params.dq_severity)
+        build = _dbt_build(data_dir, params.dq_severity, time_zones=time_zones)
         healing = params.heal and not params.live and not failures and build.error is None
         # Rebuild for what healing landed; when it landed nothing, the first build stands.
-        healed = healing and any(r.samples for r in heal_task(params, span))
+        healed = healing and any(r.samples for r in heal_task(params, span, time_zones))
         if healed:
-            build = _dbt_build(data_dir, params.dq_severity)
+            build = _dbt_build(data_dir, params.dq_severity, time_zones=time_zones)
         # One data-quality verdict per run; an alert only when the run fetched something.
         fetched = any(r.status != "skipped" and r.api_requests for r in results)
         quality = _publish_build(
@@ -499,13 +523,13 @@ def compact_task(params: EtlParams) -> dict[str, int]:
 
 
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="heal {span.key}")
-def heal_task(params: EtlParams, span: Window) -> list[HealResult]:
+def heal_task(params: EtlParams, span: Window, time_zones: dict[str, str]) -> list[HealResult]:
     """Re-fetch the ranges of the warehouse's gaps in `span` (backoff for those checked recently)."""
     settings, _ = _settings(params)
     with _connected(settings, params) as (client, storage):
         results = heal_sites(
             client, storage, settings.data_dir, params.sites, span,
-            points=_points_source(params), page_size=params.page_size, force=params.force,
+            points=_points_source(params), page_size=params.page_size, force=params.force, time_zones=time_zones,
         )  # fmt: skip
     for r in results:
         get_run_logger().info(
@@ -548,9 +572,12 @@ def heal(params: EtlParams) -> list[HealResult]:
     span = params.range_at(as_of)
     if span is None:
         return []
-    results = heal_task(params, span)
+    time_zones = params.site_time_zones()
+    results = heal_task(params, span, time_zones)
     if any(r.samples for r in results):
-        build_with_prefect_dbt(_settings(params)[0].data_dir, params.dq_severity, params.sites)
+        build_with_prefect_dbt(
+            _settings(params)[0].data_dir, params.dq_severity, params.sites, time_zones=time_zones
+        )
     return results
 
 
@@ -560,7 +587,11 @@ def transform(params: TransformParams) -> str:
     """Build the warehouse from what has landed, without extracting: with `full_check`, the data tests look
     at every row instead of the partitions the build changed (the weekly deployment)."""
     data_dir = params.data_dir or Settings().data_dir
-    return str(build_with_prefect_dbt(data_dir, params.dq_severity, full_check=params.full_check))
+    return str(
+        build_with_prefect_dbt(
+            data_dir, params.dq_severity, full_check=params.full_check, time_zones=params.site_time_zones()
+        )
+    )
 
 
 @flow(name="ace-etl-weather-hourly", task_runner=_runner())

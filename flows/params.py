@@ -7,11 +7,12 @@ import inspect
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from extract.errors import ConfigError
+from extract.sites import time_zone_overrides
 from extract.windows import DEFAULT_LOOKBACK_DAYS, Window, resolve_range
 
 
@@ -51,7 +52,36 @@ class SiteParams(BaseModel):
         return list(dict.fromkeys(sites))  # a repeated site is one site, not two runs racing
 
 
-class EtlParams(SiteParams):
+class TimeZoneParams(BaseModel):
+    """Per-site time-zone overrides, applied when sites are landed and when the warehouse is built."""
+
+    sites_file: Path | None = Field(
+        default=None,
+        description='TOML file of per-site time zones ([sites."hq"] then time_zone = "America/New_York"); '
+        "default ACE_SITES_FILE.",
+    )
+    time_zones: dict[str, str] | None = Field(
+        default=None,
+        description='Per-site time zones (site -> IANA name, e.g. {"hq": "America/New_York"}), over the sites file\'s.',
+    )
+
+    @model_validator(mode="after")
+    def _known_time_zones(self) -> Self:
+        try:
+            self.site_time_zones()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def site_time_zones(self) -> dict[str, str]:
+        """The overrides: the sites file's (`sites_file`, else ACE_SITES_FILE), then `time_zones` over them.
+        ConfigError names a file that cannot be read or a name that is not an IANA time zone."""
+        from extract.config import Settings
+
+        return time_zone_overrides(self.sites_file or Settings().sites_file, self.time_zones)
+
+
+class EtlParams(SiteParams, TimeZoneParams):
     """Parameters of the daily and backfill flows. With no start/end: every window not yet complete within
     `lookback_days` before the as-of instant (by default the flow run's scheduled start time)."""
 
@@ -121,7 +151,7 @@ class EtlParams(SiteParams):
         )
 
 
-class TransformParams(BaseModel):
+class TransformParams(TimeZoneParams):
     """Parameters of the transform flow: a build of what has landed, no extraction."""
 
     data_dir: str | Path | None = Field(

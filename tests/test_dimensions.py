@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
-from ace_etl.simulator import Simulator, SimulatorConfig, served_points, served_site, site_points
-from tests.clihelp import ace_etl
+from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_points, served_site, site_points
+from ace_etl.transform import build_warehouse
+from extract.client import AceClient
+from extract.pipeline import land_points
+from extract.sites import SITE_FRESH_FOR, coordinates_time_zone, land_site
+from extract.storage import LocalStorage
+from flows.params import EtlParams, TransformParams
+from tests.clihelp import ace_etl, error_line
+from tests.support import FAST
 
 START, END = "2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"
 # The default places: hq in New York, annex in London (outside the US).
@@ -130,3 +138,171 @@ def test_each_site_has_its_record_and_the_time_zone_of_its_coordinates(landed: P
         "hq": ("America/New_York", "coordinates"),
         "annex": ("Europe/London", "coordinates"),
     }
+
+
+def sites_table(data: Path) -> dict[str, tuple[str, str]]:
+    return {
+        r["site_name"]: (r["time_zone"], r["time_zone_source"]) for r in rows(data, "select * from sites")
+    }
+
+
+def write_sites_file(path: Path, zones: dict[str, str]) -> Path:
+    path.write_text("".join(f'[sites."{site}"]\ntime_zone = "{zone}"\n' for site, zone in zones.items()))
+    return path
+
+
+def test_a_sites_file_overrides_a_time_zone_and_an_edit_takes_effect_at_the_next_transform(
+    tmp_path: Path,
+) -> None:
+    data, sites_file = tmp_path / "data", write_sites_file(tmp_path / "sites.toml", {"annex": "Asia/Tokyo"})
+    with Simulator(CFG) as sim:
+        run(sim, data, "--sites-file", str(sites_file))
+    assert sites_table(data) == {
+        "hq": ("America/New_York", "coordinates"),
+        "annex": ("Asia/Tokyo", "override"),
+    }
+    # Edited, and given through the environment this time: no fetch, the warehouse follows the file.
+    write_sites_file(sites_file, {"annex": "Asia/Tokyo", "hq": "America/Chicago"})
+    result = ace_etl("transform", "--data-dir", str(data), env={"ACE_SITES_FILE": str(sites_file)})
+    assert result.returncode == 0, result.stderr
+    assert sites_table(data) == {"hq": ("America/Chicago", "override"), "annex": ("Asia/Tokyo", "override")}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[sites."hq"]\ntime_zone = "America/Nowhere"\n',
+            "time zone 'America/Nowhere' of site 'hq' is not an IANA",
+        ),
+        ('[sites."hq"]\ntime_zone = 5\n', "time zone 5 of site 'hq' is not an IANA time zone name"),
+        ("[sites.hq\ntime_zone = 'UTC'\n", "is not valid TOML"),
+        ('sites = "hq"\n', 'write each site as a table, e.g. [sites."Some Site"]'),
+    ],
+)
+def test_a_bad_sites_file_is_a_one_line_usage_error(tmp_path: Path, text: str, expected: str) -> None:
+    sites_file = tmp_path / "sites.toml"
+    sites_file.write_text(text)
+    result = ace_etl("transform", "--data-dir", str(tmp_path / "data"), "--sites-file", str(sites_file))
+    assert result.returncode == 2
+    line = error_line(result.stderr)
+    assert expected in line and str(sites_file) in line, line
+    assert not (tmp_path / "data").exists()  # refused before anything was built
+
+
+def test_the_flow_parameters_override_the_sites_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sites_file = write_sites_file(tmp_path / "sites.toml", {"hq": "Europe/Paris", "annex": "Asia/Tokyo"})
+    params = EtlParams(sites=["hq"], sites_file=sites_file, time_zones={"hq": "America/Denver"})
+    assert params.site_time_zones() == {"hq": "America/Denver", "annex": "Asia/Tokyo"}
+    monkeypatch.setenv("ACE_SITES_FILE", str(sites_file))  # the default when no sites_file is given
+    assert TransformParams().site_time_zones() == {"hq": "Europe/Paris", "annex": "Asia/Tokyo"}
+    with pytest.raises(
+        ValueError, match="time zone 'Mars/Olympus' of site 'hq' is not an IANA time zone name"
+    ):
+        TransformParams(time_zones={"hq": "Mars/Olympus"})
+    monkeypatch.delenv("ACE_SITES_FILE")
+    # What the flows do with them: the sites landing, then the build (its overrides win).
+    data = tmp_path / "data"
+    with Simulator(CFG) as sim, AceClient(sim.url, CFG.api_key) as client:
+        for site in CFG.sites:
+            land_points(client, LocalStorage(data), site, params.site_time_zones())
+    build_warehouse(data, time_zones=TransformParams(time_zones={"annex": "Europe/Berlin"}).site_time_zones())
+    assert sites_table(data) == {"hq": ("America/Denver", "override"), "annex": ("Europe/Berlin", "override")}
+
+
+def test_a_server_that_omits_fields_and_has_no_site_records_loses_no_sample(tmp_path: Path) -> None:
+    cfg = replace(CFG, metadata="sparse", site_records="none")
+    data = tmp_path / "data"
+    with Simulator(cfg) as sim:
+        sites = [a for site in cfg.sites for a in ("--site", site)]
+        result = ace_etl(
+            "run", *sites, "--start", START, "--end", END, "--data-dir", str(data),
+            env={"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": cfg.api_key},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "site 'hq': the API gives no coordinates for it, so its local days are UTC days" in result.stderr
+    for site in cfg.sites:
+        table = warehouse_points(data, site)
+        for item in served_points(cfg, site):
+            row = table[item["name"]]
+            assert {key: row[key] for key in expected_point(item)} == expected_point(item), item["name"]
+            assert row["value_kind"] == "analog"  # nothing says otherwise
+    assert sites_table(data) == {"hq": ("UTC", "default"), "annex": ("UTC", "default")}
+    assert rows(
+        data, "select count(*) as n from sites where site_id is not null or latitude is not null"
+    ) == [{"n": 0}]
+    landed = rows(
+        data,
+        "select count(*) as n from timeseries_raw join sites using (site_name) join points using (site_name, point_name)",
+    )
+    assert landed == rows(data, "select count(*) as n from timeseries_raw") != [{"n": 0}]
+
+
+def test_the_seed_shape_and_metadata_as_json_text_read_as_the_real_api(tmp_path: Path) -> None:
+    cfg = replace(CFG, shape="seed", metadata="text", site_records="list")
+    data = tmp_path / "data"
+    with Simulator(cfg) as sim:
+        run(sim, data)
+        asked = {r["path"]: r["status"] for r in sim.requests if r["path"].split("/")[-2:-1] == ["sites"]}
+    assert asked == {"/api/sites/hq": 404, "/api/sites/annex": 404}  # then the list gave the records
+    for site in cfg.sites:
+        table = warehouse_points(data, site)
+        for item in served_points(CFG, site):  # as the nested shape serves it
+            row = table[item["name"]]
+            expected = expected_point(item)
+            assert {key: row[key] for key in expected if key != "api_item"} == {
+                key: value for key, value in expected.items() if key != "api_item"
+            }, item["name"]
+    assert sites_table(data) == {
+        "hq": ("America/New_York", "coordinates"),
+        "annex": ("Europe/London", "coordinates"),
+    }
+
+
+def test_a_site_record_is_asked_for_daily_and_what_a_server_leaves_out_or_fails_to_give_is_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    now = datetime.now(UTC)
+    without_zone = ("time_zone", "time_zone_source", "collected_at")
+    with Simulator(CFG) as sim, AceClient(sim.url, CFG.api_key) as client:
+        first = land_site(client, storage, "annex", {}, now)
+        # Fresh: not asked again, and an override applies to the landed record.
+        sim.clear_requests()
+        again = land_site(client, storage, "annex", {"annex": "Europe/Dublin"}, now + timedelta(hours=1))
+        assert sim.requests == []
+    assert again.drop("time_zone", "time_zone_source").equals(first.drop("time_zone", "time_zone_source"))
+    assert again.select("time_zone", "time_zone_source").row(0) == ("Europe/Dublin", "override")
+    # A day later, from a server whose /sites list names the site and nothing more.
+    later = now + SITE_FRESH_FOR * 2
+    with Simulator(replace(CFG, site_records="none")) as sim, AceClient(sim.url, CFG.api_key) as client:
+        listed = land_site(client, storage, "annex", {}, later)
+        assert [r["path"] for r in sim.requests] == ["/api/sites/annex", "/api/sites"]
+    assert listed.drop(*without_zone).equals(first.drop(*without_zone))
+    assert listed.select("time_zone", "time_zone_source", "collected_at").row(0) == (
+        "Europe/London", "coordinates", later,
+    )  # fmt: skip
+    # From a server failing every request: a warning, and the landed row as it was.
+    failing = replace(CFG, faults=Faults(status_500_every=1))
+    with Simulator(failing) as sim, AceClient(sim.url, CFG.api_key, retry_policy=FAST) as client:
+        kept = land_site(client, storage, "annex", {}, later + SITE_FRESH_FOR * 2)
+    assert kept.equals(listed)
+    assert "site 'annex': its record could not be fetched (" in caplog.text and "HTTP 500" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("latitude", "longitude", "zone"),
+    [
+        (40.7484, -73.9857, "America/New_York"),
+        (-33.8688, 151.2093, "Australia/Sydney"),
+        (33.4484, -112.0740, "America/Phoenix"),
+        (19.4326, -99.1332, "America/Mexico_City"),
+        (0.0, 0.0, None),  # the usual placeholder for unknown coordinates
+        (91.0, 10.0, None),
+        (None, 10.0, None),
+    ],
+)
+def test_the_time_zone_of_coordinates(
+    latitude: float | None, longitude: float | None, zone: str | None
+) -> None:
+    assert coordinates_time_zone(latitude, longitude) == zone

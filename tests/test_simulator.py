@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
+from aceiot_models.points import Point
+from aceiot_models.sites import Site
 from typer.testing import CliRunner
 
 from ace_etl.simulator import (
@@ -29,7 +31,9 @@ from ace_etl.simulator import (
     SimulatorConfig,
     current_weather,
     served_aggregates,
+    served_points,
     served_samples,
+    served_site,
     served_weather,
     site_points,
 )
@@ -427,16 +431,17 @@ def test_configured_points_page_through_the_listed_points(default: tuple[Simulat
         items += body["items"]
         if page == body["pages"]:
             break
-    assert items == [
-        {
-            "name": p.name,
-            "collect_enabled": p.configured,
-            "collect_interval": p.interval_s,
-            "point_type": p.kind,
-            "site": SITE,
-        }
-        for p in listed
-    ]
+    assert items == served_points(BASE, SITE)
+    assert [item["name"] for item in items] == [p.name for p in listed]
+    # What the official client reads: aceiot-models' Point, every item.
+    for item, spec in zip(items, listed, strict=True):
+        point = Point.model_validate(item)
+        assert (point.collect_enabled, point.collect_interval, point.point_type) == (
+            spec.configured, spec.interval_s, spec.kind,
+        )  # fmt: skip
+        assert point.id is not None and point.created is not None and point.updated is not None
+        assert point.marker_tags and point.bacnet_data is not None and point.bacnet_data.object_type
+    assert len({item["id"] for item in items}) == len(items)
     too_many = client.get(f"/sites/{SITE}/configured_points", params={"per_page": 10_001})
     assert too_many.status_code == 400
 
@@ -507,7 +512,10 @@ def test_unknown_sites_paths_and_point_endpoints(default: tuple[Simulator, httpx
         response = client.request(method, path, params=window())
         assert response.status_code == 400
         assert response.json()["error"].startswith("point-specific endpoints are not supported")
-    assert client.get("/sites").json()["items"] == [{"name": SITE}, {"name": "annex"}]
+    sites = client.get("/sites").json()["items"]
+    assert [Site.model_validate(site).name for site in sites] == [SITE, "annex"]
+    assert sites == [served_site(default[0].config, site) for site in (SITE, "annex")]
+    assert client.get(f"/sites/{SITE}").json() == sites[0]
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -776,6 +784,9 @@ def test_cli_help_teaches_every_option() -> None:
         "--lost-cursor",
         "--empty-pages",
         "--odd-shape",
+        "--site-location",
+        "--metadata",
+        "--site-records",
     ]:
         assert option in result.output
 
@@ -790,11 +801,24 @@ def test_cli_refuses_a_malformed_outage(outage: str) -> None:
     assert result.exit_code == 2 and "outage" in result.output
 
 
+@pytest.mark.parametrize(
+    ("location", "fragment"),
+    [("b=1", "expected NAME=LAT,LON"), ("b=north,2", "expected NAME=LAT,LON"), ("b=91,0", "latitude must be"),
+     ("c=1,2", "not a served site")],
+)  # fmt: skip
+def test_cli_refuses_a_malformed_site_location(location: str, fragment: str) -> None:
+    from ace_etl.cli import app
+
+    result = CliRunner().invoke(app, ["simulator", "--sites", "a,b", "--site-location", location])
+    assert result.exit_code == 2 and fragment in result.output
+
+
 def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     command = [sys.executable, "-c", "from ace_etl.cli import main; main()", "simulator", "--port", "0"]
     command += ["--sites", "a,b", "--points", "5", "--request-log", str(tmp_path / "log.jsonl")]
     outages = (("b/ahu-1/ma_temp", None, None), ("b/ahu-1/oa_temp", "2026-11-27T00:30Z", None))
     command += ["--outage", "b/ahu-1/ma_temp", "--outage", "b/ahu-1/oa_temp@2026-11-27T00:30Z/"]
+    command += ["--site-location", "b=35.6812,139.7671"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
     )
@@ -811,9 +835,11 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
         expected = as_served(served_samples(cfg, "b", START, END))
         assert [(r["name"], r["time"], r["value"]) for r in records["point_samples"]] == expected
         assert "b/ahu-1/ma_temp" not in {name for name, _, _ in expected}
+        site = httpx.get(url + "/sites/b", headers={"Authorization": "Bearer demo"}).json()
+        assert (site["latitude"], site["longitude"]) == (35.6812, 139.7671)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
         process.kill()
     log = (tmp_path / "log.jsonl").read_text().splitlines()
-    assert [json.loads(line)["status"] for line in log] == [200, 200]
+    assert [json.loads(line)["status"] for line in log] == [200, 200, 200]

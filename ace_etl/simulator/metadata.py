@@ -28,7 +28,7 @@ PLACES = (
     ("Phoenix, AZ", 33.4484, -112.0740),
     ("Berlin, Germany", 52.5200, 13.4050),
 )
-CLIENT = "demo-client"
+CLIENT, CLIENT_ID = "demo-client", 1
 _EPOCH = datetime(2023, 1, 1, tzinfo=UTC)
 # BACnet engineering units of the catalogue's units; a binary point has none.
 BACNET_UNITS = {
@@ -74,6 +74,7 @@ def served_site(config: SimulatorConfig, site: str) -> dict[str, Any]:
         "longitude": longitude,
         "archived": False,
         "client": CLIENT,
+        "client_id": CLIENT_ID,
         **_stamps(site, "site"),
     }
 
@@ -94,7 +95,9 @@ def served_points(config: SimulatorConfig, site: str) -> list[dict[str, Any]]:
             "id": site_id(config, site) * 1_000_000 + index + 1,
             "name": spec.name,
             "site": site,
+            "site_id": site_id(config, site),
             "client": CLIENT,
+            "client_id": CLIENT_ID,
             "point_type": spec.kind,
             "collect_enabled": spec.configured,
             "collect_interval": spec.interval_s,
