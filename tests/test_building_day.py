@@ -16,9 +16,6 @@ import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig
 from ace_etl.transform import build_warehouse
-from extract.client import AceClient
-from extract.sites import land_site
-from extract.storage import LocalStorage
 from tests.clihelp import ace_etl, expected_rows
 from tests.landing_factory import samples, write_runs, write_timeseries, write_weather
 
@@ -203,10 +200,11 @@ def test_a_time_zone_override_recomputes_every_local_day_of_the_site(march: Path
     data = tmp_path / "data"
     shutil.copytree(march, data)
     total = rows(data, f"select sum(sample_count) from timeseries_daily where point_name = '{SUPPLY}'")
-    # What `run --sites-file` does: the site's landed row takes the override (Berlin, not its coordinates').
-    with Simulator(CFG) as sim, AceClient(sim.url, CFG.api_key, requests_per_minute=None) as client:
-        land_site(client, LocalStorage(data), SITE, {SITE: "Europe/Berlin"}, datetime.now(UTC))
-    build_warehouse(data)
+    # An override edited in the sites file: `transform` applies it without fetching anything.
+    zones = tmp_path / "sites.toml"
+    zones.write_text(f'[sites."{SITE}"]\ntime_zone = "Europe/Berlin"\n')
+    result = ace_etl("transform", "--sites-file", str(zones), "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
     assert rows(data, "select time_zone, time_zone_source from sites") == [("Europe/Berlin", "override")]
     daily = rows(
         data,
@@ -227,8 +225,8 @@ def test_a_time_zone_override_recomputes_every_local_day_of_the_site(march: Path
         data,
         f"select day, received_samples from timeseries_coverage where point_name = '{SUPPLY}' order by day",
     ) == [(d, n) for d, _, n, _ in daily]
-    # Recorded: the next build recomputes nothing.
-    build_warehouse(data)
+    # Recorded: the next build with the same file recomputes nothing.
+    assert ace_etl("transform", "--sites-file", str(zones), "--data-dir", str(data)).returncode == 0
     assert rows(data, "select count(*) from internal.int_site_zone_changes") == [(0,)]
 
 
