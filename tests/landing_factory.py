@@ -111,6 +111,13 @@ def write_rejects(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
 
 
 def write_points(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
+    """The metadata columns the rows leave out land as the extractor lands a point the API says nothing
+    more about: null, and `[]` for marker_tags."""
+    rows = rows.with_columns(
+        pl.lit("[]" if column == "marker_tags" else None, dtype).alias(column)
+        for column, dtype in schemas.POINTS.items()
+        if column not in rows.columns
+    )
     written = []
     for (site,), part in rows.partition_by("site_name", as_dict=True, maintain_order=True).items():
         path = data_dir / "landing" / "points" / site_folder(site) / f"{name}.parquet"

@@ -234,8 +234,8 @@ def test_an_old_landing_is_converted_once_with_the_old_warehouse_choice_and_noth
             "--window-hours", "12", "--data-dir", str(data), env=env,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
-        fetched = [r["path"] for r in sim.requests if not r["path"].endswith("/configured_points")]
-    assert fetched == []  # the windows are complete: only each site's points list was asked for
+        fetched = [r["path"] for r in sim.requests if "/timeseries/" in r["path"] or "/weather" in r["path"]]
+    assert fetched == []  # the windows are complete: only each site's points list (and record) was asked for
     assert table(data).equals(expected)
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         con.execute("set TimeZone = 'UTC'")
