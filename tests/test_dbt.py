@@ -54,7 +54,6 @@ TABLES = [
     "timeseries_daily",
     "timeseries_gaps",
     "timeseries_coverage",
-    "sites",
     "weather_hourly",
     "degree_days",
 ]
