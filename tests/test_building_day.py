@@ -31,7 +31,12 @@ CFG = SimulatorConfig(
     points=9,  # ahu-1's points, fan_status among them
     interval=300,
     configured_fraction=1.0,
-    constant_points=((METER, 10.0, "kW"),),
+    constant_points=(
+        (METER, 10.0, "kW"),
+        ("hq/meter-y/demand", 5.0, "kilowatts"),  # units spelled out
+        ("hq/chiller-x/load", 2.0, "Tons"),  # of refrigeration: 3.5168528 kW each
+        ("hq/meter-z/energy", 100.0, "kWh"),  # energy, not power: nothing to integrate
+    ),
     # the meter is silent for two hours of the local day 2026-03-07 (05:00Z to 05:00Z next day)
     outages=((METER, "2026-03-07T15:00:00Z", "2026-03-07T17:00:00Z"),),
     api_key="building-day-key-0123456789",
@@ -144,6 +149,16 @@ def test_a_constant_10_kw_meter_with_a_2_hour_gap_used_220_kwh_and_the_gap_shows
         f"select gap_start, gap_end, missing_samples, day from timeseries_gaps where point_name = '{METER}'",
     )
     assert gaps == [(at + timedelta(hours=14, minutes=55), at + timedelta(hours=17), 24, date(2026, 3, 7))]
+    # Power in other units is converted to kW; a point whose units are no power has no energy.
+    assert rows(
+        march,
+        "select point_name, energy_kwh from timeseries_daily where day = '2026-03-07' "
+        "and point_name in ('hq/meter-y/demand', 'hq/chiller-x/load', 'hq/meter-z/energy') order by 1",
+    ) == [
+        ("hq/chiller-x/load", pytest.approx(2 * 3.5168528 * 24)),
+        ("hq/meter-y/demand", pytest.approx(5.0 * 24)),
+        ("hq/meter-z/energy", None),
+    ]
     # A whole day of the meter: 10 kW x 23 hours on the spring-forward day.
     assert rows(
         march, f"select energy_kwh from timeseries_daily where point_name = '{METER}' and day = '2026-03-08'"
