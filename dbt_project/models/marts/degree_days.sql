@@ -43,7 +43,7 @@ select
 from (
     select
         *,
-        case temperature_units when 'degC' then 18.0 when 'degF' then 65.0 end as base_temperature,
+        case temperature_units when 'degC' then 18.0 when 'degF' then 65.0 end::double as base_temperature,
         epoch(
             {{ local_midnight('day + 1', 'time_zone') }} - {{ local_midnight('day', 'time_zone') }}
         )::bigint // 3600 as day_hours
