@@ -73,11 +73,9 @@ whole_sites as (
 -- Local days overlapping a changed partition, read from the files of the partitions they overlap.
 file_days as (
 {%- if is_incremental() %}
-    select site_name, day, day_start, day_end from {{ ref('int_local_days') }}
+    select site_name, day from {{ ref('int_local_days') }}
 {%- else %}
-    select null::varchar as site_name, null::date as day, null::timestamptz as day_start,
-        null::timestamptz as day_end
-    where false
+    select null::varchar as site_name, null::date as day where false
 {%- endif %}
 ),
 
@@ -93,13 +91,15 @@ window_days as (
 
 point_samples as (
     select site_name, point_name, day, list("timestamp" order by "timestamp") as sample_times
+    -- each sample's local day, then semi joins on (site, day): no range join over every sample
     from (
-        select raw.site_name, raw.point_name, raw."timestamp", file_days.day
         -- an incremental build reads only the files of the partitions the changed local days overlap
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }} as day
         from {{ lake_read('timeseries', 'local_days') if is_incremental() else ref('timeseries_raw') }} as raw
-        join file_days
-            on file_days.site_name = raw.site_name
-            and raw."timestamp" >= file_days.day_start and raw."timestamp" < file_days.day_end
+        join zones using (site_name)
+        where (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone') }}) in (
+            select site_name, day from file_days
+        )
         union all
         -- rare (a first build, a site whose zone changed): every sample of the site
         select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }}
@@ -107,14 +107,15 @@ point_samples as (
         join zones using (site_name)
         where raw.site_name in (select site_name from whole_sites)
         union all
-        -- rare (window_days only): the range lets DuckDB skip files, the join keeps those days
-        select raw.site_name, raw.point_name, raw."timestamp", window_days.day
+        -- rare (window_days only): the range lets DuckDB skip files, the semi join keeps those days
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }}
         from {{ ref('timeseries_raw') }} as raw
-        join window_days
-            on window_days.site_name = raw.site_name
-            and raw."timestamp" >= window_days.day_start and raw."timestamp" < window_days.day_end
+        join zones using (site_name)
         where raw."timestamp" >= (select min(day_start) from window_days)
           and raw."timestamp" < (select max(day_end) from window_days)
+          and (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone') }}) in (
+              select site_name, day from window_days
+          )
     ) as raw
     group by site_name, point_name, day
 ),
