@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIME_ZONE = "UTC"
 TimeZoneSource = Literal["override", "coordinates", "default"]
+# What a site's table in a sites file may say.
+SITE_KEYS = frozenset({"time_zone"})
 
 
 def check_time_zones(time_zones: Mapping[str, Any], where: str) -> dict[str, str]:
@@ -67,6 +69,12 @@ def read_sites_file(path: Path) -> dict[str, str]:
         raise ConfigError(
             f'sites file {path}: write each site as a table, e.g. [sites."Some Site"] then time_zone = "America/New_York"'
         )
+    for site, entry in sites.items():
+        unknown = sorted(set(entry) - SITE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"sites file {path}: site {site!r} has unknown key {unknown[0]!r}; the keys are {', '.join(sorted(SITE_KEYS))}"
+            )
     return check_time_zones(
         {site: entry["time_zone"] for site, entry in sites.items() if "time_zone" in entry},
         f"sites file {path}",
@@ -106,8 +114,8 @@ def site_frame(
     record: Mapping[str, Any] | None, *, site: str, collected_at: datetime, overrides: Mapping[str, str]
 ) -> pl.DataFrame:
     """The site's row of `schemas.SITES` from its API record (aceiot-models' `Site`: id, name, nice_name,
-    address, latitude, longitude, archived, ...; any field may be missing, null or text); None for a
-    site the API had no record of."""
+    address, latitude, longitude, archived, ...; any field may be missing, null or text), with its time
+    zone; a site without a record (None) gets a row of its name and time zone alone."""
     record = record or {}
     latitude, longitude = fields.number(record.get("latitude")), fields.number(record.get("longitude"))
     zone, source = site_time_zone(site, latitude, longitude, overrides)
@@ -206,4 +214,5 @@ def _landed(storage: Storage, path: str) -> pl.DataFrame | None:
 
 @cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    # `localtime` and `posixrules` are this machine's files, not names the warehouse (DuckDB's ICU) knows.
+    return frozenset(zoneinfo.available_timezones() - {"localtime", "posixrules"})

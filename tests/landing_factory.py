@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,13 +26,14 @@ def _arrow(schema: pl.Schema) -> pa.Schema:
 
 
 # The extractor's own schemas (extract.schemas), as Arrow types.
-TIMESERIES, WEATHER, REJECTS, POINTS, RUNS, SELECTIONS = (
+TIMESERIES, WEATHER, REJECTS, POINTS, SITES, RUNS, SELECTIONS = (
     _arrow(s)
     for s in (
         schemas.TIMESERIES,
         schemas.WEATHER,
         schemas.REJECTS,
         schemas.POINTS,
+        schemas.SITES,
         schemas.RUNS,
         schemas.SELECTIONS,
     )
@@ -122,6 +123,30 @@ def write_points(data_dir: Path, rows: pl.DataFrame, name: str) -> list[Path]:
     for (site,), part in rows.partition_by("site_name", as_dict=True, maintain_order=True).items():
         path = data_dir / "landing" / "points" / site_folder(site) / f"{name}.parquet"
         written.append(_write(part, POINTS, path))
+    return written
+
+
+def write_sites(data_dir: Path, rows: pl.DataFrame) -> list[Path]:
+    """One file per site, as the extractor lands it; columns the rows leave out are null, except
+    `time_zone_source`: `override` where a time zone is given, else `default` with `time_zone` UTC."""
+    given = "time_zone" in rows.columns
+    rows = rows.with_columns(
+        time_zone=pl.col("time_zone") if given else pl.lit("UTC"),
+        time_zone_source=pl.lit("override" if given else "default"),
+        collected_at=pl.col("collected_at")
+        if "collected_at" in rows.columns
+        else pl.lit(datetime(2024, 1, 1, tzinfo=UTC)),
+    )
+    rows = rows.with_columns(
+        pl.lit(None, dtype).alias(column)
+        for column, dtype in schemas.SITES.items()
+        if column not in rows.columns
+    )
+    written = []
+    for (site,), part in rows.partition_by("site_name", as_dict=True, maintain_order=True).items():
+        written.append(
+            _write(part, SITES, data_dir / "landing" / "sites" / site_folder(site) / "site.parquet")
+        )
     return written
 
 

@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_points, served_site, site_points
-from ace_etl.transform import build_warehouse
+from ace_etl.transform import TransformError, build_warehouse
 from extract.client import AceClient
 from extract.pipeline import land_points
 from extract.sites import SITE_FRESH_FOR, coordinates_time_zone, land_site
 from extract.storage import LocalStorage
 from flows.params import EtlParams, TransformParams
 from tests.clihelp import ace_etl, error_line
+from tests.landing_factory import samples, write_sites, write_timeseries
 from tests.support import FAST
 
 START, END = "2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"
@@ -178,6 +180,7 @@ def test_a_sites_file_overrides_a_time_zone_and_an_edit_takes_effect_at_the_next
         ('[sites."hq"]\ntime_zone = 5\n', "time zone 5 of site 'hq' is not an IANA time zone name"),
         ("[sites.hq\ntime_zone = 'UTC'\n", "is not valid TOML"),
         ('sites = "hq"\n', 'write each site as a table, e.g. [sites."Some Site"]'),
+        ('[sites."hq"]\ntimezone = "UTC"\n', "site 'hq' has unknown key 'timezone'; the keys are time_zone"),
     ],
 )
 def test_a_bad_sites_file_is_a_one_line_usage_error(tmp_path: Path, text: str, expected: str) -> None:
@@ -306,3 +309,20 @@ def test_the_time_zone_of_coordinates(
     latitude: float | None, longitude: float | None, zone: str | None
 ) -> None:
     assert coordinates_time_zone(latitude, longitude) == zone
+
+
+def test_a_build_refuses_a_time_zone_the_warehouse_cannot_convert_to(tmp_path: Path) -> None:
+    # Overrides are checked where they are read; a hand-run `dbt build --vars` or a landing written by other
+    # means is checked by the build.
+    day = datetime(2024, 5, 1, tzinfo=UTC)
+    write_timeseries(tmp_path, samples("hq", ["p1"], day, 60, collected_at=day), "day-1")
+    write_sites(
+        tmp_path, pl.DataFrame({"site_name": ["hq", "annex"], "time_zone": ["Asia/Tokyo", "Nowhere/City"]})
+    )
+    with pytest.raises(TransformError, match="iana_time_zone_sites_time_zone"):
+        build_warehouse(tmp_path)
+    assert not (tmp_path / "warehouse.duckdb").exists()
+    build_warehouse(tmp_path, time_zones={"annex": "Europe/Rome"})
+    assert sites_table(tmp_path) == {"hq": ("Asia/Tokyo", "override"), "annex": ("Europe/Rome", "override")}
+    with pytest.raises(TransformError, match="iana_time_zone_sites_time_zone"):
+        build_warehouse(tmp_path, time_zones={"annex": "Mars/Olympus_Mons"})

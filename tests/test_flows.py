@@ -89,6 +89,19 @@ def test_the_transform_flow_tests_every_row_with_full_check(harness: None, tmp_p
         transform(data_dir=tmp_path, full_check=True)
 
 
+def test_the_transform_flow_applies_its_time_zone_parameters(harness: None, tmp_path: Path) -> None:
+    write_timeseries(tmp_path, samples("hq", ["p1"], START, 60, collected_at=START), "day-1")
+    sites_file = tmp_path / "sites.toml"
+    sites_file.write_text(
+        '[sites."hq"]\ntime_zone = "Europe/Paris"\n[sites."plant-2"]\ntime_zone = "Asia/Tokyo"\n'
+    )
+    transform(data_dir=tmp_path, sites_file=sites_file, time_zones={"hq": "America/Denver"})
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("select site_name, time_zone, time_zone_source from sites").fetchall() == [
+            ("hq", "America/Denver", "override")
+        ]
+
+
 def test_a_run_parameter_replaces_one_deployment_value_and_keeps_the_others(harness: None) -> None:
     """What `prefect deployment run ace-etl-daily/daily --param page_size=500` does."""
     from prefect.deployments import run_deployment
