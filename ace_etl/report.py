@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ace_etl import markdown
+from extract.scheduler import WeatherResult
 
 COLUMNS = (
     ("site", "site"),
@@ -158,3 +160,15 @@ def gaps_by_site(warehouse: Path) -> dict[str, int]:
         return dict(
             con.execute("select site_name, count(*) from timeseries_gaps group by site_name").fetchall()
         )
+
+
+def weather_history_note(weather: Iterable[WeatherResult], now: datetime) -> str | None:
+    """One line for a run whose weather the API gave as current conditions for a range reaching back more
+    than an hour: those sites got one reading of now, not the range's history. None otherwise."""
+    sites = {w.site_name for w in weather if w.current_only and w.start < now - timedelta(hours=1)}
+    if not sites:
+        return None
+    return (
+        f"weather: the API returns current conditions only, so {len(sites)} site(s) got one reading of now, not "
+        "the range's weather; weather history comes only from the hourly weather deployment (ace-etl-weather-hourly)"
+    )

@@ -23,7 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ace_etl.report import gaps_by_site, summarize, to_rich_table
+from ace_etl.report import gaps_by_site, summarize, to_rich_table, weather_history_note
 from extract.client import AceClient
 from extract.config import Settings
 from extract.heal import HealResult
@@ -144,6 +144,8 @@ def run_pipeline(settings: Settings, options: RunOptions, console: Console = std
     if options.transform and any(w.status != "failed" for w in result.windows):
         gaps = run_transform(options.data_dir, time_zones=options.time_zones, limits_file=options.limits_file)
     console.print(to_rich_table(summarize(result.windows, gaps)))
+    if note := weather_history_note(result.weather, datetime.now(UTC)):
+        stderr.print(note, markup=False, soft_wrap=True)
     still_open = sum(w.status == "live" for w in result.windows)
     if still_open and not options.live:
         stderr.print(

@@ -42,7 +42,7 @@ from extract.redact import one_line
 from extract.scheduler import Failure, Plan, RunResult, WeatherResult, schedule
 from extract.sites import land_site
 from extract.storage import Storage
-from extract.weather import parse_weather
+from extract.weather import is_series, parse_weather
 from extract.windows import Window, compact_time, split_windows
 
 __all__ = ["Failure", "RunResult", "WeatherResult"]  # re-exported: the results of `run_extract`
@@ -249,7 +249,14 @@ def extract_weather(
     lake.upsert(storage, WEATHER, site, frame, ("site_name", "timestamp"))
     version = lake.version(storage, WEATHER) if frame.height else None
     return WeatherResult(
-        site, start, end, frame.height, parsed.height - frame.height, version, stats.requests
+        site,
+        start,
+        end,
+        frame.height,
+        parsed.height - frame.height,
+        version,
+        stats.requests,
+        current_only=not is_series(body),
     )
 
 

@@ -36,6 +36,8 @@ class WeatherResult:
     version: int | None
     """The weather table's version once these rows are merged in (None when nothing was landed)."""
     api_requests: int
+    current_only: bool = False
+    """The API answered with its current conditions (the real API always does), not the range's series."""
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,7 @@ def parse_weather(body: Mapping[str, Any], *, site: str, collected_at: datetime)
     temperature comes from `temp` and the timestamp from its `time`. Seed shape: `{"data": [flat rows]}`.
     Everything not mapped to a column (other fields, units, source, ...) goes into `metadata` as JSON.
     """
-    records = body.get("data")
-    rows = [_seed_weather_row(r) for r in records] if isinstance(records, list) else [_real_weather_row(body)]
+    rows = [_seed_weather_row(r) for r in body["data"]] if is_series(body) else [_real_weather_row(body)]
     frame = pl.DataFrame(
         rows,
         schema={
@@ -42,6 +41,12 @@ def parse_weather(body: Mapping[str, Any], *, site: str, collected_at: datetime)
         .select(schemas.WEATHER.names())
         .sort("timestamp", nulls_last=True, maintain_order=True)
     )
+
+
+def is_series(body: Mapping[str, Any]) -> bool:
+    """Whether the weather JSON is a series over the range asked (seed shape), not the current conditions
+    the real API returns whatever the range."""
+    return isinstance(body.get("data"), list)
 
 
 # Real-API field names -> our columns (only the temperature differs).

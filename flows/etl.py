@@ -31,7 +31,7 @@ from ace_etl.excursions import known_ids, new_excursions
 from ace_etl.healing import heal_sites
 from ace_etl.quality import Quality, TestResult, read_failing_rows, scoped
 from ace_etl.quality import to_markdown as to_quality_markdown
-from ace_etl.report import gaps_by_site, outcome, summarize, to_markdown
+from ace_etl.report import gaps_by_site, outcome, summarize, to_markdown, weather_history_note
 from ace_etl.transform import warehouse_file
 from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
@@ -456,6 +456,8 @@ def _extract(
     with _task_runner(params) as task_runner:
         runner = _PrefectRunner(task_runner, settings, params, run_id, as_of, params.live, time_zones)
         result = schedule(plan, runner)
+    if note := weather_history_note(result.weather, datetime.now(UTC)):
+        get_run_logger().info(note)
     return result.windows, [f.error for f in result.failures]
 
 

@@ -13,7 +13,14 @@ from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from tests.clihelp import ace_etl, expected_rows, landed_rows
 
 SITE = "hq"
-CFG = SimulatorConfig(sites=(SITE,), points=20, interval=300, api_key="coverage-key-0123456789")
+# Reykjavik keeps UTC all year: the site's local days, which these tests count, are UTC days.
+CFG = SimulatorConfig(
+    sites=(SITE,),
+    points=20,
+    interval=300,
+    api_key="coverage-key-0123456789",
+    site_locations=((SITE, 64.1466, -21.9426),),
+)
 DAY, NEXT = "2024-06-10T00:00:00Z", "2024-06-11T00:00:00Z"
 LATE = "2024-06-10T20:00:00Z"  # the gateway had uploaded up to here when the day was extracted
 ENABLED = sorted(p.name for p in site_points(SITE, CFG.points, CFG.interval) if p.configured)

@@ -56,6 +56,8 @@ TABLES = [
     "timeseries_coverage",
     "timeseries_excursions",
     "timeseries_anomalies",
+    "weather_hourly",
+    "degree_days",
 ]
 
 
@@ -227,6 +229,8 @@ def test_first_build_loads_every_table(first: Stage) -> None:
         "timeseries_coverage": 5,
         "timeseries_excursions": 0,
         "timeseries_anomalies": 0,
+        "weather_hourly": 3,
+        "degree_days": 1,  # the site has no zone: the UTC day
     }
     assert first.rows("select distinct site_name from timeseries_raw") == [(SITE,)]
     # Data-quality findings warn (this landing is from 2025, hence stale); nothing else does.

@@ -171,16 +171,23 @@ def test_daily_flow_lands_and_builds_both_sites_and_its_artifact_shows_a_warning
     ), quality
 
     assert not [m for m in all_logs() if "\x1b[" in m]  # no terminal colour codes in Prefect's logs
+    # The API gave its current conditions for a past range: one line for the run, not one per site or window.
+    notes = [m for m in all_logs(results[0].run_id) if "weather history comes only from the hourly" in m]
+    assert len(notes) == 1, notes
 
 
-def all_logs() -> list[str]:
-    """Every log message the session's Prefect server holds (the API hands them out a page at a time)."""
+def all_logs(flow_run_id: str | None = None) -> list[str]:
+    """Every log message the session's Prefect server holds, or a flow run's (the API hands them out a page
+    at a time)."""
+    from prefect.client.schemas.filters import LogFilterFlowRunId
+
     APILogWorker.drain_all(timeout=10)  # logs reach the Prefect API in batches
+    wanted = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])) if flow_run_id else LogFilter()
 
     async def read() -> list[str]:
         messages: list[str] = []
         async with get_client() as client:
-            while page := await client.read_logs(log_filter=LogFilter(), limit=200, offset=len(messages)):
+            while page := await client.read_logs(log_filter=wanted, limit=200, offset=len(messages)):
                 messages += [log.message for log in page]
         return messages
 

@@ -42,11 +42,18 @@ REASONS = {"text": "non_numeric_value", "null": "null_value", "bad_timestamp": "
 CONFIGURED = [p.name for p in site_points(SITE, 12, INTERVAL, 0.75) if p.configured]
 GAPPY, SILENT = CONFIGURED[0], CONFIGURED[-1]
 # Unaligned bounds: GAPPY misses its samples 04:05 to 05:30, so its gap runs from 04:00 to 05:35.
+# Reykjavik keeps UTC all year: the site's local days, which these tests count, are UTC days.
+REYKJAVIK = (64.1466, -21.9426)
 OUTAGES = ((GAPPY, "2024-03-01T04:02:30Z", "2024-03-01T05:31:00Z"), (SILENT, None, None))
 GAP_MISSING = 18
 SAMPLES_PER_POINT = (END - START) // timedelta(seconds=INTERVAL)
 CLEAN = SimulatorConfig(
-    sites=(SITE,), points=12, interval=INTERVAL, configured_fraction=0.75, outages=OUTAGES
+    sites=(SITE,),
+    points=12,
+    interval=INTERVAL,
+    configured_fraction=0.75,
+    outages=OUTAGES,
+    site_locations=((SITE, *REYKJAVIK),),
 )
 FAULTY = replace(CLEAN, faults=Faults(bad_value_fraction=0.05))
 

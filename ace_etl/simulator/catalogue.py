@@ -109,8 +109,9 @@ def stable_hash(text: str, salt: str) -> int:
     return int.from_bytes(digest, "big") % PRIME
 
 
-Extra = tuple[tuple[str, bool], ...]
-"""Points served beside the generated building, verbatim: (name, collect_enabled)."""
+Extra = tuple[tuple[str, bool, tuple[float, str] | None], ...]
+"""Points served beside the generated building, verbatim: (name, collect_enabled, (constant value, units)
+or None for a plain varying reading)."""
 
 
 @lru_cache(maxsize=32)
@@ -122,7 +123,7 @@ def catalogue(
         n_points,
     )
     named = [(f"{site}/{device}/{signal.point}", signal) for device, signal in signals]
-    clashes = sorted({name for name, _ in extra} & {name for name, _ in named})
+    clashes = sorted({name for name, _, _ in extra} & {name for name, _ in named})
     if clashes:
         raise ValueError(f"extra points already served by site {site!r}: {', '.join(clashes)}")
     # Ranking by hash makes the configured count exact while spreading it over devices.
@@ -136,9 +137,12 @@ def catalogue(
         interval_s = interval or MIXED_INTERVALS[stable_hash(name, "interval") % len(MIXED_INTERVALS)]
         listed = configured or (rank - n_configured) % 2 == 0
         specs.append((PointSpec(name, interval_s, signal.kind, configured, listed), signal))
-    for name, enabled in extra:
+    for name, enabled, constant in extra:
         interval_s = interval or MIXED_INTERVALS[stable_hash(name, "interval") % len(MIXED_INTERVALS)]
-        specs.append((PointSpec(name, interval_s, "analog", enabled, True), _EXTRA_SIGNAL))
+        signal = (
+            _EXTRA_SIGNAL if constant is None else _Signal("constant", "analog", constant[1], constant[0])
+        )
+        specs.append((PointSpec(name, interval_s, "analog", enabled, True), signal))
     return tuple(sorted(specs, key=lambda pair: pair[0].name))
 
 

@@ -37,6 +37,8 @@ class SimulatorConfig:
     generated points, named exactly as given (spaces, `[`, `*` and all), analog, listed in configured_points.
     `excursions` (a UTC day, YYYY-MM-DD) plants known excursions and a drift from that day on
     (`ace_etl.simulator.plants`; `planted_events` lists them).
+    `constant_points` (name, value, units) are extra points that always read `value`, in `units`: a meter
+    whose energy a test knows (10 kW over 22 hours is 220 kWh).
     `site_locations` (site, latitude, longitude) place sites elsewhere than their default place
     (`ace_etl.simulator.metadata.PLACES`); `metadata` and `site_records` vary how points and sites are
     described (see `ace_etl.simulator.metadata`).
@@ -56,6 +58,7 @@ class SimulatorConfig:
     extra_points: tuple[str, ...] = ()
     extra_disabled_points: tuple[str, ...] = ()
     excursions: str | None = None
+    constant_points: tuple[tuple[str, float, str], ...] = ()
     site_locations: tuple[tuple[str, float, float], ...] = ()
     metadata: Metadata = "nested"
     site_records: SiteRecords = "single"
@@ -83,7 +86,11 @@ class SimulatorConfig:
             raise ValueError("port must be between 0 and 65535")
         for outage in self.outages:
             _check_outage(outage)
-        extra = (*self.extra_points, *self.extra_disabled_points)
+        extra = (
+            *self.extra_points,
+            *self.extra_disabled_points,
+            *(name for name, _, _ in self.constant_points),
+        )
         if any(not name for name in extra) or len(set(extra)) != len(extra):
             raise ValueError("extra point names must be unique and not empty")
         if self.excursions is not None:
@@ -111,9 +118,14 @@ class SimulatorConfig:
                 ) from None
 
     @property
-    def extra(self) -> tuple[tuple[str, bool], ...]:
-        """The extra points as the catalogue takes them: (name, collect_enabled)."""
-        return (*((n, True) for n in self.extra_points), *((n, False) for n in self.extra_disabled_points))
+    def extra(self) -> tuple[tuple[str, bool, tuple[float, str] | None], ...]:
+        """The extra points as the catalogue takes them: (name, collect_enabled, (constant value, units) or
+        None for a varying reading)."""
+        return (
+            *((n, True, None) for n in self.extra_points),
+            *((n, False, None) for n in self.extra_disabled_points),
+            *((n, True, (value, units)) for n, value, units in self.constant_points),
+        )
 
 
 def utc_instant(instant: str | datetime) -> datetime:

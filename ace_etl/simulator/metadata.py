@@ -111,11 +111,11 @@ def served_points(config: SimulatorConfig, site: str) -> list[dict[str, Any]]:
 
 def _tags_and_device(site: str, name: str, point: str, kind: str, units: str) -> dict[str, Any]:
     """marker_tags, kv_tags and bacnet_data of a generated point (`site/device/point`); an extra point,
-    named freely, has no tags and no BACnet device."""
+    named freely, has no tags and no BACnet device, only its units when it has some (a constant meter)."""
     device = name[len(site) + 1 :].split("/")[0] if name.startswith(site + "/") else ""
     family = device.split("-")[0]
     if family not in DEVICE_SIGNALS or name != f"{site}/{device}/{point}":
-        return {"marker_tags": [], "kv_tags": {}, "bacnet_data": None}
+        return {"marker_tags": [], "kv_tags": {"units": units} if units else {}, "bacnet_data": None}
     binary = kind == "binary"
     output = point.endswith("_cmd")
     if binary:

@@ -39,7 +39,8 @@
 {% macro lake_paths(dataset, scope='all', partitions=none) -%}
 {#- The current snapshot's files of a landing Delta table (`lake_snapshot`, read from the Delta log): `all`
     of them, those of the partitions that `changed` since the last build and still have files
-    (`lake_changes`), those of each site's `newest` day, or those of the `partitions` a query selects
+    (`lake_changes`), those overlapping the site-local days a build recomputes (`local_days`,
+    `int_local_days`), those of each site's `newest` day, or those of the `partitions` a query selects
     (`site_key`, `day`). Read when the model or test runs. -#}
 {%- set snapshot, changes = lake_relation('lake_snapshot'), lake_relation('lake_changes') -%}
 {%- if not execute -%}
@@ -53,6 +54,12 @@ where dataset = '{{ dataset }}'
     select 1 from {{ changes }} as changes
     where changes.dataset = files.dataset and changes.site_key = files.site_key and changes.day = files.day
       and changes.present
+)
+{%- elif scope == 'local_days' %}
+  and exists (
+    select 1 from {{ lake_relation('int_local_days') }} as days
+    where days.site_key = files.site_key
+      and files.day between {{ utc_day('days.day_start') }} and {{ utc_day('days.day_end - interval 1 microsecond') }}
 )
 {%- elif scope == 'newest' %}
 qualify day = max(day) over (partition by site_key)
@@ -180,11 +187,24 @@ false
 {%- endmacro %}
 
 
-{% macro forget_changed_partitions(day=none, time=none) -%}
+{% macro forget_changed_partitions(day=none, time=none, dataset='timeseries') -%}
 {#- Pre-hook of a model recomputed by partition: drop its rows of the changed partitions that still have raw
     files. A partition whose files are all gone (retention) keeps its rows. -#}
 {%- if is_incremental() -%}
-delete from {{ this }} where {{ changed_partitions('timeseries', day, time) }}
+delete from {{ this }} where {{ changed_partitions(dataset, day, time) }}
+{%- else -%}
+select 1
+{%- endif -%}
+{%- endmacro %}
+
+
+{% macro forget_local_days() -%}
+{#- Pre-hook of a model keyed by site-local day: drop its rows of the local days this build recomputes
+    (int_local_days) and every row of the sites whose zone changed (int_site_zone_changes). -#}
+{%- if is_incremental() -%}
+delete from {{ this }}
+where site_name in (select site_name from {{ lake_relation('int_site_zone_changes') }})
+   or (site_name, day) in (select site_name, day from {{ lake_relation('int_local_days') }})
 {%- else -%}
 select 1
 {%- endif -%}
@@ -216,8 +236,9 @@ select 1
 {% macro record_lake_snapshot(results) -%}
 {#- on-run-end: the Delta snapshot this build read becomes what the next build's `lake_changes` compares
     with, once every model recomputed by partition (every model reading `lake_changes`) ran and succeeded in
-    this invocation. After a failed or partial build (`dbt run --select timeseries_raw`) the record stays,
-    and the next build recomputes those partitions too. -#}
+    this invocation, and so do the sites' time zones their local days were computed with
+    (`int_site_zone_changes` compares with them). After a failed or partial build (`dbt run --select
+    timeseries_raw`) the records stay, and the next build recomputes those partitions (and sites) too. -#}
 {%- if execute -%}
 {%- set waiting = [] -%}
 {%- set succeeded = results | selectattr('status', 'equalto', 'success') | map(attribute='node.unique_id') | list -%}
@@ -228,7 +249,9 @@ select 1
 {%- endfor -%}
 {%- if not waiting -%}
 create or replace table internal.lake_snapshot_built as
-select dataset, path, site_key, day, version from internal.lake_snapshot
+select dataset, path, site_key, day, version from internal.lake_snapshot;
+create or replace table internal.site_zones_built as
+select site_name, time_zone from {{ api.Relation.create(database=target.database, schema=target.schema, identifier='sites') }}
 {%- else -%}
 select 1
 {%- endif -%}

@@ -1,16 +1,21 @@
 {{ config(
     unique_key=['site_name', 'point_name', 'day'],
     full_refresh=false,
-    pre_hook=["{{ track_landing('selections') }}", "{{ forget_changed_partitions('day') }}"],
-    post_hook="{{ landing_loaded() }}",
+    on_schema_change='append_new_columns',
+    pre_hook=["{{ track_landing('selections') }}", "{{ forget_local_days() }}"],
+    post_hook=["{{ landing_loaded() }}", "{{ promote_complete('bucket.day_start', 'bucket.day_end') }}"],
 ) }}
 -- depends_on: {{ ref('lake_changes') }}
+-- depends_on: {{ ref('int_site_zone_changes') }}
+-- depends_on: {{ ref('int_local_days') }}
 
--- What coverage and gaps need, per site, point and UTC day, with that day's gaps as a list. An
--- incremental build recomputes exactly the (site, day)s whose Delta partition changed since the last build
--- (`lake_changes`) or that received a new extraction window, however far apart they are (healing a day a
--- month back does not recompute the month); keeping the gaps inside the point-day row is what lets late
--- data that fills a gap remove it. Never fully refreshed (full_refresh=false): `--full-refresh` recomputes
+-- What coverage and gaps need, per site, point and site-local day (sites.time_zone: a day of 23 or 25
+-- hours when the clocks change), with that day's gaps as a list. An incremental build recomputes exactly
+-- the local days overlapping a Delta partition that changed since the last build (int_local_days, reading
+-- the partitions those days overlap), the local days that received a new extraction window, and every day
+-- of a site whose zone changed (int_site_zone_changes), however far apart they are (healing a day a month
+-- back does not recompute the month); keeping the gaps inside the point-day row is what lets late data
+-- that fills a gap remove it. Never fully refreshed (full_refresh=false): `--full-refresh` recomputes
 -- every day that still has raw files, and the days whose raw samples are gone (retention) stay.
 --
 -- Expected range: what was asked. The extraction windows that cover the day (landing/selections), cut
@@ -26,57 +31,103 @@
 
 {%- set k = var('gap_tolerance') %}
 
-with selected as (
+with zones as (
+    select site_name, coalesce(time_zone, 'UTC') as time_zone from {{ ref('sites') }}
+),
+
+selected as (
     select
         site_name,
         point_name,
         landing_file,
-        day::date as day,
-        greatest(window_start, day::timestamptz) as asked_start,
-        least(window_end, day::timestamptz + interval 1 day) as asked_end
-    from {{ ref('stg_landing__selections') }},
-        unnest(generate_series(
-            {{ utc_day('window_start') }}, {{ utc_day('window_end - interval 1 microsecond') }}, interval 1 day
-        )) as days(day)
+        day,
+        time_zone,
+        greatest(window_start, day_start) as asked_start,
+        least(window_end, day_end) as asked_end
+    from (
+        select
+            windows.*,
+            days.day::date as day,
+            {{ local_midnight('days.day::date', 'zones.time_zone') }} as day_start,
+            {{ local_midnight('days.day::date + 1', 'zones.time_zone') }} as day_end,
+            zones.time_zone
+        from {{ ref('stg_landing__selections') }} as windows
+        join zones using (site_name),
+            unnest(generate_series(
+                {{ local_day('windows.window_start', 'zones.time_zone') }},
+                {{ local_day('windows.window_end - interval 1 microsecond', 'zones.time_zone') }},
+                interval 1 day
+            )) as days(day)
+    )
 ),
 
-changed_partitions as (
+-- Sites recomputed whole: every site on a first build, else those whose zone changed.
+whole_sites as (
 {%- if is_incremental() %}
-    select site_name, day from {{ ref('lake_changes') }} where dataset = 'timeseries' and present
+    select site_name from {{ ref('int_site_zone_changes') }}
 {%- else %}
-    select distinct site_name, {{ utc_day('"timestamp"') }} as day from {{ ref('timeseries_raw') }}
+    select site_name from zones
 {%- endif %}
 ),
 
--- Days with a new extraction window but an unchanged partition (a window that found nothing new).
-window_days as (
-    select distinct site_name, day from selected
-    where {{ landed_since_last_build() }}
-    except
-    select site_name, day from changed_partitions
+-- Local days overlapping a changed partition, read from the files of the partitions they overlap.
+file_days as (
+{%- if is_incremental() %}
+    select site_name, day from {{ ref('int_local_days') }}
+{%- else %}
+    select null::varchar as site_name, null::date as day where false
+{%- endif %}
 ),
 
-changed_days as (
-    select site_name, day from changed_partitions
-    union
-    select site_name, day from window_days
+-- Days with a new extraction window but no changed partition (a window that found nothing new).
+window_days as (
+    select distinct site_name, day, {{ local_midnight('day', 'time_zone') }} as day_start,
+        {{ local_midnight('day + 1', 'time_zone') }} as day_end
+    from selected
+    where {{ landed_since_last_build() }}
+      and site_name not in (select site_name from whole_sites)
+      and (site_name, day) not in (select site_name, day from file_days)
 ),
 
 point_samples as (
     select site_name, point_name, day, list("timestamp" order by "timestamp") as sample_times
+    -- each sample's local day, then semi joins on (site, day): no range join over every sample
     from (
-        select site_name, point_name, "timestamp", {{ utc_day('"timestamp"') }} as day
-        -- an incremental build reads only the files of the changed partitions
-        from {{ lake_read('timeseries', 'changed') if is_incremental() else ref('timeseries_raw') }}
+        -- an incremental build reads only the files of the partitions the changed local days overlap
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }} as day
+        from {{ lake_read('timeseries', 'local_days') if is_incremental() else ref('timeseries_raw') }} as raw
+        join zones using (site_name)
+        where (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone') }}) in (
+            select site_name, day from file_days
+        )
         union all
-        -- rare (days in window_days only): the range lets DuckDB skip files, the semi join keeps those days
-        select site_name, point_name, "timestamp", {{ utc_day('"timestamp"') }} as day
-        from {{ ref('timeseries_raw') }}
-        where "timestamp" >= (select min(day) from window_days)::timestamptz
-          and "timestamp" < (select max(day) from window_days)::timestamptz + interval 1 day
-          and (site_name, {{ utc_day('"timestamp"') }}) in (select site_name, day from window_days)
+        -- rare (a first build, a site whose zone changed): every sample of the site
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }}
+        from {{ ref('timeseries_raw') }} as raw
+        join zones using (site_name)
+        where raw.site_name in (select site_name from whole_sites)
+        union all
+        -- rare (window_days only): the range lets DuckDB skip files, the semi join keeps those days
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }}
+        from {{ ref('timeseries_raw') }} as raw
+        join zones using (site_name)
+        where raw."timestamp" >= (select min(day_start) from window_days)
+          and raw."timestamp" < (select max(day_end) from window_days)
+          and (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone') }}) in (
+              select site_name, day from window_days
+          )
     ) as raw
     group by site_name, point_name, day
+),
+
+changed_days as (
+    select site_name, day from file_days
+    union
+    select site_name, day from window_days
+    union
+    select site_name, day from point_samples where site_name in (select site_name from whole_sites)
+    union
+    select site_name, day from selected where site_name in (select site_name from whole_sites)
 ),
 
 asked as (
@@ -181,7 +232,7 @@ gapped as (
 )
 
 select
-    site_name,
+    gapped.site_name,
     point_name,
     day,
     range_start,
@@ -193,6 +244,11 @@ select
     first_sample_at,
     last_sample_at,
     gaps,
-    {{ build_started_at() }} as created_at
+    {{ build_started_at() }} as created_at,
+    zones.time_zone,
+    {{ local_midnight('day', 'zones.time_zone') }} as day_start,
+    {{ local_midnight('day + 1', 'zones.time_zone') }} as day_end,
+    {{ is_complete('gapped.site_name', local_midnight('day', 'zones.time_zone'), local_midnight('day + 1', 'zones.time_zone')) }} as complete
 from gapped
-order by site_name, point_name, day
+join zones using (site_name)
+order by gapped.site_name, point_name, day

@@ -7,5 +7,6 @@ select
     expected_interval_s,
     expected_samples,
     received_samples,
-    coverage_ratio
+    coverage_ratio,
+    complete
 from {{ ref('int_timeseries__point_days') }}

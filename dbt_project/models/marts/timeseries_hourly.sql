@@ -1,27 +1,105 @@
 {{ config(
     incremental_strategy='append',
     full_refresh=false,
+    on_schema_change='append_new_columns',
     pre_hook="{{ forget_changed_partitions(time='hour') }}",
+    post_hook="{{ promote_complete('bucket.hour', 'bucket.hour + interval 1 hour') }}",
 ) }}
 
 -- Recomputed by (site, day) partition: an incremental build reads only the files of the partitions that
 -- changed since the last build (`lake_changes`, from the Delta log) and replaces those partitions' hours.
 -- Never fully refreshed (full_refresh=false): `--full-refresh` recomputes every partition that still has
 -- raw files, and the hours of days whose raw samples are gone (retention) stay.
+--
+-- Time-weighted figures hold each sample's value until the next sample of its point, but never across a
+-- gap: a step longer than gap_tolerance x the point's interval (points.collect_interval, else its median
+-- step that day) holds one interval, and so does the last sample of the UTC day. A sample's hold counts in
+-- the hour of the sample, so a day's hours add up to the day. Each point-day's samples are gathered into
+-- one ordered list (cheaper than a window over every sample) and unnested with their holds.
 -- depends_on: {{ ref('timeseries_raw') }}
 -- depends_on: {{ ref('lake_changes') }}
+
+{%- set k = var('gap_tolerance') %}
+
+with point_days as (
+    select
+        site_name,
+        point_name,
+        list("timestamp" order by "timestamp") as sample_times,
+        list(value order by "timestamp") as sample_values
+    from {{ lake_read('timeseries', 'changed' if is_incremental() else 'all') }} as raw
+    group by site_name, point_name, {{ utc_day('"timestamp"') }}
+),
+
+stepped as (
+    select
+        point_days.*,
+        -- steps[i] is the time from sample i to sample i + 1, in seconds
+        list_transform(
+            list_slice(sample_times, 2, len(sample_times)),
+            lambda later, i: epoch(later - sample_times[i])
+        ) as steps,
+        coalesce(
+            case when points.collect_interval > 0 then points.collect_interval end, list_median(steps)
+        )::double as interval_s,
+        coalesce(points.value_kind, 'analog') as value_kind,
+        power.kw_per_unit
+    from point_days
+    left join {{ ref('points') }} as points using (site_name, point_name)
+    left join {{ power_units() }} as power on power.spelling = {{ unit_spelling('points.units') }}
+),
+
+samples as (
+    select
+        site_name,
+        point_name,
+        value_kind,
+        kw_per_unit,
+        unnest(sample_times) as "timestamp",
+        unnest(sample_values) as value,
+        unnest(list_transform(
+            sample_times,
+            lambda t, i: case when i < len(sample_times) and steps[i] <= {{ k }} * interval_s then steps[i] else interval_s end
+        )) as held_s
+    from stepped
+),
+
+hours as (
+    select
+        site_name,
+        point_name,
+        date_trunc('hour', "timestamp") as hour,
+        count(*) as sample_count,
+        min(value) as value_min,
+        max(value) as value_max,
+        avg(value) as value_mean,
+        arg_min(value, "timestamp") as value_first,
+        arg_max(value, "timestamp") as value_last,
+        any_value(value_kind) as value_kind,
+        coalesce(sum(held_s), 0)::double as covered_s,
+        sum(value * kw_per_unit * held_s) / 3600 as energy_kwh,
+        coalesce(sum(held_s) filter (where value <> 0), 0)::double as held_on_s
+    from samples
+    group by site_name, point_name, hour
+)
 
 select
     site_name,
     point_name,
-    date_trunc('hour', "timestamp") as hour,
-    count(*) as sample_count,
-    min(value) as value_min,
-    max(value) as value_max,
-    avg(value) as value_avg,
-    arg_min(value, "timestamp") as value_first,
-    arg_max(value, "timestamp") as value_last,
+    hour,
+    sample_count,
+    value_min,
+    value_max,
+    -- the mean of a binary or multi-state point's states is no reading: its on-time is (on_seconds)
+    case when value_kind = 'analog' then value_mean end as value_avg,
+    value_first,
+    value_last,
+    value_kind,
+    covered_s,
+    energy_kwh,
+    case when value_kind <> 'analog' then held_on_s end as on_seconds,
+    case when value_kind <> 'analog' then held_on_s / nullif(covered_s, 0) end as on_ratio,
+    {{ is_complete('hours.site_name', 'hours.hour', "hours.hour + interval 1 hour") }} as complete,
     {{ build_started_at() }} as created_at
-from {{ lake_read('timeseries', 'changed' if is_incremental() else 'all') }} as raw
-group by site_name, point_name, hour
+from hours
 order by site_name, point_name, hour
