@@ -44,10 +44,8 @@ LANDING_DIRS = (TIMESERIES, REJECTS, WEATHER, POINTS, SITES, RUNS, SELECTIONS, G
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _TIME = r"\d{8}T\d{6}(?:\.\d{6})?Z"
-# `<start>_<end>[_<attempt>][_p<page>].parquet`; files of the first release had neither attempt nor page
-# marker for selections, and no attempt for pages: they still parse, so a re-extraction replaces them.
-# Heal patches add `_h<id>` to the attempt's name.
-_WINDOW_FILE = re.compile(rf"^({_TIME})_({_TIME})(?:_([0-9A-Za-z]+))?(?:_(?:p\d+|h[0-9a-f]+))?\.parquet$")
+# `<start>_<end>_<attempt>[_p<page>].parquet` (a selection has no page); heal patches add `_h<id>`.
+_WINDOW_FILE = re.compile(rf"^({_TIME})_({_TIME})_[0-9A-Za-z]+(?:_(?:p\d+|h[0-9a-f]+))?\.parquet$")
 # Folder and file names stay far below the usual 255-byte limit, whatever the site is called.
 _MAX_ENCODED = 120
 
