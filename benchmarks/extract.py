@@ -13,7 +13,8 @@ staged pages' keys (the cost of the cross-page duplicate rejects).
 Then the same day as whole processes, as an operator sees it, against the simulator in a process of its own
 (`ace-etl simulator`): (c) a plain download in a fresh Python process (httpx paging the same pages, bodies
 discarded) and (d) `ace-etl run --no-transform` (interpreter start, imports, points and site lookups,
-extract, weather). Each is timed and its peak RSS taken by a small parent process of its own. The request
+extract, weather). Each is timed, its CPU time (user and system, every core) and peak RSS taken by a small parent process
+of its own. The request
 budget is lifted (ACE_ETL_MAX_REQUESTS_PER_MINUTE) so that pacing is not what is measured. Target: d/c <= 2.
 
     .venv/bin/python benchmarks/extract.py [--points 2000] [--interval 60] [--days 4] [--repeat-across-pages]
@@ -148,14 +149,16 @@ def measured(command: Sequence[str], env: dict[str, str] | None = None) -> dict[
 
 
 def measure(command: Sequence[str]) -> None:
-    """The `--measure` parent: run `command` (its output discarded), print its wall time and peak RSS."""
+    """The `--measure` parent: run `command` (its output discarded), print its wall time, CPU time (user and
+    system, on every core: what a loaded machine cannot hide) and peak RSS."""
     began = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         sys.exit(f"{' '.join(command[:3])}... exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": usage.ru_maxrss / 1024}))
 
 
 @contextmanager
@@ -200,11 +203,14 @@ def whole_processes(args: argparse.Namespace) -> None:
     plain = min(downloads, key=lambda m: m["seconds"])
     run = min(runs, key=lambda m: m["seconds"])
     print(f"whole processes, best of {args.repeat} alternating runs each, simulator in its own process")
+    for label, m in (("(c) plain download process:    ", plain), ("(d) ace-etl run --no-transform:", run)):
+        print(
+            f"{label} {m['seconds']:.2f} s, CPU {m['cpu_seconds']:.2f} s, peak RSS {m['peak_rss_mb']:.0f} MB"
+        )
     print(
-        f"(c) plain download process:        {plain['seconds']:.2f} s, peak RSS {plain['peak_rss_mb']:.0f} MB"
+        f"d/c = {run['seconds'] / plain['seconds']:.2f} (target <= 2); "
+        f"CPU d/c = {run['cpu_seconds'] / plain['cpu_seconds']:.2f}"
     )
-    print(f"(d) ace-etl run --no-transform:    {run['seconds']:.2f} s, peak RSS {run['peak_rss_mb']:.0f} MB")
-    print(f"d/c = {run['seconds'] / plain['seconds']:.2f}  (target <= 2)")
 
 
 def main() -> None:
