@@ -133,6 +133,7 @@ def handles_errors(func: F) -> F:
 
         from pydantic import ValidationError
 
+        from extract.client import use_own_retry_log
         from extract.errors import AceEtlError
         from extract.redact import one_line, redact
 
@@ -142,6 +143,7 @@ def handles_errors(func: F) -> F:
         try:
             signal.signal(signal.SIGINT, _on_interrupt)
             _log_to_stderr(logging.getLogger("extract"))
+            use_own_retry_log()
             return func(*args, **kwargs)
         except AceEtlError as exc:
             raise _fail(redact(str(exc)), exc.exit_code) from None

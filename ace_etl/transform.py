@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ace_etl import compat
 from extract import cancel
 from extract.errors import AceEtlError, ConfigError
 from extract.landing import GAP_CHECKS, POINTS, REJECTS, RUNS, SELECTIONS, SITES
@@ -90,22 +90,22 @@ def reading(warehouse: Path) -> Iterator[DuckDBPyConnection]:
 
 
 def _unreadable(warehouse: Path, error: str) -> str:
-    if "Could not set lock" in error:
-        holder = re.search(r"Conflicting lock is held in (.*?)(?:\. See also|$)", _first_line(error))
-        by = f" ({holder.group(1)})" if holder else ""
+    holder = compat.duckdb_lock_holder(_first_line(error))
+    if holder is not None:
+        by = f" ({holder})" if holder else ""
         return (
             f"the warehouse {warehouse} is open for writing elsewhere{by}: close that connection "
             "(analysts open it with read_only=True) and retry"
         )
-    if "not a valid DuckDB database" in error:
+    if compat.duckdb_not_a_database(error):
         return (
             f"{warehouse} is not a DuckDB database: move it aside, then `ace-etl transform --full-refresh` "
             "rebuilds it from the landing"
         )
-    missing = re.search(r"Table with name (\S+) does not exist", error)
+    missing = compat.duckdb_missing_table(error)
     if missing:
         return (
-            f"the warehouse {warehouse} has no table {missing.group(1)}: it was not built by this version; "
+            f"the warehouse {warehouse} has no table {missing}: it was not built by this version; "
             "run `ace-etl transform` to build it"
         )
     return f"cannot read the warehouse {warehouse}: {_first_line(error)}"
@@ -423,17 +423,8 @@ def release_dbt_database() -> None:
     dbt-duckdb holds its DuckDB instance in a class attribute (`_ENV`) and reuses it while the profile is
     unchanged. Left open, it holds the published file's lock against analysts for as long as the process
     lives (a Prefect worker), and the file could not be renamed into place whole. There is no public call
-    that closes it."""
-    import sys
-
-    if "dbt.adapters.duckdb.connections" not in sys.modules:
-        return  # dbt never ran here
-    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-    environment = DuckDBConnectionManager._ENV
-    DuckDBConnectionManager.close_all_connections()
-    if environment is not None:
-        environment.close()
+    that closes it (`compat.close_dbt_duckdb`)."""
+    compat.close_dbt_duckdb()
 
 
 def _checkpoint(database: Path) -> None:
@@ -454,7 +445,7 @@ def failure_message(exception: BaseException | None, results: Sequence[RunResult
         if result.status in ("error", "fail")
     ]
     cause = "; ".join(failed) if failed else _first_line(str(exception) if exception else "unknown error")
-    if "Could not set lock" in cause:
+    if compat.duckdb_lock_holder(cause) is not None:
         hint = "another build holds the build database; wait for it to finish"
     elif "No space left on device" in cause:
         hint = "free some space, then run `ace-etl transform`; the published warehouse is unchanged"

@@ -10,6 +10,13 @@ Targets: b/a <= 3, peak RSS <= 400 MB, 4 days within 20% of 1 day. With `--repea
 server starts every page with the last sample of the page before, so every page is checked against the
 staged pages' keys (the cost of the cross-page duplicate rejects).
 
+Then the same day as whole processes, as an operator sees it, against the simulator in a process of its own
+(`ace-etl simulator`): (c) a plain download in a fresh Python process (httpx paging the same pages, bodies
+discarded) and (d) `ace-etl run --no-transform` (interpreter start, imports, points and site lookups,
+extract, weather). Each is timed, its CPU time (user and system, every core) and peak RSS taken by a small parent process
+of its own. The request
+budget is lifted (ACE_ETL_MAX_REQUESTS_PER_MINUTE) so that pacing is not what is measured. Target: d/c <= 2.
+
     .venv/bin/python benchmarks/extract.py [--points 2000] [--interval 60] [--days 4] [--repeat-across-pages]
 """
 
@@ -17,29 +24,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import httpx
 
 SITE = "bench-site"
 START = datetime(2024, 1, 1, tzinfo=UTC)
 PAGE_SIZE = 100_000
 API_KEY = "demo"
+# The console script an operator runs, beside this interpreter.
+ACE_ETL = str(Path(sys.executable).with_name("ace-etl"))
 
 
 def plain_download(url: str, start: datetime, end: datetime) -> tuple[int, int, float]:
-    """(pages, bytes, seconds) for fetching every page and throwing the body away."""
-    from extract.client import format_time, site_path
+    """(pages, bytes, seconds) for fetching every page and throwing the body away. Imports httpx only, as
+    a bare client would (it also runs as a whole process of its own: `--download`)."""
+    import httpx
 
     params: dict[str, str | int] = {
-        "start_time": format_time(start),
-        "end_time": format_time(end),
+        "start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end_time": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "page_size": PAGE_SIZE,
         "raw_data": "true",
     }
@@ -49,7 +60,7 @@ def plain_download(url: str, start: datetime, end: datetime) -> tuple[int, int, 
         cursor = None
         while True:
             response = http.get(
-                site_path(SITE, "timeseries", "paginated"),
+                f"/sites/{SITE}/timeseries/paginated",
                 params=params | ({"cursor": cursor} if cursor else {}),
             )
             response.raise_for_status()
@@ -123,7 +134,94 @@ def full_extract(
     return stats
 
 
+def measured(command: Sequence[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Wall time and peak RSS of `command` as a whole process. A small parent of its own (`--measure`) runs
+    it: Linux's `ru_maxrss` of a child starts from its parent's peak, and ours holds the simulator's pages."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", *command],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    stats: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return stats
+
+
+def measure(command: Sequence[str]) -> None:
+    """The `--measure` parent: run `command` (its output discarded), print its wall time, CPU time (user and
+    system, on every core: what a loaded machine cannot hide) and peak RSS."""
+    began = time.perf_counter()
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command[:3])}... exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": usage.ru_maxrss / 1024}))
+
+
+@contextmanager
+def simulator_process(args: argparse.Namespace) -> Iterator[str]:
+    """`ace-etl simulator` serving the benchmark's site in a process of its own; yields its URL."""
+    command = [
+        ACE_ETL, "simulator", "--sites", SITE, "--points", str(args.points),
+        "--interval", str(args.interval), "--configured-fraction", "0.8", "--api-key", API_KEY,
+    ]  # fmt: skip
+    if args.repeat_across_pages:
+        command.append("--repeat-across-pages")
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        if "ready:" not in ready:
+            raise SystemExit(f"the simulator did not start: {ready!r}")
+        yield ready.split("ready:", 1)[1].split()[0]
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def whole_processes(args: argparse.Namespace) -> None:
+    one_day = START + timedelta(days=1)
+    with simulator_process(args) as url, tempfile.TemporaryDirectory(prefix="ace-etl-bench-") as scratch:
+        env = {
+            **os.environ,
+            "ACEIOT_API_URL": url,
+            "ACEIOT_API_KEY": API_KEY,
+            "ACE_ETL_MAX_REQUESTS_PER_MINUTE": "1000000",
+        }
+        download = [sys.executable, __file__, "--download", url, START.isoformat(), one_day.isoformat()]
+        downloads, runs = [], []
+        for attempt in range(args.repeat):
+            downloads.append(measured(download))
+            run = [
+                ACE_ETL, "run", "--site", SITE, "--start", START.isoformat(),
+                "--end", one_day.isoformat(), "--no-transform", "--data-dir", f"{scratch}/data-{attempt}",
+            ]  # fmt: skip
+            runs.append(measured(run, env))
+    plain = min(downloads, key=lambda m: m["seconds"])
+    run = min(runs, key=lambda m: m["seconds"])
+    print(f"whole processes, best of {args.repeat} alternating runs each, simulator in its own process")
+    for label, m in (("(c) plain download process:    ", plain), ("(d) ace-etl run --no-transform:", run)):
+        print(
+            f"{label} {m['seconds']:.2f} s, CPU {m['cpu_seconds']:.2f} s, peak RSS {m['peak_rss_mb']:.0f} MB"
+        )
+    print(
+        f"d/c = {run['seconds'] / plain['seconds']:.2f} (target <= 2); "
+        f"CPU d/c = {run['cpu_seconds'] / plain['cpu_seconds']:.2f}"
+    )
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--measure"]:
+        measure(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["--download"]:
+        url, start, end = sys.argv[2:5]
+        pages, size, seconds = plain_download(url, datetime.fromisoformat(start), datetime.fromisoformat(end))
+        print(json.dumps({"pages": pages, "bytes": size, "seconds": seconds}))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -132,6 +230,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=4, help="length of the memory-growth run (0 skips it)")
     parser.add_argument(
         "--repeat", type=int, default=3, help="alternating runs of (a) and (b); the best counts"
+    )
+    parser.add_argument(
+        "--only-whole-process", action="store_true", help="skip the in-process figures and the memory runs"
     )
     parser.add_argument(
         "--repeat-across-pages",
@@ -148,6 +249,12 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
+    if not args.only_whole_process:
+        in_process(args)
+    whole_processes(args)
+
+
+def in_process(args: argparse.Namespace) -> None:
 
     from ace_etl.simulator import Faults, Simulator, SimulatorConfig
 

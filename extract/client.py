@@ -49,11 +49,15 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-# stamina's default hook logs a bare `stamina.retry_scheduled` line per retry; our hook below logs one
-# readable line instead (what, why, the wait).
-stamina.instrumentation.set_on_retry_hooks([])
-
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+
+
+def use_own_retry_log() -> None:
+    """Drop stamina's default retry hooks (a bare `stamina.retry_scheduled` line per retry, a Prometheus
+    counter): the client logs one readable line itself (what, why, the wait). They are process-wide, so the
+    applications call this where they start (the CLI, the flows), not the library on import."""
+    stamina.instrumentation.set_on_retry_hooks([])
+
 
 # Retrying these cannot help, whatever a policy's retry_statuses say.
 _NEVER_RETRIED = frozenset({400, 401, 403, 404})

@@ -39,8 +39,6 @@ from extract.windows import Window, compact_time
 
 # Gaps closer than this are fetched as one range: a request costs more than a few extra samples.
 MERGE_WITHIN = timedelta(hours=1)
-# A gap re-checked this many times with nothing found is "confirmed": the API does not have the data.
-CONFIRMED_AFTER = 3
 # Wait before re-checking a gap that a check did not fill: doubles per check, up to a week.
 FIRST_RECHECK = timedelta(hours=1)
 MAX_RECHECK = timedelta(days=7)

@@ -42,7 +42,6 @@ ATTEMPT_KEY = "ace_etl.attempt"
 log = logging.getLogger(__name__)
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_MAX_KEY = 64
 
 
 class LakeError(AceEtlError):

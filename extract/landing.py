@@ -16,6 +16,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from datetime import date
+from typing import Any
 from urllib.parse import unquote
 
 import polars as pl
@@ -44,10 +45,8 @@ LANDING_DIRS = (TIMESERIES, REJECTS, WEATHER, POINTS, SITES, RUNS, SELECTIONS, G
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _TIME = r"\d{8}T\d{6}(?:\.\d{6})?Z"
-# `<start>_<end>[_<attempt>][_p<page>].parquet`; files of the first release had neither attempt nor page
-# marker for selections, and no attempt for pages: they still parse, so a re-extraction replaces them.
-# Heal patches add `_h<id>` to the attempt's name.
-_WINDOW_FILE = re.compile(rf"^({_TIME})_({_TIME})(?:_([0-9A-Za-z]+))?(?:_(?:p\d+|h[0-9a-f]+))?\.parquet$")
+# `<start>_<end>_<attempt>[_p<page>].parquet` (a selection has no page); heal patches add `_h<id>`.
+_WINDOW_FILE = re.compile(rf"^({_TIME})_({_TIME})_[0-9A-Za-z]+(?:_(?:p\d+|h[0-9a-f]+))?\.parquet$")
 # Folder and file names stay far below the usual 255-byte limit, whatever the site is called.
 _MAX_ENCODED = 120
 
@@ -229,8 +228,13 @@ class StagedKeys:
                 pl.col("last_time") >= page["first_time"],
             )
             keys = rows.select(KEY)
+            # Only keys inside both ranges can meet: with a server paging in key order that is the one point
+            # at the pages' border, so the join is small however large the pages.
             found += [
-                self._read(path).join(keys, on=list(KEY), how="semi") for path in near.get_column("path")
+                self._read(file["path"])
+                .filter(_within(page))
+                .join(keys.filter(_within(file)), on=list(KEY), how="semi")
+                for file in near.iter_rows(named=True)
             ]
         return pl.concat(found).unique()
 
@@ -247,6 +251,14 @@ _RANGES = pl.Schema(
         "last_time": schemas.UTC_US,
     }
 )
+
+
+def _within(ranges: dict[str, Any]) -> pl.Expr:
+    """The rows whose key lies within a `_RANGES` row's ranges."""
+    point, time = pl.col("point_name"), pl.col("timestamp")
+    return point.is_between(pl.lit(ranges["first_point"]), pl.lit(ranges["last_point"])) & time.is_between(
+        pl.lit(ranges["first_time"], schemas.UTC_US), pl.lit(ranges["last_time"], schemas.UTC_US)
+    )
 
 
 def _key_ranges(paths: list[str], rows: pl.DataFrame) -> pl.DataFrame:

@@ -83,12 +83,6 @@ def _cut(start: datetime, end: datetime, step: timedelta) -> Iterator[Window]:
         start = stop
 
 
-def previous_utc_day(now: datetime) -> Window:
-    """The full UTC day before `now`."""
-    today = as_utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    return Window(today - timedelta(days=1), today)
-
-
 DEFAULT_LOOKBACK_DAYS = 7
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from uuid import UUID
 
 from prefect.automations import Automation
-from prefect.blocks.core import Block
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.events import emit_event
@@ -161,17 +160,17 @@ def _webhook_block(url: str) -> UUID:
 
 
 def _saved_block(name: str) -> UUID:
-    loaded: Any
-    try:
-        loaded = Block.load(name)  # sync here: not in an event loop
-    except (ValueError, ObjectNotFound):
-        loaded = None
-    if loaded is None or loaded._block_document_id is None:
-        raise ConfigError(
-            f"no notification block {name!r} on this Prefect server: give it as <type>/<name> "
-            "(e.g. slack-webhook/ops, see `prefect block ls`), or use --alert-webhook URL"
-        )
-    return loaded._block_document_id
+    block_type, _, block_name = name.partition("/")
+    if block_type and block_name:
+        with get_client(sync_client=True) as client:
+            try:
+                return client.read_block_document_by_name(block_name, block_type, include_secrets=False).id
+            except ObjectNotFound:
+                pass
+    raise ConfigError(
+        f"no notification block {name!r} on this Prefect server: give it as <type>/<name> "
+        "(e.g. slack-webhook/ops, see `prefect block ls`), or use --alert-webhook URL"
+    )
 
 
 def _replace(automation: Automation) -> None:

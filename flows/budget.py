@@ -29,6 +29,7 @@ from extract import cancel
 from extract.budget import key_id
 from extract.errors import ConfigError
 from extract.ratelimit import Announcer, Rate
+from flows.compat import ConcurrencySlotAcquisitionError
 
 # How stale a worker's view of the shared pause may be: one variable read per second per process.
 PAUSE_POLL_S = 1.0
@@ -60,6 +61,15 @@ def setup_budget(api_url: str, api_key: str, requests_per_minute: float) -> str:
     return name
 
 
+def _limit_exists(name: str) -> bool:
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            return False
+    return True
+
+
 class PrefectBudget:
     """The client's limiter when flows share one budget through the Prefect server."""
 
@@ -83,8 +93,9 @@ class PrefectBudget:
             cancel.sleep(min(wait, PAUSE_POLL_S))
         try:
             rate_limit(self.name, strict=True)
-        except Exception as exc:
-            if "not found" in str(exc).lower() or type(exc).__name__ == "ConcurrencySlotAcquisitionError":
+        except ConcurrencySlotAcquisitionError:
+            # Also raised when the server refused the request: only a limit that is not there is ours to name.
+            if not _limit_exists(self.name):
                 raise ConfigError(
                     f"no Prefect concurrency limit {self.name!r} for this API key: run `ace-etl prefect-setup`"
                 ) from None

@@ -35,7 +35,7 @@ from ace_etl.report import gaps_by_site, outcome, summarize, to_markdown, weathe
 from ace_etl.transform import warehouse_file
 from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
-from extract.client import AceClient
+from extract.client import AceClient, use_own_retry_log
 from extract.config import Settings
 from extract.errors import AceEtlError
 from extract.heal import HealResult
@@ -83,6 +83,8 @@ class _OneLinePerFailure(logging.Filter):
 
 for _engine in ("prefect.task_runs", "prefect.flow_runs"):
     logging.getLogger(_engine).addFilter(_OneLinePerFailure())
+# Where the flows' processes start (a worker, a Dask worker unpickling a task): one retry line, ours.
+use_own_retry_log()
 
 
 def _runner() -> TaskRunner[Any]:

@@ -10,6 +10,8 @@ import json
 import logging
 import math
 import sqlite3
+import subprocess
+import sys
 import time
 import tracemalloc
 import zlib
@@ -562,3 +564,14 @@ def test_the_retry_after_cap_is_a_setting(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("ACE_ETL_MAX_RETRY_AFTER", "-1")
     with pytest.raises(ValidationError, match="ACE_ETL_MAX_RETRY_AFTER"):
         Settings()
+
+
+def test_importing_the_client_leaves_stamina_s_process_wide_hooks_alone() -> None:
+    # A fresh interpreter: this one's hooks may have been changed by a CLI test before.
+    probe = (
+        "import stamina.instrumentation as i; default = i.get_on_retry_hooks(); import extract.client as c; "
+        "assert i.get_on_retry_hooks() == default != (); c.use_own_retry_log(); print(i.get_on_retry_hooks())"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "()"

@@ -24,12 +24,13 @@ import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples, site_points
 from extract import lake, schemas
+from extract.attempt import run_window
 from extract.checkpoint import load_checkpoints
-from extract.client import AceClient
+from extract.client import AceClient, RequestStats
 from extract.errors import AuthError
 from extract.heal import Gap, heal_site
-from extract.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, points_path
-from extract.lease import SiteLease
+from extract.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, lease_path, points_path
+from extract.lease import LeaseLostError, SiteLease
 from extract.pipeline import RunResult, extract_window, resolve_selector, run_extract
 from extract.points import PointSelector
 from extract.retry import RetryPolicy
@@ -633,3 +634,53 @@ def test_each_window_attempt_is_one_delta_commit_even_when_the_run_dies_right_af
     assert [w.status for w in resumed.windows] == ["skipped"] * 2
     assert lake.version(storage, TIMESERIES) == 1
     assert landed_rows(storage).equals(expected(BASE)[0])
+
+
+class _LeaseStoreFails(LocalStorage):
+    """A real data dir whose lease file stops taking writes once `broken` is set (a full disk, an object
+    store gone): the heartbeat's renewal raises at the storage boundary, every other write still works."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.broken = False
+
+    def write_if(self, rel_path: str, data: bytes, version: str | None) -> str | None:
+        if self.broken and rel_path == lease_path(SITE):
+            raise OSError(28, "No space left on device", str(self.root / rel_path))
+        return super().write_if(rel_path, data, version)
+
+
+def test_a_window_whose_lease_cannot_be_renewed_stops_before_its_commit(tmp_path: Path) -> None:
+    storage = _LeaseStoreFails(tmp_path / "data")
+    window = split_windows(START, END, WINDOW_HOURS)[0]
+    configured = [
+        p.name
+        for p in site_points(SITE, BASE.points, BASE.interval, BASE.configured_fraction)
+        if p.configured
+    ]
+    lease = SiteLease(storage, SITE, "run-1", ttl_s=0.3)
+
+    def break_the_store_after_the_first_page(site: str, _w: Window, number: int, _fetched: int) -> None:
+        if number != 0:
+            return
+        storage.broken = True
+        deadline = time.monotonic() + 120  # until the heartbeat has tried (every ttl/3) and failed
+        while time.monotonic() < deadline:
+            try:
+                lease.check()
+            except LeaseLostError:
+                return
+            time.sleep(0.02)
+        pytest.fail("the heartbeat never reported the failed renewal")
+
+    with serving(BASE) as (_, client), lease, pytest.raises(LeaseLostError) as lost:
+        run_window(
+            client, storage, lease, window, PointSelector.from_list(configured),
+            page_size=PAGE_SIZE, force=False, stats=RequestStats(), on_page=break_the_store_after_the_first_page,
+        )  # fmt: skip
+    assert "cannot renew" in str(lost.value) and "No space left on device" in str(lost.value)
+    (checkpoint,) = load_checkpoints(storage, SITE, window)
+    assert (
+        checkpoint.state == "landing" and checkpoint.next_page == 1
+    )  # the second page was fetched, never staged
+    assert lake.version(storage, TIMESERIES) is None  # nothing committed, so nothing reads as complete

@@ -546,8 +546,11 @@ def test_alerts_for_a_failed_run_and_for_data_quality_are_set_up_by_one_command(
     assert_links_to_a_flow_run(alert)
     assert len([m for m in receiver.received if "a run failed" in m]) == 1  # one automation, not two
 
-    bad = CliRunner().invoke(app, ["prefect-setup", "--alert-block", "slack-webhook/missing"])
-    assert bad.exit_code == 2 and "no notification block 'slack-webhook/missing'" in bad.output
+    saved = CliRunner().invoke(app, ["prefect-setup", "--alert-block", "custom-webhook/ace-etl-alerts"])
+    assert saved.exit_code == 0, saved.output  # the block the webhook setup saved, found by its name
+    for missing in ("slack-webhook/missing", "no-type"):
+        bad = CliRunner().invoke(app, ["prefect-setup", "--alert-block", missing])
+        assert bad.exit_code == 2 and f"no notification block {missing!r}" in bad.output
     bad = CliRunner().invoke(
         app, ["prefect-setup", "--alert-webhook", receiver.url, "--ui-url", "prefect-host"]
     )

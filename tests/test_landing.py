@@ -20,6 +20,7 @@ from extract.landing import (
     encode_site,
     file_window,
     rejects_path,
+    selection_path,
     split_by_date,
     staged,
     staging_dir,
@@ -32,7 +33,7 @@ from extract.metrics import RUNS_SCHEMA, WindowResult, runs_frame
 from extract.parse import normalize_samples
 from extract.points import PointSelector
 from extract.storage import LocalStorage, open_storage
-from extract.windows import Window, lookback_range, previous_utc_day, resolve_range, split_windows
+from extract.windows import Window, lookback_range, resolve_range, split_windows
 
 WINDOW = Window(datetime(2024, 3, 1, 12, tzinfo=UTC), datetime(2024, 3, 2, 12, tzinfo=UTC))
 
@@ -80,13 +81,12 @@ def test_paths_follow_the_hive_layout() -> None:
     )
     assert rejects_path("s", WINDOW, "a", 0).startswith("landing/rejects/site_name=s/date=2024-03-01/")
     assert file_window(timeseries_path("s", date(2024, 3, 2), WINDOW, "0123456789ab", 3)) == WINDOW
-    assert (
-        file_window(
-            "landing/timeseries/site_name=s/date=2024-03-01/20240301T120000Z_20240302T120000Z_p000003.parquet"
-        )
-        == WINDOW
-    )
-    assert file_window("landing/timeseries/site_name=s/date=2024-03-01/copy.parquet") is None
+    assert file_window(selection_path("s", WINDOW, "0123456789ab")) == WINDOW
+    folder = "landing/rejects/site_name=s/date=2024-03-01"
+    assert file_window(f"{folder}/{WINDOW.key}_0123456789ab_h00ff.parquet") == WINDOW
+    # A name without its attempt is no file of a window: nothing writes one.
+    for name in (f"{WINDOW.key}.parquet", "copy.parquet"):
+        assert file_window(f"{folder}/{name}") is None
 
 
 def test_storage_refuses_paths_outside_its_root(tmp_path: Path) -> None:
@@ -301,11 +301,6 @@ def test_a_killed_process_not_yet_reaped_is_not_alive() -> None:
     finally:
         child.kill()
         child.wait()
-
-
-def test_previous_utc_day() -> None:
-    day = previous_utc_day(datetime(2024, 3, 1, 0, 30, tzinfo=UTC))
-    assert (day.start, day.end) == (datetime(2024, 2, 29, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
 
 
 def test_window_result_mirrors_the_runs_schema() -> None:

@@ -1,0 +1,55 @@
+"""What we rely on in DuckDB and dbt-duckdb that they do not offer as a public API, in one place.
+
+Each shim names the version it was checked against; tests/test_compat.py exercises each against the
+installed library and fails when it changes. Prefect's are in `flows.compat` (a run outside Prefect never
+imports it).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+# DuckDB raises a plain IOException or CatalogException for these, with no code or errno: only the message
+# tells a lock held by another process from a file that is not a database, or names the missing table.
+DUCKDB_CHECKED = "2.0.1"
+_LOCKED = re.compile(
+    r"Could not set lock on file\b(?:.*?Conflicting lock is held in (.*?)(?:\. See also|$))?"
+)
+_NOT_A_DATABASE = "not a valid DuckDB database"
+_NO_TABLE = re.compile(r"Table with name (\S+) does not exist")
+
+# dbt-duckdb keeps its DuckDB instance in `DuckDBConnectionManager._ENV` and has no call that closes it.
+DBT_DUCKDB_CHECKED = "1.11.1"
+
+
+def duckdb_lock_holder(message: str) -> str | None:
+    """When DuckDB's error `message` says another process holds the database file's lock: the holder as
+    DuckDB names it (program and PID; empty when it does not say), else None."""
+    match = _LOCKED.search(message)
+    if match is None:
+        return None
+    return (match.group(1) or "").strip()
+
+
+def duckdb_not_a_database(message: str) -> bool:
+    """Whether DuckDB's error `message` says the file it was asked to open is not a DuckDB database."""
+    return _NOT_A_DATABASE in message
+
+
+def duckdb_missing_table(message: str) -> str | None:
+    """The table DuckDB's error `message` says does not exist, if it says so."""
+    match = _NO_TABLE.search(message)
+    return match.group(1) if match else None
+
+
+def close_dbt_duckdb() -> None:
+    """Close the DuckDB instance dbt-duckdb keeps open in this process after a run, if dbt ran here."""
+    if "dbt.adapters.duckdb.connections" not in sys.modules:
+        return  # dbt never ran here
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    environment = DuckDBConnectionManager._ENV
+    DuckDBConnectionManager.close_all_connections()
+    if environment is not None:
+        environment.close()

@@ -1,0 +1,80 @@
+"""The shims over DuckDB's and dbt-duckdb's non-public behaviour, checked against the installed versions:
+each test fails when the library changes what its shim relies on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ace_etl import compat
+
+HOLD_LOCK = """
+import sys, duckdb
+connection = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _error(open_or_query: object) -> str:
+    with pytest.raises(duckdb.Error) as raised:
+        assert callable(open_or_query)
+        open_or_query()
+    return str(raised.value)
+
+
+def test_duckdb_says_which_process_holds_a_database_lock(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(database)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        message = _error(lambda: duckdb.connect(str(database), read_only=True))
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait()
+    found = compat.duckdb_lock_holder(message)
+    assert found is not None and f"PID {holder.pid}" in found, (
+        f"DuckDB {duckdb.__version__} words a held lock differently than {compat.DUCKDB_CHECKED}: {message}"
+    )
+    assert "See also" not in found
+    assert compat.duckdb_lock_holder("IO Error: Cannot open file: No such file or directory") is None
+
+
+def test_duckdb_says_a_file_is_not_a_database(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.duckdb"
+    junk.write_bytes(b"not a database at all" * 400)
+    message = _error(lambda: duckdb.connect(str(junk), read_only=True))
+    assert compat.duckdb_not_a_database(message), (
+        f"DuckDB {duckdb.__version__} (checked {compat.DUCKDB_CHECKED}): {message}"
+    )
+    assert compat.duckdb_lock_holder(message) is None
+
+
+def test_duckdb_names_a_missing_table() -> None:
+    with duckdb.connect() as connection:
+        message = _error(lambda: connection.execute("select * from main.daily_rollup"))
+    assert compat.duckdb_missing_table(message) == "daily_rollup", (
+        f"DuckDB {duckdb.__version__} (checked {compat.DUCKDB_CHECKED}): {message}"
+    )
+    assert compat.duckdb_missing_table("Catalog Error: Schema with name x does not exist!") is None
+
+
+def test_dbt_duckdb_keeps_its_instance_where_the_shim_closes_it() -> None:
+    # Behaviour is covered where dbt runs in this process (tests/test_dbt_by_hand.py reads the file dbt
+    # built right after `release_dbt_database`); this names the cause when dbt-duckdb moves it.
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    assert "_ENV" in vars(DuckDBConnectionManager), (
+        f"dbt-duckdb moved its DuckDB instance since {compat.DBT_DUCKDB_CHECKED}: see ace_etl.compat"
+    )
+    assert callable(DuckDBConnectionManager.close_all_connections)
