@@ -80,3 +80,10 @@ def assert_waits_until_cancelled(acquire: Callable[[], object], *, look: float) 
     finally:
         cancel.reset()
     assert [type(e) for e in outcome] == [cancel.CancelledError]
+
+
+def warehouse_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of `sql` on the published warehouse of `data_dir`, read-only and in UTC, as an analyst reads it."""
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        return con.execute(sql).fetchall()

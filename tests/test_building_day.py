@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -18,6 +17,7 @@ from ace_etl.simulator import Simulator, SimulatorConfig
 from ace_etl.transform import build_warehouse
 from tests.clihelp import ace_etl, expected_rows
 from tests.landing_factory import samples, write_runs, write_timeseries, write_weather
+from tests.support import warehouse_rows as rows
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -46,12 +46,6 @@ CFG = SimulatorConfig(
 
 def env_of(sim: Simulator) -> dict[str, str]:
     return {"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key}
-
-
-def rows(data: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
-        con.execute("set TimeZone = 'UTC'")
-        return con.execute(sql).fetchall()
 
 
 def local_bounds(day: date, zone: ZoneInfo = NEW_YORK) -> tuple[datetime, datetime]:

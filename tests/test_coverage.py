@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from tests.clihelp import ace_etl, expected_rows, landed_rows
+from tests.support import warehouse_rows as rows
 
 SITE = "hq"
 # Reykjavik keeps UTC all year: the site's local days, which these tests count, are UTC days.
@@ -28,12 +28,6 @@ ENABLED = sorted(p.name for p in site_points(SITE, CFG.points, CFG.interval) if 
 
 def env_of(sim: Simulator) -> dict[str, str]:
     return {"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key}
-
-
-def rows(data: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
-        con.execute("set TimeZone = 'UTC'")
-        return con.execute(sql).fetchall()
 
 
 RAW = "select site_name, point_name, timestamp, value, quality from timeseries_raw order by all"

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from tests.clihelp import ace_etl, assert_landed_once, error_line, expected_rows, landed_rows
+from tests.support import warehouse_rows as rows
 
 SITE = "names-site"
 EXOTIC = ("names-site/zone[1]/temp", "names-site/ahu-1/temp ", " lead", "a*b", "what?")
@@ -52,11 +52,6 @@ def heal(sim: Simulator, data: Path) -> int:
         "heal", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", str(data),
         env={"ACEIOT_API_URL": sim.url, "ACEIOT_API_KEY": CFG.api_key},
     ).returncode  # fmt: skip
-
-
-def rows(data: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def test_exotic_api_names_land_exactly_and_their_gaps_are_theirs_until_healed(tmp_path: Path) -> None:

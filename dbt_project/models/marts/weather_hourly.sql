@@ -24,10 +24,7 @@ with readings as (
             metadata->>'$.temp.units', metadata->>'$.temperature.units', metadata->>'$.temperature_units',
             metadata->>'$.units.temperature'
         ) as said_units
-    from (
-        select * replace (try_cast(metadata as json) as metadata)
-        from {{ lake_read('weather', 'changed' if is_incremental() else 'all') }}
-    )
+    from ({{ raw_rows('weather', 'changed' if is_incremental() else 'all') }})
 ),
 
 hours as (
