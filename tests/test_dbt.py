@@ -558,7 +558,7 @@ def test_data_tests_look_at_the_changed_partitions_and_a_full_check_at_every_row
         by_hand.execute("insert into timeseries_hourly select * from timeseries_hourly order by hour limit 1")
     write_timeseries(data_dir, samples(SITE, ["p1"], DAY + timedelta(days=5), 10, collected_at=FIRST), "d6")
     build_warehouse(data_dir)  # nightly: tests day 6 only
-    with pytest.raises(TransformError, match="unique_combination_of_columns_timeseries_hourly"):
+    with pytest.raises(TransformError, match="primary_key_timeseries_hourly"):
         build_warehouse(data_dir, full_check=True)
     # A duplicate sample landed in day 6 (an append of a key the table holds): that partition changed.
     write_timeseries(

@@ -85,7 +85,7 @@ def test_the_transform_flow_tests_every_row_with_full_check(harness: None, tmp_p
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as by_hand:
         by_hand.execute("insert into timeseries_hourly select * from timeseries_hourly limit 1")
     transform(data_dir=tmp_path)  # nothing changed: the tests look at no partition
-    with pytest.raises(TransformError, match="unique_combination_of_columns_timeseries_hourly"):
+    with pytest.raises(TransformError, match="primary_key_timeseries_hourly"):
         transform(data_dir=tmp_path, full_check=True)
 
 
