@@ -354,14 +354,17 @@ def build_warehouse(
 
 
 def dbt_build(
-    data_dir: Path,
+    data_dir: Path | str,
     *,
     full_refresh: bool = False,
     full_check: bool = False,
     select: str | Sequence[str] | None = None,
     time_zones: Mapping[str, str] | None = None,
+    dq_severity: str | None = None,
+    results: list[RunResult] | None = None,
 ) -> list[RunResult]:
-    """Run `dbt build` in this process inside `building(data_dir)`, which publishes the result."""
+    """Run `dbt build` in this process inside `building(data_dir)`, which publishes the result. dbt's run
+    results are returned, and added to `results` when given, for a failed build too."""
     from dbt.cli.main import dbtRunner  # dbt takes seconds to import; `ace-etl --help` should not wait
 
     work = build_dir(data_dir)
@@ -376,7 +379,7 @@ def dbt_build(
         # them costs about a fifth of a small build; the partial-parse file is written regardless.
         "--no-write-json",
         *NIGHTLY_EXCLUDES,
-        *dbt_vars(full_check=full_check, time_zones=time_zones),
+        *dbt_vars(full_check=full_check, dq_severity=dq_severity, time_zones=time_zones),
     ]  # fmt: skip
     if full_refresh:
         args.append("--full-refresh")
@@ -386,10 +389,12 @@ def dbt_build(
         args += ["--select", *LAKE_MODELS, *([select] if isinstance(select, str) else select)]
 
     outcome = dbtRunner().invoke(args)
-    results = list(getattr(outcome.result, "results", []))
+    ran = list(getattr(outcome.result, "results", None) or [])
+    if results is not None:
+        results += ran
     if not outcome.success:
-        raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))
-    return results
+        raise TransformError(failure_message(outcome.exception, ran, work / "logs" / "dbt.log"))
+    return ran
 
 
 def dbt_vars(

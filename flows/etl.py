@@ -175,14 +175,21 @@ def build_with_prefect_dbt(
     full_check: bool = False,
     time_zones: dict[str, str] | None = None,
     limits_file: Path | None = None,
+    node_tasks: bool = False,
 ) -> Path:
-    """`dbt build` through prefect-dbt (one Prefect task per dbt node) into the build database, publish it
-    for analysts (see `ace_etl.transform`), and publish the data-quality artifact and event, and the event
-    of new excursions, for `sites` (None: every site). The tests look at the partitions the build changed,
-    or at every row with `full_check`; `time_zones` override the sites' time zones."""
+    """`dbt build` into the build database (through prefect-dbt, one Prefect task per dbt node, with
+    `node_tasks`), publish it for analysts (see `ace_etl.transform`), and publish the data-quality artifact
+    and event, and the event of new excursions, for `sites` (None: every site). The tests look at the
+    partitions the build changed, or at every row with `full_check`; `time_zones` override the sites' time
+    zones."""
     known = known_ids(warehouse_file(data_dir))
     build = _dbt_build(
-        data_dir, dq_severity, full_check=full_check, time_zones=time_zones, limits_file=limits_file
+        data_dir,
+        dq_severity,
+        full_check=full_check,
+        time_zones=time_zones,
+        limits_file=limits_file,
+        node_tasks=node_tasks,
     )
     if build.error is None:
         _alert_new_excursions(build.warehouse, known, sites)
@@ -203,6 +210,7 @@ def _dbt_build(
     full_check: bool = False,
     time_zones: dict[str, str] | None = None,
     limits_file: Path | None = None,
+    node_tasks: bool = False,
 ) -> _Build:
     """One build; its error is returned, not raised, so that a run publishes one data-quality verdict, for
     its last build, failed or not."""
@@ -217,6 +225,7 @@ def _dbt_build(
             full_check=full_check,
             time_zones=time_zones,
             limits_file=limits_file,
+            node_tasks=node_tasks,
         )
     except TransformError as error:
         # The failing rows of an unpublished build cannot be read: its failing tests count for every site.
@@ -232,9 +241,10 @@ def _run_dbt_build(
     full_check: bool = False,
     time_zones: dict[str, str] | None = None,
     limits_file: Path | None = None,
+    node_tasks: bool = False,
 ) -> Path:
-    """`dbt build` through prefect-dbt into the build database and publish it for analysts (see
-    `ace_etl.transform`); dbt's run results go into `results`, for failed builds too."""
+    """`dbt build` into the build database and publish it for analysts (see `ace_etl.transform`), through
+    prefect-dbt with `node_tasks`; dbt's run results go into `results`, for failed builds too."""
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     from ace_etl.transform import (
@@ -243,12 +253,24 @@ def _run_dbt_build(
         TransformError,
         build_dir,
         building,
+        dbt_build,
         dbt_vars,
         failure_message,
         warehouse_file,
     )
 
     with building(data_dir, limits_file):
+        if not node_tasks:
+            # One step: a task per node costs about twice the build itself in API calls (measured on a
+            # small build), which the live runs every five minutes would pay for nothing.
+            dbt_build(
+                data_dir,
+                full_check=full_check,
+                time_zones=time_zones,
+                dq_severity=dq_severity,
+                results=results,
+            )
+            return warehouse_file(data_dir)
         work = build_dir(data_dir)
         settings = PrefectDbtSettings(
             project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=work / "target"
@@ -493,14 +515,22 @@ def _etl(params: EtlParams) -> list[WindowResult]:
         data_dir = _settings(params)[0].data_dir
         known = known_ids(warehouse_file(data_dir))
         build = _dbt_build(
-            data_dir, params.dq_severity, time_zones=time_zones, limits_file=params.limits_file
+            data_dir,
+            params.dq_severity,
+            time_zones=time_zones,
+            limits_file=params.limits_file,
+            node_tasks=params.dbt_node_tasks,
         )
         healing = params.heal and not params.live and not failures and build.error is None
         # Rebuild for what healing landed; when it landed nothing, the first build stands.
         healed = healing and any(r.samples for r in heal_task(params, span, time_zones))
         if healed:
             build = _dbt_build(
-                data_dir, params.dq_severity, time_zones=time_zones, limits_file=params.limits_file
+                data_dir,
+                params.dq_severity,
+                time_zones=time_zones,
+                limits_file=params.limits_file,
+                node_tasks=params.dbt_node_tasks,
             )
         # One data-quality verdict per run; an alert only when the run fetched something.
         fetched = any(r.status != "skipped" and r.api_requests for r in results)
@@ -615,6 +645,7 @@ def heal(params: EtlParams) -> list[HealResult]:
             params.sites,
             time_zones=time_zones,
             limits_file=params.limits_file,
+            node_tasks=params.dbt_node_tasks,
         )
     return results
 
@@ -632,6 +663,7 @@ def transform(params: TransformParams) -> str:
             full_check=params.full_check,
             time_zones=params.site_time_zones(),
             limits_file=params.limits_file,
+            node_tasks=params.dbt_node_tasks,
         )
     )
 

@@ -96,7 +96,8 @@ def test_data_quality_alerts_once_for_the_sites_a_run_built_and_heal_that_lands_
         assert setup.exit_code == 0, setup.output
         params = {"start": START, "end": END, "page_size": 500, "data_dir": tmp_path}
         # heal (on by default) asks the API for the gap's range: nothing there, so nothing to rebuild
-        first = flow_run_of(daily_etl(sites=[gappy_site], **params, return_state=True))
+        # the daily deployment's dbt_node_tasks: each dbt node a task of the run
+        first = flow_run_of(daily_etl(sites=[gappy_site], **params, dbt_node_tasks=True, return_state=True))
         healthy = flow_run_of(daily_etl(sites=[healthy_site], **params, return_state=True))
         # every window complete, the gap checked a moment ago: this run changes nothing, so it does not alert
         unchanged = flow_run_of(daily_etl(sites=[gappy_site], **params, return_state=True))
@@ -154,6 +155,10 @@ def test_live_runs_are_named_and_keyed_apart_and_alert_when_their_problems_chang
             daily_etl(**params, as_of=datetime(2024, 6, 2, 12, tzinfo=UTC), force=True, return_state=True)
         )
     assert all(str(r.name).startswith("live-") for r in live) and str(daily.name).startswith("daily-")
+    # the live deployment builds in one step: no task per dbt node every five minutes
+    assert not any(name.startswith(("model ", "test ")) for name in task_run_names(live[0])), task_run_names(
+        live[0]
+    )
     for run in live:
         ((summary, _),) = run_artifacts(run, "ace-etl-live-run-summary")
         assert summary.splitlines()[0] == "# ace-etl live run: completed with warnings", summary
