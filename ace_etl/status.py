@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ace_etl.transform import WarehouseError, reading, warehouse_file
+from ace_etl.transform import reading, warehouse_file
 from extract import lake
 from extract.checkpoint import Checkpoint
+from extract.errors import WarehouseError
 from extract.landing import CHECKPOINTS, RUNS, TIMESERIES
 from extract.quarantine import quarantined
 from extract.storage import Storage, open_storage

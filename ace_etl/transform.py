@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ace_etl import compat
 from extract import cancel
-from extract.errors import AceEtlError, ConfigError
+from extract.errors import ConfigError, TransformError, WarehouseError
 from extract.landing import GAP_CHECKS, POINTS, REJECTS, RUNS, SELECTIONS, SITES
 from extract.quarantine import set_aside_unreadable
 from extract.storage import (
@@ -43,14 +43,6 @@ if TYPE_CHECKING:
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 WAREHOUSE_FILE = "warehouse.duckdb"
-
-
-class TransformError(AceEtlError):
-    """dbt could not build the warehouse; the published warehouse is left as it was."""
-
-
-class WarehouseError(AceEtlError):
-    """The published warehouse cannot be read: locked by a writer, not a DuckDB file, or without a table."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from extract import lake, retention
-from extract.errors import AceEtlError, ConfigError
+from extract.errors import AceEtlError, ConfigError, WarehouseError
 from extract.landing import TIMESERIES, WEATHER
 from extract.storage import open_storage
 
@@ -38,7 +38,7 @@ class Vacuumed:
 def published(data_dir: Path | str) -> dict[str, Published]:
     """Per dataset, the Delta version the published warehouse's build read and the files it lists; empty
     when nothing is published yet. Raises WarehouseError when it cannot be read."""
-    from ace_etl.transform import WarehouseError, reading, warehouse_file
+    from ace_etl.transform import reading, warehouse_file
 
     warehouse = warehouse_file(data_dir)
     if not warehouse.exists():

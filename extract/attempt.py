@@ -30,7 +30,7 @@ import polars as pl
 from extract import lake, schemas
 from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
-from extract.errors import AceEtlError, CursorError
+from extract.errors import CursorError, DamagedStateError
 from extract.landing import (
     CHECKPOINTS,
     LANDING_DIRS,
@@ -61,10 +61,6 @@ MAX_CURSOR_RESTARTS = 3
 
 # Progress callback: (site, window, page number, samples fetched in that page).
 OnPage = Callable[[str, Window, int, int], None]
-
-
-class DamagedStateError(AceEtlError):
-    """A checkpoint's files are gone; the checkpoint was set aside and the window is fetched again."""
 
 
 @dataclass(frozen=True)

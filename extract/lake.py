@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from extract import schemas
-from extract.errors import AceEtlError, ConfigError
+from extract.errors import ConfigError, LakeError
 from extract.storage import Storage, is_object_store
 
 # Partition columns: in the log and the paths only.
@@ -42,10 +42,6 @@ ATTEMPT_KEY = "ace_etl.attempt"
 log = logging.getLogger(__name__)
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-class LakeError(AceEtlError):
-    """A Delta table of the landing could not be read or written."""
 
 
 def site_key(site: str) -> str:

@@ -37,7 +37,7 @@ from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
 from extract.client import AceClient, use_own_retry_log
 from extract.config import Settings
-from extract.errors import AceEtlError
+from extract.errors import AceEtlError, TransformError
 from extract.heal import HealResult
 from extract.metrics import WindowResult
 from extract.pipeline import (
@@ -206,7 +206,7 @@ def _dbt_build(
 ) -> _Build:
     """One build; its error is returned, not raised, so that a run publishes one data-quality verdict, for
     its last build, failed or not."""
-    from ace_etl.transform import TransformError, warehouse_file
+    from ace_etl.transform import warehouse_file
 
     results: list[Any] = []
     try:
@@ -240,7 +240,6 @@ def _run_dbt_build(
     from ace_etl.transform import (
         DBT_PROJECT_DIR,
         NIGHTLY_EXCLUDES,
-        TransformError,
         build_dir,
         building,
         dbt_vars,

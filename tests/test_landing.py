@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from extract.errors import ConfigError
+from extract.errors import ConfigError, LeaseLostError
 from extract.landing import (
     REJECTS,
     TIMESERIES,
@@ -28,7 +28,7 @@ from extract.landing import (
     window_files,
     write_page,
 )
-from extract.lease import LeaseLostError, SiteLease
+from extract.lease import SiteLease
 from extract.metrics import RUNS_SCHEMA, WindowResult, runs_frame
 from extract.parse import normalize_samples
 from extract.points import PointSelector
