@@ -15,10 +15,11 @@ from rich.table import Table
 from ace_etl.transform import reading, warehouse_file
 from extract import lake
 from extract.checkpoint import Checkpoint
+from extract.datadir import open_storage
 from extract.errors import WarehouseError
 from extract.landing import CHECKPOINTS, RUNS, TIMESERIES
 from extract.quarantine import quarantined
-from extract.storage import Storage, open_storage
+from extract.storage import Storage
 
 DAMAGED = "damaged"
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from ace_etl import compat
 from extract import cancel
+from extract.datadir import open_storage
 from extract.errors import ConfigError, TransformError, WarehouseError
 from extract.landing import GAP_CHECKS, POINTS, REJECTS, RUNS, SELECTIONS, SITES
 from extract.quarantine import set_aside_unreadable
@@ -33,7 +34,6 @@ from extract.storage import (
     is_object_store,
     local_dir,
     normalize_location,
-    open_storage,
     remove_abandoned,
 )
 

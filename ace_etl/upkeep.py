@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from extract import lake, retention
+from extract.datadir import open_storage
 from extract.errors import AceEtlError, ConfigError, WarehouseError
 from extract.landing import TIMESERIES, WEATHER
-from extract.storage import open_storage
 
 TABLES = {"timeseries": TIMESERIES, "weather": WEATHER}
 

@@ -37,6 +37,7 @@ from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
 from extract.client import AceClient, use_own_retry_log
 from extract.config import Settings
+from extract.datadir import open_storage
 from extract.errors import AceEtlError, TransformError
 from extract.heal import HealResult
 from extract.metrics import WindowResult
@@ -52,7 +53,7 @@ from extract.pipeline import (
 )
 from extract.points import PointSelector
 from extract.scheduler import schedule
-from extract.storage import Storage, open_storage
+from extract.storage import Storage
 from extract.windows import Window, live_windows, split_windows
 from flows.alerts import emit_data_quality, emit_excursions
 from flows.budget import PrefectBudget, limit_name

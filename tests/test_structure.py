@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 from extract import errors
@@ -40,3 +41,49 @@ def test_every_error_class_is_in_the_errors_module_and_its_tree() -> None:
         cls = getattr(errors, name)
         depth = cls.__mro__.index(errors.AceEtlError)
         assert f"\n{'  ' * depth}* {name} - " in tree, f"{name} is not drawn at depth {depth}"
+
+
+def _imports() -> dict[str, set[str]]:
+    """What each module imports, anywhere in it (inside functions too): modules of the packages by their
+    dotted names, others by their top-level name."""
+    sources = _sources()
+    found: dict[str, set[str]] = {}
+    for module, path in sources.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                )
+                target = ".".join(part for part in (base, node.module or "") if part)
+                names |= {target, *(f"{target}.{alias.name}" for alias in node.names)}
+        found[module] = {
+            name if name in sources else name.split(".")[0]
+            for name in names
+            if name in sources or name.split(".")[0] not in PACKAGES
+        } - {module}
+    return found
+
+
+def test_no_module_imports_a_layer_above_it() -> None:
+    """extract is a plain library (no Prefect, nothing of the CLI or flows); ace_etl never needs flows."""
+    above = {"extract": ("ace_etl", "flows", "prefect", "prefect_dbt", "prefect_dask"), "ace_etl": ("flows",)}
+    upward = sorted(
+        f"{module} imports {name}"
+        for module, names in _imports().items()
+        for name in names
+        if name.split(".")[0] in above.get(module.split(".")[0], ())
+    )
+    assert upward == []
+
+
+def test_no_import_cycle() -> None:
+    modules = _sources().keys()
+    ours = {module: names & modules for module, names in _imports().items()}
+    try:
+        graphlib.TopologicalSorter(ours).prepare()
+    except graphlib.CycleError as cycle:
+        raise AssertionError(f"import cycle: {' -> '.join(reversed(cycle.args[1]))}") from None

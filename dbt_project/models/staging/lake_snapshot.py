@@ -8,7 +8,8 @@ import os
 import polars as pl
 
 from extract import lake, upgrade
-from extract.storage import is_object_store, normalize_location, open_storage
+from extract.datadir import open_storage
+from extract.storage import is_object_store, normalize_location
 
 TABLES = ("timeseries", "weather")
 
