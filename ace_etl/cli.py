@@ -18,6 +18,8 @@ import typer
 from ace_etl.simulator.cli import simulator
 
 if TYPE_CHECKING:
+    import socket
+
     from ace_etl.upkeep import Vacuumed
 
 app = typer.Typer(
@@ -109,15 +111,20 @@ def _on_interrupt(signum: int, frame: object) -> None:
     receiver, sender = socket.socketpair()
     sender.setblocking(False)
     signal.set_wakeup_fd(sender.fileno())
-    _KEEP.extend((receiver, sender))
-    threading.Thread(target=lambda: (receiver.recv(1), os._exit(130)), daemon=True).start()
+    threading.Thread(target=_quit_on_wakeup, args=(receiver, sender), daemon=True).start()
     timer = threading.Timer(_STOP_GRACE_S, give_up)
     timer.daemon = True
     timer.start()
     raise KeyboardInterrupt
 
 
-_KEEP: list[Any] = []
+def _quit_on_wakeup(receiver: socket.socket, sender: socket.socket) -> None:
+    """Exit at the next signal written to `sender` (the wakeup fd). The thread holds both sockets for the
+    rest of the process: a socket that is collected closes its fd, and the wakeup would be lost."""
+    import os
+
+    receiver.recv(1)
+    os._exit(130)
 
 
 def handles_errors(func: F) -> F:

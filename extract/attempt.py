@@ -220,6 +220,9 @@ def quarantine_checkpoint(storage: Storage, progress: Checkpoint, reason: str) -
         quarantine(storage, path, reason)
 
 
+# The run that last tidied each (data dir, site). Process-wide because a run's windows take the site's lease
+# one by one, in threads or Prefect tasks that share only this process and the run id; keyed by data dir
+# and site (so bounded by the sites), it lets each new run of a long-lived worker tidy once again.
 _TIDIED: dict[tuple[str, str], str] = {}
 
 
