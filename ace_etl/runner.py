@@ -234,6 +234,7 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
 
     from ace_etl.transform import reading, warehouse_file
     from extract.datadir import open_storage
+    from extract.landing import TIMESERIES
 
     path = warehouse_file(data_dir)
     console.print(
@@ -249,7 +250,7 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
             for row in cursor.fetchall():
                 table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row))
             console.print(table)
-    landing = open_storage(data_dir).uri("landing/timeseries")
+    landing = open_storage(data_dir).uri(TIMESERIES)
     console.print(
         "\nOr read the landing's Delta table directly (through its log, never a folder glob), e.g. with Polars:\n"
         f"pl.scan_delta({landing!r}).group_by('site_name').len().collect()",

@@ -16,9 +16,10 @@ from pathlib import Path
 from extract import lake, retention
 from extract.datadir import open_storage
 from extract.errors import AceEtlError, ConfigError, WarehouseError
-from extract.landing import TIMESERIES, WEATHER
+from extract.landing import TABLES as LANDING_TABLES
+from extract.landing import dataset_name
 
-TABLES = {"timeseries": TIMESERIES, "weather": WEATHER}
+TABLES = {dataset_name(table): table for table in LANDING_TABLES}
 
 
 @dataclass(frozen=True)

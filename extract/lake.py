@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from extract import schemas
 from extract.errors import ConfigError, LakeError
+from extract.landing import dataset_name
 from extract.storage import Storage, is_object_store
 
 # Partition columns: in the log and the paths only.
@@ -93,7 +94,7 @@ def _open(uri: str, version: int | None = None) -> Any:
 def _with_partitions(rows: pl.DataFrame, table: str) -> pl.DataFrame:
     """`rows` with the partition columns added, once they are checked to be the table's contract: a frame
     missing a column would otherwise become a table schema the warehouse cannot read."""
-    expected = schemas.LANDING[table.rsplit("/", 1)[-1]].names()
+    expected = schemas.LANDING[dataset_name(table)].names()
     missing = [c for c in expected if c not in rows.columns]
     unexpected = [c for c in rows.columns if c not in expected]
     if missing or unexpected:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from pathlib import Path
 
 from extract import errors
@@ -87,3 +88,32 @@ def test_no_import_cycle() -> None:
         graphlib.TopologicalSorter(ours).prepare()
     except graphlib.CycleError as cycle:
         raise AssertionError(f"import cycle: {' -> '.join(reversed(cycle.args[1]))}") from None
+
+
+# What spells a landing path: its folders and its partition and file-name parts.
+_LAYOUT = re.compile(
+    r"landing/|state/|quarantine/|site_name=|date=|site_key=|_delta_log|\.reason\.txt|^quarantine$"
+)
+# Not the landing's layout: the local storage's own lock file (below the layout, which builds on `Storage`),
+# and the pre-Delta folders that `extract.upgrade` converts.
+_NOT_THE_LAYOUT = {("extract.storage", "state/.landing.lock"), ("extract.upgrade", "site_name=")}
+
+
+def test_only_the_layout_object_spells_a_landing_path() -> None:
+    """A landing path formatted or parsed outside `extract.landing` (documentation aside) fails this."""
+    spelled = []
+    for module, path in _sources().items():
+        tree = ast.parse(path.read_text())
+        # Strings standing alone are documentation (module, class, function and attribute docstrings).
+        docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+        spelled += [
+            f"{module}:{node.lineno} {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and _LAYOUT.search(node.value)
+            and module != "extract.landing"
+            and (module, node.value) not in _NOT_THE_LAYOUT
+        ]
+    assert spelled == [], "format or parse landing paths through extract.landing"
