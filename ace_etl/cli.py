@@ -712,6 +712,9 @@ def upgrade(data_dir: DataDirOption = None) -> None:
     )
 
 
+COMMANDS_GROUP = "ace_etl.commands"
+
+
 def _add_plugin_commands() -> None:
     """Commands other packages contribute (the flows' `prefect-setup`) through the `ace_etl.commands` entry
     point: the CLI never imports them, so nothing here depends on a package built on top of it."""
@@ -721,7 +724,6 @@ def _add_plugin_commands() -> None:
         app.command(command.name)(handles_errors(command.load()))
 
 
-COMMANDS_GROUP = "ace_etl.commands"
 _add_plugin_commands()
 
 
