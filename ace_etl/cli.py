@@ -18,6 +18,8 @@ import typer
 from ace_etl.simulator.cli import simulator
 
 if TYPE_CHECKING:
+    import socket
+
     from ace_etl.upkeep import Vacuumed
 
 app = typer.Typer(
@@ -109,15 +111,20 @@ def _on_interrupt(signum: int, frame: object) -> None:
     receiver, sender = socket.socketpair()
     sender.setblocking(False)
     signal.set_wakeup_fd(sender.fileno())
-    _KEEP.extend((receiver, sender))
-    threading.Thread(target=lambda: (receiver.recv(1), os._exit(130)), daemon=True).start()
+    threading.Thread(target=_quit_on_wakeup, args=(receiver, sender), daemon=True).start()
     timer = threading.Timer(_STOP_GRACE_S, give_up)
     timer.daemon = True
     timer.start()
     raise KeyboardInterrupt
 
 
-_KEEP: list[Any] = []
+def _quit_on_wakeup(receiver: socket.socket, sender: socket.socket) -> None:
+    """Exit at the next signal written to `sender` (the wakeup fd). The thread holds both sockets for the
+    rest of the process: a socket that is collected closes its fd, and the wakeup would be lost."""
+    import os
+
+    receiver.recv(1)
+    os._exit(130)
 
 
 def handles_errors(func: F) -> F:
@@ -687,7 +694,7 @@ def upgrade(data_dir: DataDirOption = None) -> None:
     the fetch the old warehouse kept per sample: nothing is lost or fetched again. The old files move to
     pre-delta/ in the data dir. Says "nothing to upgrade" when there is nothing old."""
     from extract.config import Settings
-    from extract.storage import open_storage
+    from extract.datadir import open_storage
     from extract.upgrade import ASIDE, upgrade
 
     storage = open_storage(data_dir or Settings().data_dir, upgrade=False)
@@ -705,47 +712,19 @@ def upgrade(data_dir: DataDirOption = None) -> None:
     )
 
 
-@app.command("prefect-setup")
-@handles_errors
-def prefect_setup(
-    max_requests_per_minute: Annotated[
-        float, typer.Option(min=1, help="The key's budget, shared by every worker of the Prefect server.")
-    ] = 100.0,
-    alert_webhook: Annotated[
-        str | None,
-        typer.Option(
-            help='Alert by POSTing {"text": ...} here (a Slack or Teams incoming webhook, or any endpoint).'
-        ),
-    ] = None,
-    alert_block: Annotated[
-        str | None,
-        typer.Option(
-            help="Alert through this saved Prefect notification block, as <type>/<name>, e.g. slack-webhook/ops."
-        ),
-    ] = None,
-    ui_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Prefect UI address for the alerts' links to flow runs; default PREFECT_UI_URL, else "
-            "PREFECT_API_URL without /api."
-        ),
-    ] = None,
-) -> None:
-    """Create (or update) the Prefect global concurrency limit that is this API key's request budget across
-    machines (flows with budget_scope: prefect) and, with --alert-webhook or --alert-block, the automations
-    that notify when a run fails or its data-quality tests do not pass. Uses ACEIOT_API_URL / ACEIOT_API_KEY
-    and PREFECT_API_URL."""
-    from extract.config import Settings
-    from flows.budget import setup_budget
+COMMANDS_GROUP = "ace_etl.commands"
 
-    settings = Settings()
-    name = setup_budget(settings.api_url, settings.require_key().get_secret_value(), max_requests_per_minute)
-    typer.echo(f"Prefect concurrency limit {name}: {max_requests_per_minute:g} requests per minute")
-    if alert_webhook is not None or alert_block is not None:
-        from flows.alerts import setup_alerts
 
-        for automation in setup_alerts(webhook_url=alert_webhook, block=alert_block, ui_url=ui_url):
-            typer.echo(f"Prefect automation: {automation}")
+def _add_plugin_commands() -> None:
+    """Commands other packages contribute (the flows' `prefect-setup`) through the `ace_etl.commands` entry
+    point: the CLI never imports them, so nothing here depends on a package built on top of it."""
+    from importlib.metadata import entry_points
+
+    for command in entry_points(group=COMMANDS_GROUP):
+        app.command(command.name)(handles_errors(command.load()))
+
+
+_add_plugin_commands()
 
 
 def main() -> None:

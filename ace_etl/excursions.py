@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from ace_etl.transform import WarehouseError, reading
-from extract.errors import ConfigError
+from ace_etl.transform import reading
+from extract.errors import ConfigError, WarehouseError
 
 _COLUMNS = (
     "id, site_name, point_name, excursion_start, excursion_end, duration_s, closed, limit_kind, "

@@ -227,8 +227,8 @@ def wide_frame(
 
     Use `.to_pandas()` on the result for pandas (`pip install 'ace-etl[pandas]'`)."""
     from extract import lake
+    from extract.datadir import open_storage
     from extract.landing import TIMESERIES
-    from extract.storage import open_storage
 
     parse_how(how)
     step = parse_every(every)

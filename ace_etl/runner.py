@@ -26,10 +26,10 @@ from rich.progress import (
 from ace_etl.report import gaps_by_site, summarize, to_rich_table, weather_history_note
 from extract.client import AceClient
 from extract.config import Settings
+from extract.datadir import open_storage
 from extract.heal import HealResult
 from extract.metrics import WindowResult
 from extract.pipeline import PointsSource, RunResult, run_extract
-from extract.storage import open_storage
 from extract.windows import Window, split_windows
 
 # Summaries are tables: keep them whole when piped to a log rather than squeezed to 80 columns.
@@ -233,7 +233,8 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
     from rich.table import Table
 
     from ace_etl.transform import reading, warehouse_file
-    from extract.storage import open_storage
+    from extract.datadir import open_storage
+    from extract.landing import TIMESERIES
 
     path = warehouse_file(data_dir)
     console.print(
@@ -249,7 +250,7 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
             for row in cursor.fetchall():
                 table.add_row(*(f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row))
             console.print(table)
-    landing = open_storage(data_dir).uri("landing/timeseries")
+    landing = open_storage(data_dir).uri(TIMESERIES)
     console.print(
         "\nOr read the landing's Delta table directly (through its log, never a folder glob), e.g. with Polars:\n"
         f"pl.scan_delta({landing!r}).group_by('site_name').len().collect()",

@@ -12,12 +12,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ace_etl.transform import WarehouseError, reading, warehouse_file
+from ace_etl.transform import reading, warehouse_file
 from extract import lake
 from extract.checkpoint import Checkpoint
-from extract.landing import CHECKPOINTS, RUNS, TIMESERIES
-from extract.quarantine import quarantined
-from extract.storage import Storage, open_storage
+from extract.datadir import open_storage
+from extract.errors import WarehouseError
+from extract.landing import QUARANTINE, TIMESERIES, checkpoint_files, quarantined, reason_path, run_files
+from extract.storage import Storage
 
 DAMAGED = "damaged"
 
@@ -34,7 +35,7 @@ def window_states(storage: Storage) -> dict[str, Counter[str]]:
     `unfinished` (a run stopped part-way: they resume on the next run); unreadable checkpoints count under
     `damaged` (the next run of their site sets them aside)."""
     states: dict[str, Counter[str]] = {}
-    for path in storage.list(CHECKPOINTS, "*/*.json"):
+    for path in checkpoint_files(storage):
         try:
             checkpoint = Checkpoint.from_json(storage.read_bytes(path))
         except (ValueError, OSError):
@@ -57,7 +58,7 @@ def unresolved_failures(runs: pl.DataFrame) -> pl.DataFrame:
 def all_runs(storage: Storage) -> pl.DataFrame:
     """Every landed runs row, newest first."""
     frames = []
-    for path in storage.list(RUNS, "*.parquet"):
+    for path in run_files(storage):
         try:
             frames.append(storage.read_parquet(path))
         except Exception:
@@ -116,8 +117,8 @@ def print_status(data_dir: Path, console: Console | None = None) -> None:
     aside = quarantined(storage)
     if aside:
         console.print(
-            f"Quarantine: {len(aside)} damaged file(s) set aside under {storage.uri('quarantine')} "
-            "(each with a .reason.txt; the data they held was fetched again)",
+            f"Quarantine: {len(aside)} damaged file(s) set aside under {storage.uri(QUARANTINE)} "
+            f"(each with a {reason_path('')}; the data they held was fetched again)",
             markup=False,
         )
     console.print(f"Warehouse: {warehouse_state(warehouse_file(data_dir))}", markup=False)

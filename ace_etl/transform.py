@@ -24,16 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ace_etl import compat
-from extract import cancel
-from extract.errors import AceEtlError, ConfigError
-from extract.landing import GAP_CHECKS, POINTS, REJECTS, RUNS, SELECTIONS, SITES
+from extract import cancel, landing
+from extract.datadir import open_storage
+from extract.errors import ConfigError, TransformError, WarehouseError
 from extract.quarantine import set_aside_unreadable
 from extract.storage import (
     fsync_path,
     is_object_store,
     local_dir,
     normalize_location,
-    open_storage,
     remove_abandoned,
 )
 
@@ -43,14 +42,6 @@ if TYPE_CHECKING:
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 WAREHOUSE_FILE = "warehouse.duckdb"
-
-
-class TransformError(AceEtlError):
-    """dbt could not build the warehouse; the published warehouse is left as it was."""
-
-
-class WarehouseError(AceEtlError):
-    """The published warehouse cannot be read: locked by a writer, not a DuckDB file, or without a table."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +151,6 @@ def check_build_paths(data_dir: Path | str) -> None:
 
 BUILD_WAIT_S = 3600.0
 LAKE_MODELS = ("lake_snapshot", "lake_changes")
-PARQUET_DATASETS = (REJECTS, SELECTIONS, RUNS, POINTS, SITES, GAP_CHECKS)
 # dbt unit tests check the models' code with made-up rows: CI and by-hand builds run them, not every build.
 NIGHTLY_EXCLUDES = ("--exclude-resource-type", "unit_test")
 
@@ -400,9 +390,14 @@ def dbt_build(
 def dbt_vars(
     *, full_check: bool = False, dq_severity: str | None = None, time_zones: Mapping[str, str] | None = None
 ) -> list[str]:
-    """dbt's `--vars` for a build: `full_check` makes every test look at every row, not only at the
-    partitions the build changed; `time_zones` (site -> IANA name) override the `sites` model's."""
-    values: dict[str, object] = {"full_check": full_check, "time_zones": dict(time_zones or {})}
+    """dbt's `--vars` for a build: the landing layout (`extract.landing.dbt_vars`); `full_check` makes every
+    test look at every row, not only at the partitions the build changed; `time_zones` (site -> IANA name)
+    override the `sites` model's."""
+    values: dict[str, object] = {
+        **landing.dbt_vars(),
+        "full_check": full_check,
+        "time_zones": dict(time_zones or {}),
+    }
     if dq_severity:
         values["dq_severity"] = dq_severity
     return ["--vars", json.dumps(values)]
@@ -420,7 +415,9 @@ def check_landing(data_dir: Path | str) -> list[str]:
     # Only the plain Parquet datasets: the Delta tables' files are the log's business, never moved behind
     # its back, and never listed (a listing would cost what their history costs).
     arrived = [
-        path for folder in PARQUET_DATASETS for path in storage.list_since(folder, "**/*.parquet", since - 1)
+        path
+        for folder in landing.PARQUET_DATASETS
+        for path in storage.list_since(folder, "**/*.parquet", since - 1)
     ]
     return set_aside_unreadable(storage, arrived)
 

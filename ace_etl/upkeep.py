@@ -14,11 +14,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from extract import lake, retention
-from extract.errors import AceEtlError, ConfigError
-from extract.landing import TIMESERIES, WEATHER
-from extract.storage import open_storage
+from extract.datadir import open_storage
+from extract.errors import AceEtlError, ConfigError, WarehouseError
+from extract.landing import TABLES as LANDING_TABLES
+from extract.landing import dataset_name
 
-TABLES = {"timeseries": TIMESERIES, "weather": WEATHER}
+TABLES = {dataset_name(table): table for table in LANDING_TABLES}
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Vacuumed:
 def published(data_dir: Path | str) -> dict[str, Published]:
     """Per dataset, the Delta version the published warehouse's build read and the files it lists; empty
     when nothing is published yet. Raises WarehouseError when it cannot be read."""
-    from ace_etl.transform import WarehouseError, reading, warehouse_file
+    from ace_etl.transform import reading, warehouse_file
 
     warehouse = warehouse_file(data_dir)
     if not warehouse.exists():

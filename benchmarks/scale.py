@@ -38,8 +38,8 @@ def extract_site(
 
     from extract.budget import SharedBudget, key_id
     from extract.client import AceClient
+    from extract.datadir import open_storage
     from extract.pipeline import extract_window, resolve_selector
-    from extract.storage import open_storage
     from extract.windows import Window
 
     limiter = SharedBudget(Path(budget), key_id(url, "bench"), int(per_minute * period / 60), period)

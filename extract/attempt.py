@@ -30,21 +30,22 @@ import polars as pl
 from extract import lake, schemas
 from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
-from extract.errors import AceEtlError, CursorError
+from extract.errors import CursorError, DamagedStateError
 from extract.landing import (
-    CHECKPOINTS,
     LANDING_DIRS,
     LEASES,
     RUNS,
-    STAGING,
     TIMESERIES,
-    WINDOW_DATASETS,
     StagedKeys,
+    checkpoint_path,
+    in_dataset,
     selection_path,
-    site_dir,
+    site_folders,
     staged,
+    staged_attempts,
     staging_dir,
     window_files,
+    with_parents,
     write_page,
 )
 from extract.lease import SiteLease
@@ -61,10 +62,6 @@ MAX_CURSOR_RESTARTS = 3
 
 # Progress callback: (site, window, page number, samples fetched in that page).
 OnPage = Callable[[str, Window, int, int], None]
-
-
-class DamagedStateError(AceEtlError):
-    """A checkpoint's files are gone; the checkpoint was set aside and the window is fetched again."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,7 @@ def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured:
         progress = replace(progress, files=files)
         save_checkpoint(storage, progress)
     for path in progress.files:
-        timeseries = path.startswith(TIMESERIES + "/")
+        timeseries = in_dataset(path, TIMESERIES)
         if timeseries and TIMESERIES in progress.commits:
             continue
         if not storage.exists(staged(site, attempt, path)) and (timeseries or not storage.exists(path)):
@@ -181,7 +178,7 @@ def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured:
         version = _commit_timeseries(storage, lease, progress)
         progress = replace(progress, commits={**progress.commits, TIMESERIES: version})
         save_checkpoint(storage, progress)
-    moved = [p for p in progress.files if not p.startswith(TIMESERIES + "/")]
+    moved = [p for p in progress.files if not in_dataset(p, TIMESERIES)]
     for path in moved:
         if storage.exists(staged(site, attempt, path)):
             storage.rename(staged(site, attempt, path), path)
@@ -206,7 +203,7 @@ def _commit_timeseries(storage: Storage, lease: SiteLease, progress: Checkpoint)
     site, attempt = progress.site, progress.attempt
     if lake.committed(storage, TIMESERIES, attempt):
         return lake.version(storage, TIMESERIES) or 0
-    files = [p for p in progress.files if p.startswith(TIMESERIES + "/")]
+    files = [p for p in progress.files if in_dataset(p, TIMESERIES)]
 
     def pages() -> Iterator[pl.DataFrame]:
         yield pl.DataFrame(schema=schemas.TIMESERIES)  # the stream's schema, even for a window without rows
@@ -219,34 +216,33 @@ def _commit_timeseries(storage: Storage, lease: SiteLease, progress: Checkpoint)
 
 
 def quarantine_checkpoint(storage: Storage, progress: Checkpoint, reason: str) -> None:
-    path = f"{site_dir(CHECKPOINTS, progress.site)}/{progress.window.key}.json"
+    path = checkpoint_path(progress.site, progress.window)
     if storage.exists(path):
         quarantine(storage, path, reason)
 
 
+# The run that last tidied each (data dir, site). Process-wide because a run's windows take the site's lease
+# one by one, in threads or Prefect tasks that share only this process and the run id; keyed by data dir
+# and site (so bounded by the sites), it lets each new run of a long-lived worker tidy once again.
 _TIDIED: dict[tuple[str, str], str] = {}
 
 
 def tidy(storage: Storage, site: str, run_id: str) -> None:
     """Before a site's work: set aside files sitting where folders belong, and remove what killed runs left
     (temporary files, staging folders no checkpoint refers to)."""
-    for folder in (*LANDING_DIRS, *(site_dir(d, site) for d in (*WINDOW_DATASETS, CHECKPOINTS, STAGING))):
-        parts = folder.split("/")
-        for depth in range(1, len(parts) + 1):
-            prefix = "/".join(parts[:depth])
-            if storage.exists(prefix):
-                quarantine(storage, prefix, "a file where a folder belongs")
+    for folder in with_parents((*LANDING_DIRS, *site_folders(site))):
+        if storage.exists(folder):
+            quarantine(storage, folder, "a file where a folder belongs")
     # Walking the site's folders once per run is enough, not once per window; a long-lived process (a
     # Prefect worker) serves many runs, and each must clear what a run killed since left behind.
     if _TIDIED.get((storage.uri(), site)) != run_id:
-        for folder in (RUNS, LEASES, *(site_dir(d, site) for d in (*WINDOW_DATASETS, CHECKPOINTS, STAGING))):
+        for folder in (RUNS, LEASES, *site_folders(site)):
             storage.clean_temporaries(folder)
         _TIDIED[(storage.uri(), site)] = run_id
-    base = site_dir(STAGING, site)
-    staged_attempts = {p[len(base) + 1 :].split("/", 1)[0] for p in storage.list(base)}
-    if staged_attempts:  # rare: only after a crash or while a window is running
+    waiting = staged_attempts(storage, site)
+    if waiting:  # rare: only after a crash or while a window is running
         live = {c.attempt for c in load_checkpoints(storage, site) if not c.complete}
-        for attempt in staged_attempts - live:
+        for attempt in waiting - live:
             storage.delete_prefix(staging_dir(site, attempt))
 
 

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import threading
 
-from extract.errors import AceEtlError
+from extract.errors import CancelledError
 
 _CANCELLED = threading.Event()
-
-
-class CancelledError(AceEtlError):
-    """The run was asked to stop (Ctrl-C); landed pages are checkpointed and a re-run resumes."""
 
 
 def request() -> None:

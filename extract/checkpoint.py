@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from extract.landing import CHECKPOINTS, checkpoint_path, key_window, site_dir
+from extract.landing import checkpoint_files, checkpoint_path, checkpoint_window
 from extract.parse import PageRows
 from extract.points import PointSelector
 from extract.quarantine import quarantine
@@ -135,8 +135,8 @@ def load_checkpoints(storage: Storage, site: str, within: Window | None = None) 
     another site or window) is moved to the quarantine with a warning: its window is then not complete,
     so the next run of that range fetches it again."""
     found = []
-    for path in storage.list(site_dir(CHECKPOINTS, site), "*.json"):
-        named = key_window(path.rsplit("/", 1)[-1].removesuffix(".json"))
+    for path in checkpoint_files(storage, site):
+        named = checkpoint_window(path)
         if (
             within is not None
             and named is not None

@@ -28,7 +28,7 @@ import stamina
 from pydantic import SecretStr
 
 from extract import cancel, redact
-from extract.budget import SharedBudget
+from extract.budget import SharedBudget, key_id
 from extract.config import Settings
 from extract.errors import (
     ApiError,
@@ -139,7 +139,9 @@ class AceClient:
         self.retry_policy = retry_policy
         self.limits = limits
         if rate_limiter is None and requests_per_minute is not None:
-            rate_limiter = shared_rate_limiter(requests_per_minute)
+            rate_limiter = shared_rate_limiter(
+                key_id(base_url, self._key.get_secret_value()), requests_per_minute
+            )
         self.rate_limiter = rate_limiter
         self.stats = RequestStats()
         # httpx masks the Authorization header in its reprs; our own messages never include headers.

@@ -29,13 +29,21 @@ import polars as pl
 from extract import lake, retention, schemas
 from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
-from extract.landing import GAP_CHECKS, REJECTS, TIMESERIES, site_dir, window_files
+from extract.landing import (
+    REJECTS,
+    TIMESERIES,
+    gap_check_files,
+    gap_checks_path,
+    in_dataset,
+    patch_path,
+    window_files,
+)
 from extract.lease import SiteLease
 from extract.pagination import MAX_PAGE_SIZE, iter_pages
 from extract.parse import KEY, KEY_SCHEMA, normalize_samples
 from extract.points import PointSelector
 from extract.storage import Storage
-from extract.windows import Window, compact_time
+from extract.windows import Window
 
 # Gaps closer than this are fetched as one range: a request costs more than a few extra samples.
 MERGE_WITHIN = timedelta(hours=1)
@@ -109,7 +117,7 @@ def due(gaps: Sequence[Gap], checks: pl.DataFrame, now: datetime) -> list[Gap]:
 
 
 def load_checks(storage: Storage, site: str) -> pl.DataFrame:
-    files = storage.list(site_dir(GAP_CHECKS, site), "*.parquet")
+    files = gap_check_files(storage, site)
     if not files:
         return pl.DataFrame(schema=GAP_CHECKS_SCHEMA)
     return pl.concat([storage.read_parquet(f) for f in files], how="vertical_relaxed")
@@ -244,7 +252,7 @@ def new_rows(
         return lake.new_rows(storage, TIMESERIES, checkpoint.site, inside, key)
     # Every file of the window's range, not only its manifest: a patch written just before a crash (and so
     # missing from the manifest) must not be landed twice.
-    files = [f for f in window_files(storage, checkpoint.site, window) if f.startswith(dataset + "/")]
+    files = [f for f in window_files(storage, checkpoint.site, window) if in_dataset(f, dataset)]
     if inside.is_empty() or not files:
         return inside
     held = pl.concat([storage.read_parquet(f, columns=list(key)) for f in files], how="vertical_relaxed")
@@ -279,10 +287,9 @@ def patch_window(
     if kept.is_empty() and rejects.is_empty() and not filtered:
         return checkpoint
     site, window = checkpoint.site, checkpoint.window
-    stem = f"{window.key}_{checkpoint.attempt}_h{uuid.uuid4().hex[:12]}"
     written = []
     if rejects.height:
-        written.append(f"{site_dir(REJECTS, site)}/date={window.start.date().isoformat()}/{stem}.parquet")
+        written.append(patch_path(site, window, checkpoint.attempt, uuid.uuid4().hex[:12]))
         storage.write_parquet_atomic(written[-1], rejects)
     patched = replace(
         checkpoint,
@@ -321,5 +328,5 @@ def _record_checks(
         counted = frame.join(hits, on=["point_name", "gap_start", "gap_end"], how="left").with_columns(
             pl.col("samples_found").fill_null(0)
         )
-    path = f"{site_dir(GAP_CHECKS, site)}/{compact_time(now)}_{uuid.uuid4().hex[:8]}.parquet"
+    path = gap_checks_path(site, now, uuid.uuid4().hex[:8])
     storage.write_parquet_atomic(path, counted.select(GAP_CHECKS_SCHEMA.names()))

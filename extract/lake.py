@@ -28,7 +28,8 @@ import polars as pl
 import pyarrow as pa
 
 from extract import schemas
-from extract.errors import AceEtlError, ConfigError
+from extract.errors import ConfigError, LakeError
+from extract.landing import dataset_name
 from extract.storage import Storage, is_object_store
 
 # Partition columns: in the log and the paths only.
@@ -42,10 +43,6 @@ ATTEMPT_KEY = "ace_etl.attempt"
 log = logging.getLogger(__name__)
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-class LakeError(AceEtlError):
-    """A Delta table of the landing could not be read or written."""
 
 
 def site_key(site: str) -> str:
@@ -97,7 +94,7 @@ def _open(uri: str, version: int | None = None) -> Any:
 def _with_partitions(rows: pl.DataFrame, table: str) -> pl.DataFrame:
     """`rows` with the partition columns added, once they are checked to be the table's contract: a frame
     missing a column would otherwise become a table schema the warehouse cannot read."""
-    expected = schemas.LANDING[table.rsplit("/", 1)[-1]].names()
+    expected = schemas.LANDING[dataset_name(table)].names()
     missing = [c for c in expected if c not in rows.columns]
     unexpected = [c for c in rows.columns if c not in expected]
     if missing or unexpected:

@@ -1,5 +1,9 @@
 """Landing layout (docs/DESIGN.md) and its writers: where each file goes and what it is called.
 
+The one owner of the layout: every path and name of the data dir (the Delta tables, the Parquet datasets,
+checkpoints, staging, leases, retention, quarantine), on disk and on S3, is formatted and parsed here, and
+dbt is handed the Parquet datasets' globs (`dbt_globs`); nothing else spells a landing path.
+
 `landing/timeseries` and `landing/weather` are Delta tables (`extract.lake`). The other datasets are plain
 Parquet files. Names are deterministic per (site, window, attempt, page): `<window key>_<attempt>_p<page>.parquet`.
 An attempt is one extraction of a window; its pages are staged under `state/` (timeseries split by the UTC
@@ -15,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,23 +29,39 @@ from extract import schemas
 from extract.errors import ConfigError
 from extract.parse import KEY, KEY_SCHEMA, PageRows
 from extract.storage import Storage
-from extract.windows import Window, parse_compact_time
+from extract.windows import Window, compact_time, parse_compact_time
 
-TIMESERIES = "landing/timeseries"
-REJECTS = "landing/rejects"
-WEATHER = "landing/weather"
-POINTS = "landing/points"
-SITES = "landing/sites"
-RUNS = "landing/runs"
-SELECTIONS = "landing/selections"
-GAP_CHECKS = "landing/gap_checks"
+LANDING = "landing"
+TIMESERIES = f"{LANDING}/timeseries"
+REJECTS = f"{LANDING}/rejects"
+WEATHER = f"{LANDING}/weather"
+POINTS = f"{LANDING}/points"
+SITES = f"{LANDING}/sites"
+RUNS = f"{LANDING}/runs"
+SELECTIONS = f"{LANDING}/selections"
+GAP_CHECKS = f"{LANDING}/gap_checks"
 CHECKPOINTS = "state/checkpoints"
 STAGING = "state/staging"
 LEASES = "state/leases"
+RETENTION = "state/retention"
 QUARANTINE = "quarantine"
 # The file datasets of a window attempt: committed and replaced together (timeseries is a Delta table).
 WINDOW_DATASETS = (REJECTS, SELECTIONS)
 LANDING_DIRS = (TIMESERIES, REJECTS, WEATHER, POINTS, SITES, RUNS, SELECTIONS, GAP_CHECKS, LEASES)
+# The Delta tables, and the datasets of plain Parquet files (a build lists and checks these files).
+TABLES = (TIMESERIES, WEATHER)
+PARQUET_DATASETS = (REJECTS, SELECTIONS, RUNS, POINTS, SITES, GAP_CHECKS)
+# Each Parquet dataset's files below its folder (a site folder, then a date folder where there is one).
+_GLOBS = {
+    REJECTS: "*/*/*.parquet",
+    SELECTIONS: "*/*/*.parquet",
+    RUNS: "*.parquet",
+    POINTS: "*/*.parquet",
+    SITES: "*/*.parquet",
+    GAP_CHECKS: "*/*.parquet",
+}
+_SITE_FOLDER = "site_name="
+_REASON = ".reason.txt"
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _TIME = r"\d{8}T\d{6}(?:\.\d{6})?Z"
@@ -75,7 +95,25 @@ def decode_site(encoded: str) -> str:
 
 def site_dir(dataset: str, site: str) -> str:
     """`<dataset>/site_name=<encoded site>`: one hive partition per site."""
-    return f"{dataset}/site_name={encode_site(site)}"
+    return f"{dataset}/{_SITE_FOLDER}{encode_site(site)}"
+
+
+def dataset_name(dataset: str) -> str:
+    """The name of a dataset (`timeseries` for `landing/timeseries`): its schema's in `extract.schemas`."""
+    return dataset.rsplit("/", 1)[-1]
+
+
+def in_dataset(path: str, dataset: str) -> bool:
+    """Whether `path` (a landing path, also as staged) is a file of `dataset`."""
+    return path.startswith(dataset + "/")
+
+
+def dbt_vars() -> dict[str, object]:
+    """The layout as dbt reads it (`ace_etl.transform.dbt_vars`; dbt_project.yml holds the same as the
+    defaults of a hand-run build): the landing folder, and each Parquet dataset's files as a glob relative
+    to the data dir, by dataset name."""
+    globs = {dataset_name(d): f"{d}/{glob}" for d, glob in _GLOBS.items()}
+    return {"landing_dir": LANDING, "landing_globs": globs}
 
 
 def page_file(window: Window, attempt: str, page: int) -> str:
@@ -107,6 +145,30 @@ def sites_path(site: str) -> str:
     return f"{site_dir(SITES, site)}/site.parquet"
 
 
+def patch_path(site: str, window: Window, attempt: str, patch: str) -> str:
+    """A heal patch's rejects: a file of the window's committed `attempt`, named apart by `patch` (hex)."""
+    return f"{site_dir(REJECTS, site)}/date={window.start.date().isoformat()}/{window.key}_{attempt}_h{patch}.parquet"
+
+
+def gap_checks_path(site: str, at: datetime, check: str) -> str:
+    """One heal's record of the gaps it checked at `at`, named apart by `check` (hex)."""
+    return f"{site_dir(GAP_CHECKS, site)}/{compact_time(at)}_{check}.parquet"
+
+
+def gap_check_files(storage: Storage, site: str) -> list[str]:
+    return storage.list(site_dir(GAP_CHECKS, site), "*.parquet")
+
+
+def run_files(storage: Storage) -> list[str]:
+    """Every runs row's file, of every site."""
+    return storage.list(RUNS, "*.parquet")
+
+
+def retention_path(site: str | None) -> str:
+    """Where the retention cutoff of `site` (None: of every site) is recorded."""
+    return f"{RETENTION}/{'all-sites' if site is None else _SITE_FOLDER + encode_site(site)}.json"
+
+
 def runs_path(run_id: str, site: str, window: Window) -> str:
     # Encoded like a site: a run id comes from the caller and must not steer the path either.
     return f"{RUNS}/{encode_site(run_id)}__{encode_site(site)}__{window.key}.parquet"
@@ -114,6 +176,27 @@ def runs_path(run_id: str, site: str, window: Window) -> str:
 
 def checkpoint_path(site: str, window: Window) -> str:
     return f"{site_dir(CHECKPOINTS, site)}/{window.key}.json"
+
+
+def checkpoint_files(storage: Storage, site: str | None = None) -> list[str]:
+    """The checkpoint files of `site`, or of every site."""
+    if site is None:
+        return storage.list(CHECKPOINTS, "*/*.json")
+    return storage.list(site_dir(CHECKPOINTS, site), "*.json")
+
+
+def checkpoint_window(path: str) -> Window | None:
+    """The window a checkpoint file is named for; None if its name names none."""
+    return key_window(path.rsplit("/", 1)[-1].removesuffix(".json"))
+
+
+def checkpoint_of(path: str) -> str | None:
+    """The checkpoint of the window a landed page or selection file belongs to; None for other files."""
+    window = file_window(path)
+    folder = next((part for part in path.split("/") if part.startswith(_SITE_FOLDER)), None)
+    if window is None or folder is None:
+        return None
+    return f"{CHECKPOINTS}/{folder}/{window.key}.json"
 
 
 def lease_path(site: str) -> str:
@@ -127,6 +210,42 @@ def staging_dir(site: str, attempt: str) -> str:
 
 def staged(site: str, attempt: str, landing_path: str) -> str:
     return f"{staging_dir(site, attempt)}/{landing_path}"
+
+
+def staged_attempts(storage: Storage, site: str) -> set[str]:
+    """The attempts of `site` with files in the staging area."""
+    base = site_dir(STAGING, site)
+    return {path[len(base) + 1 :].split("/", 1)[0] for path in storage.list(base)}
+
+
+def site_folders(site: str) -> tuple[str, ...]:
+    """The folders a site's window attempts write in (beside the shared `RUNS` and `LEASES`)."""
+    return tuple(site_dir(d, site) for d in (*WINDOW_DATASETS, CHECKPOINTS, STAGING))
+
+
+def with_parents(folders: Iterable[str]) -> list[str]:
+    """Each folder and every folder above it, a folder's parents before it (a file at any of them blocks
+    writing there)."""
+    found: dict[str, None] = {}
+    for folder in folders:
+        parts = folder.split("/")
+        found.update(dict.fromkeys("/".join(parts[:depth]) for depth in range(1, len(parts) + 1)))
+    return list(found)
+
+
+def quarantine_path(path: str, at: datetime) -> str:
+    """Where `path`, set aside at `at`, goes: `quarantine/<time>/<its path>`."""
+    return f"{QUARANTINE}/{compact_time(at)}/{path}"
+
+
+def reason_path(quarantined: str) -> str:
+    """The note beside a quarantined file saying why it was set aside."""
+    return f"{quarantined}{_REASON}"
+
+
+def quarantined(storage: Storage) -> list[str]:
+    """The files in the quarantine (reasons excluded)."""
+    return [p for p in storage.list(QUARANTINE) if not p.endswith(_REASON)]
 
 
 def file_window(path: str) -> Window | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from extract import cancel
-from extract.errors import AceEtlError
+from extract.errors import LeaseLostError, SiteBusyError
 from extract.landing import lease_path
 from extract.redact import one_line
 from extract.storage import Storage, host_name, process_alive
@@ -31,14 +31,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 60.0
 DEFAULT_WAIT_S = 3600.0
-
-
-class SiteBusyError(AceEtlError):
-    """Another run held the site's lease for longer than this run was willing to wait."""
-
-
-class LeaseLostError(AceEtlError):
-    """This run's lease expired and another run took the site over (this run stalled past the TTL)."""
 
 
 @dataclass

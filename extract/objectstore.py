@@ -18,13 +18,9 @@ from datetime import datetime
 import polars as pl
 import pyarrow.parquet as pq
 
-from extract.errors import AceEtlError
+from extract.errors import ObjectStoreError
 from extract.redact import one_line
 from extract.storage import PARQUET_COMPRESSION
-
-
-class ObjectStoreError(AceEtlError):
-    """The object store cannot be reached or refused us."""
 
 
 class S3Storage:

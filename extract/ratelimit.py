@@ -149,17 +149,22 @@ class Limiter(Protocol):
         ...
 
 
-_SHARED: dict[tuple[float, float], RateLimiter] = {}
+# Process-wide because the budget is the API key's, not a client's: every client of one key in this
+# process (one per flow task, heal beside a run) must draw from the same limiter, and they are built apart,
+# with no common owner to hand them one. Keyed by the key's identity (`extract.budget.key_id`), so two keys
+# never share a budget, and by the rate, so a caller asking another rate gets the rate it asked for.
+_SHARED: dict[tuple[str, float, float], RateLimiter] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_rate_limiter(requests_per_minute: float, *, period: float = 60.0) -> RateLimiter:
-    """The process-wide limiter for this rate, enforced over windows of `period` seconds (`Rate.per_minute`):
-    100/min over 60 s sends one request every 0.61 s; 400/min over 3 s is 20 per 3 s, one every 0.153 s."""
-    key = (float(requests_per_minute), float(period))
+def shared_rate_limiter(key: str, requests_per_minute: float, *, period: float = 60.0) -> RateLimiter:
+    """The process-wide limiter of API key `key` (its `key_id`) at this rate, enforced over windows of
+    `period` seconds (`Rate.per_minute`): 100/min over 60 s sends one request every 0.61 s; 400/min over 3 s
+    is 20 per 3 s, one every 0.153 s."""
+    identity = (key, float(requests_per_minute), float(period))
     with _SHARED_LOCK:
-        limiter = _SHARED.get(key)
+        limiter = _SHARED.get(identity)
         if limiter is None:
             rate = Rate.per_minute(requests_per_minute, period)
-            limiter = _SHARED[key] = RateLimiter(rate.capacity, rate.period)
+            limiter = _SHARED[identity] = RateLimiter(rate.capacity, rate.period)
         return limiter

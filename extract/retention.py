@@ -12,19 +12,12 @@ import json
 from datetime import date
 
 from extract import lake
-from extract.landing import TIMESERIES, encode_site
+from extract.landing import TIMESERIES, retention_path
 from extract.storage import Storage
-
-RETENTION = "state/retention"
-_ALL = "all-sites"
-
-
-def _path(site: str | None) -> str:
-    return f"{RETENTION}/{_ALL if site is None else 'site_name=' + encode_site(site)}.json"
 
 
 def _recorded(storage: Storage, site: str | None) -> date | None:
-    path = _path(site)
+    path = retention_path(site)
     if not storage.exists(path):
         return None
     return date.fromisoformat(json.loads(storage.read_bytes(path))["keep_from"])
@@ -45,7 +38,8 @@ def delete_before(storage: Storage, keep_from: date, sites: list[str] | None = N
         recorded = _recorded(storage, site)
         if recorded is None or recorded < keep_from:
             storage.write_bytes_atomic(
-                _path(site), json.dumps({"site_name": site, "keep_from": keep_from.isoformat()}).encode()
+                retention_path(site),
+                json.dumps({"site_name": site, "keep_from": keep_from.isoformat()}).encode(),
             )
         deleted += lake.delete_before(storage, TIMESERIES, keep_from, site)
     return deleted

@@ -37,7 +37,8 @@ from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
 from ace_etl.upkeep import compact as compact_lake
 from extract.client import AceClient, use_own_retry_log
 from extract.config import Settings
-from extract.errors import AceEtlError
+from extract.datadir import open_storage
+from extract.errors import AceEtlError, TransformError
 from extract.heal import HealResult
 from extract.metrics import WindowResult
 from extract.pipeline import (
@@ -52,7 +53,7 @@ from extract.pipeline import (
 )
 from extract.points import PointSelector
 from extract.scheduler import schedule
-from extract.storage import Storage, open_storage
+from extract.storage import Storage
 from extract.windows import Window, live_windows, split_windows
 from flows.alerts import emit_data_quality, emit_excursions
 from flows.budget import PrefectBudget, limit_name
@@ -214,7 +215,7 @@ def _dbt_build(
 ) -> _Build:
     """One build; its error is returned, not raised, so that a run publishes one data-quality verdict, for
     its last build, failed or not."""
-    from ace_etl.transform import TransformError, warehouse_file
+    from ace_etl.transform import warehouse_file
 
     results: list[Any] = []
     try:
@@ -250,7 +251,6 @@ def _run_dbt_build(
     from ace_etl.transform import (
         DBT_PROJECT_DIR,
         NIGHTLY_EXCLUDES,
-        TransformError,
         build_dir,
         building,
         dbt_build,

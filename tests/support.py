@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from ace_etl.transform import TransformResult, build_warehouse
+from extract.errors import CancelledError
 from extract.retry import RetryPolicy
 
 # Retries without waiting: tests count attempts, not seconds.
@@ -79,7 +80,7 @@ def assert_waits_until_cancelled(acquire: Callable[[], object], *, look: float) 
         waiter.join(60)
     finally:
         cancel.reset()
-    assert [type(e) for e in outcome] == [cancel.CancelledError]
+    assert [type(e) for e in outcome] == [CancelledError]
 
 
 def warehouse_rows(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:

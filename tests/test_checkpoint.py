@@ -9,10 +9,9 @@ import polars as pl
 import pytest
 
 from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
-from extract.landing import checkpoint_path
+from extract.landing import checkpoint_path, quarantined
 from extract.parse import REJECTS_SCHEMA, TIMESERIES_SCHEMA, PageRows
 from extract.points import PointSelector
-from extract.quarantine import quarantined
 from extract.storage import LocalStorage
 from extract.windows import Window
 

@@ -25,9 +25,9 @@ from rich.console import Console
 from ace_etl.report import gaps_by_site
 from ace_etl.runner import show_examples
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
-from ace_etl.transform import WarehouseError
 from extract import lake
 from extract.budget import SharedBudget
+from extract.errors import LakeError, WarehouseError
 from extract.landing import TIMESERIES
 from extract.storage import LocalStorage
 from tests import landing_factory
@@ -284,7 +284,7 @@ def one_day(points: int = 50) -> pl.DataFrame:
 
 def test_a_first_merge_that_cannot_create_the_table_says_why(read_only_disk: Path) -> None:
     # Heal and live runs merge; the first writer of a landing creates the table before it merges into it.
-    with pytest.raises(lake.LakeError) as raised:
+    with pytest.raises(LakeError) as raised:
         lake.insert_new(
             LocalStorage(read_only_disk), TIMESERIES, SITE, one_day(), ("point_name", "timestamp")
         )

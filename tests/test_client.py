@@ -32,6 +32,7 @@ from extract.errors import (
     ApiError,
     AuthError,
     BadRequestError,
+    CancelledError,
     ConfigError,
     CursorError,
     InvalidBodyError,
@@ -432,7 +433,7 @@ def test_a_long_budget_pause_is_said_once(tmp_path: Path) -> None:
     handler = Stop()
     logger.addHandler(handler)
     try:
-        with pytest.raises(cancel.CancelledError):
+        with pytest.raises(CancelledError):
             budget.acquire()
     finally:
         logger.removeHandler(handler)

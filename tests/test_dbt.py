@@ -18,8 +18,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from ace_etl.transform import DBT_PROJECT_DIR, TransformError, build_warehouse
+from ace_etl.transform import DBT_PROJECT_DIR, build_warehouse
 from extract import lake
+from extract.errors import TransformError
 from extract.landing import TIMESERIES
 from extract.storage import LocalStorage
 from tests.landing_factory import (

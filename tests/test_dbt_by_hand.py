@@ -13,9 +13,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from ace_etl.simulator import Simulator, SimulatorConfig
 from ace_etl.transform import DBT_PROJECT_DIR, release_dbt_database
+from extract import landing
 from extract.client import AceClient
 from extract.pipeline import run_extract
 from extract.storage import LocalStorage
@@ -124,3 +126,11 @@ def test_a_hand_run_without_the_data_dir_refuses_to_build_an_empty_warehouse(
     run = dbt("build", cwd=tmp_path, monkeypatch=monkeypatch)
     assert not run.success
     assert any("set ACE_ETL_DATA_DIR" in line for line in run.lines), run.lines[-20:]
+
+
+def test_a_hand_run_reads_the_landing_layout_that_ace_etl_passes() -> None:
+    """dbt_project.yml's defaults are what `ace-etl` passes from the layout object: a hand-run build reads
+    the same files (the build tests above read them with these defaults)."""
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    layout = landing.dbt_vars()
+    assert {name: project["vars"][name] for name in layout} == layout

@@ -15,8 +15,9 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_points, served_site, site_points
-from ace_etl.transform import TransformError, build_warehouse
+from ace_etl.transform import build_warehouse
 from extract.client import AceClient
+from extract.errors import TransformError
 from extract.pipeline import land_points
 from extract.sites import SITE_FRESH_FOR, coordinates_time_zone, land_site
 from extract.storage import LocalStorage

@@ -27,10 +27,10 @@ from extract import lake, schemas
 from extract.attempt import run_window
 from extract.checkpoint import load_checkpoints
 from extract.client import AceClient, RequestStats
-from extract.errors import AuthError
+from extract.errors import AuthError, LeaseLostError
 from extract.heal import Gap, heal_site
 from extract.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, lease_path, points_path
-from extract.lease import LeaseLostError, SiteLease
+from extract.lease import SiteLease
 from extract.pipeline import RunResult, extract_window, resolve_selector, run_extract
 from extract.points import PointSelector
 from extract.retry import RetryPolicy

@@ -26,9 +26,8 @@ from prefect.testing.utilities import prefect_test_harness
 
 from ace_etl.markdown import escape as markdown_escape
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
-from ace_etl.transform import TransformError
 from extract import lake
-from extract.errors import AuthError, SiteNotFoundError
+from extract.errors import AuthError, SiteNotFoundError, TransformError
 from extract.landing import TIMESERIES
 from extract.storage import LocalStorage
 from flows.etl import daily_etl, transform, weather_hourly

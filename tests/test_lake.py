@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from extract import lake, schemas
+from extract.errors import LakeError
 from extract.landing import TIMESERIES, WEATHER
 from extract.objectstore import S3Storage
 from extract.storage import LocalStorage, Storage
@@ -242,7 +243,7 @@ def test_a_reader_in_another_process_sees_a_whole_commit_never_half(storage: Loc
 
 def test_rows_missing_a_contract_column_are_refused_before_anything_is_written(storage: LocalStorage) -> None:
     partial = rows("s", T0, 60).drop("quality", "metadata")
-    with pytest.raises(lake.LakeError, match=r"missing \['quality', 'metadata'\]"):
+    with pytest.raises(LakeError, match=r"missing \['quality', 'metadata'\]"):
         lake.replace_range(storage, TIMESERIES, "s", T0, T0 + timedelta(hours=1), partial, attempt="a")
     assert lake.version(storage, TIMESERIES) is None  # no table with a schema the warehouse cannot read
 

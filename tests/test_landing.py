@@ -11,7 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from extract.errors import ConfigError
+from extract.datadir import open_storage
+from extract.errors import ConfigError, LeaseLostError
 from extract.landing import (
     REJECTS,
     TIMESERIES,
@@ -28,11 +29,11 @@ from extract.landing import (
     window_files,
     write_page,
 )
-from extract.lease import LeaseLostError, SiteLease
+from extract.lease import SiteLease
 from extract.metrics import RUNS_SCHEMA, WindowResult, runs_frame
 from extract.parse import normalize_samples
 from extract.points import PointSelector
-from extract.storage import LocalStorage, open_storage
+from extract.storage import LocalStorage
 from extract.windows import Window, lookback_range, resolve_range, split_windows
 
 WINDOW = Window(datetime(2024, 3, 1, 12, tzinfo=UTC), datetime(2024, 3, 2, 12, tzinfo=UTC))

@@ -105,18 +105,34 @@ def test_a_pause_longer_than_the_callers_cap_is_cut_to_it(kind: str, tmp_path: P
     limiter.acquire(max_pause=0.05)  # the cut holds: no second wait of the cap
 
 
-def test_shared_limiter_is_one_instance_per_rate_and_period() -> None:
-    assert shared_rate_limiter(123) is shared_rate_limiter(123.0)
-    assert shared_rate_limiter(123) is not shared_rate_limiter(123, period=3.0)
-    assert shared_rate_limiter(123).capacity == 123
-    twenty_per_three_seconds = shared_rate_limiter(400, period=3.0)
+def test_shared_limiter_is_one_instance_per_key_rate_and_period() -> None:
+    assert shared_rate_limiter("k", 123) is shared_rate_limiter("k", 123.0)
+    assert shared_rate_limiter("k", 123) is not shared_rate_limiter("k", 123, period=3.0)
+    assert shared_rate_limiter("k", 123).capacity == 123
+    twenty_per_three_seconds = shared_rate_limiter("k", 400, period=3.0)
     assert (twenty_per_three_seconds.capacity, twenty_per_three_seconds.period) == (20, 3.0)
     assert 0 < twenty_per_three_seconds.margin <= 0.1
 
 
+def test_two_keys_at_the_same_rate_have_separate_budgets_and_one_key_has_one() -> None:
+    # The server counts per key: clients of one key in a process share its budget, another key has its own.
+    url = "http://127.0.0.1:9/api"
+    clients = [
+        AceClient(url, "key-one", requests_per_minute=321),
+        AceClient(url, "key-one", requests_per_minute=321),
+        AceClient(url, "key-two", requests_per_minute=321),
+        AceClient("http://127.0.0.2:9/api", "key-one", requests_per_minute=321),
+    ]
+    first, again, other_key, other_api = (client.rate_limiter for client in clients)
+    for client in clients:
+        client.close()
+    assert first is again
+    assert other_key is not first and other_api is not first
+
+
 def test_a_rate_below_one_request_per_period_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
-        shared_rate_limiter(0.5, period=60.0)
+        shared_rate_limiter("k", 0.5, period=60.0)
 
 
 def test_four_pagers_sharing_one_limiter_are_never_throttled_and_lose_no_time() -> None:
@@ -126,7 +142,7 @@ def test_four_pagers_sharing_one_limiter_are_never_throttled_and_lose_no_time() 
         sites=sites, points=10, interval=60, api_key="demo", faults=Faults(rate_limit=20, rate_period=3.0)
     )
     start, end = datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 27, 1, tzinfo=UTC)
-    limiter = shared_rate_limiter(20 * 60 / 3, period=3.0)
+    limiter = shared_rate_limiter("k", 20 * 60 / 3, period=3.0)
     pages: dict[str, int] = {}
 
     def page_through(sim: Simulator, site: str) -> None:

@@ -62,7 +62,7 @@ insert into {{ loads }}
 select filename, size, last_modified, true
 from {{ source('landing', 'files') }} as files
 where {{ is_landed_file('filename') }}
-  and regexp_extract(filename, '.*/landing/([^/]+)/', 1) = '{{ dataset }}'
+  and files.dataset = '{{ dataset }}'
 {%- if is_incremental() %}
   and not exists (
     select 1 from {{ loads }} as known
@@ -113,7 +113,7 @@ qualify row_number() over (
     but dbt_project/ that is the wrong folder, and an empty landing there would build an empty warehouse
     without a word. So, unset, the landing must exist; `ace-etl transform` always sets it. -#}
 {%- if env_var('ACE_ETL_DATA_DIR', '') == '' -%}
-select case when (select count(*) from glob('../data/landing/**/*.parquet')) = 0 then error(
+select case when (select count(*) from glob('../data/{{ var("landing_dir") }}/**/*.parquet')) = 0 then error(
     'no landing under ../data (relative to ' || getenv('PWD') || '): set ACE_ETL_DATA_DIR to the data dir, '
     || 'e.g. ACE_ETL_DATA_DIR=$PWD/../data dbt build'
 ) end

@@ -8,9 +8,9 @@ import os
 import polars as pl
 
 from extract import lake, upgrade
-from extract.storage import is_object_store, normalize_location, open_storage
-
-TABLES = ("timeseries", "weather")
+from extract.datadir import open_storage
+from extract.landing import TABLES, dataset_name
+from extract.storage import is_object_store, normalize_location
 
 
 def model(dbt, session):
@@ -20,13 +20,14 @@ def model(dbt, session):
         location = os.path.abspath(location)
     # `ace-etl` converts an old landing when it opens the data dir; a hand-run dbt does not, and would
     # otherwise build raw views without the old samples and say nothing.
-    if upgrade.pending(open_storage(location, upgrade=False)):
+    storage = open_storage(location, upgrade=False)
+    if upgrade.pending(storage):
         raise RuntimeError(
             f"the landing under {location} was written before the Delta tables: convert it first with "
             f"`ace-etl upgrade --data-dir {location}`"
         )
     frames = [
-        lake.snapshot_files(f"{location}/landing/{table}").with_columns(dataset=pl.lit(table))
+        lake.snapshot_files(storage.uri(table)).with_columns(dataset=pl.lit(dataset_name(table)))
         for table in TABLES
     ]
     return (

@@ -7,7 +7,7 @@ with listed as (
     select filename, size
     from {{ model }}
     where {{ is_landed_file('filename') }}
-      and regexp_extract(filename, '.*/landing/([^/]+)/', 1) in ('{{ datasets | join("', '") }}')
+      and dataset in ('{{ datasets | join("', '") }}')
 ),
 
 same_size as (
