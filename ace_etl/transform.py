@@ -8,7 +8,8 @@ aggregates and bookkeeping: small), builds there, and renames the result over `<
 analyst connected to the old file keeps reading the old inode; new connections see the new build; a failed
 build publishes nothing.
 
-Prefect flows run the same project with prefect-dbt's PrefectDbtRunner inside `building(data_dir)`.
+Prefect flows run the same build inside `building(data_dir)`, through prefect-dbt (a Prefect task per dbt
+node) when their `dbt_node_tasks` parameter asks for it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+
+import pytest
 
 # Set before any Prefect import so that every module sees a private, quiet Prefect home.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="ace-etl-prefect-")
@@ -17,3 +20,13 @@ os.environ.pop("ACEIOT_API_KEY", None)
 # The simulator has no quota: runs go as fast as they can unless a test sets a budget (`--max-requests-per-
 # minute`, a SharedBudget, a rate_limit fault). The budget's pacing is tested where it is under test.
 os.environ.setdefault("ACE_ETL_MAX_REQUESTS_PER_MINUTE", "60000")
+
+
+@pytest.fixture(scope="session")
+def harness() -> Iterator[None]:
+    """One temporary Prefect server per test process, for every module that runs flows: it takes 10-20 s to
+    start."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

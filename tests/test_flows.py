@@ -22,7 +22,6 @@ from prefect.flow_engine import run_flow
 from prefect.flows import load_flow_from_entrypoint
 from prefect.logging.handlers import APILogWorker
 from prefect.states import Scheduled
-from prefect.testing.utilities import prefect_test_harness
 
 from ace_etl.markdown import escape as markdown_escape
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
@@ -38,12 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SITES = ("hq", "plant-2")
 CFG = SimulatorConfig(sites=SITES, points=8, interval=900, api_key="flow-secret-key-987")
 START, END = datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="module")

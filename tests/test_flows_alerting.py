@@ -4,7 +4,6 @@ tests/test_flows.py, in a file of their own so that the two halves run on both t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import ArtifactSort
-from prefect.testing.utilities import prefect_test_harness
 
 from ace_etl.simulator import Simulator, site_points
 from flows.etl import daily_etl
@@ -30,18 +28,6 @@ from tests.test_flows import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator(CFG) as running:
-        yield running
 
 
 def run_artifacts(run: FlowRun, key: str) -> list[tuple[str, str]]:
