@@ -5,6 +5,8 @@ Callers (the CLI, Prefect flows) map these to exit statuses and task states; not
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 
 class AceEtlError(Exception):
     """Base class of every error ace-etl raises on purpose."""
@@ -72,3 +74,21 @@ class ResponseTooLargeError(ApiError):
 
 class LandingBusyError(AceEtlError):
     """A commit waited too long for a warehouse build reading the landing, or a build for a commit."""
+
+
+if TYPE_CHECKING:  # metrics imports Polars; this module stays importable without it
+    from extract.metrics import WindowResult
+
+
+class WindowFailed(AceEtlError):
+    """A window's extraction failed: `result` is its `failed` metrics row (already recorded), `__cause__`
+    the error that failed it (the one a run reports and raises)."""
+
+    def __init__(self, result: WindowResult, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.result = result
+        self.__cause__ = cause
+
+    def __reduce__(self) -> tuple[type[WindowFailed], tuple[WindowResult, BaseException | None]]:
+        # Dask workers hand failures back pickled: rebuild from the row and the cause, not from the message.
+        return (WindowFailed, (self.result, self.__cause__))

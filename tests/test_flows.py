@@ -31,6 +31,7 @@ from extract import lake
 from extract.errors import AuthError, SiteNotFoundError
 from extract.landing import TIMESERIES
 from extract.storage import LocalStorage
+from extract.windows import Window
 from flows.etl import daily_etl, transform, weather_hourly
 from flows.params import EtlParams, RetentionParams
 from tests.landing_factory import samples, write_timeseries
@@ -114,15 +115,17 @@ def test_a_run_parameter_replaces_one_deployment_value_and_keeps_the_others(harn
     assert daily["parameters"]["page_size"] != 500 and daily["parameters"]["sites"]
 
 
-def test_params_default_to_the_lookback_before_as_of() -> None:
-    params = EtlParams(sites=["x"], lookback_days=3)
-    span = params.range_at(datetime(2024, 6, 5, 7, 30, tzinfo=UTC))
+def test_params_default_to_the_lookback_before_as_of(tmp_path: Path) -> None:
+    def span_at(params: EtlParams, as_of: datetime) -> Window | None:
+        return params.job(as_of, data_dir=tmp_path, time_zones={}).span
+
+    span = span_at(EtlParams(sites=["x"], lookback_days=3), datetime(2024, 6, 5, 7, 30, tzinfo=UTC))
     assert span is not None and (span.start, span.end) == (
         datetime(2024, 6, 2, tzinfo=UTC),
         datetime(2024, 6, 5, tzinfo=UTC),
     )
-    hourly = EtlParams(sites=["x"], lookback_days=1, window_hours=6).range_at(
-        datetime(2024, 6, 5, 7, 30, tzinfo=UTC)
+    hourly = span_at(
+        EtlParams(sites=["x"], lookback_days=1, window_hours=6), datetime(2024, 6, 5, 7, 30, tzinfo=UTC)
     )
     assert hourly is not None and hourly.end == datetime(2024, 6, 5, 6, tzinfo=UTC)  # 06:00-12:00 is open
     with pytest.raises(ValueError, match="before"):
