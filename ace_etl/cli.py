@@ -317,17 +317,18 @@ def run(
             "every few minutes.",
         ),
     ] = False,
-    no_heal: Annotated[
+    heal: Annotated[
         bool,
         typer.Option(
-            "--no-heal",
-            help="After the build, do not re-fetch the ranges of the gaps in the range (see heal).",
+            "--heal",
+            help="After the build, re-fetch the ranges of the gaps in the range (as `ace-etl heal` does), then "
+            "build again if that landed anything.",
         ),
     ] = False,
     limits_file: LimitsFileOption = None,
 ) -> None:
-    """Extract a time range for one or more sites, land it as Parquet, build the warehouse, then heal the
-    range's gaps (re-fetch their ranges; build again when that landed anything).
+    """Extract a time range for one or more sites, land it as Parquet, then build the warehouse (and heal the
+    range's gaps with --heal).
 
     Needs ACEIOT_API_KEY (and ACEIOT_API_URL for a non-default API). Completed windows are skipped on a
     re-run (use --force to redo them); an interrupted window resumes from its last landed page.
@@ -335,10 +336,42 @@ def run(
     from ace_etl.runner import run_pipeline
     from extract.config import Settings
 
+    settings = Settings()
+    job = run_job(
+        settings, site=site, start=start, end=end, as_of=as_of, lookback_days=lookback_days, points=points,
+        points_file=points_file, points_from_api=points_from_api, data_dir=data_dir, sites_file=sites_file,
+        page_size=page_size, window_hours=window_hours, max_requests_per_minute=max_requests_per_minute,
+        no_transform=no_transform, force=force, live=live, heal=heal, limits_file=limits_file,
+    )  # fmt: skip
+    run_pipeline(settings, job)
+
+
+def run_job(
+    settings: Any,
+    *,
+    site: list[str],
+    start: str | None,
+    end: str | None,
+    as_of: str | None,
+    lookback_days: float,
+    points: str | None,
+    points_file: Path | None,
+    points_from_api: bool,
+    data_dir: Path | None,
+    sites_file: Path | None,
+    page_size: int,
+    window_hours: float,
+    max_requests_per_minute: float,
+    no_transform: bool,
+    force: bool,
+    live: bool,
+    heal: bool,
+    limits_file: Path | None,
+) -> Job:
+    """The job of `ace-etl run`, from its option values as the command line gives them."""
     if sum((points is not None, points_file is not None, points_from_api)) > 1:
         raise _fail("give only one of --points, --points-file and --points-from-api", 2)
-    settings = Settings()
-    job = Job.plan(
+    return Job.plan(
         sites=site,
         start=parse_when(start, "--start"),
         end=parse_when(end, "--end"),
@@ -350,11 +383,10 @@ def run(
         page_size=page_size,
         requests_per_minute=max_requests_per_minute,
         transform=not no_transform,
-        heal=not no_heal,
+        heal=heal,
         force=force,
         limits_file=limits_file,
     )
-    run_pipeline(settings, job)
 
 
 def _settings(

@@ -45,7 +45,8 @@ class Mode(StrEnum):
     """What the pipeline does with the job's range."""
 
     RUN = "run"
-    """Extract every window of the range (a daily run, a backfill), build, heal the gaps, build again."""
+    """Extract every window of the range (a daily run, a backfill), build; heal the gaps and build again
+    when the job heals."""
     LIVE = "live"
     """Keep the open window (and the one before it) current up to as-of; build; no heal, no compaction."""
     HEAL = "heal"
@@ -76,8 +77,9 @@ class Job:
     force: bool = False
     """Run: re-extract complete windows. Heal: check every gap now, even those checked recently."""
     transform: bool = True
-    heal: bool = True
-    """Run: after the build, re-fetch the ranges of the gaps in the range, then build again."""
+    heal: bool = False
+    """Run: after the build, re-fetch the ranges of the gaps in the range, then build again (the daily
+    deployment does; `ace-etl run` with --heal)."""
     compact: bool = False
     """Run: after extracting, compact the sites' closed days holding many small files."""
     limits_file: Path | None = None
