@@ -8,8 +8,9 @@ with a job (`extract.job.Job`), in this order:
    still fails at the end, naming the site.
 5. Heal, when the job heals (not live), nothing failed and the build passed: re-fetch the ranges of the
    gaps in the job's range. It comes after the build because it reads the gaps from the warehouse that
-   build published; the job's sites without gaps cost no request. Build again when healing changed the
-   landing. A heal job (`Mode.HEAL`) is this step alone, then the build.
+   build published; the job's sites without gaps cost no request. Build again when healing landed
+   samples (its empty checks show in the next run's build). A heal job (`Mode.HEAL`) is this step alone,
+   then a build when it fetched anything: its report reads the gaps still open, checks included.
 6. Report, then raise the first extraction failure, else the build's error (typed: exit status, task state).
 
 The front supplies only how units run and how progress is reported: `ace_etl.runner.Cli` (threads of this
@@ -92,7 +93,7 @@ class JobResult:
     def changed(self) -> bool:
         """The job fetched or healed something (not only found every window complete)."""
         fetched = any(w.status != "skipped" and w.api_requests for w in self.windows)
-        return fetched or _heal_changed(self.healed)
+        return fetched or _landed(self.healed)
 
     @property
     def failed(self) -> bool:
@@ -126,7 +127,7 @@ def run_job(job: Job, front: Front) -> JobResult:
         checked_limits_file(job.limits_file)
     if job.mode is Mode.HEAL:
         result.healed = front.heal(job)
-        if job.transform and _heal_changed(result.healed):
+        if job.transform and any(r.ranges for r in result.healed):
             result.build = front.build(job)
     else:
         with front.runner(job) as runner:
@@ -139,7 +140,7 @@ def run_job(job: Job, front: Front) -> JobResult:
             result.build = front.build(job)
             if job.heal and not job.live and result.extracted.ok and result.build.error is None:
                 result.healed = front.heal(job)
-                if _heal_changed(result.healed):
+                if _landed(result.healed):
                     result.build = front.build(job)
     if result.build is not None and result.build.error is None:
         result.gaps = gaps_by_site(result.build.warehouse)
@@ -148,9 +149,8 @@ def run_job(job: Job, front: Front) -> JobResult:
     return result
 
 
-def _heal_changed(healed: Sequence[HealResult]) -> bool:
-    # Ranges fetched without a sample still change the warehouse: their checks confirm gaps.
-    return any(r.samples or r.rejected or r.ranges for r in healed)
+def _landed(healed: Sequence[HealResult]) -> bool:
+    return any(r.samples or r.rejected for r in healed)
 
 
 def _compact(job: Job, front: Front) -> None:

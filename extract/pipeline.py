@@ -168,13 +168,13 @@ def extract_window(
             if not (closed and job.force):
                 # An open window is kept live; a closed one with a live checkpoint is finished by it.
                 outcome = run_live(
-                    client, storage, lease, window, as_of, selector,
-                    page_size=job.page_size, stats=stats, configured=list(configured), begin=job.live or not closed,
+                    client, storage, lease, job, window, selector,
+                    stats=stats, configured=list(configured), begin=job.live or not closed,
                 )  # fmt: skip
             if outcome is None:
                 outcome = run_window(
-                    client, storage, lease, window, selector, as_of=as_of,
-                    page_size=job.page_size, force=job.force, stats=stats, configured=configured, on_page=on_page,
+                    client, storage, lease, job, window, selector,
+                    stats=stats, configured=configured, on_page=on_page,
                 )  # fmt: skip
             if outcome is None:
                 log.warning(

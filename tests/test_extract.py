@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -410,6 +411,9 @@ def test_a_rejected_key_fails_with_a_failed_row(tmp_path: Path) -> None:
     # The typed failure carries the window's row (as landed) and the error that failed it.
     assert isinstance(failed.value.__cause__, AuthError) and "HTTP 401" in str(failed.value)
     assert (failed.value.result.run_id, failed.value.result.status) == ("r", "failed")
+    # Dask workers hand it back pickled: the row and the cause survive.
+    back = pickle.loads(pickle.dumps(failed.value))
+    assert back.result == failed.value.result and isinstance(back.__cause__, AuthError)
     runs = landed(storage, RUNS)
     assert set(runs.get_column("status")) == {"failed"}
     assert runs.get_column("error").str.contains("AuthError").all()
@@ -680,8 +684,8 @@ def test_a_window_whose_lease_cannot_be_renewed_stops_before_its_commit(tmp_path
 
     with serving(BASE) as (_, client), lease, pytest.raises(LeaseLostError) as lost:
         run_window(
-            client, storage, lease, window, PointSelector.from_list(configured),
-            page_size=PAGE_SIZE, force=False, stats=RequestStats(), on_page=break_the_store_after_the_first_page,
+            client, storage, lease, job(page_size=PAGE_SIZE), window, PointSelector.from_list(configured),
+            stats=RequestStats(), on_page=break_the_store_after_the_first_page,
         )  # fmt: skip
     assert "cannot renew" in str(lost.value) and "No space left on device" in str(lost.value)
     (checkpoint,) = load_checkpoints(storage, SITE, window)
