@@ -93,6 +93,8 @@ def run_pipeline(settings: Settings, job: Job, console: Console = stdout) -> Job
 
 @dataclass
 class CliBuild:
+    """A build of the command line (`run_transform`): its error is kept for after the summary."""
+
     warehouse: Path
     error: AceEtlError | None = None
 
@@ -110,7 +112,7 @@ class Cli:
         return AceClient.from_settings(
             self.settings,
             requests_per_minute=job.requests_per_minute,
-            budget=self.settings.budget_file(Path(job.data_dir)),
+            budget=self.settings.budget_file(job.data_dir),
         )
 
     @contextmanager
