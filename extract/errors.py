@@ -5,8 +5,6 @@ Callers (the CLI, Prefect flows) map these to exit statuses and task states; not
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 
 class AceEtlError(Exception):
     """Base class of every error ace-etl raises on purpose."""
@@ -76,6 +74,9 @@ class LandingBusyError(AceEtlError):
     """A commit waited too long for a warehouse build reading the landing, or a build for a commit."""
 
 
+# Here rather than at the top: WindowFailed is the one failure that needs them.
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
 if TYPE_CHECKING:  # metrics imports Polars; this module stays importable without it
     from extract.metrics import WindowResult
 
@@ -89,6 +90,6 @@ class WindowFailed(AceEtlError):
         self.result = result
         self.__cause__ = cause
 
-    def __reduce__(self) -> tuple[type[WindowFailed], tuple[WindowResult, BaseException | None]]:
+    def __reduce__(self) -> tuple[Any, ...]:
         # Dask workers hand failures back pickled: rebuild from the row and the cause, not from the message.
         return (WindowFailed, (self.result, self.__cause__))
