@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from ace_etl.simulator.cli import simulator
+from extract.job import MAX_PAGE_SIZE, REQUESTS_PER_MINUTE, WINDOW_HOURS, Job, Mode
+from extract.windows import DEFAULT_LOOKBACK_DAYS
 
 if TYPE_CHECKING:
     import socket
@@ -264,7 +266,7 @@ def run(
         typer.Option(
             "--lookback-days", help="Without --start/--end: cover the windows of this many days before as-of."
         ),
-    ] = 7,
+    ] = DEFAULT_LOOKBACK_DAYS,
     points: Annotated[
         str | None,
         typer.Option(
@@ -290,12 +292,15 @@ def run(
     data_dir: DataDirOption = None,
     sites_file: SitesFileOption = None,
     page_size: Annotated[
-        int, typer.Option(min=1, max=100_000, help="Samples per API page (the API allows 100,000).")
-    ] = 100_000,
+        int,
+        typer.Option(
+            min=1, max=MAX_PAGE_SIZE, help=f"Samples per API page (the API allows {MAX_PAGE_SIZE:,})."
+        ),
+    ] = MAX_PAGE_SIZE,
     window_hours: Annotated[
         float,
         typer.Option(min=0.01, help="Split the range into windows of this many hours; each is checkpointed."),
-    ] = 24.0,
+    ] = WINDOW_HOURS,
     max_requests_per_minute: Annotated[
         float,
         typer.Option(
@@ -304,7 +309,7 @@ def run(
             help="The API key's request budget, shared by every window, site and process using the key on "
             "this machine; requests go evenly spaced.",
         ),
-    ] = 100.0,
+    ] = REQUESTS_PER_MINUTE,
     no_transform: Annotated[
         bool, typer.Option("--no-transform", help="Only extract and land; skip dbt build.")
     ] = False,
@@ -319,75 +324,91 @@ def run(
             "every few minutes.",
         ),
     ] = False,
+    heal: Annotated[
+        bool,
+        typer.Option(
+            "--heal",
+            help="After the build, re-fetch the ranges of the gaps in the range (as `ace-etl heal` does), then "
+            "build again if that landed anything.",
+        ),
+    ] = False,
     limits_file: LimitsFileOption = None,
 ) -> None:
-    """Extract a time range for one or more sites, land it as Parquet, then build the warehouse.
+    """Extract a time range for one or more sites, land it as Parquet, then build the warehouse (and heal the
+    range's gaps with --heal).
 
     Needs ACEIOT_API_KEY (and ACEIOT_API_URL for a non-default API). Completed windows are skipped on a
     re-run (use --force to redo them); an interrupted window resumes from its last landed page.
     """
     from ace_etl.runner import run_pipeline
     from extract.config import Settings
-    from extract.windows import Window, resolve_range
 
+    settings = Settings()
+    job = run_job(
+        settings, site=site, start=start, end=end, as_of=as_of, lookback_days=lookback_days, points=points,
+        points_file=points_file, points_from_api=points_from_api, data_dir=data_dir, sites_file=sites_file,
+        page_size=page_size, window_hours=window_hours, max_requests_per_minute=max_requests_per_minute,
+        no_transform=no_transform, force=force, live=live, heal=heal, limits_file=limits_file,
+    )  # fmt: skip
+    run_pipeline(settings, job)
+
+
+def run_job(
+    settings: Any,
+    *,
+    site: list[str],
+    start: str | None,
+    end: str | None,
+    as_of: str | None,
+    lookback_days: float,
+    points: str | None,
+    points_file: Path | None,
+    points_from_api: bool,
+    data_dir: Path | None,
+    sites_file: Path | None,
+    page_size: int,
+    window_hours: float,
+    max_requests_per_minute: float,
+    no_transform: bool,
+    force: bool,
+    live: bool,
+    heal: bool,
+    limits_file: Path | None,
+) -> Job:
+    """The job of `ace-etl run`, from its option values as the command line gives them."""
     if sum((points is not None, points_file is not None, points_from_api)) > 1:
         raise _fail("give only one of --points, --points-file and --points-from-api", 2)
-    moment = parse_when(as_of, "--as-of") or datetime.now(UTC)
-    if live:
-        from extract.windows import live_windows
-
-        if start is not None or end is not None:
-            raise _fail("--live covers the open window at --as-of: give no --start/--end", 2)
-        previous, current = live_windows(moment, window_hours)
-        span: Window | None = Window(previous.start, current.end)
-    else:
-        span = resolve_range(
-            parse_when(start, "--start"),
-            parse_when(end, "--end"),
-            moment,
-            lookback_days=lookback_days,
-            window_hours=window_hours,
-        )
-    if span is None:
-        typer.echo(
-            f"Nothing to extract: no {window_hours:g} h window has closed by {moment.isoformat()}.", err=True
-        )
-        return
-    settings = Settings()
-    options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force, window_hours=window_hours, as_of=moment, live=live,
-                       time_zones=_time_zones(sites_file, settings), limits_file=limits_file)  # fmt: skip
-    run_pipeline(settings, options)
+    return Job.plan(
+        sites=site,
+        start=parse_when(start, "--start"),
+        end=parse_when(end, "--end"),
+        as_of=parse_when(as_of, "--as-of"),
+        lookback_days=lookback_days,
+        mode=Mode.LIVE if live else Mode.RUN,
+        window_hours=window_hours,
+        **_settings(settings, points, points_file, data_dir, sites_file),
+        page_size=page_size,
+        requests_per_minute=max_requests_per_minute,
+        transform=not no_transform,
+        heal=heal,
+        force=force,
+        limits_file=limits_file,
+    )
 
 
-def _options(
+def _settings(
     settings: Any,
-    sites: list[str],
-    span: Any,
     points: str | None,
     points_file: Path | None,
     data_dir: Path | None,
-    page_size: int,
-    requests_per_minute: float,
-    transform: bool,
-    force: bool,
-    **extra: Any,
-) -> Any:
-    """The options `run` and `heal` share, from their command-line values."""
-    from ace_etl.runner import RunOptions
-
-    return RunOptions(
-        sites=tuple(dict.fromkeys(sites)),  # `--site a --site a` is one site
-        start=span.start,
-        end=span.end,
-        points=points.split(",") if points is not None else points_file,
-        data_dir=data_dir or settings.data_dir,
-        page_size=page_size,
-        requests_per_minute=requests_per_minute,
-        transform=transform,
-        force=force,
-        **extra,
-    )
+    sites_file: Path | None,
+) -> dict[str, Any]:
+    """The job settings `run` and `heal` read alike from their command-line values and the environment."""
+    return {
+        "points": points.split(",") if points is not None else points_file,
+        "data_dir": data_dir or settings.data_dir,
+        "time_zones": _time_zones(sites_file, settings),
+    }
 
 
 @app.command()
@@ -407,7 +428,7 @@ def heal(
     ] = None,
     lookback_days: Annotated[
         float, typer.Option("--lookback-days", help="Without --start/--end: heal this many days before now.")
-    ] = 7,
+    ] = DEFAULT_LOOKBACK_DAYS,
     points: Annotated[
         str | None,
         typer.Option(
@@ -421,13 +442,15 @@ def heal(
     ] = None,
     data_dir: DataDirOption = None,
     sites_file: SitesFileOption = None,
-    page_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per API page.")] = 100_000,
+    page_size: Annotated[
+        int, typer.Option(min=1, max=MAX_PAGE_SIZE, help="Samples per API page.")
+    ] = MAX_PAGE_SIZE,
     max_requests_per_minute: Annotated[
         float,
         typer.Option(
             min=1, envvar=RATE_ENV, help="The API key's request budget, shared as for run; evenly spaced."
         ),
-    ] = 100.0,
+    ] = REQUESTS_PER_MINUTE,
     no_transform: Annotated[
         bool, typer.Option("--no-transform", help="Only land what was found; skip dbt build.")
     ] = False,
@@ -443,28 +466,26 @@ def heal(
     becomes `confirmed` in timeseries_gaps after repeated empty checks. Gaps of a window not complete yet
     (still open) are fetched and landed, but not counted as checks: they never become `confirmed` while open.
     """
-    from datetime import timedelta
-
-    from ace_etl.runner import run_heal
+    from ace_etl.runner import run_pipeline
     from extract.config import Settings
-    from extract.windows import resolve_range
 
     if points is not None and points_file is not None:
         raise _fail("give only one of --points and --points-file", 2)
-    if not 0 < lookback_days <= 3660:
-        raise _fail(f"--lookback-days must be more than 0 and at most 3660, got {lookback_days}", 2)
-    now = datetime.now(UTC)
-    if start is None and end is None:
-        first = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=lookback_days)
-        span = resolve_range(first, now, now)
-    else:
-        span = resolve_range(parse_when(start, "--start"), parse_when(end, "--end"), now)
-    assert span is not None
     settings = Settings()
-    options = _options(settings, site, span, points, points_file, data_dir, page_size, max_requests_per_minute,
-                       not no_transform, force, time_zones=_time_zones(sites_file, settings),
-                       limits_file=limits_file)  # fmt: skip
-    run_heal(settings, options)
+    job = Job.plan(
+        sites=site,
+        start=parse_when(start, "--start"),
+        end=parse_when(end, "--end"),
+        lookback_days=lookback_days,
+        mode=Mode.HEAL,
+        **_settings(settings, points, points_file, data_dir, sites_file),
+        page_size=page_size,
+        requests_per_minute=max_requests_per_minute,
+        transform=not no_transform,
+        force=force,
+        limits_file=limits_file,
+    )
+    run_pipeline(settings, job)
 
 
 @app.command()

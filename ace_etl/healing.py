@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import UTC
 from pathlib import Path
 
 from extract.client import AceClient
 from extract.heal import Gap, HealResult, heal_site
+from extract.job import Job
 from extract.lease import SiteLease
-from extract.pipeline import PointsSource, land_points, new_run_id, resolve_selector
+from extract.pipeline import land_points, resolve_selector
 from extract.storage import Storage
 from extract.windows import Window
 
 
-def warehouse_gaps(data_dir: Path, site: str, span: Window) -> list[Gap]:
+def warehouse_gaps(data_dir: Path | str, site: str, span: Window) -> list[Gap]:
     """The site's gaps in `span`, from the published warehouse (read-only, as an analyst reads it)."""
     from ace_etl.transform import reading, warehouse_file
 
@@ -27,27 +27,21 @@ def warehouse_gaps(data_dir: Path, site: str, span: Window) -> list[Gap]:
     return [Gap(name, start.astimezone(UTC), end.astimezone(UTC)) for name, start, end in rows]
 
 
-def heal_sites(
-    client: AceClient,
-    storage: Storage,
-    data_dir: Path,
-    sites: Sequence[str],
-    span: Window,
-    *,
-    points: PointsSource = None,
-    page_size: int = 100_000,
-    force: bool = False,
-    time_zones: Mapping[str, str] | None = None,
-) -> list[HealResult]:
-    """For each site, under its lease: the warehouse's gaps in `span`, fetched and landed (see extract.heal).
-    `time_zones` overrides sites' time zones where the site's record is landed beside its points."""
-    run_id = new_run_id()
+def heal_sites(client: AceClient, storage: Storage, job: Job) -> list[HealResult]:
+    """For each of the job's sites, under its lease: the warehouse's gaps in the job's span, fetched and
+    landed (see extract.heal). A site without gaps there costs no request. The job's time zones override
+    sites' where the site's record is landed beside its points."""
+    assert job.span is not None
     results = []
-    for site in sites:
-        gaps = warehouse_gaps(data_dir, site, span)
-        selector = resolve_selector(points, land_points(client, storage, site, time_zones), site=site)
-        with SiteLease(storage, site, run_id) as lease:
+    for site in job.sites:
+        gaps = warehouse_gaps(job.data_dir, site, job.span)
+        if not gaps:
+            results.append(HealResult(site, 0, 0, 0, 0, 0, 0, 0, 0))
+            continue
+        points = land_points(client, storage, site, job.time_zones)
+        selector = resolve_selector(job.points, points, site=site)
+        with SiteLease(storage, site, job.run_id) as lease:
             results.append(
-                heal_site(client, storage, lease, gaps, selector, page_size=page_size, force=force)
+                heal_site(client, storage, lease, gaps, selector, page_size=job.page_size, force=job.force)
             )
     return results

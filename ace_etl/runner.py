@@ -1,12 +1,14 @@
-"""What `ace-etl run`, `demo` and `transform` do, without Prefect: the library's stages in order, rich
-progress on stderr and the run summary on stdout. Prefect flows (`flows/`) wire the same stages as tasks."""
+"""What `ace-etl run`, `heal`, `demo` and `transform` do, without Prefect: the one pipeline
+(`ace_etl.pipeline`) with its units on threads of this process, rich progress on stderr and the summary on
+stdout. The flows (`flows/`) run the same pipeline with Prefect tasks."""
 
 from __future__ import annotations
 
 import shlex
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -22,41 +24,24 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
-from ace_etl.report import gaps_by_site, summarize, to_rich_table, weather_history_note
+from ace_etl.pipeline import JobResult, run_job
+from ace_etl.report import summarize, to_rich_table
 from extract.client import AceClient
 from extract.config import Settings
 from extract.datadir import open_storage
+from extract.errors import AceEtlError
 from extract.heal import HealResult
+from extract.job import Job, Mode
 from extract.metrics import WindowResult
-from extract.pipeline import PointsSource, RunResult, run_extract
-from extract.windows import Window, split_windows
+from extract.pipeline import threads
+from extract.scheduler import Runner
+from extract.windows import Window
 
 # Summaries are tables: keep them whole when piped to a log rather than squeezed to 80 columns.
 stdout = Console(width=None if Console().is_terminal else 160)
 stderr = Console(stderr=True)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    sites: Sequence[str]
-    start: datetime
-    end: datetime
-    data_dir: Path
-    points: PointsSource = None
-    page_size: int = 100_000
-    window_hours: float = 24
-    requests_per_minute: float = 100
-    transform: bool = True
-    force: bool = False
-    max_workers: int = 4
-    as_of: datetime | None = None
-    """The instant the run is for (default now): windows not ended then are landed up to it, not complete."""
-    live: bool = False
-    limits_file: Path | None = None
-    """The user's limits file for the build (else ACE_LIMITS_FILE, else the bundled limits alone)."""
-    time_zones: Mapping[str, str] = field(default_factory=dict)
-    """Per-site time-zone overrides (a sites file's), applied when landing sites and when building."""
 
 
 class RunProgress:
@@ -99,62 +84,105 @@ class RunProgress:
         return self._lines[(site, window)]
 
 
-def run_pipeline(settings: Settings, options: RunOptions, console: Console = stdout) -> RunResult:
-    """Extract and land every (site, window), then build the warehouse; print the summary.
+def run_pipeline(settings: Settings, job: Job, console: Console = stdout) -> JobResult:
+    """Run the job through the one pipeline (`ace_etl.pipeline.run_job`) on threads of this process, with
+    rich progress on stderr and the summary on stdout. Raises the first failure's typed error after the
+    summary, so the caller can set the exit status."""
+    return run_job(job, Cli(settings, console))
 
-    Raises the first failure's typed error after the summary, so the caller can set the exit status."""
-    if options.transform:
-        from ace_etl.transform import check_build_paths, checked_limits_file
 
-        check_build_paths(options.data_dir)  # before landing anything the build could not read
-        checked_limits_file(options.limits_file)
-    windows = split_windows(options.start, options.end, options.window_hours)
-    as_of = options.as_of or datetime.now(UTC)
-    storage = open_storage(options.data_dir)
-    with AceClient.from_settings(
-        settings,
-        requests_per_minute=options.requests_per_minute,
-        budget=settings.budget_file(options.data_dir),
-    ) as client:
-        stderr.print(
-            f"Extracting {len(options.sites)} site(s), {options.start:%Y-%m-%d %H:%M} to {options.end:%Y-%m-%d %H:%M} UTC "
-            f"({len(windows)} window(s) each) into {options.data_dir}",
-            markup=False,  # a data dir's `[x]` is part of its name
+@dataclass
+class CliBuild:
+    """A build of the command line (`run_transform`): its error is kept for after the summary."""
+
+    warehouse: Path
+    error: AceEtlError | None = None
+
+
+class Cli:
+    """The pipeline's front for the command line: the units on a pool of threads sharing one client (and
+    its rate limit, in the budget file every process of the data dir shares), rich output."""
+
+    def __init__(self, settings: Settings, console: Console = stdout) -> None:
+        self.settings = settings
+        self.console = console
+        self.progress: RunProgress | None = None
+
+    def _client(self, job: Job) -> AceClient:
+        return AceClient.from_settings(
+            self.settings,
+            requests_per_minute=job.requests_per_minute,
+            budget=self.settings.budget_file(job.data_dir),
         )
-        progress = RunProgress(len(windows) * len(options.sites))
-        with progress.progress:
-            result = run_extract(
-                client,
-                storage,
-                options.sites,
-                options.start,
-                options.end,
-                window_hours=options.window_hours,
-                page_size=options.page_size,
-                points=options.points,
-                force=options.force,
-                max_workers=options.max_workers,
-                on_page=progress.on_page,
-                on_window=progress.on_window,
-                as_of=as_of,
-                live=options.live,
-                time_zones=options.time_zones,
+
+    @contextmanager
+    def runner(self, job: Job) -> Iterator[Runner]:
+        windows, span = job.windows, job.span
+        assert span is not None
+        with self._client(job) as client:
+            stderr.print(
+                f"Extracting {len(job.sites)} site(s), {span.start:%Y-%m-%d %H:%M} to {span.end:%Y-%m-%d %H:%M} UTC "
+                f"({len(windows)} window(s) each) into {job.data_dir}",
+                markup=False,  # a data dir's `[x]` is part of its name
             )
-    gaps = None
-    if options.transform and any(w.status != "failed" for w in result.windows):
-        gaps = run_transform(options.data_dir, time_zones=options.time_zones, limits_file=options.limits_file)
-    console.print(to_rich_table(summarize(result.windows, gaps)))
-    if note := weather_history_note(result.weather, datetime.now(UTC)):
-        stderr.print(note, markup=False, soft_wrap=True)
-    still_open = sum(w.status == "live" for w in result.windows)
-    if still_open and not options.live:
-        stderr.print(
-            f"{still_open} window(s) had not ended at {as_of:%Y-%m-%d %H:%M} UTC: "
-            "landed up to then, not complete; a later run (this command again, or the next day's) fetches the rest",
-            soft_wrap=True,
-        )
-    result.raise_if_failed()
-    return result
+            self.progress = RunProgress(len(windows) * len(job.sites))
+            with (
+                self.progress.progress,
+                threads(client, open_storage(job.data_dir), job, self.progress.on_page) as pool,
+            ):
+                yield pool
+
+    def on_window(self, row: WindowResult) -> None:
+        if self.progress is not None:
+            self.progress.on_window(row)
+
+    def heal(self, job: Job) -> list[HealResult]:
+        from ace_etl.healing import heal_sites
+
+        with self._client(job) as client, stderr.status(f"Healing {len(job.sites)} site(s)..."):
+            return heal_sites(client, open_storage(job.data_dir), job)
+
+    def build(self, job: Job) -> CliBuild:
+        from ace_etl.transform import TransformError, warehouse_file
+
+        try:
+            return CliBuild(
+                run_transform(job.data_dir, time_zones=job.time_zones, limits_file=job.limits_file)
+            )
+        except TransformError as error:
+            return CliBuild(warehouse_file(job.data_dir), error)
+
+    def note(self, message: str, *, warning: bool = False) -> None:
+        stderr.print(f"warning: {message}" if warning else message, markup=False, soft_wrap=True)
+
+    def report(self, result: JobResult) -> None:
+        if result.job.mode is Mode.HEAL:
+            self.console.print(heal_table(result))
+            return
+        self.console.print(to_rich_table(summarize(result.windows, result.gaps)))
+        still_open = sum(w.status == "live" for w in result.windows)
+        if still_open and not result.job.live:
+            stderr.print(
+                f"{still_open} window(s) had not ended at {result.job.as_of:%Y-%m-%d %H:%M} UTC: landed up to "
+                "then, not complete; a later run (this command again, or the next day's) fetches the rest",
+                soft_wrap=True,
+            )
+
+
+def heal_table(result: JobResult) -> Table:
+    """Per site: what heal found, fetched and healed, and what is still open (in the last build)."""
+    from ace_etl.healing import warehouse_gaps
+
+    job, span = result.job, result.job.span
+    assert span is not None
+    table = Table("site", "gaps found", "checked", "ranges fetched", "requests", "samples landed", "gaps still open",
+                  title=f"Heal {span.start:%Y-%m-%d %H:%M} to {span.end:%Y-%m-%d %H:%M} UTC")  # fmt: skip
+    for r in result.healed:
+        still = len(warehouse_gaps(job.data_dir, r.site_name, span)) if job.transform else r.gaps
+        table.add_row(
+            r.site_name, str(r.gaps), str(r.gaps - r.deferred - r.skipped), str(r.ranges), str(r.requests), f"{r.samples:,}", str(still)
+        )  # fmt: skip
+    return table
 
 
 def run_transform(
@@ -164,8 +192,8 @@ def run_transform(
     full_check: bool = False,
     time_zones: Mapping[str, str] | None = None,
     limits_file: Path | None = None,
-) -> dict[str, int]:
-    """dbt build, then publish the warehouse; returns the gaps found per site."""
+) -> Path:
+    """dbt build, then publish the warehouse; returns it."""
     from ace_etl.transform import build_warehouse
 
     with stderr.status("Building the warehouse (dbt build)..."):
@@ -182,7 +210,7 @@ def run_transform(
     )
     for warning in result.warnings:
         stderr.print(f"[yellow]data-quality warning[/yellow] {escape(warning)}")
-    return gaps_by_site(result.warehouse)
+    return result.warehouse
 
 
 def demo_range(hours: int, now: datetime) -> tuple[datetime, datetime]:
@@ -220,17 +248,16 @@ def run_demo(data_dir: Path, *, site: str, points: int, hours: int) -> None:
     with Simulator(config) as sim:
         stderr.print(f"Simulator ready at {sim.url} (site {site!r}, {points} points)")
         settings = Settings(api_url=sim.url, api_key=SecretStr(config.api_key), data_dir=data_dir)
-        options = RunOptions(
-            sites=(site,), start=start, end=end, data_dir=data_dir, window_hours=min(hours, 24)
+        run_pipeline(
+            settings,
+            Job(sites=(site,), span=Window(start, end), data_dir=data_dir, window_hours=min(hours, 24)),
         )
-        run_pipeline(settings, options)
     show_examples(data_dir)
 
 
 def show_examples(data_dir: Path, console: Console = stdout) -> None:
     """Run the example queries on the published warehouse (read-only, as an analyst would) and print them."""
     from rich.syntax import Syntax
-    from rich.table import Table
 
     from ace_etl.transform import reading, warehouse_file
     from extract.datadir import open_storage
@@ -256,37 +283,3 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
         f"pl.scan_delta({landing!r}).group_by('site_name').len().collect()",
         markup=False,
     )
-
-
-def run_heal(settings: Settings, options: RunOptions, console: Console = stdout) -> list[HealResult]:
-    """Re-fetch the gap ranges of each site, land what the API now has, rebuild, and print per site what
-    was found, fetched and healed, and what is still open."""
-    from rich.table import Table
-
-    from ace_etl.healing import heal_sites, warehouse_gaps
-
-    span = Window(options.start, options.end)
-    with (
-        AceClient.from_settings(
-            settings,
-            requests_per_minute=options.requests_per_minute,
-            budget=settings.budget_file(options.data_dir),
-        ) as client,
-        stderr.status(f"Healing {len(options.sites)} site(s)..."),
-    ):
-        results = heal_sites(
-            client, open_storage(options.data_dir), options.data_dir, options.sites, span,
-            points=options.points, page_size=options.page_size, force=options.force,
-            time_zones=options.time_zones,
-        )  # fmt: skip
-    if options.transform and any(r.samples or r.rejected or r.ranges for r in results):
-        run_transform(options.data_dir, time_zones=options.time_zones, limits_file=options.limits_file)
-    table = Table("site", "gaps found", "checked", "ranges fetched", "requests", "samples landed", "gaps still open",
-                  title=f"Heal {span.start:%Y-%m-%d %H:%M} to {span.end:%Y-%m-%d %H:%M} UTC")  # fmt: skip
-    for r in results:
-        still = len(warehouse_gaps(options.data_dir, r.site_name, span)) if options.transform else r.gaps
-        table.add_row(
-            r.site_name, str(r.gaps), str(r.gaps - r.deferred - r.skipped), str(r.ranges), str(r.requests), f"{r.samples:,}", str(still)
-        )  # fmt: skip
-    console.print(table)
-    return results

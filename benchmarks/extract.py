@@ -79,21 +79,22 @@ def _next_cursor(body: bytes) -> str | None:
 def child(url: str, data_dir: str, start: str, end: str, window_hours: str, max_workers: str) -> None:
     """Run the full extract and print its timing, counts and this process's peak RSS as JSON."""
     from extract.client import AceClient
+    from extract.job import Job
     from extract.pipeline import run_extract
     from extract.storage import LocalStorage
+    from extract.windows import Window
 
     began = time.perf_counter()
+    job = Job(
+        sites=(SITE,),
+        span=Window(datetime.fromisoformat(start), datetime.fromisoformat(end)),
+        data_dir=Path(data_dir),
+        page_size=PAGE_SIZE,
+        window_hours=float(window_hours),
+        max_workers=int(max_workers),
+    )
     with AceClient(url, API_KEY, requests_per_minute=None) as client:
-        result = run_extract(
-            client,
-            LocalStorage(data_dir),
-            [SITE],
-            datetime.fromisoformat(start),
-            datetime.fromisoformat(end),
-            page_size=PAGE_SIZE,
-            window_hours=float(window_hours),
-            max_workers=int(max_workers),
-        )
+        result = run_extract(client, LocalStorage(data_dir), job)
     result.raise_if_failed()
     print(
         json.dumps(

@@ -27,10 +27,11 @@ import duckdb
 from pydantic import SecretStr
 from rich.console import Console
 
-from ace_etl.runner import RunOptions, run_pipeline
+from ace_etl.runner import run_pipeline
 from ace_etl.simulator import Simulator, SimulatorConfig
 from extract.config import Settings
-from extract.windows import live_windows
+from extract.job import Job, Mode
+from extract.windows import Window, live_windows
 
 DAY = datetime(2025, 3, 10, tzinfo=UTC)
 PERIOD = timedelta(minutes=5)
@@ -65,13 +66,12 @@ def main() -> None:
                     settings,
                     # Runs follow each other here within seconds, not 5 minutes apart: a client-side limit
                     # of 100 a minute would time the limiter, not the run.
-                    RunOptions(
+                    Job(
                         sites=sites,
-                        start=start,
-                        end=end,
+                        span=Window(start, end),
                         data_dir=data_dir,
-                        as_of=live_as_of,
-                        live=live_as_of is not None,
+                        as_of=live_as_of or datetime.now(UTC),
+                        mode=Mode.RUN if live_as_of is None else Mode.LIVE,
                         requests_per_minute=100_000,
                     ),
                     console=quiet,

@@ -39,15 +39,15 @@ def extract_site(
     from extract.budget import SharedBudget, key_id
     from extract.client import AceClient
     from extract.datadir import open_storage
+    from extract.job import Job
     from extract.pipeline import extract_window, resolve_selector
     from extract.windows import Window
 
     limiter = SharedBudget(Path(budget), key_id(url, "bench"), int(per_minute * period / 60), period)
+    day = Window(DAY, DAY + timedelta(days=1))
+    job = Job(sites=(site,), span=day, data_dir=Path(data_dir), run_id="scale")
     with AceClient(url, "bench", rate_limiter=limiter) as client:
-        result = extract_window(
-            client, open_storage(data_dir), site, Window(DAY, DAY + timedelta(days=1)), resolve_selector(["*"]),
-            run_id="scale",
-        )  # fmt: skip
+        result = extract_window(client, open_storage(data_dir), job, site, day, resolve_selector(["*"]))
     return result.records_fetched, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 

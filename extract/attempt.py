@@ -31,6 +31,7 @@ from extract import lake, schemas
 from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
 from extract.errors import CursorError, DamagedStateError
+from extract.job import Job
 from extract.landing import (
     LANDING_DIRS,
     LEASES,
@@ -93,19 +94,18 @@ def run_window(
     client: AceClient,
     storage: Storage,
     lease: SiteLease,
+    job: Job,
     window: Window,
     selector: PointSelector,
     *,
-    page_size: int,
-    force: bool,
     stats: RequestStats,
     configured: Sequence[str] = (),
     on_page: OnPage | None = None,
-    as_of: datetime | None = None,
 ) -> Outcome | None:
-    """Bring `window` to complete for `selector` (the caller holds `lease`). None when the attempt would
-    reach past `as_of`, the instant the run is for: an open window is never complete (`extract.live`)."""
-    site = lease.site
+    """Bring `window` to complete for `selector` (the caller holds `lease`), in pages of the job's size,
+    again when the job forces. None when the attempt would reach past the job's as-of, the instant the run
+    is for: an open window is never complete (`extract.live`)."""
+    site, page_size, force, as_of = lease.site, job.page_size, job.force, job.as_of
     tidy(storage, site, lease.run_id)
     for c in load_checkpoints(storage, site, window):
         if c.state == "publishing":
@@ -123,7 +123,7 @@ def run_window(
         if grown == hull:
             break
         hull, near = grown, load_checkpoints(storage, site, grown)
-    if as_of is not None and hull.end > as_of:
+    if hull.end > as_of:
         return None
     union = selector
     for c in near:

@@ -27,9 +27,16 @@ The hierarchy, with when each is raised:
   * TransformError - dbt could not build the warehouse (a model or an error-severity test failed)
   * WarehouseError - the published warehouse cannot be read: locked, not DuckDB, or without a table
   * LandingBusyError - a commit waited too long for a build reading the landing, or a build for a commit
+  * WindowFailed - a window's extraction failed: carries its `failed` metrics row (`result`) and the error
+    (`__cause__`) that a run reports and raises
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # metrics imports Polars; this module stays importable without it
+    from extract.metrics import WindowResult
 
 
 class AceEtlError(Exception):
@@ -130,3 +137,17 @@ class WarehouseError(AceEtlError):
 
 class LandingBusyError(AceEtlError):
     """A commit waited too long for a warehouse build reading the landing, or a build for a commit."""
+
+
+class WindowFailed(AceEtlError):
+    """A window's extraction failed: `result` is its `failed` metrics row (already recorded), `__cause__`
+    the error that failed it (the one a run reports and raises)."""
+
+    def __init__(self, result: WindowResult, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.result = result
+        self.__cause__ = cause
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Dask workers hand failures back pickled: rebuild from the row and the cause, not from the message.
+        return (WindowFailed, (self.result, self.__cause__))

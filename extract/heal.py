@@ -29,6 +29,7 @@ import polars as pl
 from extract import lake, retention, schemas
 from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
+from extract.job import MAX_PAGE_SIZE
 from extract.landing import (
     REJECTS,
     TIMESERIES,
@@ -39,7 +40,7 @@ from extract.landing import (
     window_files,
 )
 from extract.lease import SiteLease
-from extract.pagination import MAX_PAGE_SIZE, iter_pages
+from extract.pagination import iter_pages
 from extract.parse import KEY, KEY_SCHEMA, normalize_samples
 from extract.points import PointSelector
 from extract.storage import Storage

@@ -25,6 +25,7 @@ from extract.attempt import SELECTIONS_SCHEMA, Outcome, covered, summed
 from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
 from extract.client import AceClient, RequestStats
 from extract.heal import Patch, land_patches, new_rows
+from extract.job import Job
 from extract.landing import REJECTS, TIMESERIES, selection_path
 from extract.lease import SiteLease
 from extract.pagination import iter_pages
@@ -38,18 +39,17 @@ def run_live(
     client: AceClient,
     storage: Storage,
     lease: SiteLease,
+    job: Job,
     window: Window,
-    as_of: datetime,
     selector: PointSelector,
     *,
-    page_size: int,
     stats: RequestStats,
     configured: list[str],
     begin: bool = True,
 ) -> Outcome | None:
-    """Bring the window's live checkpoint up to `as_of` (the caller holds the lease), starting one when
-    `begin` and the window has no checkpoint; None when the window belongs to a regular run."""
-    site = lease.site
+    """Bring the window's live checkpoint up to the job's as-of (the caller holds the lease), starting one
+    when `begin` and the window has no checkpoint; None when the window belongs to a regular run."""
+    site, as_of, page_size = lease.site, job.as_of, job.page_size
     near = load_checkpoints(storage, site, window)
     if covered(near, window, selector):
         return Outcome("skipped", summed([c for c in near if c.complete]))

@@ -16,8 +16,7 @@ from extract import cancel
 from extract.client import AceClient, RequestStats, format_time, site_path
 from extract.decode import RawPage, decode_timeseries_page
 from extract.errors import PaginationError
-
-MAX_PAGE_SIZE = 100_000
+from extract.job import MAX_PAGE_SIZE
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Extract orchestration: sites x windows -> pages -> landed Parquet, checkpointed, with one metrics row each.
 
 The units of work are `land_points` (or `recent_points`), `extract_window` and `extract_weather`; they
-raise the typed errors of `extract.errors`. `extract.scheduler.schedule` decides what runs when, for the CLI
-(`run_extract`: the units on threads of this process) and the flows (the units as Prefect tasks) alike;
-it collects failures per site and window, so one bad site does not stop the others, and
+raise the typed errors of `extract.errors` (a window's as `WindowFailed`, carrying its row). `extract_job` runs
+a job's extraction on a runner, for the one pipeline (`ace_etl.pipeline`: threads for the CLI, Prefect tasks
+for the flows) and for `run_extract` (threads of this process) alike; `extract.scheduler.schedule` decides
+what runs when and collects failures per site and window, so one bad site does not stop the others, and
 `RunResult.raise_if_failed` re-raises the first.
 
 Per window (`extract.attempt`): take the site's lease, plan against the checkpoints, stage pages with a
@@ -16,9 +17,9 @@ from __future__ import annotations
 import io
 import logging
 import time
-import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,32 +31,24 @@ from extract import lake
 from extract.attempt import OnPage, covered, run_window
 from extract.checkpoint import Checkpoint, load_checkpoints
 from extract.client import AceClient, RequestStats
-from extract.errors import ConfigError, NoPointsError
+from extract.errors import ConfigError, NoPointsError, WindowFailed
+from extract.job import Job, PointsSource
 from extract.landing import WEATHER, points_path
-from extract.lease import DEFAULT_WAIT_S, SiteLease
+from extract.lease import SiteLease
 from extract.live import run_live
 from extract.metrics import Status, WindowResult, write_run_row
-from extract.pagination import MAX_PAGE_SIZE
 from extract.points import PointSelector, configured_points_frame, enabled_point_names, read_points_file
 from extract.quarantine import quarantine
 from extract.redact import one_line
-from extract.scheduler import Failure, Plan, RunResult, WeatherResult, schedule
+from extract.scheduler import Failure, Plan, Runner, RunResult, WeatherResult, schedule
 from extract.sites import land_site
 from extract.storage import Storage
 from extract.weather import is_series, parse_weather
-from extract.windows import Window, compact_time, split_windows
+from extract.windows import Window
 
 __all__ = ["Failure", "RunResult", "WeatherResult"]  # re-exported: the results of `run_extract`
 
 log = logging.getLogger(__name__)
-
-# Points to keep: explicit names/patterns, a points file, or None for the API's enabled configured points.
-PointsSource = Sequence[str] | Path | None
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    """`20240102T030405Z-1a2b3c4d`: sortable by start time, unique across concurrent runs."""
-    return f"{compact_time((now or _now()).replace(microsecond=0))}-{uuid.uuid4().hex[:8]}"
 
 
 def land_points(
@@ -143,76 +136,45 @@ def resolve_selector(
 def extract_window(
     client: AceClient,
     storage: Storage,
+    job: Job,
     site: str,
     window: Window,
     selector: PointSelector,
-    *,
-    run_id: str,
-    page_size: int = MAX_PAGE_SIZE,
-    force: bool = False,
-    on_page: OnPage | None = None,
     configured: Sequence[str] = (),
-    lease_wait_s: float = DEFAULT_WAIT_S,
-    as_of: datetime | None = None,
-    live: bool = False,
+    on_page: OnPage | None = None,
 ) -> WindowResult:
-    """Land one (site, window) under the site's lease: resume from its checkpoint, skip it when complete
-    for the selection (unless `force`), restart it when its cursor is rejected. A window that has not
-    ended at `as_of` (the instant the run is for, default now) is landed up to as-of and kept `live`, not
-    complete (`extract.live`); `live` runs also finish the live window before it. Writes the window's
-    metrics row whatever happens, unless the window starts at or after as-of (it is not fetched then); on
-    failure the row has status `failed` and the error is re-raised with the row as its `window_result` (the
-    scheduler reports it)."""
-    result, error = _window(
-        client, storage, site, window, selector, run_id, page_size, force, on_page, configured, lease_wait_s,
-        as_of or _now(), live,
-    )  # fmt: skip
-    if error is not None:
-        error.window_result = result  # type: ignore[attr-defined]
-        raise error
-    return result
-
-
-def _window(
-    client: AceClient,
-    storage: Storage,
-    site: str,
-    window: Window,
-    selector: PointSelector,
-    run_id: str,
-    page_size: int,
-    force: bool,
-    on_page: OnPage | None,
-    configured: Sequence[str],
-    lease_wait_s: float,
-    as_of: datetime,
-    live: bool,
-) -> tuple[WindowResult, Exception | None]:
+    """Land one (site, window) of `job` under the site's lease: resume from its checkpoint, skip it when
+    complete for the selection (unless the job forces), restart it when its cursor is rejected. A window
+    that has not ended at the job's as-of is landed up to as-of and kept `live`, not complete
+    (`extract.live`); live jobs also finish the live window before it. Writes the window's metrics row
+    whatever happens, unless the window starts at or after as-of (it is not fetched then); on failure the
+    row has status `failed` and `WindowFailed` carries it, caused by the error."""
     started, clock, stats = _now(), time.monotonic(), RequestStats()
 
     def result(status: Status, progress: Checkpoint | None, error: str | None = None) -> WindowResult:
         return _record(
-            storage, _window_result(run_id, site, window, status, progress, stats, started, clock, error)
+            storage, _window_result(job.run_id, site, window, status, progress, stats, started, clock, error)
         )
 
+    as_of = job.as_of
     if window.start >= as_of:
         # Nothing can have been uploaded for it yet: it is not fetched, so no runs row says it was. The run's
         # summary still counts it among the windows not complete.
-        return _window_result(run_id, site, window, "live", None, stats, started, clock, None), None
+        return _window_result(job.run_id, site, window, "live", None, stats, started, clock, None)
     try:
-        with SiteLease(storage, site, run_id, wait_s=lease_wait_s) as lease:
+        with SiteLease(storage, site, job.run_id) as lease:
             outcome = None
             closed = window.end <= as_of
-            if not (closed and force):
+            if not (closed and job.force):
                 # An open window is kept live; a closed one with a live checkpoint is finished by it.
                 outcome = run_live(
-                    client, storage, lease, window, as_of, selector,
-                    page_size=page_size, stats=stats, configured=list(configured), begin=live or not closed,
+                    client, storage, lease, job, window, selector,
+                    stats=stats, configured=list(configured), begin=job.live or not closed,
                 )  # fmt: skip
             if outcome is None:
                 outcome = run_window(
-                    client, storage, lease, window, selector, as_of=as_of,
-                    page_size=page_size, force=force, stats=stats, configured=configured, on_page=on_page,
+                    client, storage, lease, job, window, selector,
+                    stats=stats, configured=configured, on_page=on_page,
                 )  # fmt: skip
             if outcome is None:
                 log.warning(
@@ -220,10 +182,10 @@ def _window(
                     "window length or selection): it is fetched once it has closed",
                     window.key, site, as_of.isoformat(),
                 )  # fmt: skip
-                return result("live", None), None
+                return result("live", None)
     except Exception as exc:
-        return result("failed", None, one_line(exc)), exc
-    return result(outcome.status, outcome.progress), None  # type: ignore[arg-type]
+        raise WindowFailed(result("failed", None, one_line(exc)), exc) from exc
+    return result(outcome.status, outcome.progress)  # type: ignore[arg-type]
 
 
 def weather_due(storage: Storage, site: str, windows: Sequence[Window], *, force: bool = False) -> bool:
@@ -263,62 +225,44 @@ def extract_weather(
 def run_extract(
     client: AceClient,
     storage: Storage,
-    sites: Sequence[str],
-    start: datetime,
-    end: datetime,
+    job: Job,
     *,
-    window_hours: float = 24,
-    page_size: int = MAX_PAGE_SIZE,
-    points: PointsSource = None,
-    force: bool = False,
-    max_workers: int = 4,
     on_page: OnPage | None = None,
     on_window: Callable[[WindowResult], None] | None = None,
-    run_id: str | None = None,
-    lease_wait_s: float = DEFAULT_WAIT_S,
-    as_of: datetime | None = None,
-    live: bool = False,
-    time_zones: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Extract every site over `[start, end)`, split into windows of `window_hours`, with weather beside it,
-    on a pool of threads sharing `client` (and its one rate limit). See `extract.scheduler.schedule`.
-    `time_zones` overrides sites' time zones (site -> IANA name) in the sites landing.
-    Windows not ended at `as_of` (default now) are landed up to it, not complete (see `extract_window`).
-    Never raises for a failed site or window: see `RunResult.failures` and `raise_if_failed`."""
-    windows = split_windows(start, end, window_hours)
-    as_of = as_of or _now()
-    run_id = run_id or new_run_id()
-    if points is not None:
-        resolve_selector(points)  # a selection that keeps nothing fails before any request
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="extract") as pool:
-        runner = ThreadRunner(
-            pool, client, storage,
-            run_id=run_id, page_size=page_size, force=force, on_page=on_page, lease_wait_s=lease_wait_s,
-            as_of=as_of, live=live, time_zones=time_zones or {},
-        )  # fmt: skip
-        plan = extraction_plan(storage, sites, windows, run_id, points, force=force, live=live)
-        return schedule(plan, runner, on_window=on_window)
+    """Extract the job on a pool of `job.max_workers` threads sharing `client` (and its one rate limit): the
+    extraction alone, without the build (see `extract_job`). Never raises for a failed site or window: see
+    `RunResult.failures` and `raise_if_failed`."""
+    with threads(client, storage, job, on_page) as runner:
+        return extract_job(storage, job, runner, on_window)
 
 
-def extraction_plan(
-    storage: Storage,
-    sites: Sequence[str],
-    windows: Sequence[Window],
-    run_id: str,
-    points: PointsSource,
-    *,
-    force: bool,
-    live: bool,
-) -> Plan:
-    """The scheduler's plan, for the CLI and the flows alike (live runs land no weather)."""
-    return Plan(
-        sites=sites,
+def extract_job(
+    storage: Storage, job: Job, runner: Runner, on_window: Callable[[WindowResult], None] | None = None
+) -> RunResult:
+    """Every (site, window) of the job, with weather beside them (not for live jobs), on `runner`: see
+    `extract.scheduler.schedule`. The job's time zones override sites' in the sites landing."""
+    if job.points is not None:
+        resolve_selector(job.points)  # a selection that keeps nothing fails before any request
+    windows = job.windows
+    plan = Plan(
+        sites=job.sites,
         windows=windows,
-        run_id=run_id,
-        selector=lambda configured, site: resolve_selector(points, configured, site=site),
-        weather_due=lambda site: not live and weather_due(storage, site, windows, force=force),
-        failed_row=lambda site, window, exc: _failed_row(storage, run_id, site, window, exc),
+        run_id=job.run_id,
+        selector=lambda configured, site: resolve_selector(job.points, configured, site=site),
+        weather_due=lambda site: not job.live and weather_due(storage, site, windows, force=job.force),
+        failed_row=lambda site, window, exc: _failed_row(storage, job.run_id, site, window, exc),
     )
+    return schedule(plan, runner, on_window=on_window)
+
+
+@contextmanager
+def threads(
+    client: AceClient, storage: Storage, job: Job, on_page: OnPage | None = None
+) -> Iterator[ThreadRunner]:
+    """The scheduler's units on a pool of the job's `max_workers` threads of this process."""
+    with ThreadPoolExecutor(max_workers=job.max_workers, thread_name_prefix="extract") as pool:
+        yield ThreadRunner(pool, client, storage, job, on_page)
 
 
 @dataclass
@@ -328,19 +272,13 @@ class ThreadRunner:
     pool: ThreadPoolExecutor
     client: AceClient
     storage: Storage
-    run_id: str
-    page_size: int
-    force: bool
-    on_page: OnPage | None
-    lease_wait_s: float
-    as_of: datetime
-    live: bool
-    time_zones: Mapping[str, str]
+    job: Job
+    on_page: OnPage | None = None
 
     def points(self, site: str) -> Future[list[dict[str, Any]]]:
         # Live runs every few minutes reuse a recent points list rather than ask for it each time.
-        fetch = recent_points if self.live else land_points
-        return self.pool.submit(fetch, self.client, self.storage, site, self.time_zones)
+        fetch = recent_points if self.job.live else land_points
+        return self.pool.submit(fetch, self.client, self.storage, site, self.job.time_zones)
 
     def weather(self, site: str, span: Window) -> Future[WeatherResult]:
         return self.pool.submit(extract_weather, self.client, self.storage, site, span.start, span.end)
@@ -349,10 +287,16 @@ class ThreadRunner:
         self, site: str, window: Window, selector: PointSelector, configured: list[str]
     ) -> Future[WindowResult]:
         return self.pool.submit(
-            extract_window, self.client, self.storage, site, window, selector,
-            run_id=self.run_id, page_size=self.page_size, force=self.force, on_page=self.on_page,
-            configured=configured, lease_wait_s=self.lease_wait_s, as_of=self.as_of, live=self.live,
-        )  # fmt: skip
+            extract_window,
+            self.client,
+            self.storage,
+            self.job,
+            site,
+            window,
+            selector,
+            configured,
+            self.on_page,
+        )
 
     # The scheduler only hands back what this runner returned: futures.
     def wait(self, pending: Collection[Any], timeout: float) -> Collection[Any]:

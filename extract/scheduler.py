@@ -13,15 +13,23 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar
+from enum import Enum
+from typing import Any, Protocol, TypeVar
 
-from extract.errors import AuthError
+from extract.errors import AuthError, WindowFailed
 from extract.metrics import WindowResult
 from extract.points import PointSelector
 from extract.windows import Window
 
 T = TypeVar("T", covariant=True)
-Task = Literal["points", "weather", "timeseries"]
+
+
+class Task(Enum):
+    """The kinds of unit the scheduler submits."""
+
+    POINTS = "points"
+    WEATHER = "weather"
+    TIMESERIES = "timeseries"
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class WeatherResult:
 
 @dataclass(frozen=True)
 class Failure:
-    """A task that raised; `window` is set for `timeseries`."""
+    """A task that raised; `window` is set for `Task.TIMESERIES`."""
 
     site_name: str
     what: Task
@@ -78,7 +86,7 @@ class Handle(Protocol[T]):
 
 class Runner(Protocol):
     """How units of work run. `window` runs `extract.pipeline.extract_window`: it writes the window's
-    metrics row whatever happens and raises on failure, with that row as the error's `window_result`."""
+    metrics row whatever happens and raises `WindowFailed`, carrying that row, on failure."""
 
     def points(self, site: str) -> Handle[list[dict[str, Any]]]: ...
 
@@ -129,17 +137,17 @@ def schedule(
     def next_window(site: str) -> None:
         if queued[site]:
             w = queued[site].popleft()
-            submit(runner.window(site, w, selectors[site], configured[site]), site, "timeseries", w)
+            submit(runner.window(site, w, selectors[site], configured[site]), site, Task.TIMESERIES, w)
 
     def site_failed(site: str, exc: Exception) -> None:
-        result.failures.append(Failure(site, "points", exc))
+        result.failures.append(Failure(site, Task.POINTS, exc))
         result.windows.extend(plan.failed_row(site, w, exc) for w in plan.windows)
 
     pending: set[Handle[Any]] = set()
     for site in dict.fromkeys(plan.sites):  # a repeated site is one site, not two runs racing
-        submit(runner.points(site), site, "points")
+        submit(runner.points(site), site, Task.POINTS)
         if plan.weather_due(site):
-            submit(runner.weather(site, span), site, "weather")
+            submit(runner.weather(site, span), site, Task.WEATHER)
     while pending:
         # A timed wait, not a blocking one: a signal may be delivered to any thread, and the main thread
         # only runs Python's handler (Ctrl-C) when it wakes up.
@@ -148,24 +156,26 @@ def schedule(
             site, what, window = tasks[done]
             try:
                 value = done.result()
+            except WindowFailed as failed:
+                _add_row(result, failed.result, on_window)
+                cause = failed.__cause__ if isinstance(failed.__cause__, Exception) else failed
+                result.failures.append(Failure(site, what, cause, window))
+                next_window(site)
+                if isinstance(cause, AuthError):
+                    _stop(runner, pending, queued)
+                continue
             except Exception as exc:
-                if what == "points":
+                if what is Task.POINTS:
                     site_failed(site, exc)  # no selection, so no window can run: each gets its row
-                elif what == "timeseries":
-                    row = getattr(exc, "window_result", None)
-                    if isinstance(row, WindowResult):
-                        _add_row(result, row, on_window)
-                    result.failures.append(Failure(site, what, exc, window))
-                    next_window(site)
                 else:
-                    result.failures.append(Failure(site, what, exc))
+                    result.failures.append(Failure(site, what, exc, window))
                 if isinstance(exc, AuthError):
                     _stop(runner, pending, queued)
                 continue
-            if what == "timeseries":
+            if what is Task.TIMESERIES:
                 _add_row(result, value, on_window)
                 next_window(site)
-            elif what == "points":
+            elif what is Task.POINTS:
                 result.points[site] = len(value)
                 configured[site] = [str(item["name"]) for item in value if item.get("name")]
                 try:

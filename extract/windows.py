@@ -84,6 +84,13 @@ def _cut(start: datetime, end: datetime, step: timedelta) -> Iterator[Window]:
 
 
 DEFAULT_LOOKBACK_DAYS = 7
+MAX_LOOKBACK_DAYS = 3660
+
+
+def check_lookback_days(days: float) -> None:
+    """ConfigError unless `days` is a usable lookback."""
+    if not (math.isfinite(days) and 0 < days <= MAX_LOOKBACK_DAYS):
+        raise ConfigError(f"--lookback-days must be more than 0 and at most {MAX_LOOKBACK_DAYS}, got {days}")
 
 
 def lookback_range(as_of: datetime, lookback_days: float, window_hours: float = 24) -> Window | None:
@@ -91,8 +98,7 @@ def lookback_range(as_of: datetime, lookback_days: float, window_hours: float = 
     of the last window (of `window_hours`, counted from that midnight) that is closed at as-of. None when
     no window has closed yet. The run then skips the windows already complete, so a run that comes three
     days late lands the three missed days and nothing it already has."""
-    if not (math.isfinite(lookback_days) and 0 < lookback_days <= 3660):
-        raise ConfigError(f"--lookback-days must be more than 0 and at most 3660, got {lookback_days}")
+    check_lookback_days(lookback_days)
     check_window_hours(window_hours)
     moment = as_utc(as_of)
     start = moment.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=lookback_days)

@@ -9,7 +9,7 @@ its checkpoint by the next run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,32 +29,23 @@ from ace_etl.coverage_view import coverage_grid
 from ace_etl.coverage_view import to_markdown as to_coverage_markdown
 from ace_etl.excursions import known_ids, new_excursions
 from ace_etl.healing import heal_sites
+from ace_etl.pipeline import JobResult, run_job
 from ace_etl.quality import Quality, TestResult, read_failing_rows, scoped
 from ace_etl.quality import to_markdown as to_quality_markdown
-from ace_etl.report import gaps_by_site, outcome, summarize, to_markdown, weather_history_note
+from ace_etl.report import outcome, summarize, to_markdown
 from ace_etl.transform import warehouse_file
-from ace_etl.upkeep import RetentionResult, apply_retention, vacuum
-from ace_etl.upkeep import compact as compact_lake
+from ace_etl.upkeep import RetentionResult, apply_retention
 from extract.client import AceClient, use_own_retry_log
 from extract.config import Settings
 from extract.datadir import open_storage
 from extract.errors import AceEtlError, TransformError
 from extract.heal import HealResult
+from extract.job import MAX_WORKERS, Job, Mode
 from extract.metrics import WindowResult
-from extract.pipeline import (
-    PointsSource,
-    WeatherResult,
-    extract_weather,
-    extract_window,
-    extraction_plan,
-    land_points,
-    new_run_id,
-    recent_points,
-)
+from extract.pipeline import WeatherResult, extract_weather, extract_window, land_points, recent_points
 from extract.points import PointSelector
-from extract.scheduler import schedule
 from extract.storage import Storage
-from extract.windows import Window, live_windows, split_windows
+from extract.windows import Window
 from flows.alerts import emit_data_quality, emit_excursions
 from flows.budget import PrefectBudget, limit_name
 from flows.params import (
@@ -89,8 +80,8 @@ use_own_retry_log()
 
 
 def _runner() -> TaskRunner[Any]:
-    # Tasks are I/O bound and share one rate limit; `_extract` bounds memory by running one window per site.
-    return ThreadPoolTaskRunner(max_workers=4)
+    # Tasks are I/O bound and share one rate limit; the scheduler bounds memory by running one window per site.
+    return ThreadPoolTaskRunner(max_workers=MAX_WORKERS)
 
 
 # Tasks receive settings and plain values and build their own client and storage, so they run on threads
@@ -98,47 +89,43 @@ def _runner() -> TaskRunner[Any]:
 _task = task(cache_policy=NO_CACHE, retries=0)
 
 
-@contextmanager
-def _connected(settings: Settings, params: SiteParams) -> Iterator[tuple[AceClient, Storage]]:
-    if params.budget_scope == "prefect":
-        key = settings.require_key()
-        limiter = PrefectBudget(limit_name(settings.api_url, key.get_secret_value()))
-        client = AceClient.from_settings(settings, rate_limiter=limiter)  # with ACE_ETL_MAX_RETRY_AFTER
-    else:
-        client = AceClient.from_settings(
-            settings, requests_per_minute=params.max_requests_per_minute, budget=settings.budget_file()
-        )
-    with client:
-        yield client, open_storage(settings.data_dir)
+@dataclass(frozen=True)
+class _Api:
+    """How a task reaches the API and the data dir: the settings (key, data dir) and how the key's request
+    budget is shared (`SiteParams.budget_scope`)."""
+
+    settings: Settings
+    budget_scope: str
+    requests_per_minute: float
+
+    @contextmanager
+    def connected(self) -> Iterator[tuple[AceClient, Storage]]:
+        settings = self.settings
+        if self.budget_scope == "prefect":
+            key = settings.require_key()
+            limiter = PrefectBudget(limit_name(settings.api_url, key.get_secret_value()))
+            client = AceClient.from_settings(settings, rate_limiter=limiter)  # with ACE_ETL_MAX_RETRY_AFTER
+        else:
+            client = AceClient.from_settings(
+                settings, requests_per_minute=self.requests_per_minute, budget=settings.budget_file()
+            )
+        with client:
+            yield client, open_storage(settings.data_dir)
 
 
 @_task
-def land_points_task(
-    settings: Settings,
-    site: str,
-    params: SiteParams,
-    live: bool = False,
-    time_zones: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
+def land_points_task(api: _Api, site: str, job: Job) -> list[dict[str, Any]]:
     """Fetch and land the site's configured points (live runs reuse a list fetched within the hour), and its
-    record with its time zone (`time_zones` overrides)."""
-    with _connected(settings, params) as (client, storage):
-        items = (recent_points if live else land_points)(client, storage, site, time_zones)
+    record with its time zone (the job's time zones override)."""
+    with api.connected() as (client, storage):
+        items = (recent_points if job.live else land_points)(client, storage, site, job.time_zones)
     get_run_logger().info("site %s: %d configured points", site, len(items))
     return items
 
 
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="extract {site} {window.key}")
 def extract_window_task(
-    settings: Settings,
-    site: str,
-    window: Window,
-    selector: PointSelector,
-    run_id: str,
-    params: EtlParams,
-    configured: list[str],
-    as_of: datetime | None = None,
-    live: bool = False,
+    api: _Api, job: Job, site: str, window: Window, selector: PointSelector, configured: list[str]
 ) -> WindowResult:
     """Land one (site, window), resuming from its checkpoint."""
     logger = get_run_logger()
@@ -146,12 +133,8 @@ def extract_window_task(
     def on_page(site: str, window: Window, page: int, samples: int) -> None:
         logger.info("site %s window %s: page %d landed (%d samples)", site, window.key, page, samples)
 
-    with _connected(settings, params) as (client, storage):
-        result = extract_window(
-            client, storage, site, window, selector,
-            run_id=run_id, page_size=params.page_size, force=params.force, on_page=on_page,
-            configured=configured, as_of=as_of, live=live,
-        )  # fmt: skip
+    with api.connected() as (client, storage):
+        result = extract_window(client, storage, job, site, window, selector, configured, on_page)
     logger.info(
         "site %s window %s: %s, %d pages, %d kept, %d filtered out, %d rejected",
         site, window.key, result.status, result.pages, result.records_kept, result.records_filtered, result.records_rejected,
@@ -160,12 +143,27 @@ def extract_window_task(
 
 
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="weather {site}")
-def weather_task(settings: Settings, site: str, window: Window, params: SiteParams) -> WeatherResult:
+def weather_task(api: _Api, site: str, window: Window) -> WeatherResult:
     """Land the site's weather for the window (current conditions on the real API)."""
-    with _connected(settings, params) as (client, storage):
+    with api.connected() as (client, storage):
         result = extract_weather(client, storage, site, window.start, window.end)
     get_run_logger().info("site %s: %d weather rows landed", site, result.rows)
     return result
+
+
+@task(cache_policy=NO_CACHE, retries=0, task_run_name="heal {job.span.key}")
+def heal_task(api: _Api, job: Job) -> list[HealResult]:
+    """Re-fetch the ranges of the warehouse's gaps in the job's span (backoff for those checked recently)."""
+    with api.connected() as (client, storage):
+        results = heal_sites(client, storage, job)
+    for r in results:
+        get_run_logger().info(
+            "site %s: %d gap(s), %d checked (%d in open windows, not recorded), %d not fetched (window being "
+            "extracted), %d range(s) fetched in %d request(s), %d sample(s) landed",
+            r.site_name, r.gaps, r.gaps - r.deferred - r.skipped, r.unsettled, r.skipped, r.ranges, r.requests,
+            r.samples,
+        )  # fmt: skip
+    return results
 
 
 def build_with_prefect_dbt(
@@ -364,21 +362,12 @@ def _alert_new_excursions(warehouse: Path, known: Collection[int], sites: Collec
     emit_excursions(found, (str(run_id), str(flow_run.get_name())) if run_id else None)
 
 
-def _points_source(params: EtlParams) -> PointsSource:
-    if params.points is not None:
-        return params.points
-    if params.points_file is not None:
-        return params.points_file
-    return None
-
-
-def _settings(params: SiteParams) -> tuple[Settings, Storage]:
+def _settings(params: SiteParams) -> Settings:
     settings = Settings()
-    data_dir = params.data_dir or settings.data_dir
-    update: dict[str, Any] = {"data_dir": data_dir}
+    update: dict[str, Any] = {"data_dir": params.data_dir or settings.data_dir}
     if params.api_key_block and (key := _block_key(params.api_key_block)) is not None:
         update["api_key"] = key
-    return settings.model_copy(update=update), open_storage(data_dir)
+    return settings.model_copy(update=update)
 
 
 def _block_key(name: str) -> SecretStr | None:
@@ -419,32 +408,21 @@ class _PrefectRunner:
     """The scheduler's units as Prefect tasks: on the flow's threads, or on a Dask cluster."""
 
     task_runner: TaskRunner[Any] | None
-    settings: Settings
-    params: EtlParams
-    run_id: str
-    as_of: datetime
-    live: bool
-    time_zones: dict[str, str]
+    api: _Api
+    job: Job
 
     def points(self, site: str) -> PrefectFuture[Any]:
-        return self._submit(
-            land_points_task,
-            settings=self.settings,
-            site=site,
-            params=self.params,
-            live=self.live,
-            time_zones=self.time_zones,
-        )
+        return self._submit(land_points_task, api=self.api, site=site, job=self.job)
 
     def weather(self, site: str, span: Window) -> PrefectFuture[Any]:
-        return self._submit(weather_task, settings=self.settings, site=site, window=span, params=self.params)
+        return self._submit(weather_task, api=self.api, site=site, window=span)
 
     def window(
         self, site: str, window: Window, selector: PointSelector, configured: list[str]
     ) -> PrefectFuture[Any]:
         return self._submit(
-            extract_window_task, settings=self.settings, site=site, window=window, selector=selector,
-            run_id=self.run_id, params=self.params, configured=configured, as_of=self.as_of, live=self.live,
+            extract_window_task, api=self.api, job=self.job, site=site, window=window, selector=selector,
+            configured=configured,
         )  # fmt: skip
 
     # The scheduler only hands back what this runner returned: Prefect futures.
@@ -460,149 +438,97 @@ class _PrefectRunner:
         return self.task_runner.submit(work, parameters=parameters)
 
 
-def _extract(
-    params: EtlParams, windows: Sequence[Window], as_of: datetime, time_zones: dict[str, str]
-) -> tuple[list[WindowResult], list[Exception]]:
-    """The extraction's one scheduler (`extract.scheduler`, as the CLI runs it) with Prefect tasks as its
-    units. Returns a row per (site, window), failed ones included, and the errors: one bad site must not
-    keep the others' data out."""
-    settings, storage = _settings(params)
-    run_id = str(flow_run.get_id() or new_run_id())
-    plan = extraction_plan(
-        storage,
-        params.sites,
-        windows,
-        run_id,
-        _points_source(params),
-        force=params.force,
-        live=params.live,
-    )
-    with _task_runner(params) as task_runner:
-        runner = _PrefectRunner(task_runner, settings, params, run_id, as_of, params.live, time_zones)
-        result = schedule(plan, runner)
-    if note := weather_history_note(result.weather, datetime.now(UTC)):
-        get_run_logger().info(note)
-    return result.windows, [f.error for f in result.failures]
+@dataclass
+class _Flow:
+    """The pipeline's front in a flow: its units as Prefect tasks (threads or Dask), dbt through prefect-dbt,
+    progress in the run's logs, the outcome as artifacts and events."""
+
+    params: EtlParams
+    api: _Api
+    known: Collection[int] | None = None
+    """The excursions the warehouse held before the run's first build: only new ones alert."""
+
+    @contextmanager
+    def runner(self, job: Job) -> Iterator[_PrefectRunner]:
+        span = job.span
+        assert span is not None
+        self.note(
+            f"as of {job.as_of.isoformat()}: covering {span.start.isoformat()} to {span.end.isoformat()}"
+        )
+        with _task_runner(self.params) as task_runner:
+            yield _PrefectRunner(task_runner, self.api, job)
+
+    def on_window(self, row: WindowResult) -> None:
+        pass  # each window's task logs its own line
+
+    def heal(self, job: Job) -> list[HealResult]:
+        return heal_task(self.api, job)
+
+    def build(self, job: Job) -> _Build:
+        if self.known is None:
+            self.known = known_ids(warehouse_file(job.data_dir))
+        return _dbt_build(
+            job.data_dir,
+            self.params.dq_severity,
+            time_zones=dict(job.time_zones),
+            limits_file=job.limits_file,
+            node_tasks=self.params.dbt_node_tasks,
+        )
+
+    def note(self, message: str, *, warning: bool = False) -> None:
+        logger = get_run_logger()
+        (logger.warning if warning else logger.info)("%s", message)
+
+    def report(self, result: JobResult) -> None:
+        job = result.job
+        # Live runs every 5 minutes publish under keys of their own, so the daily run's artifacts stay in view.
+        prefix = LIVE_PREFIX if job.live else "ace-etl"
+        build, quality = result.build, None
+        if isinstance(build, _Build):
+            # One data-quality verdict per run; an alert only when the run fetched or healed something.
+            quality = _publish_build(
+                build, job.sites, prefix, changed=result.changed, seen=_seen_by_live(self.params)
+            )
+            if build.error is None:
+                _alert_new_excursions(build.warehouse, self.known or (), job.sites)
+                if job.mode is not Mode.HEAL:
+                    create_markdown_artifact(
+                        markdown=to_coverage_markdown(coverage_grid(build.warehouse), job.sites),
+                        key=f"{prefix}-coverage",
+                        description="Coverage of the run's sites per point and day: problem points first",
+                    )
+        if job.mode is Mode.HEAL:
+            return  # heal_task logged each site's outcome
+        summaries = summarize(result.windows, result.gaps)
+        verdict = outcome(
+            summaries, failed=result.failed, warnings=quality is not None and quality.status != "pass"
+        )
+        summary = to_markdown(summaries, verdict, title="ace-etl live run" if job.live else "ace-etl run")
+        create_markdown_artifact(
+            markdown=summary, key=f"{prefix}-run-summary", description=f"ace-etl run: {verdict}"
+        )
+        get_run_logger().info("\n%s", summary)
 
 
-def _etl(params: EtlParams) -> list[WindowResult]:
+def _etl(params: EtlParams, mode: Mode | None = None) -> JobResult:
+    """The flow run's job through the one pipeline (`ace_etl.pipeline.run_job`), with Prefect tasks."""
+    settings = _settings(params)
     # The instant the run is for: its scheduled time, not when a worker got to it, so a late or
     # caught-up run covers the days of its schedule.
     # (Prefect hands a pendulum DateTime; plain datetime arithmetic from here on.)
-    as_of = params.as_of or datetime.fromtimestamp(flow_run.get_scheduled_start_time().timestamp(), UTC)
-    span = params.range_at(as_of)
-    logger = get_run_logger()
-    if params.live:
-        previous, current = live_windows(as_of, params.window_hours)
-        span = Window(previous.start, current.end)
-    if span is None:
-        logger.info("nothing to extract: no window has closed by %s", as_of.isoformat())
-        return []
-    logger.info(
-        "as of %s: covering %s to %s", as_of.isoformat(), span.start.isoformat(), span.end.isoformat()
+    scheduled = datetime.fromtimestamp(flow_run.get_scheduled_start_time().timestamp(), UTC)
+    run_id = flow_run.get_id()
+    job = params.job(
+        scheduled,
+        data_dir=settings.data_dir,
+        # Read once (a sites file is on this machine, not necessarily on a Dask worker's).
+        time_zones=params.site_time_zones(),
+        mode=mode,
+        run_id=str(run_id) if run_id else None,
     )
-    windows = split_windows(span.start, span.end, params.window_hours)
-    # Read once (a sites file is on this machine, not necessarily on a Dask worker's).
-    time_zones = params.site_time_zones()
-    results, failures = _extract(params, windows, as_of, time_zones)
-    if params.compact and not params.live:
-        compact_task(params)
-    # Live runs every 5 minutes publish under keys of their own, so the daily run's artifacts stay in view.
-    prefix = LIVE_PREFIX if params.live else "ace-etl"
-    gaps, quality, build_error = None, None, None
-    if params.transform and any(r.status != "failed" for r in results):
-        # Build what landed even when a site failed; the run still fails below, naming it.
-        data_dir = _settings(params)[0].data_dir
-        known = known_ids(warehouse_file(data_dir))
-        build = _dbt_build(
-            data_dir,
-            params.dq_severity,
-            time_zones=time_zones,
-            limits_file=params.limits_file,
-            node_tasks=params.dbt_node_tasks,
-        )
-        healing = params.heal and not params.live and not failures and build.error is None
-        # Rebuild for what healing landed; when it landed nothing, the first build stands.
-        healed = healing and any(r.samples for r in heal_task(params, span, time_zones))
-        if healed:
-            build = _dbt_build(
-                data_dir,
-                params.dq_severity,
-                time_zones=time_zones,
-                limits_file=params.limits_file,
-                node_tasks=params.dbt_node_tasks,
-            )
-        # One data-quality verdict per run; an alert only when the run fetched something.
-        fetched = any(r.status != "skipped" and r.api_requests for r in results)
-        quality = _publish_build(
-            build, params.sites, prefix, changed=fetched or healed, seen=_seen_by_live(params)
-        )
-        build_error = build.error
-        if build_error is None:
-            _alert_new_excursions(build.warehouse, known, params.sites)
-            gaps = gaps_by_site(build.warehouse)
-            create_markdown_artifact(
-                markdown=to_coverage_markdown(coverage_grid(build.warehouse), params.sites),
-                key=f"{prefix}-coverage",
-                description="Coverage of the run's sites per point and day: problem points first",
-            )
-    summaries = summarize(results, gaps)
-    result = outcome(
-        summaries,
-        failed=bool(failures) or build_error is not None,
-        warnings=quality is not None and quality.status != "pass",
-    )
-    summary = to_markdown(summaries, result, title="ace-etl live run" if params.live else "ace-etl run")
-    create_markdown_artifact(
-        markdown=summary, key=f"{prefix}-run-summary", description=f"ace-etl run: {result}"
-    )
-    logger.info("\n%s", summary)
+    api = _Api(settings, params.budget_scope, job.requests_per_minute)
     # Typed, and after the build: Prefect marks the run failed, the data is in.
-    if failures:
-        raise failures[0]
-    if build_error is not None:
-        raise build_error
-    return results
-
-
-@_task
-def compact_task(params: EtlParams) -> dict[str, int]:
-    """Compact the sites' closed days with many small files (live runs' and heal's merges). Upkeep: a
-    failure is a warning, the next run tries again; the data landed either way."""
-    logger = get_run_logger()
-    data_dir = _settings(params)[0].data_dir
-    try:
-        done = compact_lake(data_dir, params.sites)
-    except AceEtlError as exc:
-        logger.warning("compaction skipped: %s", exc)
-        return {}
-    logger.info("compacted day partitions: %s", done)
-    # What earlier compactions replaced, once no published build reads it: compaction alone must not
-    # double the lake when no retention is scheduled.
-    vacuumed = vacuum(data_dir)
-    for warning in vacuumed.warnings:
-        logger.warning(warning)
-    logger.info("vacuumed files: %s", vacuumed.files)
-    return done
-
-
-@task(cache_policy=NO_CACHE, retries=0, task_run_name="heal {span.key}")
-def heal_task(params: EtlParams, span: Window, time_zones: dict[str, str]) -> list[HealResult]:
-    """Re-fetch the ranges of the warehouse's gaps in `span` (backoff for those checked recently)."""
-    settings, _ = _settings(params)
-    with _connected(settings, params) as (client, storage):
-        results = heal_sites(
-            client, storage, settings.data_dir, params.sites, span,
-            points=_points_source(params), page_size=params.page_size, force=params.force, time_zones=time_zones,
-        )  # fmt: skip
-    for r in results:
-        get_run_logger().info(
-            "site %s: %d gap(s), %d checked (%d in open windows, not recorded), %d not fetched (window being "
-            "extracted), %d range(s) fetched in %d request(s), %d sample(s) landed",
-            r.site_name, r.gaps, r.gaps - r.deferred - r.skipped, r.unsettled, r.skipped, r.ranges, r.requests,
-            r.samples,
-        )  # fmt: skip
-    return results
+    return run_job(job, _Flow(params, api))
 
 
 def _run_name() -> str:
@@ -616,8 +542,8 @@ def _run_name() -> str:
 @flat_parameters(EtlParams)
 def daily_etl(params: EtlParams) -> list[WindowResult]:
     """Extract every site for the range (default: every window not yet complete in the lookback before the
-    scheduled time), land it, build the warehouse."""
-    return _etl(params)
+    scheduled time), land it, build the warehouse, heal the range's gaps."""
+    return _etl(params).windows
 
 
 @flow(name="ace-etl-backfill", task_runner=_runner(), log_prints=True)
@@ -625,29 +551,14 @@ def daily_etl(params: EtlParams) -> list[WindowResult]:
 def backfill(params: BackfillParams) -> list[WindowResult]:
     """A long range, window by window (each a task and a checkpoint; complete ones are skipped), then one
     dbt build at the end rather than one per day."""
-    return _etl(params)
+    return _etl(params).windows
 
 
 @flow(name="ace-etl-heal", task_runner=_runner(), log_prints=True)
 @flat_parameters(EtlParams)
 def heal(params: EtlParams) -> list[HealResult]:
     """Heal the gaps of a long range (default: the lookback before the scheduled time), then rebuild."""
-    as_of = params.as_of or datetime.fromtimestamp(flow_run.get_scheduled_start_time().timestamp(), UTC)
-    span = params.range_at(as_of)
-    if span is None:
-        return []
-    time_zones = params.site_time_zones()
-    results = heal_task(params, span, time_zones)
-    if any(r.samples for r in results):
-        build_with_prefect_dbt(
-            _settings(params)[0].data_dir,
-            params.dq_severity,
-            params.sites,
-            time_zones=time_zones,
-            limits_file=params.limits_file,
-            node_tasks=params.dbt_node_tasks,
-        )
-    return results
+    return _etl(params, Mode.HEAL).healed
 
 
 @flow(name="ace-etl-transform", log_prints=True)
@@ -675,10 +586,10 @@ def weather_hourly(params: SiteParams) -> list[WeatherResult]:
     comes from calling it often."""
     from datetime import timedelta
 
-    settings, _ = _settings(params)
+    api = _Api(_settings(params), params.budget_scope, params.max_requests_per_minute)
     now = datetime.now(UTC)
     hour = Window(now - timedelta(hours=1), now)
-    futures = [weather_task.submit(settings, site, hour, params) for site in params.sites]
+    futures = [weather_task.submit(api, site, hour) for site in params.sites]
     return [f.result() for f in futures]
 
 

@@ -12,15 +12,18 @@ from typing import Annotated, Literal, Self, TypeVar
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from extract.errors import ConfigError
+from extract.job import MAX_PAGE_SIZE, REQUESTS_PER_MINUTE, WINDOW_HOURS, Job, Mode
 from extract.sites import time_zone_overrides
-from extract.windows import DEFAULT_LOOKBACK_DAYS, Window, resolve_range
+from extract.windows import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS
 
 
 class SiteParams(BaseModel):
     """What every flow needs: which sites, how hard to hit the API, where the data lives."""
 
     sites: list[str] = Field(min_length=1, description="Site names as in FlightDeck.")
-    max_requests_per_minute: float = Field(default=100, ge=1, description="Shared client-side rate limit.")
+    max_requests_per_minute: float = Field(
+        default=REQUESTS_PER_MINUTE, ge=1, description="Shared client-side rate limit."
+    )
     data_dir: str | Path | None = Field(
         default=None,
         description="Data dir (a folder or s3://bucket/prefix); default ACE_ETL_DATA_DIR or ./data.",
@@ -124,7 +127,7 @@ class EtlParams(SiteParams, TimeZoneParams, BuildParams):
     lookback_days: float = Field(
         default=DEFAULT_LOOKBACK_DAYS,
         gt=0,
-        le=3660,
+        le=MAX_LOOKBACK_DAYS,
         description="Without start/end: days before as-of to cover.",
     )
     points: list[str] | None = Field(
@@ -140,9 +143,9 @@ class EtlParams(SiteParams, TimeZoneParams, BuildParams):
         description="Keep the site's configured points (collect_enabled); also what happens with no points given.",
     )
     window_hours: float = Field(
-        default=24, gt=0, description="Window length; each window is a task and a checkpoint."
+        default=WINDOW_HOURS, gt=0, description="Window length; each window is a task and a checkpoint."
     )
-    page_size: int = Field(default=100_000, ge=1, le=100_000, description="Samples per API page.")
+    page_size: int = Field(default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Samples per API page.")
     force: bool = Field(default=False, description="Re-extract windows that are already complete.")
     transform: bool = Field(default=True, description="Run dbt build after extracting.")
     live: bool = Field(
@@ -167,15 +170,41 @@ class EtlParams(SiteParams, TimeZoneParams, BuildParams):
     @model_validator(mode="after")
     def _valid_range(self) -> EtlParams:
         try:
-            self.range_at(self.as_of or datetime.now(UTC))
+            self.job(self.as_of or datetime.now(UTC), data_dir=Path(self.data_dir or "."), time_zones={})
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return self
 
-    def range_at(self, as_of: datetime) -> Window | None:
-        """The range this run covers at `as_of` (None: no window has closed yet)."""
-        return resolve_range(
-            self.start, self.end, as_of, lookback_days=self.lookback_days, window_hours=self.window_hours
+    def job(
+        self,
+        as_of: datetime,
+        *,
+        data_dir: Path,
+        time_zones: dict[str, str],
+        mode: Mode | None = None,
+        run_id: str | None = None,
+    ) -> Job:
+        """The flow run's job at `as_of` (the run's `as_of`, else its scheduled time); `mode` None: live or
+        run as `live` says. `data_dir` and `time_zones` as resolved once where the flow starts."""
+        return Job.plan(
+            sites=self.sites,
+            start=self.start,
+            end=self.end,
+            as_of=self.as_of or as_of,
+            lookback_days=self.lookback_days,
+            mode=mode or (Mode.LIVE if self.live else Mode.RUN),
+            window_hours=self.window_hours,
+            data_dir=data_dir,
+            points=self.points if self.points is not None else self.points_file,
+            page_size=self.page_size,
+            requests_per_minute=self.max_requests_per_minute,
+            force=self.force,
+            transform=self.transform,
+            heal=self.heal,
+            compact=self.compact,
+            limits_file=self.limits_file,
+            time_zones=time_zones,
+            run_id=run_id,
         )
 
 

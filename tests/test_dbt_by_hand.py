@@ -19,8 +19,10 @@ from ace_etl.simulator import Simulator, SimulatorConfig
 from ace_etl.transform import DBT_PROJECT_DIR, release_dbt_database
 from extract import landing
 from extract.client import AceClient
+from extract.job import Job
 from extract.pipeline import run_extract
 from extract.storage import LocalStorage
+from extract.windows import Window
 
 DBT = Path(sys.executable).parent / "dbt"
 CFG = SimulatorConfig(sites=("lab",), points=6, interval=900)
@@ -73,7 +75,8 @@ def dbt_command(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Comple
 def extract_day(data_dir: Path, day: int) -> None:
     with Simulator(CFG) as sim, AceClient(sim.url, CFG.api_key, requests_per_minute=None) as client:
         start = datetime(2024, 2, day, tzinfo=UTC)
-        run_extract(client, LocalStorage(data_dir), CFG.sites, start, start + timedelta(days=1))
+        job = Job(sites=CFG.sites, span=Window(start, start + timedelta(days=1)), data_dir=data_dir)
+        run_extract(client, LocalStorage(data_dir), job)
 
 
 def raw_rows(data_dir: Path) -> int:

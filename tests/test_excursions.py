@@ -18,9 +18,11 @@ from ace_etl.limits import canonical_units, load_rules, resolve
 from ace_etl.simulator import PlantedEvent, Simulator, SimulatorConfig, planted_events, served_samples
 from extract.client import AceClient
 from extract.errors import ConfigError
+from extract.job import Job
 from extract.pipeline import run_extract
 from extract.retry import RetryPolicy
 from extract.storage import LocalStorage
+from extract.windows import Window
 from tests.clihelp import ace_etl_script
 from tests.support import Stage, build
 
@@ -42,9 +44,8 @@ def extract(data_dir: Path, start: datetime, end: datetime) -> None:
         Simulator(CFG) as sim,
         AceClient(sim.url, CFG.api_key, retry_policy=FAST_RETRIES, requests_per_minute=None) as client,
     ):
-        run_extract(
-            client, LocalStorage(data_dir), CFG.sites, start, end, window_hours=24 * 7
-        ).raise_if_failed()
+        job = Job(sites=CFG.sites, span=Window(start, end), data_dir=data_dir, window_hours=24 * 7)
+        run_extract(client, LocalStorage(data_dir), job).raise_if_failed()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -27,8 +28,9 @@ from extract import lake, schemas
 from extract.attempt import run_window
 from extract.checkpoint import load_checkpoints
 from extract.client import AceClient, RequestStats
-from extract.errors import AuthError, LeaseLostError
+from extract.errors import AuthError, LeaseLostError, WindowFailed
 from extract.heal import Gap, heal_site
+from extract.job import Job, Mode
 from extract.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, lease_path, points_path
 from extract.lease import SiteLease
 from extract.pipeline import RunResult, extract_window, resolve_selector, run_extract
@@ -60,14 +62,16 @@ def serving(cfg: SimulatorConfig) -> Iterator[tuple[Simulator, AceClient]]:
         yield sim, client
 
 
-def extract(client: AceClient, storage: Storage, cfg: SimulatorConfig = BASE, **options: object) -> RunResult:
-    kwargs: dict[str, object] = {
-        "window_hours": WINDOW_HOURS,
-        "page_size": PAGE_SIZE,
-        "max_workers": 2,
-        **options,
-    }
-    return run_extract(client, storage, cfg.sites, START, END, **kwargs)  # type: ignore[arg-type]
+def job(cfg: SimulatorConfig = BASE, *, live: bool = False, **settings: Any) -> Job:
+    """A job over the module's range; `extract_window` and `run_extract` land in the storage they are given,
+    not in its data dir."""
+    mode = Mode.LIVE if live else Mode.RUN
+    return Job(sites=cfg.sites, span=Window(START, END), data_dir=Path("unused"), mode=mode, **settings)
+
+
+def extract(client: AceClient, storage: Storage, cfg: SimulatorConfig = BASE, **options: Any) -> RunResult:
+    settings = {"window_hours": WINDOW_HOURS, "page_size": PAGE_SIZE, "max_workers": 2, **options}
+    return run_extract(client, storage, job(cfg, **settings))
 
 
 def expected(cfg: SimulatorConfig, site: str = SITE) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -266,21 +270,22 @@ def test_a_resumed_window_requests_fewer_pages_and_lands_the_same(
 
     with serving(cfg) as (sim, client):
         selector = resolve_selector(None, client.configured_points(SITE))
-        extract_window(client, clean, SITE, window, selector, run_id="clean", page_size=PAGE_SIZE)
+        extract_window(client, clean, job(run_id="clean", page_size=PAGE_SIZE), SITE, window, selector)
         fresh = timeseries_requests(sim)
         with pytest.raises(KeyboardInterrupt):
             extract_window(
                 client,
                 crashed,
+                job(run_id="a", page_size=PAGE_SIZE),
                 SITE,
                 window,
                 selector,
-                run_id="a",
-                page_size=PAGE_SIZE,
                 on_page=crash_after_two_pages,
             )
         before = timeseries_requests(sim)
-        resumed = extract_window(client, crashed, SITE, window, selector, run_id="b", page_size=PAGE_SIZE)
+        resumed = extract_window(
+            client, crashed, job(run_id="b", page_size=PAGE_SIZE), SITE, window, selector
+        )
         assert timeseries_requests(sim) - before == fresh - 2
     assert resumed.status == "complete" and resumed.pages == fresh
     assert_same_landing(clean, crashed)
@@ -301,19 +306,18 @@ def test_a_resume_with_another_page_size_starts_the_window_over(tmp_path: Path) 
 
     with serving(BASE) as (_, client):
         selector = resolve_selector(["*"])
-        extract_window(client, clean, SITE, window, selector, run_id="clean", page_size=100)
+        extract_window(client, clean, job(run_id="clean", page_size=100), SITE, window, selector)
         with pytest.raises(KeyboardInterrupt):
             extract_window(
                 client,
                 changed,
+                job(run_id="a", page_size=PAGE_SIZE),
                 SITE,
                 window,
                 selector,
-                run_id="a",
-                page_size=PAGE_SIZE,
                 on_page=stop_after_first_page,
             )
-        result = extract_window(client, changed, SITE, window, selector, run_id="b", page_size=100)
+        result = extract_window(client, changed, job(run_id="b", page_size=100), SITE, window, selector)
     assert result.status == "complete"
     assert_same_landing(clean, changed)
 
@@ -328,22 +332,21 @@ def test_an_expired_cursor_restarts_the_window_without_duplicates(tmp_path: Path
 
     with serving(BASE) as (sim, client):
         selector = resolve_selector(None, client.configured_points(SITE))
-        extract_window(client, clean, SITE, window, selector, run_id="clean", page_size=PAGE_SIZE)
+        extract_window(client, clean, job(run_id="clean", page_size=PAGE_SIZE), SITE, window, selector)
         fresh = timeseries_requests(sim)
         with pytest.raises(KeyboardInterrupt):
             extract_window(
                 client,
                 expired,
+                job(run_id="x", page_size=PAGE_SIZE),
                 SITE,
                 window,
                 selector,
-                run_id="x",
-                page_size=PAGE_SIZE,
                 on_page=stop_after_first_page,
             )
         sim.expire_cursors()  # the pause outlasted the saved cursor's lifetime
         sim.clear_requests()
-        result = extract_window(client, expired, SITE, window, selector, run_id="y", page_size=PAGE_SIZE)
+        result = extract_window(client, expired, job(run_id="y", page_size=PAGE_SIZE), SITE, window, selector)
         statuses = [r["status"] for r in sim.requests if "/timeseries/" in r["path"]]
     assert statuses == [400] + [200] * fresh  # the expired cursor, then the whole window again
     assert result.status == "complete" and result.pages == fresh
@@ -403,8 +406,14 @@ def test_a_rejected_key_fails_with_a_failed_row(tmp_path: Path) -> None:
         with pytest.raises(AuthError):
             result.raise_if_failed()
         window = split_windows(START, END, WINDOW_HOURS)[0]
-        with pytest.raises(AuthError):
-            extract_window(client, storage, SITE, window, resolve_selector(["*"]), run_id="r")
+        with pytest.raises(WindowFailed) as failed:
+            extract_window(client, storage, job(run_id="r"), SITE, window, resolve_selector(["*"]))
+    # The typed failure carries the window's row (as landed) and the error that failed it.
+    assert isinstance(failed.value.__cause__, AuthError) and "HTTP 401" in str(failed.value)
+    assert (failed.value.result.run_id, failed.value.result.status) == ("r", "failed")
+    # Dask workers hand it back pickled: the row and the cause survive.
+    back = pickle.loads(pickle.dumps(failed.value))
+    assert back.result == failed.value.result and isinstance(back.__cause__, AuthError)
     runs = landed(storage, RUNS)
     assert set(runs.get_column("status")) == {"failed"}
     assert runs.get_column("error").str.contains("AuthError").all()
@@ -418,7 +427,7 @@ def test_kill_9_mid_window_then_resume_lands_what_a_clean_run_lands(
     window = Window(START, END)  # one long window, so the kill lands mid-window
     with serving(cfg) as (sim, client):
         extract_window(
-            client, clean, SITE, window, resolve_selector(["*"]), run_id="clean", page_size=PAGE_SIZE
+            client, clean, job(run_id="clean", page_size=PAGE_SIZE), SITE, window, resolve_selector(["*"])
         )
         fresh = timeseries_requests(sim)
     # A slow server for the child, so there is time to kill it between pages.
@@ -443,7 +452,7 @@ def test_kill_9_mid_window_then_resume_lands_what_a_clean_run_lands(
     assert json.loads(state.read_bytes())["state"] == "landing"
     with serving(cfg) as (sim, client):
         resumed = extract_window(
-            client, killed, SITE, window, resolve_selector(["*"]), run_id="resume", page_size=PAGE_SIZE
+            client, killed, job(run_id="resume", page_size=PAGE_SIZE), SITE, window, resolve_selector(["*"])
         )
         assert 0 < timeseries_requests(sim) < fresh
     assert resumed.status == "complete" and resumed.pages == fresh
@@ -464,9 +473,9 @@ def test_a_replacing_attempt_keeps_every_point_of_every_window_it_replaces(tmp_p
     with serving(BASE) as (_, client):
         everything = resolve_selector(None, client.configured_points(SITE))
         two = resolve_selector(sorted(everything.names)[:2])
-        extract_window(client, storage, SITE, first, everything, run_id="a", page_size=PAGE_SIZE)
-        extract_window(client, storage, SITE, second, two, run_id="b", page_size=PAGE_SIZE)
-        forced = extract_window(client, storage, SITE, Window(START, END), two, run_id="c", force=True)
+        extract_window(client, storage, job(run_id="a", page_size=PAGE_SIZE), SITE, first, everything)
+        extract_window(client, storage, job(run_id="b", page_size=PAGE_SIZE), SITE, second, two)
+        forced = extract_window(client, storage, job(run_id="c", force=True), SITE, Window(START, END), two)
     assert forced.status == "complete"
     rows, _ = expected(BASE)
     in_first = pl.col("timestamp") < second.start
@@ -503,7 +512,7 @@ def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_p
             url = f"http://127.0.0.1:{server.server_port}/api"
             with AceClient(url, "key", retry_policy=FAST_RETRIES, requests_per_minute=None) as client:
                 result = extract_window(
-                    client, storage, SITE, Window(START, END), resolve_selector(["a", "b"]), run_id="r"
+                    client, storage, job(run_id="r"), SITE, Window(START, END), resolve_selector(["a", "b"])
                 )
         finally:
             server.shutdown()
@@ -675,8 +684,8 @@ def test_a_window_whose_lease_cannot_be_renewed_stops_before_its_commit(tmp_path
 
     with serving(BASE) as (_, client), lease, pytest.raises(LeaseLostError) as lost:
         run_window(
-            client, storage, lease, window, PointSelector.from_list(configured),
-            page_size=PAGE_SIZE, force=False, stats=RequestStats(), on_page=break_the_store_after_the_first_page,
+            client, storage, lease, job(page_size=PAGE_SIZE), window, PointSelector.from_list(configured),
+            stats=RequestStats(), on_page=break_the_store_after_the_first_page,
         )  # fmt: skip
     assert "cannot renew" in str(lost.value) and "No space left on device" in str(lost.value)
     (checkpoint,) = load_checkpoints(storage, SITE, window)

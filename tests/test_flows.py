@@ -26,9 +26,12 @@ from prefect.states import Scheduled
 from ace_etl.markdown import escape as markdown_escape
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from extract import lake
+from extract.client import AceClient
 from extract.errors import AuthError, SiteNotFoundError, TransformError
 from extract.landing import TIMESERIES
+from extract.pipeline import run_extract
 from extract.storage import LocalStorage
+from extract.windows import Window
 from flows.etl import daily_etl, transform, weather_hourly
 from flows.params import EtlParams, RetentionParams
 from tests.landing_factory import samples, write_timeseries
@@ -106,15 +109,17 @@ def test_a_run_parameter_replaces_one_deployment_value_and_keeps_the_others(harn
     assert daily["parameters"]["page_size"] != 500 and daily["parameters"]["sites"]
 
 
-def test_params_default_to_the_lookback_before_as_of() -> None:
-    params = EtlParams(sites=["x"], lookback_days=3)
-    span = params.range_at(datetime(2024, 6, 5, 7, 30, tzinfo=UTC))
+def test_params_default_to_the_lookback_before_as_of(tmp_path: Path) -> None:
+    def span_at(params: EtlParams, as_of: datetime) -> Window | None:
+        return params.job(as_of, data_dir=tmp_path, time_zones={}).span
+
+    span = span_at(EtlParams(sites=["x"], lookback_days=3), datetime(2024, 6, 5, 7, 30, tzinfo=UTC))
     assert span is not None and (span.start, span.end) == (
         datetime(2024, 6, 2, tzinfo=UTC),
         datetime(2024, 6, 5, tzinfo=UTC),
     )
-    hourly = EtlParams(sites=["x"], lookback_days=1, window_hours=6).range_at(
-        datetime(2024, 6, 5, 7, 30, tzinfo=UTC)
+    hourly = span_at(
+        EtlParams(sites=["x"], lookback_days=1, window_hours=6), datetime(2024, 6, 5, 7, 30, tzinfo=UTC)
     )
     assert hourly is not None and hourly.end == datetime(2024, 6, 5, 6, tzinfo=UTC)  # 06:00-12:00 is open
     with pytest.raises(ValueError, match="before"):
@@ -426,36 +431,27 @@ def landed(data_dir: Path, dataset: str, drop: tuple[str, ...]) -> pl.DataFrame:
     return frame.drop(drop).sort(frame.drop(drop).columns)
 
 
-def test_the_flow_and_the_cli_land_the_same_rows_and_run_rows_with_a_failed_site(
+def test_the_flows_prefect_units_land_what_threads_land_with_a_failed_site(
     harness: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One scheduler, two front doors: same input, same landing, same etl_runs rows (timings aside)."""
-    from typer.testing import CliRunner
-
-    from ace_etl.cli import app
-
+    """One pipeline, two kinds of unit: Prefect tasks (each gets the job pickled) or threads of this process
+    (`run_extract`, as the command line runs them). The same job lands the same rows and etl_runs rows
+    (timings aside)."""
     use_api(monkeypatch, sim)
-    sites = [SITES[0], "atlantis"]
-    with pytest.raises(SiteNotFoundError, match="atlantis"):
-        daily_etl(
-            sites=sites,
-            start=START,
-            end=END,
-            window_hours=12,
-            page_size=500,
-            data_dir=tmp_path / "flow",
-            transform=False,
-        )
-    cli = CliRunner().invoke(
-        app,
-        ["run", *[a for site in sites for a in ("--site", site)], "--start", START.isoformat(), "--end", END.isoformat(),
-         "--window-hours", "12", "--page-size", "500", "--data-dir", str(tmp_path / "cli"), "--no-transform"],
+    params = EtlParams(
+        sites=[SITES[0], "atlantis"], start=START, end=END, window_hours=12, page_size=500,
+        data_dir=tmp_path / "flow", transform=False,
     )  # fmt: skip
-    assert cli.exit_code == 1 and "atlantis" in cli.output
+    with pytest.raises(SiteNotFoundError, match="atlantis"):
+        daily_etl(**params.model_dump())
+    job = params.job(datetime.now(UTC), data_dir=tmp_path / "threads", time_zones={})
+    with AceClient(sim.url, CFG.api_key, requests_per_minute=None) as client:
+        threads = run_extract(client, LocalStorage(tmp_path / "threads"), job)
+    assert {type(f.error) for f in threads.failures} == {SiteNotFoundError}  # points and weather
     timing = ("run_id", "started_at", "finished_at", "duration_s")
     for dataset, drop in (("timeseries", ("collected_at",)), ("runs", timing), ("points", ("collected_at",))):
-        flow_rows, cli_rows = (landed(tmp_path / front, dataset, drop) for front in ("flow", "cli"))
-        assert flow_rows.height > 0 and flow_rows.equals(cli_rows), dataset
+        flow_rows, thread_rows = (landed(tmp_path / front, dataset, drop) for front in ("flow", "threads"))
+        assert flow_rows.height > 0 and flow_rows.equals(thread_rows), dataset
     runs = landed(tmp_path / "flow", "runs", timing)
     assert runs.group_by("site_name", "status").len().sort("site_name").rows() == [
         ("atlantis", "failed", 2),

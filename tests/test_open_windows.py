@@ -15,6 +15,7 @@ import pytest
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from extract.client import AceClient
 from extract.heal import Gap, heal_site
+from extract.job import Job
 from extract.lease import SiteLease
 from extract.pipeline import run_extract
 from extract.points import PointSelector
@@ -163,7 +164,13 @@ def test_heal_neither_fetches_nor_records_a_gap_of_a_window_being_extracted(tmp_
         raise RuntimeError("stopped after the first page")  # the window stays part-way, in `landing`
 
     with Simulator(CFG) as sim, AceClient(sim.url, CFG.api_key, requests_per_minute=None) as client:
-        run_extract(client, storage, [SITE], start, datetime.fromisoformat(NEXT), page_size=500, on_page=stop)
+        job = Job(
+            sites=(SITE,),
+            span=Window(start, datetime.fromisoformat(NEXT)),
+            data_dir=tmp_path / "data",
+            page_size=500,
+        )
+        run_extract(client, storage, job, on_page=stop)
         assert checkpoint_states(tmp_path / "data") == [("2024-06-10T00:00:00+00:00", "landing", None)]
         sim.clear_requests()
         gap = Gap(enabled[0], start + timedelta(hours=1), start + timedelta(hours=2))

@@ -44,15 +44,22 @@ def test_every_error_class_is_in_the_errors_module_and_its_tree() -> None:
         assert f"\n{'  ' * depth}* {name} - " in tree, f"{name} is not drawn at depth {depth}"
 
 
+class _RunTimeOnly(ast.NodeTransformer):
+    """Drops `if TYPE_CHECKING:` blocks: what only the type checker imports is no import at run time."""
+
+    def visit_If(self, node: ast.If) -> ast.AST | None:
+        return None if ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING") else node
+
+
 def _imports() -> dict[str, set[str]]:
-    """What each module imports, anywhere in it (inside functions too): modules of the packages by their
-    dotted names, others by their top-level name."""
+    """What each module imports at run time, anywhere in it (inside functions too): modules of the packages
+    by their dotted names, others by their top-level name."""
     sources = _sources()
     found: dict[str, set[str]] = {}
     for module, path in sources.items():
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         names = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_RunTimeOnly().visit(ast.parse(path.read_text()))):
             if isinstance(node, ast.Import):
                 names |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom):

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -23,10 +24,12 @@ from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples
 from ace_etl.transform import build_dir, building, warehouse_file
 from extract import lake
 from extract.client import AceClient
+from extract.job import Job
 from extract.landing import TIMESERIES
 from extract.pipeline import run_extract
 from extract.retry import RetryPolicy
 from extract.storage import LocalStorage
+from extract.windows import Window
 from tests.support import Stage, build
 
 pytestmark = pytest.mark.timeout(300)
@@ -59,14 +62,15 @@ FAULTY = replace(CLEAN, faults=Faults(bad_value_fraction=0.05))
 
 
 def extract(
-    cfg: SimulatorConfig, data_dir: Path, start: datetime = START, end: datetime = END, **options: object
+    cfg: SimulatorConfig, data_dir: Path, start: datetime = START, end: datetime = END, **options: Any
 ) -> None:
-    kwargs: dict[str, object] = {"window_hours": 3, "page_size": 150, "max_workers": 2, **options}
+    settings: dict[str, Any] = {"window_hours": 3, "page_size": 150, "max_workers": 2, **options}
+    job = Job(sites=cfg.sites, span=Window(start, end), data_dir=data_dir, **settings)
     with (
         Simulator(cfg) as sim,
         AceClient(sim.url, cfg.api_key, retry_policy=FAST_RETRIES, requests_per_minute=None) as client,
     ):
-        result = run_extract(client, LocalStorage(data_dir), cfg.sites, start, end, **kwargs)  # type: ignore[arg-type]
+        result = run_extract(client, LocalStorage(data_dir), job)
     result.raise_if_failed()
 
 
