@@ -28,6 +28,7 @@ from rich.table import Table
 
 from ace_etl.pipeline import JobResult, run_job
 from ace_etl.report import summarize, to_rich_table
+from extract.budget import budget_file
 from extract.client import AceClient
 from extract.config import Settings
 from extract.datadir import open_storage
@@ -112,7 +113,7 @@ class Cli:
         return AceClient.from_settings(
             self.settings,
             requests_per_minute=job.requests_per_minute,
-            budget=self.settings.budget_file(job.data_dir),
+            budget=budget_file(self.settings, job.data_dir),
         )
 
     @contextmanager

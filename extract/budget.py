@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from extract import cancel
+from extract import cancel, landing
+from extract.config import Settings
 from extract.errors import BudgetError, ConfigError
 from extract.ratelimit import Announcer, Rate
 
@@ -212,3 +213,8 @@ def _missing(exc: sqlite3.OperationalError) -> bool:
     """The error of a budget file deleted mid-run (an empty file is made in its place) or of its folder."""
     text = str(exc)
     return text.startswith("no such table") or "unable to open database file" in text
+
+
+def budget_file(settings: Settings, data_dir: Path | str | None = None) -> Path:
+    """The request budget's file: ACE_ETL_BUDGET_PATH, else the data dir's (`landing.budget_file`)."""
+    return settings.budget_path or landing.budget_file(data_dir or settings.data_dir)

@@ -37,13 +37,6 @@ class Settings(BaseSettings):
         # `ACE_SITES_FILE=` (set, but empty) means no sites file, not the current folder.
         return None if value == "" else value
 
-    def budget_file(self, data_dir: Path | None = None) -> Path:
-        """Where processes on this machine share one request budget per key: ACE_ETL_BUDGET_PATH, else
-        `state/api-budget.sqlite` in the data dir (every run of one data dir shares it)."""
-        from extract.storage import local_dir
-
-        return self.budget_path or local_dir(data_dir or self.data_dir) / "state" / "api-budget.sqlite"
-
     def require_key(self) -> SecretStr:
         if self.api_key is None or not self.api_key.get_secret_value().strip():
             raise ConfigError(

@@ -20,6 +20,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -28,7 +29,7 @@ import polars as pl
 from extract import schemas
 from extract.errors import ConfigError
 from extract.parse import KEY, KEY_SCHEMA, PageRows
-from extract.storage import Storage
+from extract.storage import Storage, local_dir
 from extract.windows import Window, compact_time, parse_compact_time
 
 LANDING = "landing"
@@ -44,6 +45,8 @@ CHECKPOINTS = "state/checkpoints"
 STAGING = "state/staging"
 LEASES = "state/leases"
 RETENTION = "state/retention"
+BUDGET = "state/api-budget.sqlite"
+"""The machine's shared request budget (SQLite), under the local folder of the data dir (`local_dir`)."""
 QUARANTINE = "quarantine"
 # The file datasets of a window attempt: committed and replaced together (timeseries is a Delta table).
 WINDOW_DATASETS = (REJECTS, SELECTIONS)
@@ -391,3 +394,9 @@ def _key_ranges(paths: list[str], rows: pl.DataFrame) -> pl.DataFrame:
         last_time=pl.col("timestamp").max(),
     )
     return pl.DataFrame({"path": paths}).join(ranges, how="cross").cast(_RANGES)
+
+
+def budget_file(data_dir: Path | str) -> Path:
+    """Where processes on this machine share one request budget per key: every run of one data dir shares
+    it (ACE_ETL_BUDGET_PATH overrides it: `extract.budget.budget_file`)."""
+    return local_dir(data_dir) / BUDGET

@@ -35,6 +35,7 @@ from ace_etl.quality import to_markdown as to_quality_markdown
 from ace_etl.report import outcome, summarize, to_markdown
 from ace_etl.transform import warehouse_file
 from ace_etl.upkeep import RetentionResult, apply_retention
+from extract.budget import budget_file
 from extract.client import AceClient, use_own_retry_log
 from extract.config import Settings
 from extract.datadir import open_storage
@@ -107,7 +108,7 @@ class _Api:
             client = AceClient.from_settings(settings, rate_limiter=limiter)  # with ACE_ETL_MAX_RETRY_AFTER
         else:
             client = AceClient.from_settings(
-                settings, requests_per_minute=self.requests_per_minute, budget=settings.budget_file()
+                settings, requests_per_minute=self.requests_per_minute, budget=budget_file(settings)
             )
         with client:
             yield client, open_storage(settings.data_dir)
