@@ -52,9 +52,38 @@ class RawPage:
     has_more: bool
 
 
+@dataclass(frozen=True)
+class PendingPage:
+    """A timeseries page whose pagination fields are read and whose samples are decoded on `samples()`, so
+    the thread that fetches the next page does not decode this one (`read_timeseries_page`)."""
+
+    next_cursor: str | None
+    has_more: bool
+    empty: bool
+    _body: bytes
+    _decoded: RawPage | None
+
+    def samples(self) -> pl.DataFrame:
+        """The samples (RAW_COLUMNS). InvalidBodyError or UnexpectedResponseError, as `decode_timeseries_page`
+        raises them, for a page whose samples do not decode."""
+        return (self._decoded or decode_timeseries_page(self._body)).samples
+
+
+def read_timeseries_page(body: bytes) -> PendingPage:
+    """The pagination fields of a timeseries page now, its samples later (`PendingPage.samples`). In the real
+    API's compact spelling the fields are read from the tail alone; any other page, and one whose tail is
+    not whole JSON (truncated), is decoded whole now, raising what `decode_timeseries_page` raises."""
+    tail = _compact_tail(body)
+    if tail is None:
+        page = decode_timeseries_page(body)
+        return PendingPage(page.next_cursor, page.has_more, page.samples.is_empty(), b"", page)
+    next_cursor, has_more, records = tail
+    return PendingPage(next_cursor, has_more, not records.strip(), body, None)
+
+
 def decode_timeseries_page(body: bytes) -> RawPage:
-    """Decode a timeseries page of either shape. Raises InvalidBodyError (retryable) on truncated or
-    malformed JSON or an unknown shape."""
+    """Decode a timeseries page of either shape. Raises InvalidBodyError on truncated or malformed JSON,
+    UnexpectedResponseError on whole JSON of an unknown shape."""
     return _decode_compact_real(body) or _decode_any(body)
 
 
@@ -67,27 +96,40 @@ _RECORD_SEPARATOR = b'},{"name":'
 _REAL_RECORD = {"name": pl.String(), "time": pl.String(), "value": pl.String()}
 
 
-def _decode_compact_real(body: bytes) -> RawPage | None:
-    """The compact real shape read as NDJSON (one sample per line): about three times faster than the general
-    reader, with a third of its peak memory. None for any other spelling; the general reader then decides."""
+def _compact_tail(body: bytes) -> tuple[str | None, bool, bytes] | None:
+    """(next_cursor, has_more, the sample records' text) of a page in the compact real spelling, read from its
+    tail; None for any other spelling or a tail that is not whole JSON."""
     if not body.startswith(_COMPACT_HEAD):
         return None
     tail_at = body.rfind(_COMPACT_TAIL)
     if tail_at < len(_COMPACT_HEAD) - 1:
         return None
-    records = body[len(_COMPACT_HEAD) : tail_at]
+    try:
+        tail = json.loads(b"{" + body[tail_at + 2 :])
+    except ValueError:
+        return None
+    if not isinstance(tail, dict) or not isinstance(tail.get("next_cursor"), str | None):
+        return None
+    next_cursor, has_more = tail.get("next_cursor"), tail.get("has_more")
+    more = bool(has_more) if has_more is not None else bool(next_cursor)
+    return next_cursor or None, more, body[len(_COMPACT_HEAD) : tail_at]
+
+
+def _decode_compact_real(body: bytes) -> RawPage | None:
+    """The compact real shape read as NDJSON (one sample per line): about three times faster than the general
+    reader, with a third of its peak memory. None for any other spelling; the general reader then decides."""
+    tail = _compact_tail(body)
+    if tail is None:
+        return None
+    next_cursor, has_more, records = tail
     if b"\n" in records:
         return None
     try:
-        tail = json.loads(b"{" + body[tail_at + 2 :])
         samples = pl.read_ndjson(
             io.BytesIO(records.replace(_RECORD_SEPARATOR, b'}\n{"name":')), schema=_REAL_RECORD
         )
     except (ValueError, pl.exceptions.PolarsError):
         return None
-    if not isinstance(tail, dict):
-        return None
-    next_cursor, has_more = tail.get("next_cursor"), tail.get("has_more")
     return RawPage(
         samples=samples.select(
             point_name="name",
@@ -96,8 +138,8 @@ def _decode_compact_real(body: bytes) -> RawPage | None:
             quality=pl.lit(None, pl.String()),
             metadata=pl.lit(None, pl.String()),
         ),
-        next_cursor=next_cursor or None,
-        has_more=bool(has_more) if has_more is not None else bool(next_cursor),
+        next_cursor=next_cursor,
+        has_more=has_more,
     )
 
 
@@ -149,7 +191,8 @@ def _decode_irregular(body: bytes) -> RawPage:
     """Valid JSON that the typed readers cannot hold, such as an object or array where text or a number is
     expected (seed-shape `metadata` objects, or a malformed `value`): read with the json module, every sample
     field as JSON text, so each sample is still kept or rejected with a reason. A Python loop, but only for
-    such pages; truncated or malformed JSON raises InvalidBodyError, which the client retries."""
+    such pages; truncated or malformed JSON raises InvalidBodyError (retried when raised on receipt, inside
+    the client's retry loop: `read_timeseries_page`)."""
     try:
         page = json.loads(body)
     except ValueError as exc:

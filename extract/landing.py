@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 from urllib.parse import unquote
 
 import polars as pl
@@ -315,85 +315,91 @@ def split_by_date(frame: pl.DataFrame, column: str = "timestamp") -> dict[date, 
 
 class StagedKeys:
     """The keys an attempt's staged timeseries files hold, for telling which samples of a new page an
-    earlier page already sent. Only each file's ranges of point names and instants stay in memory: a page
-    is compared with the files whose ranges meet its own (with a server that pages in key order, the files
-    of the page before), read one at a time, so neither the window's rows nor its keys are ever held."""
+    earlier page already sent. Only each file's ranges of point names and instants stay in memory, and the
+    keys of the last page staged: a page is compared with the files whose ranges meet its own (with a server
+    that pages in key order, the files of the page before, whose keys are at hand), any other read one at a
+    time, so neither the window's rows nor its keys are ever held."""
 
     def __init__(self, storage: Storage, site: str, attempt: str, files: Iterable[str]) -> None:
         self._storage, self._site, self._attempt = storage, site, attempt
         # A resumed attempt reads its staged files' ranges once.
-        self._ranges = pl.concat(
-            [
-                pl.DataFrame(schema=_RANGES),
-                *(
-                    _key_ranges([path], self._read(path))
-                    for path in files
-                    if path.startswith(TIMESERIES + "/")
-                ),
-            ]
-        )
+        self._ranges = [
+            found
+            for path in files
+            if in_dataset(path, TIMESERIES)
+            for found in [_key_range(path, self._read(path))]
+            if found is not None
+        ]
+        self._last: tuple[frozenset[str], pl.DataFrame] = (frozenset(), pl.DataFrame(schema=KEY_SCHEMA))
 
     def add(self, files: Iterable[str], kept: pl.DataFrame) -> None:
         """Record a staged page: its files and the timeseries rows they hold."""
-        paths = [path for path in files if path.startswith(TIMESERIES + "/")]
-        self._ranges = pl.concat([self._ranges, _key_ranges(paths, kept)])
+        paths = [path for path in files if in_dataset(path, TIMESERIES)]
+        found = _key_range("", kept) if paths else None
+        if found is not None:
+            self._ranges += [found._replace(path=path) for path in paths]
+            self._last = frozenset(paths), kept.select(KEY)
 
     def held(self, rows: pl.DataFrame) -> pl.DataFrame:
         """The keys of `rows` that a staged file holds."""
-        found = [pl.DataFrame(schema=KEY_SCHEMA)]
-        if rows.height and self._ranges.height:
-            page = _key_ranges(["page"], rows).row(0, named=True)
-            near = self._ranges.filter(
-                pl.col("first_point") <= page["last_point"],
-                pl.col("last_point") >= page["first_point"],
-                pl.col("first_time") <= page["last_time"],
-                pl.col("last_time") >= page["first_time"],
-            )
-            keys = rows.select(KEY)
-            # Only keys inside both ranges can meet: with a server paging in key order that is the one point
-            # at the pages' border, so the join is small however large the pages.
-            found += [
-                self._read(file["path"])
-                .filter(_within(page))
-                .join(keys.filter(_within(file)), on=list(KEY), how="semi")
-                for file in near.iter_rows(named=True)
-            ]
+        page = _key_range("", rows)
+        if page is None:
+            return pl.DataFrame(schema=KEY_SCHEMA)
+        near = [r for r in self._ranges if r.meets(page)]
+        if not near:
+            return pl.DataFrame(schema=KEY_SCHEMA)
+        # Only keys inside both ranges can meet: with a server paging in key order that is the one point at
+        # the pages' border, so the join is small however large the pages.
+        keys = rows.select(KEY)
+        last, last_keys = self._last
+        found = [
+            (last_keys if r.path in last else self._read(r.path))
+            .filter(page.within())
+            .join(keys.filter(r.within()), on=list(KEY), how="semi")
+            for r in near
+        ]
         return pl.concat(found).unique()
 
     def _read(self, path: str) -> pl.DataFrame:
         return self._storage.read_parquet(staged(self._site, self._attempt, path), columns=list(KEY))
 
 
-_RANGES = pl.Schema(
-    {
-        "path": pl.String(),
-        "first_point": pl.String(),
-        "last_point": pl.String(),
-        "first_time": schemas.UTC_US,
-        "last_time": schemas.UTC_US,
-    }
-)
+class _KeyRange(NamedTuple):
+    """The ranges of point names and instants of the rows a staged file holds."""
+
+    path: str
+    first_point: str
+    last_point: str
+    first_time: datetime
+    last_time: datetime
+
+    def meets(self, other: _KeyRange) -> bool:
+        return (
+            self.first_point <= other.last_point
+            and other.first_point <= self.last_point
+            and self.first_time <= other.last_time
+            and other.first_time <= self.last_time
+        )
+
+    def within(self) -> pl.Expr:
+        """The rows whose key lies within these ranges."""
+        point, time = pl.col("point_name"), pl.col("timestamp")
+        return point.is_between(pl.lit(self.first_point), pl.lit(self.last_point)) & time.is_between(
+            pl.lit(self.first_time, schemas.UTC_US), pl.lit(self.last_time, schemas.UTC_US)
+        )
 
 
-def _within(ranges: dict[str, Any]) -> pl.Expr:
-    """The rows whose key lies within a `_RANGES` row's ranges."""
-    point, time = pl.col("point_name"), pl.col("timestamp")
-    return point.is_between(pl.lit(ranges["first_point"]), pl.lit(ranges["last_point"])) & time.is_between(
-        pl.lit(ranges["first_time"], schemas.UTC_US), pl.lit(ranges["last_time"], schemas.UTC_US)
-    )
-
-
-def _key_ranges(paths: list[str], rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per path: the ranges of point names and instants of `rows` (what the files hold)."""
-    if not paths or rows.is_empty():
-        return pl.DataFrame(schema=_RANGES)
+def _key_range(path: str, rows: pl.DataFrame) -> _KeyRange | None:
+    """The ranges of `rows`' keys, as the file at `path` holds them; None for no rows."""
+    if rows.is_empty():
+        return None
     ranges = rows.select(
-        first_point=pl.col("point_name").min(),
-        last_point=pl.col("point_name").max(),
-        first_time=pl.col("timestamp").min(),
-        last_time=pl.col("timestamp").max(),
-    )
-    return pl.DataFrame({"path": paths}).join(ranges, how="cross").cast(_RANGES)
+        pl.col("point_name").min(),
+        pl.col("point_name").max().alias("last_point"),
+        pl.col("timestamp").min(),
+        pl.col("timestamp").max().alias("last_time"),
+    ).row(0)
+    return _KeyRange(path, *ranges)
 
 
 def budget_file(data_dir: Path | str) -> Path:

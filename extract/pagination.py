@@ -1,7 +1,12 @@
 """Cursor pagination over a site's timeseries for one window, one page at a time.
 
 A generator, so the caller lands and checkpoints each page before the next is fetched and no window is
-ever held in memory whole. Retries happen inside `AceClient.get`, never here.
+ever held in memory whole. Retries happen inside `AceClient.get`, never here. A page's pagination fields are
+read on receipt (inside the client's retry loop, so a truncated body is asked for again); in the real API's
+compact spelling its samples are decoded only when the caller asks for them (`Page.samples`), on the
+caller's thread while the next page is fetched. Samples that do not decode under a whole tail are a fault
+of the server's page, not of the transport: InvalidBodyError, not retried; the window's next run resumes at
+that page.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import polars as pl
 
 from extract import cancel
 from extract.client import AceClient, RequestStats, format_time, site_path
-from extract.decode import RawPage, decode_timeseries_page
+from extract.decode import PendingPage, read_timeseries_page
 from extract.errors import PaginationError
 from extract.job import MAX_PAGE_SIZE
 
@@ -25,12 +30,17 @@ class Page:
     cursor: str | None  # the cursor that produced this page (None for the first page)
     next_cursor: str | None
     has_more: bool
-    samples: pl.DataFrame  # RawPage.samples (text columns)
+    pending: PendingPage
     nbytes: int
 
+    @property
+    def samples(self) -> pl.DataFrame:
+        """The page's samples (RAW_COLUMNS, text), decoded now: InvalidBodyError when they do not decode."""
+        return self.pending.samples()
 
-def _decode_sized(body: bytes) -> tuple[RawPage, int]:
-    return decode_timeseries_page(body), len(body)
+
+def _read_sized(body: bytes) -> tuple[PendingPage, int]:
+    return read_timeseries_page(body), len(body)
 
 
 def iter_pages(
@@ -68,9 +78,9 @@ def iter_pages(
     while True:
         params = base_params if cursor is None else {**base_params, "cursor": cursor}
         cancel.check()
-        raw, nbytes = client.get(path, params, _decode_sized, stats=stats)
+        raw, nbytes = client.get(path, params, _read_sized, stats=stats)
         next_cursor = raw.next_cursor if raw.has_more else None
-        empty = empty + 1 if raw.has_more and raw.samples.is_empty() else 0
+        empty = empty + 1 if raw.has_more and raw.empty else 0
         if raw.has_more and not next_cursor:
             raise PaginationError(
                 f"{where}: page {number} says there is more (has_more) but gives no next_cursor, so the rest "
@@ -93,7 +103,7 @@ def iter_pages(
                 f"{page_size} samples this window can hold (Limits.max_samples_per_second = "
                 f"{limits.max_samples_per_second:g}): retry the window later"
             )
-        yield Page(number, cursor, raw.next_cursor, raw.has_more, raw.samples, nbytes)
+        yield Page(number, cursor, raw.next_cursor, raw.has_more, raw, nbytes)
         if next_cursor is None:
             return
         cursor = next_cursor

@@ -28,7 +28,7 @@ from extract import lake, schemas
 from extract.attempt import run_window
 from extract.checkpoint import load_checkpoints
 from extract.client import AceClient, RequestStats
-from extract.errors import AuthError, LeaseLostError, WindowFailed
+from extract.errors import AuthError, InvalidBodyError, LeaseLostError, WindowFailed
 from extract.heal import Gap, heal_site
 from extract.job import Job, Mode
 from extract.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, lease_path, points_path
@@ -525,6 +525,61 @@ def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_p
     ]
     assert (result.records_fetched, result.records_kept, result.records_rejected) == (4, 2, 2)
     assert result.records_fetched == result.records_kept + result.records_filtered + result.records_rejected
+
+
+def test_a_page_whose_samples_do_not_decode_fails_the_window_unretried_and_the_next_run_resumes_there(
+    tmp_path: Path,
+) -> None:
+    # A stand-in server on loopback. Its second page has a whole tail (so its cursor is read at once and the
+    # body was not cut short) but samples that are not JSON: the same request would get the same page, so it
+    # is not asked for again; the window fails with the typed error and the next run asks for that page.
+    def page(samples: str, next_cursor: str | None) -> bytes:
+        tail = json.dumps({"next_cursor": next_cursor, "has_more": next_cursor is not None})[1:]
+        return f'{{"point_samples":[{samples}],{tail}'.encode()
+
+    first = page('{"name":"a","time":"2024-03-01T23:00:00Z","value":1}', "c1")
+    broken = page('{"name":"a","time":"2024-03-01T23:01:00Z","value":2},{"name":oops}', None)
+    fixed = page('{"name":"a","time":"2024-03-01T23:01:00Z","value":2}', None)
+    served = {None: first, "c1": broken}
+    asked: list[str | None] = []
+
+    class Pages(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            cursor = re.search(r"cursor=(\w+)", self.path)
+            asked.append(cursor and cursor.group(1))
+            body = served[cursor and cursor.group(1)]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    storage = LocalStorage(tmp_path)
+    with ThreadingHTTPServer(("127.0.0.1", 0), Pages) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_port}/api"
+            with AceClient(url, "key", retry_policy=FAST_RETRIES, requests_per_minute=None) as client:
+                with pytest.raises(WindowFailed) as failed:
+                    extract_window(
+                        client, storage, job(run_id="r"), SITE, Window(START, END), resolve_selector(["a"])
+                    )
+                assert isinstance(failed.value.__cause__, InvalidBodyError), failed.value
+                assert "not valid JSON" in str(failed.value)
+                assert asked == [None, "c1"]
+                served["c1"] = fixed
+                result = extract_window(
+                    client, storage, job(run_id="r2"), SITE, Window(START, END), resolve_selector(["a"])
+                )
+        finally:
+            server.shutdown()
+    assert asked == [None, "c1", "c1"]  # resumed at the page that failed
+    landed = lake.read(storage, TIMESERIES).sort("timestamp")
+    assert landed.select("point_name", "value").rows() == [("a", 1.0), ("a", 2.0)]
+    assert (result.status, result.records_fetched, result.records_kept) == ("complete", 2, 2)
 
 
 def sent_twice(

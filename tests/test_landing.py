@@ -156,9 +156,12 @@ def test_a_page_is_compared_with_the_staged_files_that_may_hold_its_keys(tmp_pat
     _, page = stage(4, [("p33", times[1]), *((f"p4{j}", t) for j in range(4) for t in times)])
     storage.reads.clear()
     assert keys.held(page).rows() == [("p33", datetime(2024, 3, 2, 1, tzinfo=UTC))]
+    assert storage.reads == []  # the page before is the only one that may hold its keys, and is at hand
+    # A resumed attempt finds the ranges in its staged files, and reads only the files that may hold its keys.
+    resumed = StagedKeys(storage, "s", "att", files)
+    storage.reads.clear()
+    assert resumed.held(page).equals(keys.held(page))
     assert sorted(storage.reads) == sorted(staged("s", "att", p) for p in files if "_p000003" in p)
-    # A resumed attempt finds the ranges in its staged files.
-    assert StagedKeys(storage, "s", "att", files).held(page).equals(keys.held(page))
 
 
 def test_a_page_spanning_midnight_lands_per_date_and_is_replaced_on_rewrite(tmp_path: Path) -> None:
