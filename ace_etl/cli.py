@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from ace_etl.simulator.cli import simulator
-from extract.job import MAX_PAGE_SIZE, REQUESTS_PER_MINUTE, WINDOW_HOURS, Job, Mode
+from extract.run.job import MAX_PAGE_SIZE, REQUESTS_PER_MINUTE, WINDOW_HOURS, Job, Mode
 from extract.windows import DEFAULT_LOOKBACK_DAYS
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ SitesFileOption = Annotated[
 
 def _time_zones(sites_file: Path | None, settings: Any) -> dict[str, str]:
     """The time-zone overrides of `--sites-file`, else of ACE_SITES_FILE (ConfigError for a bad file or name)."""
-    from extract.sites import time_zone_overrides
+    from extract.api.sites import time_zone_overrides
 
     return time_zone_overrides(sites_file or settings.sites_file)
 
@@ -142,7 +142,7 @@ def handles_errors(func: F) -> F:
 
         from pydantic import ValidationError
 
-        from extract.client import use_own_retry_log
+        from extract.api.client import use_own_retry_log
         from extract.errors import AceEtlError
         from extract.redact import one_line, redact
 
@@ -715,8 +715,8 @@ def upgrade(data_dir: DataDirOption = None) -> None:
     the fetch the old warehouse kept per sample: nothing is lost or fetched again. The old files move to
     pre-delta/ in the data dir. Says "nothing to upgrade" when there is nothing old."""
     from extract.config import Settings
-    from extract.datadir import open_storage
-    from extract.upgrade import ASIDE, upgrade
+    from extract.lake.datadir import open_storage
+    from extract.lake.upgrade import ASIDE, upgrade
 
     storage = open_storage(data_dir or Settings().data_dir, upgrade=False)
     done = upgrade(

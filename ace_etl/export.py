@@ -182,7 +182,7 @@ def select_points(data_dir: Path | str, site: str, pattern: str) -> Selection:
     """The site's time zone and the points `pattern` (comma-separated names and globs, as `run --points`)
     selects, from the published warehouse's `sites` and `points`."""
     from ace_etl.transform import reading, warehouse_file
-    from extract.points import PointSelector
+    from extract.api.points import PointSelector
 
     selector = PointSelector.from_list(pattern.split(","))
     warehouse = warehouse_file(data_dir)
@@ -226,9 +226,9 @@ def wide_frame(
     Read from the lake's snapshot and the published warehouse. `progress(done, total)` follows the parts.
 
     Use `.to_pandas()` on the result for pandas (`pip install 'ace-etl[pandas]'`)."""
-    from extract import lake
-    from extract.datadir import open_storage
-    from extract.landing import TIMESERIES
+    from extract.lake import tables as lake
+    from extract.lake.datadir import open_storage
+    from extract.lake.landing import TIMESERIES
 
     parse_how(how)
     step = parse_every(every)

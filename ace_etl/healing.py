@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC
 from pathlib import Path
 
-from extract.client import AceClient
-from extract.heal import Gap, HealResult, heal_site
-from extract.job import Job
-from extract.lease import SiteLease
-from extract.pipeline import land_points, resolve_selector
-from extract.storage import Storage
+from extract.api.client import AceClient
+from extract.lake.storage import Storage
+from extract.run.heal import Gap, HealResult, heal_site
+from extract.run.job import Job
+from extract.run.lease import SiteLease
+from extract.run.pipeline import land_points, resolve_selector
 from extract.windows import Window
 
 
@@ -29,7 +29,7 @@ def warehouse_gaps(data_dir: Path | str, site: str, span: Window) -> list[Gap]:
 
 def heal_sites(client: AceClient, storage: Storage, job: Job) -> list[HealResult]:
     """For each of the job's sites, under its lease: the warehouse's gaps in the job's span, fetched and
-    landed (see extract.heal). A site without gaps there costs no request. The job's time zones override
+    landed (see extract.run.heal). A site without gaps there costs no request. The job's time zones override
     sites' where the site's record is landed beside its points."""
     assert job.span is not None
     results = []

@@ -22,8 +22,8 @@ from typing import Any
 
 import polars as pl
 
+from extract.api.points import PointSelector
 from extract.errors import ConfigError
-from extract.points import PointSelector
 
 DEFAULTS = Path(__file__).with_name("limits.toml")
 ENV_VAR = "ACE_LIMITS_FILE"

@@ -1,8 +1,8 @@
 """The one pipeline: what `ace-etl run`, `heal` and `demo` and the flows (daily, live, backfill, heal) do
-with a job (`extract.job.Job`), in this order:
+with a job (`extract.run.job.Job`), in this order:
 
 1. Nothing, when no window of the job has closed yet.
-2. Extract every (site, window) on the front's runner (`extract.pipeline.extract_job`).
+2. Extract every (site, window) on the front's runner (`extract.run.pipeline.extract_job`).
 3. Compact the sites' closed days, when the job asks (the daily deployment; never live).
 4. Build the warehouse when anything landed, even when a site failed: what landed is served, and the run
    still fails at the end, naming the site.
@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Protocol
 
 from ace_etl.report import gaps_by_site, weather_history_note
-from extract.datadir import open_storage
 from extract.errors import AceEtlError
-from extract.heal import HealResult
-from extract.job import Job, Mode
-from extract.metrics import WindowResult
-from extract.pipeline import extract_job
-from extract.scheduler import Runner, RunResult
+from extract.lake.datadir import open_storage
+from extract.run.heal import HealResult
+from extract.run.job import Job, Mode
+from extract.run.metrics import WindowResult
+from extract.run.pipeline import extract_job
+from extract.run.scheduler import Runner, RunResult
 
 
 class Built(Protocol):

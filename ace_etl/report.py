@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ace_etl import markdown
-from extract.scheduler import WeatherResult
+from extract.run.scheduler import WeatherResult
 
 COLUMNS = (
     ("site", "site"),

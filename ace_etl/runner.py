@@ -28,16 +28,16 @@ from rich.table import Table
 
 from ace_etl.pipeline import JobResult, run_job
 from ace_etl.report import summarize, to_rich_table
-from extract.budget import budget_file
-from extract.client import AceClient
+from extract.api.budget import budget_file
+from extract.api.client import AceClient
 from extract.config import Settings
-from extract.datadir import open_storage
 from extract.errors import AceEtlError
-from extract.heal import HealResult
-from extract.job import Job, Mode
-from extract.metrics import WindowResult
-from extract.pipeline import threads
-from extract.scheduler import Runner
+from extract.lake.datadir import open_storage
+from extract.run.heal import HealResult
+from extract.run.job import Job, Mode
+from extract.run.metrics import WindowResult
+from extract.run.pipeline import threads
+from extract.run.scheduler import Runner
 from extract.windows import Window
 
 # Summaries are tables: keep them whole when piped to a log rather than squeezed to 80 columns.
@@ -261,8 +261,8 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
     from rich.syntax import Syntax
 
     from ace_etl.transform import reading, warehouse_file
-    from extract.datadir import open_storage
-    from extract.landing import TIMESERIES
+    from extract.lake.datadir import open_storage
+    from extract.lake.landing import TIMESERIES
 
     path = warehouse_file(data_dir)
     console.print(

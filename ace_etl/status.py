@@ -13,12 +13,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ace_etl.transform import reading, warehouse_file
-from extract import lake
-from extract.checkpoint import Checkpoint
-from extract.datadir import open_storage
 from extract.errors import WarehouseError
-from extract.landing import QUARANTINE, TIMESERIES, checkpoint_files, quarantined, reason_path, run_files
-from extract.storage import Storage
+from extract.lake import tables as lake
+from extract.lake.datadir import open_storage
+from extract.lake.landing import QUARANTINE, TIMESERIES, checkpoint_files, quarantined, reason_path, run_files
+from extract.lake.storage import Storage
+from extract.run.checkpoint import Checkpoint
 
 DAMAGED = "damaged"
 

@@ -25,17 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ace_etl import compat
-from extract import cancel, landing
-from extract.datadir import open_storage
+from extract import cancel
 from extract.errors import ConfigError, TransformError, WarehouseError
-from extract.quarantine import set_aside_unreadable
-from extract.storage import (
-    fsync_path,
-    is_object_store,
-    local_dir,
-    normalize_location,
-    remove_abandoned,
-)
+from extract.lake import landing
+from extract.lake.datadir import open_storage
+from extract.lake.quarantine import set_aside_unreadable
+from extract.lake.storage import fsync_path, is_object_store, local_dir, normalize_location, remove_abandoned
 
 if TYPE_CHECKING:
     from dbt.artifacts.schemas.run import RunResult
@@ -391,7 +386,7 @@ def dbt_build(
 def dbt_vars(
     *, full_check: bool = False, dq_severity: str | None = None, time_zones: Mapping[str, str] | None = None
 ) -> list[str]:
-    """dbt's `--vars` for a build: the landing layout (`extract.landing.dbt_vars`); `full_check` makes every
+    """dbt's `--vars` for a build: the landing layout (`extract.lake.landing.dbt_vars`); `full_check` makes every
     test look at every row, not only at the partitions the build changed; `time_zones` (site -> IANA name)
     override the `sites` model's."""
     values: dict[str, object] = {

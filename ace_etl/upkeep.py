@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from extract import lake, retention
-from extract.datadir import open_storage
 from extract.errors import AceEtlError, ConfigError, WarehouseError
-from extract.landing import TABLES as LANDING_TABLES
-from extract.landing import dataset_name
+from extract.lake import retention
+from extract.lake import tables as lake
+from extract.lake.datadir import open_storage
+from extract.lake.landing import TABLES as LANDING_TABLES
+from extract.lake.landing import dataset_name
 
 TABLES = {dataset_name(table): table for table in LANDING_TABLES}
 

@@ -78,10 +78,10 @@ def _next_cursor(body: bytes) -> str | None:
 
 def child(url: str, data_dir: str, start: str, end: str, window_hours: str, max_workers: str) -> None:
     """Run the full extract and print its timing, counts and this process's peak RSS as JSON."""
-    from extract.client import AceClient
-    from extract.job import Job
-    from extract.pipeline import run_extract
-    from extract.storage import LocalStorage
+    from extract.api.client import AceClient
+    from extract.lake.storage import LocalStorage
+    from extract.run.job import Job
+    from extract.run.pipeline import run_extract
     from extract.windows import Window
 
     began = time.perf_counter()

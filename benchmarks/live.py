@@ -30,7 +30,7 @@ from rich.console import Console
 from ace_etl.runner import run_pipeline
 from ace_etl.simulator import Simulator, SimulatorConfig
 from extract.config import Settings
-from extract.job import Job, Mode
+from extract.run.job import Job, Mode
 from extract.windows import Window, live_windows
 
 DAY = datetime(2025, 3, 10, tzinfo=UTC)

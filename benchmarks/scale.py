@@ -36,11 +36,11 @@ def extract_site(
     """One site's day on a worker: (samples fetched, the worker's peak RSS in KiB)."""
     from datetime import timedelta
 
-    from extract.budget import SharedBudget, key_id
-    from extract.client import AceClient
-    from extract.datadir import open_storage
-    from extract.job import Job
-    from extract.pipeline import extract_window, resolve_selector
+    from extract.api.budget import SharedBudget, key_id
+    from extract.api.client import AceClient
+    from extract.lake.datadir import open_storage
+    from extract.run.job import Job
+    from extract.run.pipeline import extract_window, resolve_selector
     from extract.windows import Window
 
     limiter = SharedBudget(Path(budget), key_id(url, "bench"), int(per_minute * period / 60), period)

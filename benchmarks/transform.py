@@ -33,9 +33,9 @@ import duckdb
 import polars as pl
 
 from ace_etl.transform import build_warehouse
-from extract import lake
-from extract.landing import TIMESERIES
-from extract.storage import LocalStorage
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES
+from extract.lake.storage import LocalStorage
 from tests.landing_factory import samples, timeseries_rows
 
 SITE = "bench"

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, validation_alias="ACEIOT_API_KEY")
     data_dir: Path = Field(default=Path("data"), validation_alias="ACE_ETL_DATA_DIR")
     budget_path: Path | None = Field(default=None, validation_alias="ACE_ETL_BUDGET_PATH")
-    # Per-site overrides of the time zone (extract.sites); `--sites-file` and a flow's `sites_file` win.
+    # Per-site overrides of the time zone (extract.api.sites); `--sites-file` and a flow's `sites_file` win.
     sites_file: Path | None = Field(default=None, validation_alias="ACE_SITES_FILE")
     # The longest Retry-After obeyed, in seconds (None: RetryPolicy.retry_after_max).
     max_retry_after: float | None = Field(

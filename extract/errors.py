@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # metrics imports Polars; this module stays importable without it
-    from extract.metrics import WindowResult
+    from extract.run.metrics import WindowResult
 
 
 class AceEtlError(Exception):

@@ -2,7 +2,7 @@
 
 Prefect's server already coordinates every worker of a deployment, wherever it runs, so its rate limits
 are the cross-machine budget: one limit per key (named by a digest of the API URL and key, never the key).
-It paces as `extract.ratelimit.Rate` does: one slot, decaying at one per `Rate.spacing` seconds, so requests
+It paces as `extract.api.ratelimit.Rate` does: one slot, decaying at one per `Rate.spacing` seconds, so requests
 go evenly spaced and a minute's budget never leaves at once (a server may count over a shorter window).
 `setup_budget` creates or updates it (the documented `ace-etl prefect-setup` step); `PrefectBudget` is the
 client's limiter inside flows.
@@ -26,9 +26,9 @@ from prefect.exceptions import ObjectNotFound
 from prefect.variables import Variable
 
 from extract import cancel
-from extract.budget import key_id
+from extract.api.budget import key_id
+from extract.api.ratelimit import Announcer, Rate
 from extract.errors import ConfigError
-from extract.ratelimit import Announcer, Rate
 from flows.compat import ConcurrencySlotAcquisitionError
 
 # How stale a worker's view of the shared pause may be: one variable read per second per process.

@@ -35,17 +35,17 @@ from ace_etl.quality import to_markdown as to_quality_markdown
 from ace_etl.report import outcome, summarize, to_markdown
 from ace_etl.transform import warehouse_file
 from ace_etl.upkeep import RetentionResult, apply_retention
-from extract.budget import budget_file
-from extract.client import AceClient, use_own_retry_log
+from extract.api.budget import budget_file
+from extract.api.client import AceClient, use_own_retry_log
+from extract.api.points import PointSelector
 from extract.config import Settings
-from extract.datadir import open_storage
 from extract.errors import AceEtlError, TransformError
-from extract.heal import HealResult
-from extract.job import MAX_WORKERS, Job, Mode
-from extract.metrics import WindowResult
-from extract.pipeline import WeatherResult, extract_weather, extract_window, land_points, recent_points
-from extract.points import PointSelector
-from extract.storage import Storage
+from extract.lake.datadir import open_storage
+from extract.lake.storage import Storage
+from extract.run.heal import HealResult
+from extract.run.job import MAX_WORKERS, Job, Mode
+from extract.run.metrics import WindowResult
+from extract.run.pipeline import WeatherResult, extract_weather, extract_window, land_points, recent_points
 from extract.windows import Window
 from flows.alerts import emit_data_quality, emit_excursions
 from flows.budget import PrefectBudget, limit_name

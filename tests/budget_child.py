@@ -8,10 +8,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from extract.budget import SharedBudget, key_id
-from extract.client import AceClient
-from extract.pagination import iter_pages
-from extract.ratelimit import Rate
+from extract.api.budget import SharedBudget, key_id
+from extract.api.client import AceClient
+from extract.api.pagination import iter_pages
+from extract.api.ratelimit import Rate
 
 
 def main(

@@ -11,9 +11,10 @@ from pathlib import Path
 import polars as pl
 
 from ace_etl.simulator import SimulatorConfig, served_samples, site_points
-from extract import lake, schemas
-from extract.landing import TIMESERIES
-from extract.storage import LocalStorage
+from extract.lake import schemas
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES
+from extract.lake.storage import LocalStorage
 
 BIN = Path(sys.executable).parent
 

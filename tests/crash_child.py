@@ -6,10 +6,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from extract.client import AceClient
-from extract.job import Job
-from extract.pipeline import extract_window, resolve_selector
-from extract.storage import LocalStorage
+from extract.api.client import AceClient
+from extract.lake.storage import LocalStorage
+from extract.run.job import Job
+from extract.run.pipeline import extract_window, resolve_selector
 from extract.windows import Window
 
 

@@ -1,7 +1,7 @@
 """Synthetic landing files, written exactly as docs/DESIGN.md's "Landing layout" says.
 
 Tests and benchmarks use this to feed dbt without the extractor: the same Delta tables (through
-`extract.lake`), folders, column names, Arrow types, row order and compression, and for the plain Parquet
+`extract.lake.tables`), folders, column names, Arrow types, row order and compression, and for the plain Parquet
 datasets the same atomic write (temporary hidden name, then rename).
 """
 
@@ -17,15 +17,16 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from extract import lake, schemas
-from extract.storage import LocalStorage
+from extract.lake import schemas
+from extract.lake import tables as lake
+from extract.lake.storage import LocalStorage
 
 
 def _arrow(schema: pl.Schema) -> pa.Schema:
     return pl.DataFrame(schema=schema).to_arrow().schema
 
 
-# The extractor's own schemas (extract.schemas), as Arrow types.
+# The extractor's own schemas (extract.lake.schemas), as Arrow types.
 TIMESERIES, WEATHER, REJECTS, POINTS, SITES, RUNS, SELECTIONS = (
     _arrow(s)
     for s in (
@@ -82,7 +83,7 @@ def write_timeseries(data_dir: Path, rows: pl.DataFrame, name: str, *, merge: bo
 
 def timeseries_rows(rows: pl.DataFrame) -> pl.DataFrame:
     """`rows` with every landing column of the timeseries table, typed as the extractor writes them (for
-    writing through `extract.lake` directly)."""
+    writing through `extract.lake.tables` directly)."""
     return pl.DataFrame(pl.from_arrow(_typed(rows, TIMESERIES)))
 
 

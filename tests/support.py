@@ -14,8 +14,8 @@ from typing import Any
 import duckdb
 
 from ace_etl.transform import TransformResult, build_warehouse
+from extract.api.retry import RetryPolicy
 from extract.errors import CancelledError
-from extract.retry import RetryPolicy
 
 # Retries without waiting: tests count attempts, not seconds.
 FAST = RetryPolicy(max_attempts=4, deadline=30.0, backoff_initial=0.01, backoff_max=0.02, jitter=0.0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
-from extract.budget import SharedBudget, key_id
+from extract.api.budget import SharedBudget, key_id
 from extract.errors import AceEtlError, BudgetError
 from tests.clihelp import ace_etl, spawn
 from tests.landing_factory import samples, write_timeseries

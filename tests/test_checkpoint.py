@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
-from extract.landing import checkpoint_path, quarantined
-from extract.parse import REJECTS_SCHEMA, TIMESERIES_SCHEMA, PageRows
-from extract.points import PointSelector
-from extract.storage import LocalStorage
+from extract.api.parse import REJECTS_SCHEMA, TIMESERIES_SCHEMA, PageRows
+from extract.api.points import PointSelector
+from extract.lake.landing import checkpoint_path, quarantined
+from extract.lake.storage import LocalStorage
+from extract.run.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
 from extract.windows import Window
 
 WINDOW = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))

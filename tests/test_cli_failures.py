@@ -25,11 +25,11 @@ from rich.console import Console
 from ace_etl.report import gaps_by_site
 from ace_etl.runner import show_examples
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
-from extract import lake
-from extract.budget import SharedBudget
+from extract.api.budget import SharedBudget
 from extract.errors import LakeError, WarehouseError
-from extract.landing import TIMESERIES
-from extract.storage import LocalStorage
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES
+from extract.lake.storage import LocalStorage
 from tests import landing_factory
 from tests.clihelp import BIN, ace_etl, cli_env, error_line, expected_rows, landed_rows
 

@@ -25,8 +25,10 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, site_points
-from extract.budget import SharedBudget
-from extract.client import AceClient, RequestStats, format_time, site_path
+from extract.api.budget import SharedBudget
+from extract.api.client import AceClient, RequestStats, format_time, site_path
+from extract.api.retry import DEFAULT_RETRY_POLICY, Limits, RetryPolicy, retry_after_seconds
+from extract.api.weather import parse_weather
 from extract.config import Settings
 from extract.errors import (
     ApiError,
@@ -41,8 +43,6 @@ from extract.errors import (
     SiteNotFoundError,
     UnexpectedResponseError,
 )
-from extract.retry import DEFAULT_RETRY_POLICY, Limits, RetryPolicy, retry_after_seconds
-from extract.weather import parse_weather
 from tests.support import FAST
 
 KEY = "s3cret-key-do-not-log"
@@ -351,7 +351,7 @@ def test_configured_points_and_weather_over_http() -> None:
 
 @pytest.mark.parametrize("body", [b"[]", b'{"items": []}', b'{"point_samples": 3}', b'"text"'])
 def test_a_page_of_the_wrong_shape_is_not_retried(body: bytes) -> None:
-    from extract.pagination import iter_pages
+    from extract.api.pagination import iter_pages
 
     calls: list[httpx.Request] = []
 
@@ -379,7 +379,7 @@ HOUR = (datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 27, 1, tzinfo=UTC
 def test_a_year_of_retry_after_is_capped_in_the_wait_and_in_the_shared_pause(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from extract.pagination import iter_pages
+    from extract.api.pagination import iter_pages
 
     cfg = SimulatorConfig(
         sites=("demo-site",),
@@ -429,7 +429,7 @@ def test_a_long_budget_pause_is_said_once(tmp_path: Path) -> None:
             said.append(record.getMessage())
             cancel.request()
 
-    logger = logging.getLogger("extract.ratelimit")
+    logger = logging.getLogger("extract.api.ratelimit")
     handler = Stop()
     logger.addHandler(handler)
     try:
@@ -443,7 +443,7 @@ def test_a_long_budget_pause_is_said_once(tmp_path: Path) -> None:
 
 
 def test_a_trickling_body_cannot_outlast_the_attempt_deadline() -> None:
-    from extract.pagination import iter_pages
+    from extract.api.pagination import iter_pages
 
     # One byte every 0.2 s: never a read timeout, and the page would take about 20 minutes.
     cfg = SimulatorConfig(
@@ -465,7 +465,7 @@ def test_a_trickling_body_cannot_outlast_the_attempt_deadline() -> None:
 
 @pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib", "raw"])
 def test_deflate_with_or_without_the_zlib_wrapper_is_undone(wbits: int) -> None:
-    from extract.client import _inflate
+    from extract.api.client import _inflate
 
     body = json.dumps({"items": list(range(1000))}).encode()
     packer = zlib.compressobj(wbits=wbits)
@@ -477,7 +477,7 @@ def test_deflate_with_or_without_the_zlib_wrapper_is_undone(wbits: int) -> None:
 
 
 def test_a_gzip_bomb_stops_at_the_size_limit_without_inflating_it() -> None:
-    from extract.pagination import iter_pages
+    from extract.api.pagination import iter_pages
 
     # 64 MiB of zeros in about 64 KB of gzip, against a limit of 4 MiB.
     cfg = SimulatorConfig(
@@ -506,7 +506,7 @@ def test_a_gzip_bomb_stops_at_the_size_limit_without_inflating_it() -> None:
 
 
 def test_an_endless_body_stops_at_the_size_limit() -> None:
-    from extract.pagination import iter_pages
+    from extract.api.pagination import iter_pages
 
     cfg = SimulatorConfig(sites=("demo-site",), points=10, interval=60, faults=Faults(endless_every=1))
     limits = Limits(max_wire_bytes=4 * 2**20)
@@ -570,7 +570,7 @@ def test_the_retry_after_cap_is_a_setting(tmp_path: Path, monkeypatch: pytest.Mo
 def test_importing_the_client_leaves_stamina_s_process_wide_hooks_alone() -> None:
     # A fresh interpreter: this one's hooks may have been changed by a CLI test before.
     probe = (
-        "import stamina.instrumentation as i; default = i.get_on_retry_hooks(); import extract.client as c; "
+        "import stamina.instrumentation as i; default = i.get_on_retry_hooks(); import extract.api.client as c; "
         "assert i.get_on_retry_hooks() == default != (); c.use_own_retry_log(); print(i.get_on_retry_hooks())"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)

@@ -234,8 +234,8 @@ def test_status_keeps_a_failed_window_until_a_later_run_of_it_succeeds(tmp_path:
     from rich.console import Console
 
     from ace_etl.status import print_status
-    from extract.metrics import WindowResult, write_run_row
-    from extract.storage import LocalStorage
+    from extract.lake.storage import LocalStorage
+    from extract.run.metrics import WindowResult, write_run_row
 
     storage = LocalStorage(tmp_path)
     day = datetime(2024, 6, 10, tzinfo=UTC)

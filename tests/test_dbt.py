@@ -19,10 +19,10 @@ import polars as pl
 import pytest
 
 from ace_etl.transform import DBT_PROJECT_DIR, build_warehouse
-from extract import lake
 from extract.errors import TransformError
-from extract.landing import TIMESERIES
-from extract.storage import LocalStorage
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES
+from extract.lake.storage import LocalStorage
 from tests.landing_factory import (
     samples,
     timeseries_rows,

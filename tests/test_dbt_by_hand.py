@@ -17,11 +17,11 @@ import yaml
 
 from ace_etl.simulator import Simulator, SimulatorConfig
 from ace_etl.transform import DBT_PROJECT_DIR, release_dbt_database
-from extract import landing
-from extract.client import AceClient
-from extract.job import Job
-from extract.pipeline import run_extract
-from extract.storage import LocalStorage
+from extract.api.client import AceClient
+from extract.lake import landing
+from extract.lake.storage import LocalStorage
+from extract.run.job import Job
+from extract.run.pipeline import run_extract
 from extract.windows import Window
 
 DBT = Path(sys.executable).parent / "dbt"

@@ -16,11 +16,11 @@ import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_points, served_site, site_points
 from ace_etl.transform import build_warehouse
-from extract.client import AceClient
+from extract.api.client import AceClient
+from extract.api.sites import SITE_FRESH_FOR, coordinates_time_zone, land_site
 from extract.errors import TransformError
-from extract.pipeline import land_points
-from extract.sites import SITE_FRESH_FOR, coordinates_time_zone, land_site
-from extract.storage import LocalStorage
+from extract.lake.storage import LocalStorage
+from extract.run.pipeline import land_points
 from flows.params import EtlParams, TransformParams
 from tests.clihelp import ace_etl, error_line
 from tests.landing_factory import samples, write_sites, write_timeseries

@@ -16,12 +16,12 @@ import pytest
 
 from ace_etl.limits import canonical_units, load_rules, resolve
 from ace_etl.simulator import PlantedEvent, Simulator, SimulatorConfig, planted_events, served_samples
-from extract.client import AceClient
+from extract.api.client import AceClient
+from extract.api.retry import RetryPolicy
 from extract.errors import ConfigError
-from extract.job import Job
-from extract.pipeline import run_extract
-from extract.retry import RetryPolicy
-from extract.storage import LocalStorage
+from extract.lake.storage import LocalStorage
+from extract.run.job import Job
+from extract.run.pipeline import run_extract
 from extract.windows import Window
 from tests.clihelp import ace_etl_script
 from tests.support import Stage, build

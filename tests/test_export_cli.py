@@ -16,9 +16,9 @@ import pytest
 
 from ace_etl import export
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
-from extract import lake
-from extract.landing import TIMESERIES
-from extract.storage import LocalStorage
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES
+from extract.lake.storage import LocalStorage
 from tests.clihelp import ace_etl, ace_etl_script, error_line
 
 pytestmark = pytest.mark.timeout(600)

@@ -24,19 +24,20 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples, site_points
-from extract import lake, schemas
-from extract.attempt import run_window
-from extract.checkpoint import load_checkpoints
-from extract.client import AceClient, RequestStats
+from extract.api.client import AceClient, RequestStats
+from extract.api.points import PointSelector
+from extract.api.retry import RetryPolicy
 from extract.errors import AuthError, InvalidBodyError, LeaseLostError, WindowFailed
-from extract.heal import Gap, heal_site
-from extract.job import Job, Mode
-from extract.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, lease_path, points_path
-from extract.lease import SiteLease
-from extract.pipeline import RunResult, extract_window, resolve_selector, run_extract
-from extract.points import PointSelector
-from extract.retry import RetryPolicy
-from extract.storage import LocalStorage, Storage
+from extract.lake import schemas
+from extract.lake import tables as lake
+from extract.lake.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, lease_path, points_path
+from extract.lake.storage import LocalStorage, Storage
+from extract.run.attempt import run_window
+from extract.run.checkpoint import load_checkpoints
+from extract.run.heal import Gap, heal_site
+from extract.run.job import Job, Mode
+from extract.run.lease import SiteLease
+from extract.run.pipeline import RunResult, extract_window, resolve_selector, run_extract
 from extract.windows import Window, split_windows
 from tests.support import build
 

@@ -25,12 +25,12 @@ from prefect.states import Scheduled
 
 from ace_etl.markdown import escape as markdown_escape
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
-from extract import lake
-from extract.client import AceClient
+from extract.api.client import AceClient
 from extract.errors import AuthError, SiteNotFoundError, TransformError
-from extract.landing import TIMESERIES
-from extract.pipeline import run_extract
-from extract.storage import LocalStorage
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES
+from extract.lake.storage import LocalStorage
+from extract.run.pipeline import run_extract
 from extract.windows import Window
 from flows.etl import daily_etl, transform, weather_hourly
 from flows.params import EtlParams, RetentionParams

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from ace_etl import cli
 from extract.config import Settings
 from extract.errors import ConfigError
-from extract.job import MAX_PAGE_SIZE, Job, Mode
+from extract.run.job import MAX_PAGE_SIZE, Job, Mode
 from extract.windows import Window
 from flows.params import EtlParams
 

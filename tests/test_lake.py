@@ -1,4 +1,4 @@
-"""extract.lake on real Delta tables (delta-rs): on a local folder, and on a local S3-compatible server
+"""extract.lake.tables on real Delta tables (delta-rs): on a local folder, and on a local S3-compatible server
 (moto's server mode, over loopback) with two processes committing to the same table."""
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from extract import lake, schemas
 from extract.errors import LakeError
-from extract.landing import TIMESERIES, WEATHER
-from extract.objectstore import S3Storage
-from extract.storage import LocalStorage, Storage
+from extract.lake import schemas
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES, WEATHER
+from extract.lake.objectstore import S3Storage
+from extract.lake.storage import LocalStorage, Storage
 from tests.test_objectstore import BUCKET, s3_env  # noqa: F401 (the local S3 server fixture)
 
 T0 = datetime(2024, 3, 1, 22, 0, tzinfo=UTC)

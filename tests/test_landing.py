@@ -11,9 +11,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from extract.datadir import open_storage
+from extract.api.parse import normalize_samples
+from extract.api.points import PointSelector
 from extract.errors import ConfigError, LeaseLostError
-from extract.landing import (
+from extract.lake.datadir import open_storage
+from extract.lake.landing import (
     REJECTS,
     TIMESERIES,
     StagedKeys,
@@ -29,11 +31,9 @@ from extract.landing import (
     window_files,
     write_page,
 )
-from extract.lease import SiteLease
-from extract.metrics import RUNS_SCHEMA, WindowResult, runs_frame
-from extract.parse import normalize_samples
-from extract.points import PointSelector
-from extract.storage import LocalStorage
+from extract.lake.storage import LocalStorage
+from extract.run.lease import SiteLease
+from extract.run.metrics import RUNS_SCHEMA, WindowResult, runs_frame
 from extract.windows import Window, lookback_range, resolve_range, split_windows
 
 WINDOW = Window(datetime(2024, 3, 1, 12, tzinfo=UTC), datetime(2024, 3, 2, 12, tzinfo=UTC))
@@ -267,7 +267,7 @@ def test_temporaries_of_dead_writers_are_cleaned(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from extract.storage import temporary_name
+    from extract.lake.storage import temporary_name
 
     storage = LocalStorage(tmp_path)
     dead = subprocess.run(
@@ -291,7 +291,7 @@ def test_a_killed_process_not_yet_reaped_is_not_alive() -> None:
     import sys
     import time
 
-    from extract.storage import process_alive
+    from extract.lake.storage import process_alive
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -348,5 +348,5 @@ def test_a_lease_that_cannot_be_renewed_reads_as_lost(
                 time.sleep(0.01)
     message = str(lost.value)
     assert "\n" not in message and "cannot renew" in message and "No space left on device" in message
-    (record,) = [r for r in caplog.records if r.name == "extract.lease"]
+    (record,) = [r for r in caplog.records if r.name == "extract.run.lease"]
     assert "cannot renew" in record.getMessage() and "\n" not in record.getMessage()

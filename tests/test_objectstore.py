@@ -19,9 +19,10 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
-from extract import lake, upgrade
-from extract.landing import TIMESERIES, WEATHER
-from extract.objectstore import S3Storage
+from extract.lake import tables as lake
+from extract.lake import upgrade
+from extract.lake.landing import TIMESERIES, WEATHER
+from extract.lake.objectstore import S3Storage
 from tests.clihelp import ace_etl, error_line, expected_rows, spawn
 from tests.test_upgrade import KEY, old_landing, old_weather
 

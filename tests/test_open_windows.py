@@ -13,13 +13,13 @@ import duckdb
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
-from extract.client import AceClient
-from extract.heal import Gap, heal_site
-from extract.job import Job
-from extract.lease import SiteLease
-from extract.pipeline import run_extract
-from extract.points import PointSelector
-from extract.storage import LocalStorage
+from extract.api.client import AceClient
+from extract.api.points import PointSelector
+from extract.lake.storage import LocalStorage
+from extract.run.heal import Gap, heal_site
+from extract.run.job import Job
+from extract.run.lease import SiteLease
+from extract.run.pipeline import run_extract
 from extract.windows import Window
 from tests.clihelp import ace_etl, assert_landed_once, expected_rows, window_statuses
 

@@ -15,11 +15,11 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples
-from extract.client import AceClient, RequestStats
+from extract.api.client import AceClient, RequestStats
+from extract.api.pagination import Page, iter_pages
+from extract.api.ratelimit import RateLimiter
+from extract.api.retry import Limits, RetryPolicy
 from extract.errors import CursorError, PaginationError, RetriesExhaustedError
-from extract.pagination import Page, iter_pages
-from extract.ratelimit import RateLimiter
-from extract.retry import Limits, RetryPolicy
 from tests.support import FAST
 
 START, END = datetime(2026, 11, 27, tzinfo=UTC), datetime(2026, 11, 28, tzinfo=UTC)

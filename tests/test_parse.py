@@ -9,20 +9,20 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from extract.decode import RAW_COLUMNS, _decode_any, _decode_compact_real, decode_timeseries_page
-from extract.errors import InvalidBodyError
-from extract.landing import staged, write_page
-from extract.parse import (
+from extract.api.decode import RAW_COLUMNS, _decode_any, _decode_compact_real, decode_timeseries_page
+from extract.api.parse import (
     REJECTS_SCHEMA,
     TIMESERIES_SCHEMA,
     coerce_values,
     normalize_samples,
     parse_timestamps,
 )
-from extract.points import PointSelector
-from extract.schemas import WEATHER as WEATHER_SCHEMA
-from extract.storage import LocalStorage
-from extract.weather import parse_weather
+from extract.api.points import PointSelector
+from extract.api.weather import parse_weather
+from extract.errors import InvalidBodyError
+from extract.lake.landing import staged, write_page
+from extract.lake.schemas import WEATHER as WEATHER_SCHEMA
+from extract.lake.storage import LocalStorage
 from extract.windows import Window
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

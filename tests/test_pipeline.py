@@ -19,7 +19,7 @@ from ace_etl.runner import run_pipeline
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from extract.config import Settings
 from extract.errors import SiteNotFoundError
-from extract.job import Job, Mode
+from extract.run.job import Job, Mode
 from extract.windows import Window
 from tests.clihelp import expected_rows, landed_rows
 from tests.support import warehouse_rows

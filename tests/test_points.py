@@ -10,16 +10,16 @@ from typing import Any
 import polars as pl
 import pytest
 
-from extract import schemas
-from extract.errors import ConfigError
-from extract.pipeline import resolve_selector
-from extract.points import (
+from extract.api.points import (
     PointSelector,
     configured_points_frame,
     enabled_point_names,
     parse_points_text,
     read_points_file,
 )
+from extract.errors import ConfigError
+from extract.lake import schemas
+from extract.run.pipeline import resolve_selector
 
 NAMES = [
     "site-a/ahu-1/sa_temp",

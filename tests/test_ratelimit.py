@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
-from extract.budget import SharedBudget
-from extract.client import AceClient
+from extract.api.budget import SharedBudget
+from extract.api.client import AceClient
+from extract.api.pagination import iter_pages
+from extract.api.ratelimit import Limiter, Rate, RateLimiter, shared_rate_limiter
 from extract.errors import ConfigError
-from extract.pagination import iter_pages
-from extract.ratelimit import Limiter, Rate, RateLimiter, shared_rate_limiter
 from tests.support import FAST
 
 

@@ -9,7 +9,7 @@ from markdown_it import MarkdownIt
 
 from ace_etl.coverage_view import to_markdown as coverage_markdown
 from ace_etl.report import outcome, summarize, to_markdown, to_rich_table
-from extract.metrics import WindowResult
+from extract.run.metrics import WindowResult
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

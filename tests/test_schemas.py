@@ -1,4 +1,4 @@
-"""The landing schemas are defined once (extract.schemas): the dbt staging models read exactly those columns
+"""The landing schemas are defined once (extract.lake.schemas): the dbt staging models read exactly those columns
 with the same types, and the core tables' contracts keep the types of the columns they take over."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ace_etl.transform import DBT_PROJECT_DIR
-from extract import schemas
+from extract.lake import schemas
 
 DUCKDB_TYPES = {
     pl.String(): "varchar",

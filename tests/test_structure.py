@@ -102,12 +102,12 @@ _LAYOUT = re.compile(
     r"landing/|state/|quarantine/|site_name=|date=|site_key=|_delta_log|\.reason\.txt|^quarantine$"
 )
 # Not the landing's layout: the local storage's own lock file (below the layout, which builds on `Storage`),
-# and the pre-Delta folders that `extract.upgrade` converts.
-_NOT_THE_LAYOUT = {("extract.storage", "state/.landing.lock"), ("extract.upgrade", "site_name=")}
+# and the pre-Delta folders that `extract.lake.upgrade` converts.
+_NOT_THE_LAYOUT = {("extract.lake.storage", "state/.landing.lock"), ("extract.lake.upgrade", "site_name=")}
 
 
 def test_only_the_layout_object_spells_a_landing_path() -> None:
-    """A landing path formatted or parsed outside `extract.landing` (documentation aside) fails this."""
+    """A landing path formatted or parsed outside `extract.lake.landing` (documentation aside) fails this."""
     spelled = []
     for module, path in _sources().items():
         tree = ast.parse(path.read_text())
@@ -120,7 +120,7 @@ def test_only_the_layout_object_spells_a_landing_path() -> None:
             and isinstance(node.value, str)
             and id(node) not in docstrings
             and _LAYOUT.search(node.value)
-            and module != "extract.landing"
+            and module != "extract.lake.landing"
             and (module, node.value) not in _NOT_THE_LAYOUT
         ]
-    assert spelled == [], "format or parse landing paths through extract.landing"
+    assert spelled == [], "format or parse landing paths through extract.lake.landing"

@@ -20,10 +20,10 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, site_points
-from extract import lake
-from extract.landing import TIMESERIES
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES
+from extract.lake.storage import LocalStorage, host_name
 from extract.redact import redact, register
-from extract.storage import LocalStorage, host_name
 from tests.clihelp import (
     BIN,
     ace_etl,

@@ -1,4 +1,4 @@
-"""The upgrade of a landing written before the Delta tables (extract/upgrade.py): old Parquet files written
+"""The upgrade of a landing written before the Delta tables (extract/lake/upgrade.py): old Parquet files written
 here as the old extractor wrote them (its folders, file names, zstd Parquet, version-2 checkpoints with their
 manifests), converted once into the Delta tables, with the old warehouse's choice per key; then the real CLI
 and the simulator show that nothing is fetched again and the warehouse builds."""
@@ -19,9 +19,9 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig
-from extract import lake, schemas, upgrade
-from extract.checkpoint import load_checkpoints
-from extract.landing import (
+from extract.lake import schemas, upgrade
+from extract.lake import tables as lake
+from extract.lake.landing import (
     TIMESERIES,
     WEATHER,
     checkpoint_path,
@@ -31,7 +31,8 @@ from extract.landing import (
     staged,
     timeseries_path,
 )
-from extract.storage import LocalStorage, Storage
+from extract.lake.storage import LocalStorage, Storage
+from extract.run.checkpoint import load_checkpoints
 from extract.windows import Window, compact_time
 from tests.clihelp import ace_etl, expected_rows, spawn
 
@@ -68,7 +69,7 @@ def write_old_attempt(
     storage: Storage, site: str, window: Window, attempt: str, rows: pl.DataFrame, *, pages: int = 2
 ) -> list[str]:
     """An attempt's pages as the old commit left them in the landing: split by UTC day, at their landing
-    names (`extract.landing.timeseries_path`), plus its selection file."""
+    names (`extract.lake.landing.timeseries_path`), plus its selection file."""
     files = []
     for page, part in enumerate(_pages(rows, pages)):
         for day, rows_of_day in split_by_date(part).items():

@@ -17,10 +17,11 @@ from deltalake.exceptions import CommitFailedError
 
 from ace_etl.simulator import Simulator, SimulatorConfig
 from ace_etl.upkeep import apply_retention, vacuum
-from extract import lake, retention, schemas
-from extract.landing import TIMESERIES, WEATHER
-from extract.objectstore import S3Storage
-from extract.storage import LocalStorage, Storage
+from extract.lake import retention, schemas
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES, WEATHER
+from extract.lake.objectstore import S3Storage
+from extract.lake.storage import LocalStorage, Storage
 from tests.clihelp import ace_etl, expected_rows, landed_rows
 from tests.test_lake import KEY, rows
 from tests.test_objectstore import BUCKET, s3_env  # noqa: F401 (the local S3 server fixture)

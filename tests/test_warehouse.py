@@ -22,13 +22,13 @@ import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, served_samples, site_points
 from ace_etl.transform import build_dir, building, warehouse_file
-from extract import lake
-from extract.client import AceClient
-from extract.job import Job
-from extract.landing import TIMESERIES
-from extract.pipeline import run_extract
-from extract.retry import RetryPolicy
-from extract.storage import LocalStorage
+from extract.api.client import AceClient
+from extract.api.retry import RetryPolicy
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES
+from extract.lake.storage import LocalStorage
+from extract.run.job import Job
+from extract.run.pipeline import run_extract
 from extract.windows import Window
 from tests.support import Stage, build
 

@@ -8,8 +8,9 @@ import signal
 import sys
 from typing import Any
 
-from extract import lake, upgrade
-from extract.storage import LocalStorage
+from extract.lake import tables as lake
+from extract.lake import upgrade
+from extract.lake.storage import LocalStorage
 
 
 def main(data_dir: str, where: str, nth: str) -> None:

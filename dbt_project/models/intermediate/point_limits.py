@@ -6,7 +6,7 @@ point's name, marker tags and units (ace_etl/limits.py). Rebuilt whole every bui
 import polars as pl
 
 from ace_etl.limits import load_rules, resolve
-from extract.lake import site_key
+from extract.lake.tables import site_key
 
 
 def model(dbt, session):

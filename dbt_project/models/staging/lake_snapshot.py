@@ -7,10 +7,11 @@ import os
 
 import polars as pl
 
-from extract import lake, upgrade
-from extract.datadir import open_storage
-from extract.landing import TABLES, dataset_name
-from extract.storage import is_object_store, normalize_location
+from extract.lake import tables as lake
+from extract.lake import upgrade
+from extract.lake.datadir import open_storage
+from extract.lake.landing import TABLES, dataset_name
+from extract.lake.storage import is_object_store, normalize_location
 
 
 def model(dbt, session):

@@ -19,8 +19,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from extract.errors import ObjectStoreError
+from extract.lake.storage import PARQUET_COMPRESSION
 from extract.redact import one_line
-from extract.storage import PARQUET_COMPRESSION
 
 
 class S3Storage:

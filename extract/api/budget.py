@@ -1,6 +1,6 @@
 """One request budget per API key, shared by every process on the machine that uses the key.
 
-The pacing rule of `extract.ratelimit.Rate`, its state in a small SQLite file: `BEGIN IMMEDIATE` serializes
+The pacing rule of `extract.api.ratelimit.Rate`, its state in a small SQLite file: `BEGIN IMMEDIATE` serializes
 the check-and-grant across processes (and threads), and a per-key pause row carries a server's Retry-After
 to every process, so a 429 seen by one worker slows all of them. The key itself is never stored: rows are
 keyed by a digest of it.
@@ -24,10 +24,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from extract import cancel, landing
+from extract import cancel
+from extract.api.ratelimit import Announcer, Rate
 from extract.config import Settings
 from extract.errors import BudgetError, ConfigError
-from extract.ratelimit import Announcer, Rate
+from extract.lake import landing
 
 T = TypeVar("T")
 
@@ -101,7 +102,7 @@ class SharedBudget:
             cancel.sleep(max(wait, 0.001))
 
     def settle(self, slot: int | None) -> None:
-        """The response to `slot`'s request arrived: count the grant from now (see extract.ratelimit)."""
+        """The response to `slot`'s request arrived: count the grant from now (see extract.api.ratelimit)."""
         if slot:
             self._use(
                 lambda db: db.execute(

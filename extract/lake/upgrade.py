@@ -19,7 +19,7 @@ own text casts, one (site, day) folder at a time, so a landing of any size is ne
 A crash anywhere is finished by the next run: before the marker the folder is merged again (the same rows,
 all files still there; groups already in are matched, not added), after it only the moves remain. The site's lease keeps two upgrading processes
 apart. Checkpoints of version 2 stay as they are: a complete one reads as complete
-(`extract.checkpoint`), so a run of its range fetches nothing; a `publishing` one (a commit an old run left
+(`extract.run.checkpoint`), so a run of its range fetches nothing; a `publishing` one (a commit an old run left
 half done) first takes back the pages it had already moved into the landing, so that its own commit, by the
 next run, holds them.
 """
@@ -37,12 +37,13 @@ from typing import Any
 
 import polars as pl
 
-from extract import lake, schemas
-from extract.checkpoint import load_checkpoints
-from extract.landing import TIMESERIES, WEATHER, decode_site, staged
-from extract.lease import SiteLease
-from extract.quarantine import set_aside_unreadable
-from extract.storage import Storage
+from extract.lake import schemas
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES, WEATHER, decode_site, staged
+from extract.lake.quarantine import set_aside_unreadable
+from extract.lake.storage import Storage
+from extract.run.checkpoint import load_checkpoints
+from extract.run.lease import SiteLease
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import polars as pl
 
-from extract import schemas
-from extract.parse import EMPTY_METADATA, parse_timestamps
+from extract.api.parse import EMPTY_METADATA, parse_timestamps
+from extract.lake import schemas
 
 WEATHER_COLUMNS = schemas.WEATHER_MEASURES
 

@@ -1,5 +1,5 @@
 """Client-side rate limiting: one pacing rule, held in-process (`RateLimiter`) or across processes
-(`extract.budget.SharedBudget`).
+(`extract.api.budget.SharedBudget`).
 
 Hand-written rather than pyrate-limiter: we need exactly one blocking, thread-safe rule with a safety margin
 and a shared pause, and pyrate-limiter's blocking behaviour and bucket API have changed across its major
@@ -151,7 +151,7 @@ class Limiter(Protocol):
 
 # Process-wide because the budget is the API key's, not a client's: every client of one key in this
 # process (one per flow task, heal beside a run) must draw from the same limiter, and they are built apart,
-# with no common owner to hand them one. Keyed by the key's identity (`extract.budget.key_id`), so two keys
+# with no common owner to hand them one. Keyed by the key's identity (`extract.api.budget.key_id`), so two keys
 # never share a budget, and by the rate, so a caller asking another rate gets the rate it asked for.
 _SHARED: dict[tuple[str, float, float], RateLimiter] = {}
 _SHARED_LOCK = threading.Lock()

@@ -27,10 +27,10 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from extract import schemas
 from extract.errors import ConfigError, LakeError
-from extract.landing import dataset_name
-from extract.storage import Storage, is_object_store
+from extract.lake import schemas
+from extract.lake.landing import dataset_name
+from extract.lake.storage import Storage, is_object_store
 
 # Partition columns: in the log and the paths only.
 PARTITIONS = ["site_key", "day"]
@@ -100,7 +100,7 @@ def _with_partitions(rows: pl.DataFrame, table: str) -> pl.DataFrame:
     if missing or unexpected:
         raise LakeError(
             f"rows for {table} do not match its columns (missing {missing}, unexpected {unexpected}): "
-            "write exactly the columns of extract.schemas"
+            "write exactly the columns of extract.lake.schemas"
         )
     keys = {s: site_key(s) for s in rows.get_column("site_name").unique().to_list()}
     return rows.with_columns(

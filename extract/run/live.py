@@ -21,17 +21,17 @@ from datetime import datetime
 
 import polars as pl
 
-from extract.attempt import SELECTIONS_SCHEMA, Outcome, covered, summed
-from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
-from extract.client import AceClient, RequestStats
-from extract.heal import Patch, land_patches, new_rows
-from extract.job import Job
-from extract.landing import REJECTS, TIMESERIES, selection_path
-from extract.lease import SiteLease
-from extract.pagination import iter_pages
-from extract.parse import KEY, normalize_samples
-from extract.points import PointSelector
-from extract.storage import Storage
+from extract.api.client import AceClient, RequestStats
+from extract.api.pagination import iter_pages
+from extract.api.parse import KEY, normalize_samples
+from extract.api.points import PointSelector
+from extract.lake.landing import REJECTS, TIMESERIES, selection_path
+from extract.lake.storage import Storage
+from extract.run.attempt import SELECTIONS_SCHEMA, Outcome, covered, summed
+from extract.run.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
+from extract.run.heal import Patch, land_patches, new_rows
+from extract.run.job import Job
+from extract.run.lease import SiteLease
 from extract.windows import Window
 
 

@@ -1,5 +1,5 @@
 """The one scheduler of an extraction, whatever runs the work: threads of this process (the CLI, through
-`extract.pipeline.run_extract`) or Prefect tasks on threads or Dask workers (the flows, `flows.etl`).
+`extract.run.pipeline.run_extract`) or Prefect tasks on threads or Dask workers (the flows, `flows.etl`).
 
 Per site: the configured points first (by default they decide the selection), weather beside them, then
 the site's windows one after another, so memory stays one window per site in flight however long the
@@ -16,9 +16,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
+from extract.api.points import PointSelector
 from extract.errors import AuthError, WindowFailed
-from extract.metrics import WindowResult
-from extract.points import PointSelector
+from extract.run.metrics import WindowResult
 from extract.windows import Window
 
 T = TypeVar("T", covariant=True)
@@ -85,7 +85,7 @@ class Handle(Protocol[T]):
 
 
 class Runner(Protocol):
-    """How units of work run. `window` runs `extract.pipeline.extract_window`: it writes the window's
+    """How units of work run. `window` runs `extract.run.pipeline.extract_window`: it writes the window's
     metrics row whatever happens and raises `WindowFailed`, carrying that row, on failure."""
 
     def points(self, site: str) -> Handle[list[dict[str, Any]]]: ...

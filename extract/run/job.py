@@ -65,7 +65,7 @@ class Job:
     sites: tuple[str, ...]
     span: Window | None
     data_dir: Path
-    """A folder, or an s3://bucket/prefix (`extract.storage.normalize_location` reads both from a Path)."""
+    """A folder, or an s3://bucket/prefix (`extract.lake.storage.normalize_location` reads both from a Path)."""
     as_of: datetime = field(default_factory=lambda: datetime.now(UTC))
     """The instant the run is for: windows not ended then are landed up to it, not complete."""
     mode: Mode = Mode.RUN

@@ -23,9 +23,9 @@ from types import TracebackType
 
 from extract import cancel
 from extract.errors import LeaseLostError, SiteBusyError
-from extract.landing import lease_path
+from extract.lake.landing import lease_path
+from extract.lake.storage import Storage, host_name, process_alive
 from extract.redact import one_line
-from extract.storage import Storage, host_name, process_alive
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ The one owner of the layout: every path and name of the data dir (the Delta tabl
 checkpoints, staging, leases, retention, quarantine), on disk and on S3, is formatted and parsed here, and
 dbt is handed the Parquet datasets' globs (`dbt_globs`); nothing else spells a landing path.
 
-`landing/timeseries` and `landing/weather` are Delta tables (`extract.lake`). The other datasets are plain
+`landing/timeseries` and `landing/weather` are Delta tables (`extract.lake.tables`). The other datasets are plain
 Parquet files. Names are deterministic per (site, window, attempt, page): `<window key>_<attempt>_p<page>.parquet`.
 An attempt is one extraction of a window; its pages are staged under `state/` (timeseries split by the UTC
-date of each row's timestamp) and committed only when the whole window is there (`extract.attempt.commit`):
+date of each row's timestamp) and committed only when the whole window is there (`extract.run.attempt.commit`):
 the timeseries rows in one Delta commit, the rejects and selection files moved into the landing together with
 the removal of the files of the attempts they replace. A page's rejects go under the date of the window's
 start, since their timestamp may be unreadable. Site names are percent-encoded (`encode_site`), so whatever a
@@ -26,10 +26,10 @@ from urllib.parse import unquote
 
 import polars as pl
 
-from extract import schemas
+from extract.api.parse import KEY, KEY_SCHEMA, PageRows
 from extract.errors import ConfigError
-from extract.parse import KEY, KEY_SCHEMA, PageRows
-from extract.storage import Storage, local_dir
+from extract.lake import schemas
+from extract.lake.storage import Storage, local_dir
 from extract.windows import Window, compact_time, parse_compact_time
 
 LANDING = "landing"
@@ -102,7 +102,7 @@ def site_dir(dataset: str, site: str) -> str:
 
 
 def dataset_name(dataset: str) -> str:
-    """The name of a dataset (`timeseries` for `landing/timeseries`): its schema's in `extract.schemas`."""
+    """The name of a dataset (`timeseries` for `landing/timeseries`): its schema's in `extract.lake.schemas`."""
     return dataset.rsplit("/", 1)[-1]
 
 
@@ -404,5 +404,5 @@ def _key_range(path: str, rows: pl.DataFrame) -> _KeyRange | None:
 
 def budget_file(data_dir: Path | str) -> Path:
     """Where processes on this machine share one request budget per key: every run of one data dir shares
-    it (ACE_ETL_BUDGET_PATH overrides it: `extract.budget.budget_file`)."""
+    it (ACE_ETL_BUDGET_PATH overrides it: `extract.api.budget.budget_file`)."""
     return local_dir(data_dir) / BUDGET

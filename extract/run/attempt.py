@@ -1,6 +1,6 @@
 """One window of one site, start to finish, under the site's lease: plan, stage pages, commit.
 
-Planning reads the site's checkpoints (`extract.checkpoint`). A window is skipped only when complete
+Planning reads the site's checkpoints (`extract.run.checkpoint`). A window is skipped only when complete
 checkpoints cover all of it *for the selection asked*. Otherwise one attempt extracts the hull of the
 window and of every checkpoint overlapping it, for the union of their selections, so a re-extraction never
 loses points an earlier one kept, and committed windows never overlap: the landing holds each sample once
@@ -27,12 +27,15 @@ from functools import partial
 
 import polars as pl
 
-from extract import lake, schemas
-from extract.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
-from extract.client import AceClient, RequestStats
+from extract.api.client import AceClient, RequestStats
+from extract.api.pagination import Page, iter_pages
+from extract.api.parse import normalize_samples
+from extract.api.points import PointSelector
+from extract.api.prefetch import Prefetched
 from extract.errors import CursorError, DamagedStateError
-from extract.job import Job
-from extract.landing import (
+from extract.lake import schemas
+from extract.lake import tables as lake
+from extract.lake.landing import (
     LANDING_DIRS,
     LEASES,
     RUNS,
@@ -49,13 +52,11 @@ from extract.landing import (
     with_parents,
     write_page,
 )
-from extract.lease import SiteLease
-from extract.pagination import Page, iter_pages
-from extract.parse import normalize_samples
-from extract.points import PointSelector
-from extract.prefetch import Prefetched
-from extract.quarantine import quarantine
-from extract.storage import Storage
+from extract.lake.quarantine import quarantine
+from extract.lake.storage import Storage
+from extract.run.checkpoint import Checkpoint, clear_checkpoint, load_checkpoints, save_checkpoint
+from extract.run.job import Job
+from extract.run.lease import SiteLease
 from extract.windows import Window
 
 # An expired cursor restarts its window; a server whose cursors expire faster than we can page would loop.
@@ -104,7 +105,7 @@ def run_window(
 ) -> Outcome | None:
     """Bring `window` to complete for `selector` (the caller holds `lease`), in pages of the job's size,
     again when the job forces. None when the attempt would reach past the job's as-of, the instant the run
-    is for: an open window is never complete (`extract.live`)."""
+    is for: an open window is never complete (`extract.run.live`)."""
     site, page_size, force, as_of = lease.site, job.page_size, job.force, job.as_of
     tidy(storage, site, lease.run_id)
     for c in load_checkpoints(storage, site, window):

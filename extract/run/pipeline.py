@@ -3,11 +3,11 @@
 The units of work are `land_points` (or `recent_points`), `extract_window` and `extract_weather`; they
 raise the typed errors of `extract.errors` (a window's as `WindowFailed`, carrying its row). `extract_job` runs
 a job's extraction on a runner, for the one pipeline (`ace_etl.pipeline`: threads for the CLI, Prefect tasks
-for the flows) and for `run_extract` (threads of this process) alike; `extract.scheduler.schedule` decides
+for the flows) and for `run_extract` (threads of this process) alike; `extract.run.scheduler.schedule` decides
 what runs when and collects failures per site and window, so one bad site does not stop the others, and
 `RunResult.raise_if_failed` re-raises the first.
 
-Per window (`extract.attempt`): take the site's lease, plan against the checkpoints, stage pages with a
+Per window (`extract.run.attempt`): take the site's lease, plan against the checkpoints, stage pages with a
 checkpoint after each, commit. Any sequence of crashes, resumes, concurrent and forced runs lands exactly
 what one clean run would.
 """
@@ -27,23 +27,23 @@ from typing import Any
 
 import polars as pl
 
-from extract import lake
-from extract.attempt import OnPage, covered, run_window
-from extract.checkpoint import Checkpoint, load_checkpoints
-from extract.client import AceClient, RequestStats
+from extract.api.client import AceClient, RequestStats
+from extract.api.points import PointSelector, configured_points_frame, enabled_point_names, read_points_file
+from extract.api.sites import land_site
+from extract.api.weather import is_series, parse_weather
 from extract.errors import ConfigError, NoPointsError, WindowFailed
-from extract.job import Job, PointsSource
-from extract.landing import WEATHER, points_path
-from extract.lease import SiteLease
-from extract.live import run_live
-from extract.metrics import Status, WindowResult, write_run_row
-from extract.points import PointSelector, configured_points_frame, enabled_point_names, read_points_file
-from extract.quarantine import quarantine
+from extract.lake import tables as lake
+from extract.lake.landing import WEATHER, points_path
+from extract.lake.quarantine import quarantine
+from extract.lake.storage import Storage
 from extract.redact import one_line
-from extract.scheduler import Failure, Plan, Runner, RunResult, WeatherResult, schedule
-from extract.sites import land_site
-from extract.storage import Storage
-from extract.weather import is_series, parse_weather
+from extract.run.attempt import OnPage, covered, run_window
+from extract.run.checkpoint import Checkpoint, load_checkpoints
+from extract.run.job import Job, PointsSource
+from extract.run.lease import SiteLease
+from extract.run.live import run_live
+from extract.run.metrics import Status, WindowResult, write_run_row
+from extract.run.scheduler import Failure, Plan, Runner, RunResult, WeatherResult, schedule
 from extract.windows import Window
 
 __all__ = ["Failure", "RunResult", "WeatherResult"]  # re-exported: the results of `run_extract`
@@ -55,7 +55,7 @@ def land_points(
     client: AceClient, storage: Storage, site: str, time_zones: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
     """Fetch the site's configured points and land them, replacing the previous list when it changed, and
-    land the site's record beside them (`extract.sites.land_site`, with the `time_zones` overrides; it never
+    land the site's record beside them (`extract.api.sites.land_site`, with the `time_zones` overrides; it never
     fails the points); returns the items. An unchanged list keeps its file (and `collected_at`), so a re-run
     that finds nothing new leaves the warehouse exactly as it was. A damaged list is set aside and replaced."""
     items = client.configured_points(site)
@@ -146,7 +146,7 @@ def extract_window(
     """Land one (site, window) of `job` under the site's lease: resume from its checkpoint, skip it when
     complete for the selection (unless the job forces), restart it when its cursor is rejected. A window
     that has not ended at the job's as-of is landed up to as-of and kept `live`, not complete
-    (`extract.live`); live jobs also finish the live window before it. Writes the window's metrics row
+    (`extract.run.live`); live jobs also finish the live window before it. Writes the window's metrics row
     whatever happens, unless the window starts at or after as-of (it is not fetched then); on failure the
     row has status `failed` and `WindowFailed` carries it, caused by the error."""
     started, clock, stats = _now(), time.monotonic(), RequestStats()
@@ -241,7 +241,7 @@ def extract_job(
     storage: Storage, job: Job, runner: Runner, on_window: Callable[[WindowResult], None] | None = None
 ) -> RunResult:
     """Every (site, window) of the job, with weather beside them (not for live jobs), on `runner`: see
-    `extract.scheduler.schedule`. The job's time zones override sites' in the sites landing."""
+    `extract.run.scheduler.schedule`. The job's time zones override sites' in the sites landing."""
     if job.points is not None:
         resolve_selector(job.points)  # a selection that keeps nothing fails before any request
     windows = job.windows

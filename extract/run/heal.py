@@ -26,11 +26,13 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
-from extract import lake, retention, schemas
-from extract.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
-from extract.client import AceClient, RequestStats
-from extract.job import MAX_PAGE_SIZE
-from extract.landing import (
+from extract.api.client import AceClient, RequestStats
+from extract.api.pagination import iter_pages
+from extract.api.parse import KEY, KEY_SCHEMA, normalize_samples
+from extract.api.points import PointSelector
+from extract.lake import retention, schemas
+from extract.lake import tables as lake
+from extract.lake.landing import (
     REJECTS,
     TIMESERIES,
     gap_check_files,
@@ -39,11 +41,10 @@ from extract.landing import (
     patch_path,
     window_files,
 )
-from extract.lease import SiteLease
-from extract.pagination import iter_pages
-from extract.parse import KEY, KEY_SCHEMA, normalize_samples
-from extract.points import PointSelector
-from extract.storage import Storage
+from extract.lake.storage import Storage
+from extract.run.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
+from extract.run.job import MAX_PAGE_SIZE
+from extract.run.lease import SiteLease
 from extract.windows import Window
 
 # Gaps closer than this are fetched as one range: a request costs more than a few extra samples.

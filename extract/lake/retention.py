@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from extract import lake
-from extract.landing import TIMESERIES, retention_path
-from extract.storage import Storage
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES, retention_path
+from extract.lake.storage import Storage
 
 
 def _recorded(storage: Storage, site: str | None) -> date | None:

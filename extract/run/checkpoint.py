@@ -21,11 +21,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from extract.landing import checkpoint_files, checkpoint_path, checkpoint_window
-from extract.parse import PageRows
-from extract.points import PointSelector
-from extract.quarantine import quarantine
-from extract.storage import Storage
+from extract.api.parse import PageRows
+from extract.api.points import PointSelector
+from extract.lake.landing import checkpoint_files, checkpoint_path, checkpoint_window
+from extract.lake.quarantine import quarantine
+from extract.lake.storage import Storage
 from extract.windows import Window
 
 _VERSION = 3

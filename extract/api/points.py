@@ -27,8 +27,9 @@ from typing import Any
 
 import polars as pl
 
-from extract import fields, schemas
+from extract.api import fields
 from extract.errors import ConfigError
+from extract.lake import schemas
 
 _GLOB_CHARS = frozenset("*?[")
 _REGEX_META = frozenset("\\.+*?()|[]{}^$#&-~")

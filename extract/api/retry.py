@@ -1,6 +1,6 @@
 """Retry policy as data: the one description of how hard the client tries before it gives up.
 
-Only `extract.client` acts on it, so no request is ever retried at two layers.
+Only `extract.api.client` acts on it, so no request is ever retried at two layers.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from typing import Literal
 
 import polars as pl
 
-from extract import schemas
-from extract.landing import runs_path
-from extract.storage import Storage
+from extract.lake import schemas
+from extract.lake.landing import runs_path
+from extract.lake.storage import Storage
 from extract.windows import Window
 
 Status = Literal["complete", "failed", "skipped", "live"]

@@ -1,5 +1,5 @@
-"""Pure transform: raw text samples (`extract.decode`) -> (typed rows, rejects). No I/O, no Python loop over
-samples. (Weather has its own reader, `extract.weather`.)
+"""Pure transform: raw text samples (`extract.api.decode`) -> (typed rows, rejects). No I/O, no Python loop over
+samples. (Weather has its own reader, `extract.api.weather`.)
 
 Every fetched sample ends up in exactly one of kept / filtered out / rejected, decided in this order:
 1. no point name                      -> rejected `missing_point_name`
@@ -26,11 +26,11 @@ from enum import StrEnum
 
 import polars as pl
 
-from extract import schemas
-from extract.points import PointSelector
+from extract.api.points import PointSelector
+from extract.lake import schemas
 from extract.windows import Window
 
-# The landing schemas live in extract.schemas; these names are this module's outputs.
+# The landing schemas live in extract.lake.schemas; these names are this module's outputs.
 TIMESERIES_SCHEMA, REJECTS_SCHEMA = schemas.TIMESERIES, schemas.REJECTS
 UTC_US = schemas.UTC_US
 UNKNOWN_QUALITY = "unknown"

@@ -28,7 +28,9 @@ import stamina
 from pydantic import SecretStr
 
 from extract import cancel, redact
-from extract.budget import SharedBudget, key_id
+from extract.api.budget import SharedBudget, key_id
+from extract.api.ratelimit import Limiter, shared_rate_limiter
+from extract.api.retry import DEFAULT_LIMITS, DEFAULT_RETRY_POLICY, Limits, RetryPolicy, retry_after_seconds
 from extract.config import Settings
 from extract.errors import (
     ApiError,
@@ -42,8 +44,6 @@ from extract.errors import (
     SiteNotFoundError,
     UnexpectedResponseError,
 )
-from extract.ratelimit import Limiter, shared_rate_limiter
-from extract.retry import DEFAULT_LIMITS, DEFAULT_RETRY_POLICY, Limits, RetryPolicy, retry_after_seconds
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 Both API shapes of docs/DESIGN.md are read in one pass: the schema lists the keys of both and Polars leaves the
 absent ones null, which also tells us which shape arrived. The real API's compact spelling, by far the most
 common page, first gets a faster and leaner reading as NDJSON (`_decode_compact_real`). No Python loop over
-samples; typing and checks happen next, in `extract.parse`.
+samples; typing and checks happen next, in `extract.api.parse`.
 """
 
 from __future__ import annotations

@@ -26,13 +26,14 @@ from typing import Any, Literal
 
 import polars as pl
 
-from extract import fields, schemas
-from extract.client import AceClient
+from extract.api import fields
+from extract.api.client import AceClient
 from extract.errors import ApiError, ConfigError, InvalidBodyError, PaginationError
-from extract.landing import sites_path
-from extract.quarantine import quarantine
+from extract.lake import schemas
+from extract.lake.landing import sites_path
+from extract.lake.quarantine import quarantine
+from extract.lake.storage import Storage
 from extract.redact import one_line
-from extract.storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from extract.landing import checkpoint_of, quarantine_path, reason_path
+from extract.lake.landing import checkpoint_of, quarantine_path, reason_path
+from extract.lake.storage import Storage
 from extract.redact import one_line
-from extract.storage import Storage
 
 log = logging.getLogger(__name__)
 
