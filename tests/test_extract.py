@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -485,18 +485,13 @@ def test_a_replacing_attempt_keeps_every_point_of_every_window_it_replaces(tmp_p
     assert len(storage.list("state/checkpoints")) == 1  # the replaced windows' checkpoints are gone
 
 
-def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_path: Path) -> None:
-    # A server (here a stand-in on loopback that answers every request with one page) repeats samples.
-    samples = [
-        {"name": "a", "time": "2024-03-01T23:00:00Z", "value": 1},
-        {"name": "b", "time": "2024-03-01T23:00:00Z", "value": 5},
-        {"name": "a", "time": "2024-03-01T23:00:00Z", "value": 2},  # the server's later word: kept
-        {"name": "b", "time": "2024-03-01T23:00:00Z", "value": 5},  # the very same sample again
-    ]
-    body = json.dumps({"point_samples": samples, "next_cursor": None, "has_more": False}).encode()
+@contextmanager
+def stand_in(answer: Callable[[str], bytes]) -> Iterator[str]:
+    """A stand-in API on loopback answering each GET with `answer(request path)` as JSON; yields its URL."""
 
-    class OnePage(BaseHTTPRequestHandler):
+    class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            body = answer(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -506,17 +501,31 @@ def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_p
         def log_message(self, *args: object) -> None:
             pass
 
-    storage = LocalStorage(tmp_path)
-    with ThreadingHTTPServer(("127.0.0.1", 0), OnePage) as server:
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            url = f"http://127.0.0.1:{server.server_port}/api"
-            with AceClient(url, "key", retry_policy=FAST_RETRIES, requests_per_minute=None) as client:
-                result = extract_window(
-                    client, storage, job(run_id="r"), SITE, Window(START, END), resolve_selector(["a", "b"])
-                )
+            yield f"http://127.0.0.1:{server.server_port}/api"
         finally:
             server.shutdown()
+
+
+def test_a_sample_a_server_sends_twice_in_a_page_lands_once_and_is_counted(tmp_path: Path) -> None:
+    # A server (here a stand-in on loopback that answers every request with one page) repeats samples.
+    samples = [
+        {"name": "a", "time": "2024-03-01T23:00:00Z", "value": 1},
+        {"name": "b", "time": "2024-03-01T23:00:00Z", "value": 5},
+        {"name": "a", "time": "2024-03-01T23:00:00Z", "value": 2},  # the server's later word: kept
+        {"name": "b", "time": "2024-03-01T23:00:00Z", "value": 5},  # the very same sample again
+    ]
+    body = json.dumps({"point_samples": samples, "next_cursor": None, "has_more": False}).encode()
+    storage = LocalStorage(tmp_path)
+    with (
+        stand_in(lambda _: body) as url,
+        AceClient(url, "key", retry_policy=FAST_RETRIES, requests_per_minute=None) as client,
+    ):
+        result = extract_window(
+            client, storage, job(run_id="r"), SITE, Window(START, END), resolve_selector(["a", "b"])
+        )
     landed = lake.read(storage, TIMESERIES)
     assert landed.select("point_name", "value").rows() == [("a", 2.0), ("b", 5.0)]
     rejects = pl.read_parquet(tmp_path / REJECTS / "**" / "*.parquet", hive_partitioning=False)
@@ -544,39 +553,27 @@ def test_a_page_whose_samples_do_not_decode_fails_the_window_unretried_and_the_n
     served = {None: first, "c1": broken}
     asked: list[str | None] = []
 
-    class Pages(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            cursor = re.search(r"cursor=(\w+)", self.path)
-            asked.append(cursor and cursor.group(1))
-            body = served[cursor and cursor.group(1)]
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
+    def answer(path: str) -> bytes:
+        cursor = re.search(r"cursor=(\w+)", path)
+        asked.append(cursor and cursor.group(1))
+        return served[cursor and cursor.group(1)]
 
     storage = LocalStorage(tmp_path)
-    with ThreadingHTTPServer(("127.0.0.1", 0), Pages) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            url = f"http://127.0.0.1:{server.server_port}/api"
-            with AceClient(url, "key", retry_policy=FAST_RETRIES, requests_per_minute=None) as client:
-                with pytest.raises(WindowFailed) as failed:
-                    extract_window(
-                        client, storage, job(run_id="r"), SITE, Window(START, END), resolve_selector(["a"])
-                    )
-                assert isinstance(failed.value.__cause__, InvalidBodyError), failed.value
-                assert "not valid JSON" in str(failed.value)
-                assert asked == [None, "c1"]
-                served["c1"] = fixed
-                result = extract_window(
-                    client, storage, job(run_id="r2"), SITE, Window(START, END), resolve_selector(["a"])
-                )
-        finally:
-            server.shutdown()
+    with (
+        stand_in(answer) as url,
+        AceClient(url, "key", retry_policy=FAST_RETRIES, requests_per_minute=None) as client,
+    ):
+        with pytest.raises(WindowFailed) as failed:
+            extract_window(
+                client, storage, job(run_id="r"), SITE, Window(START, END), resolve_selector(["a"])
+            )
+        assert isinstance(failed.value.__cause__, InvalidBodyError), failed.value
+        assert "not valid JSON" in str(failed.value)
+        assert asked == [None, "c1"]
+        served["c1"] = fixed
+        result = extract_window(
+            client, storage, job(run_id="r2"), SITE, Window(START, END), resolve_selector(["a"])
+        )
     assert asked == [None, "c1", "c1"]  # resumed at the page that failed
     landed = lake.read(storage, TIMESERIES).sort("timestamp")
     assert landed.select("point_name", "value").rows() == [("a", 1.0), ("a", 2.0)]
