@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from ace_etl.simulator.cli import simulator
-from extract.run.job import MAX_PAGE_SIZE, REQUESTS_PER_MINUTE, WINDOW_HOURS, Job, Mode
+from extract.api import MAX_PAGE_SIZE
+from extract.run.job import REQUESTS_PER_MINUTE, WINDOW_HOURS, Job, Mode
 from extract.windows import DEFAULT_LOOKBACK_DAYS
 
 if TYPE_CHECKING:
@@ -715,8 +716,8 @@ def upgrade(data_dir: DataDirOption = None) -> None:
     the fetch the old warehouse kept per sample: nothing is lost or fetched again. The old files move to
     pre-delta/ in the data dir. Says "nothing to upgrade" when there is nothing old."""
     from extract.config import Settings
-    from extract.lake.datadir import open_storage
-    from extract.lake.upgrade import ASIDE, upgrade
+    from extract.run.datadir import open_storage
+    from extract.run.upgrade import ASIDE, upgrade
 
     storage = open_storage(data_dir or Settings().data_dir, upgrade=False)
     done = upgrade(

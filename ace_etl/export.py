@@ -227,8 +227,8 @@ def wide_frame(
 
     Use `.to_pandas()` on the result for pandas (`pip install 'ace-etl[pandas]'`)."""
     from extract.lake import tables as lake
-    from extract.lake.datadir import open_storage
     from extract.lake.landing import TIMESERIES
+    from extract.run.datadir import open_storage
 
     parse_how(how)
     step = parse_every(every)

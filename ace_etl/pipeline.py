@@ -28,7 +28,7 @@ from typing import Protocol
 
 from ace_etl.report import gaps_by_site, weather_history_note
 from extract.errors import AceEtlError
-from extract.lake.datadir import open_storage
+from extract.run.datadir import open_storage
 from extract.run.heal import HealResult
 from extract.run.job import Job, Mode
 from extract.run.metrics import WindowResult

@@ -32,7 +32,7 @@ from extract.api.budget import budget_file
 from extract.api.client import AceClient
 from extract.config import Settings
 from extract.errors import AceEtlError
-from extract.lake.datadir import open_storage
+from extract.run.datadir import open_storage
 from extract.run.heal import HealResult
 from extract.run.job import Job, Mode
 from extract.run.metrics import WindowResult
@@ -261,8 +261,8 @@ def show_examples(data_dir: Path, console: Console = stdout) -> None:
     from rich.syntax import Syntax
 
     from ace_etl.transform import reading, warehouse_file
-    from extract.lake.datadir import open_storage
     from extract.lake.landing import TIMESERIES
+    from extract.run.datadir import open_storage
 
     path = warehouse_file(data_dir)
     console.print(

@@ -15,10 +15,10 @@ from rich.table import Table
 from ace_etl.transform import reading, warehouse_file
 from extract.errors import WarehouseError
 from extract.lake import tables as lake
-from extract.lake.datadir import open_storage
 from extract.lake.landing import QUARANTINE, TIMESERIES, checkpoint_files, quarantined, reason_path, run_files
 from extract.lake.storage import Storage
 from extract.run.checkpoint import Checkpoint
+from extract.run.datadir import open_storage
 
 DAMAGED = "damaged"
 

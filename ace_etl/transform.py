@@ -28,9 +28,9 @@ from ace_etl import compat
 from extract import cancel
 from extract.errors import ConfigError, TransformError, WarehouseError
 from extract.lake import landing
-from extract.lake.datadir import open_storage
 from extract.lake.quarantine import set_aside_unreadable
 from extract.lake.storage import fsync_path, is_object_store, local_dir, normalize_location, remove_abandoned
+from extract.run.datadir import open_storage
 
 if TYPE_CHECKING:
     from dbt.artifacts.schemas.run import RunResult

@@ -16,9 +16,9 @@ from pathlib import Path
 from extract.errors import AceEtlError, ConfigError, WarehouseError
 from extract.lake import retention
 from extract.lake import tables as lake
-from extract.lake.datadir import open_storage
 from extract.lake.landing import TABLES as LANDING_TABLES
 from extract.lake.landing import dataset_name
+from extract.run.datadir import open_storage
 
 TABLES = {dataset_name(table): table for table in LANDING_TABLES}
 

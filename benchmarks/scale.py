@@ -38,7 +38,7 @@ def extract_site(
 
     from extract.api.budget import SharedBudget, key_id
     from extract.api.client import AceClient
-    from extract.lake.datadir import open_storage
+    from extract.run.datadir import open_storage
     from extract.run.job import Job
     from extract.run.pipeline import extract_window, resolve_selector
     from extract.windows import Window

@@ -40,8 +40,8 @@ from extract.api.client import AceClient, use_own_retry_log
 from extract.api.points import PointSelector
 from extract.config import Settings
 from extract.errors import AceEtlError, TransformError
-from extract.lake.datadir import open_storage
 from extract.lake.storage import Storage
+from extract.run.datadir import open_storage
 from extract.run.heal import HealResult
 from extract.run.job import MAX_WORKERS, Job, Mode
 from extract.run.metrics import WindowResult

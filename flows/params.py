@@ -11,9 +11,10 @@ from typing import Annotated, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from extract.api import MAX_PAGE_SIZE
 from extract.api.sites import time_zone_overrides
 from extract.errors import ConfigError
-from extract.run.job import MAX_PAGE_SIZE, REQUESTS_PER_MINUTE, WINDOW_HOURS, Job, Mode
+from extract.run.job import REQUESTS_PER_MINUTE, WINDOW_HOURS, Job, Mode
 from extract.windows import DEFAULT_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS
 
 

@@ -14,9 +14,10 @@ import typer.main
 from pydantic import ValidationError
 
 from ace_etl import cli
+from extract.api import MAX_PAGE_SIZE
 from extract.config import Settings
 from extract.errors import ConfigError
-from extract.run.job import MAX_PAGE_SIZE, Job, Mode
+from extract.run.job import Job, Mode
 from extract.windows import Window
 from flows.params import EtlParams
 

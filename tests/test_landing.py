@@ -14,7 +14,6 @@ import pytest
 from extract.api.parse import normalize_samples
 from extract.api.points import PointSelector
 from extract.errors import ConfigError, LeaseLostError
-from extract.lake.datadir import open_storage
 from extract.lake.landing import (
     REJECTS,
     TIMESERIES,
@@ -32,6 +31,7 @@ from extract.lake.landing import (
     write_page,
 )
 from extract.lake.storage import LocalStorage
+from extract.run.datadir import open_storage
 from extract.run.lease import SiteLease
 from extract.run.metrics import RUNS_SCHEMA, WindowResult, runs_frame
 from extract.windows import Window, lookback_range, resolve_range, split_windows

@@ -88,6 +88,26 @@ def test_no_module_imports_a_layer_above_it() -> None:
     assert upward == []
 
 
+# extract's packages, lowest first: the top-level modules (errors, config, cancel, windows, redact), the
+# landing, the API, a run. A module imports only from its own package and those before it.
+_EXTRACT_LAYERS = ("extract", "extract.lake", "extract.api", "extract.run")
+
+
+def test_extract_packages_import_only_the_packages_below_them() -> None:
+    def layer(module: str) -> int:
+        package = ".".join(module.split(".")[:2])
+        return _EXTRACT_LAYERS.index(package if package in _EXTRACT_LAYERS else "extract")
+
+    upward = sorted(
+        f"{module} imports {name}"
+        for module, names in _imports().items()
+        if module.startswith("extract")
+        for name in names
+        if name.startswith("extract.") and layer(name) > layer(module)
+    )
+    assert upward == []
+
+
 def test_no_import_cycle() -> None:
     modules = _sources().keys()
     ours = {module: names & modules for module, names in _imports().items()}
@@ -102,8 +122,8 @@ _LAYOUT = re.compile(
     r"landing/|state/|quarantine/|site_name=|date=|site_key=|_delta_log|\.reason\.txt|^quarantine$"
 )
 # Not the landing's layout: the local storage's own lock file (below the layout, which builds on `Storage`),
-# and the pre-Delta folders that `extract.lake.upgrade` converts.
-_NOT_THE_LAYOUT = {("extract.lake.storage", "state/.landing.lock"), ("extract.lake.upgrade", "site_name=")}
+# and the pre-Delta folders that `extract.run.upgrade` converts.
+_NOT_THE_LAYOUT = {("extract.lake.storage", "state/.landing.lock"), ("extract.run.upgrade", "site_name=")}
 
 
 def test_only_the_layout_object_spells_a_landing_path() -> None:

@@ -1,4 +1,4 @@
-"""The upgrade of a landing written before the Delta tables (extract/lake/upgrade.py): old Parquet files written
+"""The upgrade of a landing written before the Delta tables (extract/run/upgrade.py): old Parquet files written
 here as the old extractor wrote them (its folders, file names, zstd Parquet, version-2 checkpoints with their
 manifests), converted once into the Delta tables, with the old warehouse's choice per key; then the real CLI
 and the simulator show that nothing is fetched again and the warehouse builds."""

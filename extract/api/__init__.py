@@ -18,3 +18,6 @@
 - `sites`: Sites as a dimension: each site's record from the API, its time zone, and the overrides of it.
 - `weather`: Pure transform: weather JSON of either API shape -> rows of the landing's weather schema.
 """
+
+MAX_PAGE_SIZE = 100_000
+"""The largest page the ACE IoT API serves (here, where importing it costs nothing: the CLI's defaults use it)."""

@@ -18,10 +18,10 @@ from datetime import datetime
 import polars as pl
 
 from extract import cancel
+from extract.api import MAX_PAGE_SIZE
 from extract.api.client import AceClient, RequestStats, format_time, site_path
 from extract.api.decode import PendingPage, read_timeseries_page
 from extract.errors import PaginationError
-from extract.run.job import MAX_PAGE_SIZE
 
 
 @dataclass(frozen=True)

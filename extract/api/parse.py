@@ -37,8 +37,6 @@ UNKNOWN_QUALITY = "unknown"
 EMPTY_METADATA = "{}"
 _REJECTS_ORDER = ("point_name", "timestamp_raw")
 # What identifies a sample: the landing holds one row per key and site.
-KEY = ("point_name", "timestamp")
-KEY_SCHEMA = pl.Schema({name: TIMESERIES_SCHEMA[name] for name in KEY})
 
 
 class Reason(StrEnum):
@@ -211,7 +209,7 @@ def _latest_per_key(rows: pl.DataFrame, held: pl.DataFrame | None) -> tuple[pl.D
     superseded = (name == name.shift(-1)) & (timestamp == timestamp.shift(-1))
     flags = rows.select(superseded.fill_null(False)).to_series()
     if held is not None and held.height:
-        again = rows.join(held.select(KEY), on=list(KEY), how="semi").get_column("_row")
+        again = rows.join(held.select(schemas.KEY), on=list(schemas.KEY), how="semi").get_column("_row")
         flags = flags | rows.get_column("_row").is_in(again.implode())
     if not flags.any():
         return rows.drop("_row"), pl.Series("_row", [], pl.UInt32())

@@ -1,8 +1,6 @@
 """The landing: where and how data is stored (the layout, the Delta tables, storage local or S3, schemas,
-quarantine, retention, the upgrade of an old landing).
+quarantine, retention). It imports nothing of `extract.api` or `extract.run`.
 
-- `datadir`: Opening a data dir: a local folder or an object store, converted once if it predates the Delta
-  tables.
 - `landing`: Landing layout (docs/DESIGN.md) and its writers: where each file goes and what it is called.
 - `objectstore`: `Storage` on an S3-compatible object store, through s3fs (fsspec).
 - `quarantine`: Damaged state is set aside, never deleted: moved under `quarantine/<time>/<its path>` with the
@@ -14,5 +12,4 @@ quarantine, retention, the upgrade of an old landing).
   (docs/DESIGN.md, "Landing layout").
 - `storage`: The one place that reads and writes landing files and state.
 - `tables`: The landing's Delta Lake tables (delta-rs): every Delta read and write goes through here.
-- `upgrade`: Convert a landing written before the Delta tables, once: nothing lost, nothing fetched again.
 """

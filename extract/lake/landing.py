@@ -21,16 +21,18 @@ import re
 from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote
 
 import polars as pl
 
-from extract.api.parse import KEY, KEY_SCHEMA, PageRows
 from extract.errors import ConfigError
 from extract.lake import schemas
 from extract.lake.storage import Storage, local_dir
 from extract.windows import Window, compact_time, parse_compact_time
+
+if TYPE_CHECKING:  # the parser's page, only named here
+    from extract.api.parse import PageRows
 
 LANDING = "landing"
 TIMESERIES = f"{LANDING}/timeseries"
@@ -330,7 +332,10 @@ class StagedKeys:
             for found in [_key_range(path, self._read(path))]
             if found is not None
         ]
-        self._last: tuple[frozenset[str], pl.DataFrame] = (frozenset(), pl.DataFrame(schema=KEY_SCHEMA))
+        self._last: tuple[frozenset[str], pl.DataFrame] = (
+            frozenset(),
+            pl.DataFrame(schema=schemas.KEY_SCHEMA),
+        )
 
     def add(self, files: Iterable[str], kept: pl.DataFrame) -> None:
         """Record a staged page: its files and the timeseries rows they hold."""
@@ -338,30 +343,30 @@ class StagedKeys:
         found = _key_range("", kept) if paths else None
         if found is not None:
             self._ranges += [found._replace(path=path) for path in paths]
-            self._last = frozenset(paths), kept.select(KEY)
+            self._last = frozenset(paths), kept.select(schemas.KEY)
 
     def held(self, rows: pl.DataFrame) -> pl.DataFrame:
         """The keys of `rows` that a staged file holds."""
         page = _key_range("", rows)
         if page is None:
-            return pl.DataFrame(schema=KEY_SCHEMA)
+            return pl.DataFrame(schema=schemas.KEY_SCHEMA)
         near = [r for r in self._ranges if r.meets(page)]
         if not near:
-            return pl.DataFrame(schema=KEY_SCHEMA)
+            return pl.DataFrame(schema=schemas.KEY_SCHEMA)
         # Only keys inside both ranges can meet: with a server paging in key order that is the one point at
         # the pages' border, so the join is small however large the pages.
-        keys = rows.select(KEY)
+        keys = rows.select(schemas.KEY)
         last, last_keys = self._last
         found = [
             (last_keys if r.path in last else self._read(r.path))
             .filter(page.within())
-            .join(keys.filter(r.within()), on=list(KEY), how="semi")
+            .join(keys.filter(r.within()), on=list(schemas.KEY), how="semi")
             for r in near
         ]
         return pl.concat(found).unique()
 
     def _read(self, path: str) -> pl.DataFrame:
-        return self._storage.read_parquet(staged(self._site, self._attempt, path), columns=list(KEY))
+        return self._storage.read_parquet(staged(self._site, self._attempt, path), columns=list(schemas.KEY))
 
 
 class _KeyRange(NamedTuple):

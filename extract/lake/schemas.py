@@ -132,3 +132,7 @@ LANDING = {
     "selections": SELECTIONS,
     "gap_checks": GAP_CHECKS,
 }
+
+KEY = ("point_name", "timestamp")
+"""A sample's key within its site (the site is the timeseries table's partition)."""
+KEY_SCHEMA = pl.Schema({name: TIMESERIES[name] for name in KEY})

@@ -26,9 +26,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
+from extract.api import MAX_PAGE_SIZE
 from extract.api.client import AceClient, RequestStats
 from extract.api.pagination import iter_pages
-from extract.api.parse import KEY, KEY_SCHEMA, normalize_samples
+from extract.api.parse import normalize_samples
 from extract.api.points import PointSelector
 from extract.lake import retention, schemas
 from extract.lake import tables as lake
@@ -41,9 +42,9 @@ from extract.lake.landing import (
     patch_path,
     window_files,
 )
+from extract.lake.schemas import KEY, KEY_SCHEMA
 from extract.lake.storage import Storage
 from extract.run.checkpoint import Checkpoint, load_checkpoints, save_checkpoint
-from extract.run.job import MAX_PAGE_SIZE
 from extract.run.lease import SiteLease
 from extract.windows import Window
 

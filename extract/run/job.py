@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from extract.api import MAX_PAGE_SIZE  # the default: fewest requests per window
 from extract.errors import ConfigError
 from extract.windows import (
     DEFAULT_LOOKBACK_DAYS,
@@ -29,8 +30,6 @@ from extract.windows import (
     split_windows,
 )
 
-MAX_PAGE_SIZE = 100_000
-"""The largest page the ACE IoT API serves, and the default: fewest requests per window."""
 WINDOW_HOURS = 24.0
 REQUESTS_PER_MINUTE = 100.0
 """The key's request budget when none is given."""

@@ -23,9 +23,10 @@ import polars as pl
 
 from extract.api.client import AceClient, RequestStats
 from extract.api.pagination import iter_pages
-from extract.api.parse import KEY, normalize_samples
+from extract.api.parse import normalize_samples
 from extract.api.points import PointSelector
 from extract.lake.landing import REJECTS, TIMESERIES, selection_path
+from extract.lake.schemas import KEY
 from extract.lake.storage import Storage
 from extract.run.attempt import SELECTIONS_SCHEMA, Outcome, covered, summed
 from extract.run.checkpoint import Checkpoint, load_checkpoints, save_checkpoint

@@ -9,9 +9,9 @@ import polars as pl
 
 from extract.lake import tables as lake
 from extract.lake import upgrade
-from extract.lake.datadir import open_storage
 from extract.lake.landing import TABLES, dataset_name
 from extract.lake.storage import is_object_store, normalize_location
+from extract.run.datadir import open_storage
 
 
 def model(dbt, session):

@@ -1,7 +1,7 @@
 """Opening a data dir: a local folder or an object store, converted once if it predates the Delta tables.
 
 Above the `Storage` implementations (`extract.lake.storage`, `extract.lake.objectstore`) and the conversion
-(`extract.lake.upgrade`), which all build on `Storage`: none of them imports this module.
+(`extract.run.upgrade`), which all build on `Storage`: none of them imports this module.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from extract.errors import ConfigError
 from extract.lake.objectstore import S3Storage
 from extract.lake.storage import LocalStorage, Storage, normalize_location
-from extract.lake.upgrade import upgrade_once
+from extract.run.upgrade import upgrade_once
 
 # delta-rs 1.6 parses a local path as a URL and resolves symbolic links: these fail or name another folder.
 _DELTA_UNSAFE = frozenset("[]%")
@@ -24,7 +24,7 @@ def open_storage(location: Path | str, *, upgrade: bool = True) -> Storage:
     AWS_ENDPOINT_URL and the standard AWS variables). Any other scheme is a ConfigError.
 
     Every command and flow opens its data dir here, so this is where a landing written before the Delta
-    tables is converted, once, before anything reads or writes it (`extract.lake.upgrade`; `upgrade=False`
+    tables is converted, once, before anything reads or writes it (`extract.run.upgrade`; `upgrade=False`
     leaves that to the caller)."""
     storage = _storage(location)
     if upgrade:
