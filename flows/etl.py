@@ -167,7 +167,7 @@ def heal_task(api: _Api, job: Job) -> list[HealResult]:
     return results
 
 
-def build_with_prefect_dbt(
+def build_and_publish(
     data_dir: Path | str,
     dq_severity: str = "warn",
     sites: Collection[str] | None = None,
@@ -569,7 +569,7 @@ def transform(params: TransformParams) -> str:
     at every row instead of the partitions the build changed (the weekly deployment)."""
     data_dir = params.data_dir or Settings().data_dir
     return str(
-        build_with_prefect_dbt(
+        build_and_publish(
             data_dir,
             params.dq_severity,
             full_check=params.full_check,
