@@ -20,9 +20,9 @@ import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
 from extract.lake import tables as lake
-from extract.lake import upgrade
 from extract.lake.landing import TIMESERIES, WEATHER
 from extract.lake.objectstore import S3Storage
+from extract.run import upgrade
 from tests.clihelp import ace_etl, error_line, expected_rows, spawn
 from tests.test_upgrade import KEY, old_landing, old_weather
 

@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from ace_etl.simulator import Simulator, SimulatorConfig
-from extract.lake import schemas, upgrade
+from extract.lake import schemas
 from extract.lake import tables as lake
 from extract.lake.landing import (
     TIMESERIES,
@@ -32,6 +32,7 @@ from extract.lake.landing import (
     timeseries_path,
 )
 from extract.lake.storage import LocalStorage, Storage
+from extract.run import upgrade
 from extract.run.checkpoint import load_checkpoints
 from extract.windows import Window, compact_time
 from tests.clihelp import ace_etl, expected_rows, spawn

@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from extract.lake import tables as lake
-from extract.lake import upgrade
 from extract.lake.storage import LocalStorage
+from extract.run import upgrade
 
 
 def main(data_dir: str, where: str, nth: str) -> None:

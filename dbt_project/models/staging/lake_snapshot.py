@@ -8,9 +8,9 @@ import os
 import polars as pl
 
 from extract.lake import tables as lake
-from extract.lake import upgrade
 from extract.lake.landing import TABLES, dataset_name
 from extract.lake.storage import is_object_store, normalize_location
+from extract.run import upgrade
 from extract.run.datadir import open_storage
 
 
