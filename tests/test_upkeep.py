@@ -29,6 +29,14 @@ from tests.test_objectstore import BUCKET, s3_env  # noqa: F401 (the local S3 se
 TODAY = datetime.now(UTC).date()
 
 
+@pytest.fixture(autouse=True)
+def _today() -> None:
+    """Each test counts its days from the UTC day it starts on, as the code under test does, not from the
+    day the module was imported: a suite running past midnight failed five tests here."""
+    global TODAY
+    TODAY = datetime.now(UTC).date()
+
+
 def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
