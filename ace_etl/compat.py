@@ -7,8 +7,10 @@ imports it).
 
 from __future__ import annotations
 
+import pprint
 import re
 import sys
+from pathlib import PurePath
 
 # DuckDB raises a plain IOException or CatalogException for these, with no code or errno: only the message
 # tells a lock held by another process from a file that is not a database, or names the missing table.
@@ -21,6 +23,9 @@ _NO_TABLE = re.compile(r"Table with name (\S+) does not exist")
 
 # dbt-duckdb keeps its DuckDB instance in `DuckDBConnectionManager._ENV` and has no call that closes it.
 DBT_DUCKDB_CHECKED = "1.11.1"
+# dbt-core keeps a parse only for the same profile values (`ManifestLoader.build_manifest_state_check`
+# hashes `credentials.connection_info()`, values included), and dbt-duckdb's include the database's path.
+DBT_CORE_CHECKED = "1.11.16"
 
 
 def duckdb_lock_holder(message: str) -> str | None:
@@ -53,3 +58,29 @@ def close_dbt_duckdb() -> None:
     DuckDBConnectionManager.close_all_connections()
     if environment is not None:
         environment.close()
+
+
+def dbt_parse_for_any_database_folder() -> None:
+    """Let dbt reuse a saved parse made for a build database of the same file name in another folder.
+
+    Every data dir builds its own `<data>/.build/next/warehouse.duckdb`, so dbt-core would parse the project
+    afresh for each. Nothing parsed depends on the folder: the file name alone names the catalog
+    (`warehouse`), and it stays in the hash. Idempotent; affects only dbt runs in this process."""
+    from dbt.contracts.files import FileHash
+    from dbt.parser.manifest import ManifestLoader
+
+    original = ManifestLoader.build_manifest_state_check
+    if getattr(original, "folder_free", False):
+        return
+
+    def state_check(self: ManifestLoader) -> object:
+        check = original(self)
+        values = sorted(
+            (key, PurePath(value).name if key == "path" and isinstance(value, str) else value)
+            for key, value in self.root_project.credentials.connection_info()
+        )
+        check.profile_hash = FileHash.from_contents(pprint.pformat(values))
+        return check
+
+    state_check.folder_free = True  # type: ignore[attr-defined]
+    ManifestLoader.build_manifest_state_check = state_check  # type: ignore[method-assign]

@@ -14,9 +14,13 @@ node) when their `dbt_node_tasks` parameter asks for it.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -38,6 +42,9 @@ if TYPE_CHECKING:
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 WAREHOUSE_FILE = "warehouse.duckdb"
+PARSE_FILE = "partial_parse.msgpack"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -374,13 +381,78 @@ def dbt_build(
         # reads an old one.
         args += ["--select", *LAKE_MODELS, *([select] if isinstance(select, str) else select)]
 
-    outcome = dbtRunner().invoke(args)
+    with shared_parse(work / "target", args):
+        outcome = dbtRunner().invoke(args)
     ran = list(getattr(outcome.result, "results", None) or [])
     if results is not None:
         results += ran
     if not outcome.success:
         raise TransformError(failure_message(outcome.exception, ran, work / "logs" / "dbt.log"))
     return ran
+
+
+def parse_cache_dir() -> Path:
+    """Where dbt's parsed projects are kept between data dirs: `$XDG_CACHE_HOME/ace-etl/dbt-parse`, else
+    `~/.cache/ace-etl/dbt-parse`."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ace-etl" / "dbt-parse"
+
+
+@contextmanager
+def shared_parse(target: Path, args: Sequence[str]) -> Iterator[None]:
+    """Share dbt's partial-parse file between data dirs and between builds with other `--vars`.
+
+    dbt parses the project afresh (about 3 s) whenever its target folder has no parse file, or one made with
+    other `--vars`: the first build of every data dir, and the build after a `--full-check` or a new sites
+    file. A parse is the same for every data dir (the data dir reaches the project through environment
+    variables, whose changes dbt tracks itself and re-parses the files that read them), so one is kept per
+    (dbt version, project, vars) in `parse_cache_dir()`, copied in before the build and back after it. dbt
+    still checks the file against the project and discards it when anything changed. The cache only saves
+    time: any failure to use it leaves dbt to parse as it would without one."""
+    from dbt.version import __version__ as dbt_version
+
+    compat.dbt_parse_for_any_database_folder()
+    key = json.dumps([dbt_version, str(DBT_PROJECT_DIR), _vars_of(args)])
+    cached = parse_cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.msgpack"
+    local = target / PARSE_FILE
+    try:
+        if cached.exists() and not _same_file(cached, local):
+            target.mkdir(parents=True, exist_ok=True)
+            _copy_replacing(cached, local)
+    except OSError as exc:
+        log.debug("dbt's parse cache %s not used: %s", cached, exc)
+    yield
+    try:
+        if local.exists() and not _same_file(local, cached):
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            _copy_replacing(local, cached)
+    except OSError as exc:
+        log.debug("dbt's parse cache %s not kept: %s", cached, exc)
+
+
+def _vars_of(args: Sequence[str]) -> str:
+    return next((value for flag, value in itertools.pairwise(args) if flag == "--vars"), "")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same size and modification time: copies keep the time (`shutil.copy2`)."""
+    try:
+        first, second = a.stat(), b.stat()
+    except FileNotFoundError:
+        return False
+    return (first.st_size, first.st_mtime_ns) == (second.st_size, second.st_mtime_ns)
+
+
+def _copy_replacing(source: Path, destination: Path) -> None:
+    """Copy whole or not at all: builds of other data dirs read and write the cache at the same time."""
+    handle, name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    os.close(handle)
+    partial = Path(name)
+    try:
+        shutil.copy2(source, partial)
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def dbt_vars(

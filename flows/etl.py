@@ -255,6 +255,7 @@ def _run_dbt_build(
         dbt_build,
         dbt_vars,
         failure_message,
+        shared_parse,
         warehouse_file,
     )
 
@@ -284,7 +285,8 @@ def _run_dbt_build(
             *NIGHTLY_EXCLUDES,
         ]
         # Not raising inside the runner: the data-quality artifact and event go out for failed builds too.
-        outcome = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(args)
+        with shared_parse(work / "target", args):
+            outcome = PrefectDbtRunner(settings=settings, raise_on_failure=False).invoke(args)
         results += list(getattr(getattr(outcome, "result", None), "results", []) or [])
         if not outcome.success:
             raise TransformError(failure_message(outcome.exception, results, work / "logs" / "dbt.log"))

@@ -14,6 +14,12 @@ os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# dbt's parse is shared between the tests' data dirs (ace_etl.transform.shared_parse) through a cache of this
+# run's own, shared by its workers (they inherit the first process's environment): a user's cache never
+# changes what a test sees.
+os.environ["XDG_CACHE_HOME"] = os.environ.setdefault(
+    "ACE_ETL_TESTS_CACHE_HOME", tempfile.mkdtemp(prefix="ace-etl-cache-")
+)
 # Tests must never reach the real API, even by accident.
 os.environ["ACEIOT_API_URL"] = "http://127.0.0.1:9/api"
 os.environ.pop("ACEIOT_API_KEY", None)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from dbt.version import __version__ as dbt_version
 
 from ace_etl import compat
+from ace_etl.transform import build_dir, build_warehouse
+from tests.landing_factory import samples, write_timeseries
 
 HOLD_LOCK = """
 import sys, duckdb
@@ -78,3 +82,36 @@ def test_dbt_duckdb_keeps_its_instance_where_the_shim_closes_it() -> None:
         f"dbt-duckdb moved its DuckDB instance since {compat.DBT_DUCKDB_CHECKED}: see ace_etl.compat"
     )
     assert callable(DuckDBConnectionManager.close_all_connections)
+
+
+def _build_log(data_dir: Path, **options: object) -> str:
+    """What dbt logged during one build of `data_dir`."""
+    log = build_dir(data_dir) / "logs" / "dbt.log"
+    before = log.stat().st_size if log.exists() else 0
+    build_warehouse(data_dir, **options)  # type: ignore[arg-type]
+    with log.open("rb") as written:
+        written.seek(before)
+        return written.read().decode()
+
+
+def test_dbt_reuses_a_parse_across_data_dirs_and_vars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first, second = tmp_path / "first", tmp_path / "second"
+    day = datetime(2025, 1, 1, tzinfo=UTC)
+    for data_dir, count in ((first, 30), (second, 50)):
+        write_timeseries(data_dir, samples("s", ["p"], day, count, collected_at=day + timedelta(days=1)), "d")
+    assert "Starting full parse" in _build_log(first)
+    # Another data dir, then a full check (other vars), then a nightly build of it again: no full parse.
+    for options in ({}, {"full_check": True}, {}):
+        log = _build_log(second, **options)
+        if options:
+            continue  # the first build with these vars parses
+        assert "Partial parsing enabled" in log and "Unable to do partial parsing" not in log, (
+            f"dbt-core {dbt_version} rejects a parse made for another build database folder "
+            f"(checked {compat.DBT_CORE_CHECKED}): see ace_etl.compat.dbt_parse_for_any_database_folder"
+        )
+    # The reused parse reads this data dir's landing, not the one it was made for.
+    with duckdb.connect(str(second / "warehouse.duckdb"), read_only=True) as connection:
+        assert connection.execute("select count(*) from timeseries_raw").fetchall() == [(50,)]
