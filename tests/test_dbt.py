@@ -592,11 +592,9 @@ def test_data_tests_look_at_the_changed_partitions_and_a_full_check_at_every_row
     assert "timeseries_hourly" not in str(failed.value)
 
 
-def test_a_key_column_left_null_fails_the_primary_key_test(tmp_path: Path) -> None:
+def test_a_key_column_left_null_fails_the_primary_key_test(built: Callable[[int], Path]) -> None:
     # One test per table checks its key is set as well as unique (no not_null per key column).
-    data_dir = tmp_path / "data"
-    land_days(data_dir, 1)
-    build_warehouse(data_dir)
+    data_dir = built(2)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as by_hand:
         by_hand.execute(
             "update timeseries_daily set point_name = null where rowid = (select min(rowid) from timeseries_daily)"
