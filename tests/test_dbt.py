@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -480,6 +481,29 @@ def land_days(data_dir: Path, days: int) -> None:
         )
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """`built(days)`: the data dir of a landing of `days` days (`land_days`) just after its first build, for
+    one test to change. The module builds each size once and lays a copy of it back for each test that asks,
+    always at the same path: a warehouse knows where its lake is, and a copy elsewhere would be a new lake to
+    it (every partition changed). The module's tests run one after another, on one worker."""
+    root = tmp_path_factory.mktemp("built")
+    data_dir = root / "data"
+
+    def fresh(days: int) -> Path:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        template = root / f"{days}-days"
+        if template.exists():
+            shutil.copytree(template, data_dir)
+        else:
+            land_days(data_dir, days)
+            build_warehouse(data_dir)
+            shutil.copytree(data_dir, template)
+        return data_dir
+
+    return fresh
+
+
 HOURLY_BY_DAY = (
     "select hour::date, list(distinct created_at), count(*), sum(sample_count), sum(value_avg * sample_count) "
     "from timeseries_hourly group by 1 order by 1"
@@ -507,10 +531,10 @@ def test_the_warehouse_holds_no_raw_sample_and_a_fresh_read_only_process_reads_t
     assert out.stdout.strip() == "[(542, 542)]"
 
 
-def test_a_change_in_one_day_recomputes_only_that_day_with_the_landed_values(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    land_days(data_dir, 3)
-    build_warehouse(data_dir)
+def test_a_change_in_one_day_recomputes_only_that_day_with_the_landed_values(
+    built: Callable[[int], Path],
+) -> None:
+    data_dir = built(3)
     before = published(data_dir, HOURLY_BY_DAY)
     storage = LocalStorage(data_dir)
     # Day 2's window extracted again: p2 is no longer selected, p1's values are 0.5 higher.
@@ -540,20 +564,18 @@ def test_a_change_in_one_day_recomputes_only_that_day_with_the_landed_values(tmp
     assert published(data_dir, "select count(*) from timeseries_raw") == [(602,)]
 
 
-def test_a_build_with_nothing_new_recomputes_nothing(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    land_days(data_dir, 2)
-    build_warehouse(data_dir)
+def test_a_build_with_nothing_new_recomputes_nothing(built: Callable[[int], Path]) -> None:
+    data_dir = built(2)
     before = published(data_dir, HOURLY_BY_DAY)
     build_warehouse(data_dir)
     assert published(data_dir, "select count(*) from internal.lake_changes") == [(0,)]
     assert published(data_dir, HOURLY_BY_DAY) == before
 
 
-def test_data_tests_look_at_the_changed_partitions_and_a_full_check_at_every_row(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    land_days(data_dir, 2)
-    build_warehouse(data_dir)
+def test_data_tests_look_at_the_changed_partitions_and_a_full_check_at_every_row(
+    built: Callable[[int], Path],
+) -> None:
+    data_dir = built(2)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as by_hand:
         # A duplicate hour on day 1, which no later build here changes.
         by_hand.execute("insert into timeseries_hourly select * from timeseries_hourly order by hour limit 1")
@@ -570,11 +592,9 @@ def test_data_tests_look_at_the_changed_partitions_and_a_full_check_at_every_row
     assert "timeseries_hourly" not in str(failed.value)
 
 
-def test_a_key_column_left_null_fails_the_primary_key_test(tmp_path: Path) -> None:
+def test_a_key_column_left_null_fails_the_primary_key_test(built: Callable[[int], Path]) -> None:
     # One test per table checks its key is set as well as unique (no not_null per key column).
-    data_dir = tmp_path / "data"
-    land_days(data_dir, 1)
-    build_warehouse(data_dir)
+    data_dir = built(2)
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as by_hand:
         by_hand.execute(
             "update timeseries_daily set point_name = null where rowid = (select min(rowid) from timeseries_daily)"
@@ -591,12 +611,12 @@ AGGREGATES = {
 
 
 @pytest.mark.parametrize("full_refresh", [False, True], ids=["incremental", "full-refresh"])
-def test_aggregates_of_a_day_whose_raw_samples_are_deleted_stay(tmp_path: Path, full_refresh: bool) -> None:
+def test_aggregates_of_a_day_whose_raw_samples_are_deleted_stay(
+    built: Callable[[int], Path], full_refresh: bool
+) -> None:
     from deltalake import DeltaTable
 
-    data_dir = tmp_path / "data"
-    land_days(data_dir, 3)
-    build_warehouse(data_dir)
+    data_dir = built(3)
     aggregates = {table: published(data_dir, sql) for table, sql in AGGREGATES.items()}
     # What retention does: a Delta delete of the day's samples.
     DeltaTable(str(data_dir / "landing" / "timeseries")).delete(f"day = '{(DAY + timedelta(days=1)).date()}'")
@@ -606,10 +626,10 @@ def test_aggregates_of_a_day_whose_raw_samples_are_deleted_stay(tmp_path: Path, 
         assert published(data_dir, AGGREGATES[table]) == rows, table
 
 
-def test_a_warehouse_of_an_earlier_version_loses_its_copies_and_keeps_its_aggregates(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    land_days(data_dir, 2)
-    build_warehouse(data_dir)
+def test_a_warehouse_of_an_earlier_version_loses_its_copies_and_keeps_its_aggregates(
+    built: Callable[[int], Path],
+) -> None:
+    data_dir = built(2)
     hourly = published(data_dir, AGGREGATES["timeseries_hourly"])
     with duckdb.connect(str(data_dir / "warehouse.duckdb")) as old:
         # What an earlier version left: timeseries_raw a table holding a copy, its record of loaded files.
@@ -628,10 +648,8 @@ def test_a_warehouse_of_an_earlier_version_loses_its_copies_and_keeps_its_aggreg
     assert published(data_dir, AGGREGATES["timeseries_hourly"]) == hourly
 
 
-def test_the_published_warehouse_records_the_delta_version_it_reads(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    land_days(data_dir, 2)
-    build_warehouse(data_dir)
+def test_the_published_warehouse_records_the_delta_version_it_reads(built: Callable[[int], Path]) -> None:
+    data_dir = built(2)
     version = lake.version(LocalStorage(data_dir), TIMESERIES)
     assert published(
         data_dir,

@@ -297,15 +297,24 @@ class Crash(Exception):
     pass
 
 
+CRASH_SITES = ("hq", ODD, LONG)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The old landing of CRASH_SITES upgraded in one go: what every crashed and rerun upgrade must end with.
+    The tests only read it."""
+    data = tmp_path_factory.mktemp("upgraded") / "data"
+    old_landing(data, CRASH_SITES)
+    upgrade.upgrade(LocalStorage(data))
+    return data
+
+
 @pytest.mark.parametrize("where", ["before the commit", "after the commit", "amid the moves"])
 def test_a_crash_anywhere_then_a_rerun_ends_with_the_same_tables(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    sites = ("hq", ODD, LONG)
-    reference = tmp_path / "reference"
-    old_landing(reference, sites)
-    upgrade.upgrade(LocalStorage(reference))
-
+    sites = CRASH_SITES
     data = tmp_path / "data"
     expected = old_landing(data, sites)
     storage = LocalStorage(data)
