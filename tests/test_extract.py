@@ -698,6 +698,36 @@ def test_each_window_attempt_is_one_delta_commit_even_when_the_run_dies_right_af
     assert landed_rows(storage).equals(expected(BASE)[0])
 
 
+def test_a_window_replaces_what_another_writer_committed_to_its_range_while_its_pages_landed(
+    tmp_path: Path,
+) -> None:
+    # Another writer commits to the window's range while its pages land. delta-rs does not see a conflict
+    # between an overwrite and a file added after the snapshot it read (it commits beside it): the window's
+    # commit must read the table only once its pages are staged.
+    storage = LocalStorage(tmp_path / "data")
+    window = split_windows(START, END, WINDOW_HOURS)[0]
+    stranger = pl.DataFrame(
+        {"site_name": [SITE], "point_name": ["p-stranger"], "timestamp": [window.start], "value": [1.0]},
+        schema_overrides={"timestamp": schemas.UTC_US},
+    ).with_columns(quality=None, metadata=None, collected_at=pl.lit(window.start, schemas.UTC_US))
+
+    def another_writer_commits(site: str, w: Window, page: int, fetched: int) -> None:
+        if page == 1:
+            lake.replace_range(
+                storage, TIMESERIES, SITE, w.start, w.end, stranger.cast(schemas.TIMESERIES), attempt="x"
+            )
+
+    with serving(BASE) as (_, client):
+        selector = resolve_selector(None, client.configured_points(SITE))
+        done = extract_window(
+            client, storage, job(page_size=PAGE_SIZE), SITE, window, selector, on_page=another_writer_commits
+        )
+    assert done.status == "complete" and done.pages > 2
+    assert lake.version(storage, TIMESERIES) == 1  # the other writer's commit, then the window's
+    rows = expected(BASE)[0].filter(pl.col("timestamp") < window.end)
+    assert landed_rows(storage).equals(rows)
+
+
 class _LeaseStoreFails(LocalStorage):
     """A real data dir whose lease file stops taking writes once `broken` is set (a full disk, an object
     store gone): the heartbeat's renewal raises at the storage boundary, every other write still works."""

@@ -61,12 +61,17 @@ class PendingPage:
     has_more: bool
     empty: bool
     _body: bytes
+    _records: slice
+    """Where the sample records' text is in the body, as its tail was read."""
     _decoded: RawPage | None
 
     def samples(self) -> pl.DataFrame:
         """The samples (RAW_COLUMNS). InvalidBodyError or UnexpectedResponseError, as `decode_timeseries_page`
         raises them, for a page whose samples do not decode."""
-        return (self._decoded or decode_timeseries_page(self._body)).samples
+        if self._decoded is not None:
+            return self._decoded.samples
+        samples = _compact_samples(self._body[self._records])
+        return samples if samples is not None else decode_timeseries_page(self._body).samples
 
 
 def read_timeseries_page(body: bytes) -> PendingPage:
@@ -76,9 +81,11 @@ def read_timeseries_page(body: bytes) -> PendingPage:
     tail = _compact_tail(body)
     if tail is None:
         page = decode_timeseries_page(body)
-        return PendingPage(page.next_cursor, page.has_more, page.samples.is_empty(), b"", page)
+        return PendingPage(page.next_cursor, page.has_more, page.samples.is_empty(), b"", slice(0), page)
     next_cursor, has_more, records = tail
-    return PendingPage(next_cursor, has_more, not records.strip(), body, None)
+    # A page of samples holds a `{`: the records are copied only to tell a blank from something else.
+    empty = body.find(b"{", records.start, records.stop) < 0 and not body[records].strip()
+    return PendingPage(next_cursor, has_more, empty, body, records, None)
 
 
 def decode_timeseries_page(body: bytes) -> RawPage:
@@ -96,9 +103,9 @@ _RECORD_SEPARATOR = b'},{"name":'
 _REAL_RECORD = {"name": pl.String(), "time": pl.String(), "value": pl.String()}
 
 
-def _compact_tail(body: bytes) -> tuple[str | None, bool, bytes] | None:
-    """(next_cursor, has_more, the sample records' text) of a page in the compact real spelling, read from its
-    tail; None for any other spelling or a tail that is not whole JSON."""
+def _compact_tail(body: bytes) -> tuple[str | None, bool, slice] | None:
+    """(next_cursor, has_more, where the sample records' text is) of a page in the compact real spelling, read
+    from its tail; None for any other spelling or a tail that is not whole JSON."""
     if not body.startswith(_COMPACT_HEAD):
         return None
     tail_at = body.rfind(_COMPACT_TAIL)
@@ -112,7 +119,7 @@ def _compact_tail(body: bytes) -> tuple[str | None, bool, bytes] | None:
         return None
     next_cursor, has_more = tail.get("next_cursor"), tail.get("has_more")
     more = bool(has_more) if has_more is not None else bool(next_cursor)
-    return next_cursor or None, more, body[len(_COMPACT_HEAD) : tail_at]
+    return next_cursor or None, more, slice(len(_COMPACT_HEAD), tail_at)
 
 
 def _decode_compact_real(body: bytes) -> RawPage | None:
@@ -122,6 +129,12 @@ def _decode_compact_real(body: bytes) -> RawPage | None:
     if tail is None:
         return None
     next_cursor, has_more, records = tail
+    samples = _compact_samples(body[records])
+    return None if samples is None else RawPage(samples, next_cursor, has_more)
+
+
+def _compact_samples(records: bytes) -> pl.DataFrame | None:
+    """The compact real spelling's sample records (RAW_COLUMNS); None when they do not read as NDJSON."""
     if b"\n" in records:
         return None
     try:
@@ -130,16 +143,12 @@ def _decode_compact_real(body: bytes) -> RawPage | None:
         )
     except (ValueError, pl.exceptions.PolarsError):
         return None
-    return RawPage(
-        samples=samples.select(
-            point_name="name",
-            timestamp="time",
-            value="value",
-            quality=pl.lit(None, pl.String()),
-            metadata=pl.lit(None, pl.String()),
-        ),
-        next_cursor=next_cursor,
-        has_more=has_more,
+    return samples.select(
+        point_name="name",
+        timestamp="time",
+        value="value",
+        quality=pl.lit(None, pl.String()),
+        metadata=pl.lit(None, pl.String()),
     )
 
 

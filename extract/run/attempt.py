@@ -19,11 +19,8 @@ attempt id in the log, so an attempt is never committed twice.
 
 from __future__ import annotations
 
-import queue
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -144,33 +141,23 @@ def run_window(
         if progress is None:
             progress = Checkpoint.start(site, hull, page_size, uuid.uuid4().hex[:12], union)
             save_checkpoint(storage, progress)
-        stream = StreamedCommit(storage, progress) if progress.state == "landing" else None
         try:
-            progress = _land_pages(client, storage, lease, progress, stats, on_page, stream)
-            return Outcome("complete", commit(storage, lease, progress, configured, stream))
+            progress = _land_pages(client, storage, lease, progress, stats, on_page)
+            break
         except CursorError:
             restarts += 1
             if restarts > MAX_CURSOR_RESTARTS:
                 raise
             _discard(storage, progress)
             progress = None
-        finally:
-            if stream is not None:
-                stream.close()
+    return Outcome("complete", commit(storage, lease, progress, configured))
 
 
-def commit(
-    storage: Storage,
-    lease: SiteLease,
-    progress: Checkpoint,
-    configured: Sequence[str],
-    stream: StreamedCommit | None = None,
-) -> Checkpoint:
+def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured: Sequence[str]) -> Checkpoint:
     """Commit a fully staged attempt: its timeseries rows replace the window's time range in one Delta
     commit, then its rejects and selection files move into the landing and replace the older ones, then it
     is marked complete. Idempotent: a crash anywhere is finished by running it again (the Delta commit is
-    not repeated once the log holds it). With `stream`, the Delta commit is the one its pages were
-    streamed into while they landed."""
+    not repeated once the log holds it)."""
     site, attempt = progress.site, progress.attempt
     lease.check()
     selection = selection_path(site, progress.window, attempt)
@@ -189,7 +176,7 @@ def commit(
                 f"window {progress.window.key} of site {site!r} lost a staged file; it is fetched again on the next run"
             )
     if TIMESERIES not in progress.commits:
-        version = _commit_timeseries(storage, lease, progress, stream)
+        version = _commit_timeseries(storage, lease, progress)
         progress = replace(progress, commits={**progress.commits, TIMESERIES: version})
         save_checkpoint(storage, progress)
     moved = [p for p in progress.files if not in_dataset(p, TIMESERIES)]
@@ -211,119 +198,22 @@ def commit(
     return progress
 
 
-def _commit_timeseries(
-    storage: Storage, lease: SiteLease, progress: Checkpoint, stream: StreamedCommit | None
-) -> int:
+def _commit_timeseries(storage: Storage, lease: SiteLease, progress: Checkpoint) -> int:
     """One Delta commit: the window's time range of the site now holds exactly the staged rows. Skipped
     (the log's version returned) when a run that crashed before its checkpoint said so already made it."""
-    if stream is not None:
-        lease.check()
-        return stream.finish(progress)
-    if lake.committed(storage, TIMESERIES, progress.attempt):
+    site, attempt = progress.site, progress.attempt
+    if lake.committed(storage, TIMESERIES, attempt):
         return lake.version(storage, TIMESERIES) or 0
+    files = [p for p in progress.files if in_dataset(p, TIMESERIES)]
+
+    def pages() -> Iterator[pl.DataFrame]:
+        yield pl.DataFrame(schema=schemas.TIMESERIES)  # the stream's schema, even for a window without rows
+        for path in files:
+            yield storage.read_parquet(staged(site, attempt, path))
+
     lease.check()
     window = progress.window
-    return lake.replace_range(
-        storage, TIMESERIES, progress.site, window.start, window.end,
-        partial(_staged_pages, storage, progress), attempt=progress.attempt,
-    )  # fmt: skip
-
-
-def _staged_pages(storage: Storage, progress: Checkpoint) -> Iterator[pl.DataFrame]:
-    """The attempt's staged timeseries rows, a page at a time, after an empty frame: the stream's schema,
-    even for a window without rows."""
-    yield pl.DataFrame(schema=schemas.TIMESERIES)
-    for path in progress.files:
-        if in_dataset(path, TIMESERIES):
-            yield storage.read_parquet(staged(progress.site, progress.attempt, path))
-
-
-class StreamedCommit:
-    """A window attempt's Delta commit, written while its pages land.
-
-    delta-rs encodes the rows on a thread of its own as the pages are staged (`put`), while the next pages
-    are fetched and normalized; it commits only when `finish` says every page is staged, so the commit at the
-    end of a window costs what is left, not the whole window. The staged pages stay what a commit is made
-    of: a commit that lost a race to another writer is made again from them, a resumed attempt streams
-    its staged pages first, and an attempt that stops (an error, a restart, a kill) commits nothing: what
-    delta-rs wrote is in no snapshot, and vacuum removes it."""
-
-    def __init__(self, storage: Storage, progress: Checkpoint) -> None:
-        self._storage, self._started = storage, progress
-        self._queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=2)
-        self._streamed = False  # the write took its pages from the queue once
-        self._taking = True  # ... and still does
-        self._done = threading.Event()  # finished or abandoned: no page comes any more
-        self._final: Checkpoint | None = None
-        self._outcome: list[int | BaseException] = []
-        self._thread = threading.Thread(target=self._write, name="commit", daemon=True)
-        self._thread.start()
-
-    def put(self, rows: pl.DataFrame) -> None:
-        """A page's kept rows, once staged."""
-        self._send(rows)
-
-    def finish(self, progress: Checkpoint) -> int:
-        """Commit, now that `progress` has every page staged; the new version, or what the write raised."""
-        self._final = progress
-        self._done.set()
-        self._send(None)
-        self._thread.join()
-        outcome = self._outcome[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    def close(self) -> None:
-        """Abandon the write unless it finished: nothing is committed."""
-        if self._final is None:
-            self._done.set()
-            self._send(_ABANDONED)
-        self._thread.join()
-
-    def _send(self, item: pl.DataFrame | None) -> None:
-        # Waits in steps: a write that failed takes nothing more, and must not leave the lander blocked.
-        while self._taking:
-            with suppress(queue.Full):
-                self._queue.put(item, timeout=0.2)
-                return
-
-    def _write(self) -> None:
-        site, window, attempt = self._started.site, self._started.window, self._started.attempt
-        try:
-            version = lake.replace_range(
-                self._storage, TIMESERIES, site, window.start, window.end, self._pages, attempt=attempt
-            )
-            self._outcome.append(version)
-        except BaseException as exc:
-            self._outcome.append(exc)
-        finally:
-            self._taking = False
-
-    def _pages(self) -> Iterator[pl.DataFrame]:
-        if self._streamed:
-            # The write made again (it lost a race): from the staged pages, once every page is staged.
-            self._done.wait()
-            if self._final is None:
-                raise _Abandoned("the window's attempt stopped before its last page")
-            yield from _staged_pages(self._storage, self._final)
-            return
-        self._streamed = True
-        try:
-            yield from _staged_pages(self._storage, self._started)  # what a resumed attempt staged before
-            while (rows := self._queue.get()) is not None:
-                if rows is _ABANDONED:
-                    raise _Abandoned("the window's attempt stopped before its last page")
-                yield rows
-        finally:
-            self._taking = False
-
-
-class _Abandoned(Exception):
-    """Fails the streamed write of an attempt that stopped, so that nothing is committed."""
-
-
-_ABANDONED = pl.DataFrame()
+    return lake.replace_range(storage, TIMESERIES, site, window.start, window.end, pages, attempt=attempt)
 
 
 def quarantine_checkpoint(storage: Storage, progress: Checkpoint, reason: str) -> None:
@@ -399,7 +289,6 @@ def _land_pages(
     progress: Checkpoint,
     stats: RequestStats,
     on_page: OnPage | None,
-    stream: StreamedCommit | None = None,
 ) -> Checkpoint:
     site, window = progress.site, progress.window
     if progress.state == "publishing":
@@ -418,7 +307,7 @@ def _land_pages(
     keys = StagedKeys(storage, site, progress.attempt, progress.files)
     with Prefetched(pages) as ahead:
         for page in ahead:
-            progress = _land_page(storage, lease, selector, progress, page, keys, on_page, stream)
+            progress = _land_page(storage, lease, selector, progress, page, keys, on_page)
             del page  # not alive while the next one is awaited
     return progress
 
@@ -431,11 +320,9 @@ def _land_page(
     page: Page,
     keys: StagedKeys,
     on_page: OnPage | None,
-    stream: StreamedCommit | None,
 ) -> Checkpoint:
-    """Stage the page's files, then the checkpoint that says they are there, then stream its rows into
-    the commit. A sample an earlier page already staged is a reject: the window's commit holds each key
-    once."""
+    """Stage the page's files, then the checkpoint that says they are there. A sample an earlier page
+    already staged is a reject: the window's commit holds each key once."""
     site, window = progress.site, progress.window
     normalize = partial(
         normalize_samples, page.samples, site=site, collected_at=_now(), window=window, selector=selector
@@ -449,8 +336,6 @@ def _land_page(
     keys.add(files, rows.kept)
     progress = progress.after_page(rows, files, next_cursor=page.next_cursor, has_more=page.has_more)
     save_checkpoint(storage, progress)
-    if stream is not None:
-        stream.put(rows.kept)
     if on_page is not None:
         on_page(site, window, page.number, rows.fetched)
     return progress
