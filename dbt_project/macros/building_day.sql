@@ -91,3 +91,20 @@ where status = 'complete' and window_end > window_start
 {% macro unit_spelling(units) -%}
 regexp_replace(lower({{ units }}), '[^a-z0-9/]', '', 'g')
 {%- endmacro %}
+
+
+{% macro local_days_span(column) -%}
+{#- Whether the timestamptz `column` lies within the span of the local days this build recomputes
+    (int_local_days), written as constants; false when there is none. -#}
+{%- set span = none -%}
+{%- if execute -%}
+{%- set span = run_query("select strftime(min(day_start), '%Y-%m-%d %H:%M:%S+00'), strftime(max(day_end), '%Y-%m-%d %H:%M:%S+00') from " ~ lake_relation('int_local_days')).rows[0] -%}
+{%- endif -%}
+{%- if span is none -%}
+true
+{%- elif span[0] is none -%}
+false
+{%- else -%}
+({{ column }} >= timestamptz '{{ span[0] }}' and {{ column }} < timestamptz '{{ span[1] }}')
+{%- endif -%}
+{%- endmacro %}
