@@ -372,3 +372,24 @@ def test_a_run_over_a_past_range_says_once_where_weather_history_comes_from(
     if shape == "real":
         (line,) = [line for line in result.stderr.splitlines() if NOTE in line]
         assert "2 site(s) got one reading of now" in line
+
+
+def test_a_backfill_s_hours_are_stored_by_time_so_a_day_s_build_skips_the_other_days(tmp_path: Path) -> None:
+    """Statements scoped to the changed days bound the hour by constants, which DuckDB checks against each
+    row group's min and max: that skips the other days only if a row group holds consecutive hours, not a
+    few points' whole history."""
+    data = tmp_path / "data"
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    points = [f"p{i:03d}" for i in range(180)]
+    every = timedelta(hours=1)
+    # 180 points x 30 days of hours: 129,600 hourly rows, over DuckDB's row group of 122,880
+    write_timeseries(
+        data, samples("site", points, day, 30 * 24, collected_at=day + timedelta(days=31), every=every), "d"
+    )
+    build_warehouse(data)
+    groups = rows(
+        data,
+        "select min(hour), max(hour) from timeseries_hourly group by rowid // 122880 order by min(hour)",
+    )
+    assert len(groups) == 2
+    assert groups[0][1] <= groups[1][0], groups
