@@ -2,9 +2,11 @@
 
 0. Build twice on an empty landing, so that every timed build parses and finds its tables as in production.
 1. Day 1: land a day of `--points` points x 1,440 minutes of sensor-like values (exact values plus noise in
-   the last digits) as the extractor does (one Delta commit replacing the day), build (timed), build again with nothing new (timed); then a live build: five minutes of the next
-   day merged in as `run --live` does, build (timed).
-2. Days 2-365: land them (one commit a day) and build once: the backfill build, compared with a plain DuckDB
+   the last digits) as `ace-etl run` does: one Delta commit replacing the day, then the window's
+   `complete` row in landing/runs (what makes its hours and days complete, as in production). Build
+   (timed), build again with nothing new (timed); then a live build: five minutes of the next day merged in
+   with its `live` row, as `run --live` does, build (timed).
+2. Days 2-365: land them (one commit and one run row a day) and build once: the backfill build, compared with a plain DuckDB
    `create table as select * from read_parquet([...])` of the same files (what copying the samples costs;
    run in a child process, so that its memory is not counted as the pipeline's).
 3. Day 366: land it, build (timed), nothing new (timed), a live build (timed): each compared with day 1.
@@ -36,6 +38,7 @@ from ace_etl.transform import build_warehouse
 from extract.lake import tables as lake
 from extract.lake.landing import TIMESERIES
 from extract.lake.storage import LocalStorage
+from extract.run.metrics import Status, WindowResult, write_run_row
 from tests.landing_factory import samples, timeseries_rows
 
 SITE = "bench"
@@ -49,20 +52,38 @@ def readings(rows: pl.DataFrame) -> pl.DataFrame:
     return timeseries_rows(rows.with_columns(value=pl.col("value") + noise))
 
 
+def land_run_row(
+    storage: LocalStorage, run_id: str, start: datetime, end: datetime, status: Status, kept: int
+) -> None:
+    """The window's row in landing/runs, as `ace-etl run` writes one per window: a `complete` row is what
+    makes the window's hours and days complete, so without it every row would stay incomplete and each
+    build would re-check the whole history."""
+    write_run_row(
+        storage,
+        WindowResult(
+            run_id=run_id, site_name=SITE, window_start=start, window_end=end, status=status,
+            api_requests=1, retries=0, pages=1, bytes=0, records_fetched=kept, records_kept=kept,
+            records_filtered=0, records_rejected=0, duration_s=0.0, error=None, started_at=end, finished_at=end,
+        ),
+    )  # fmt: skip
+
+
 def land_day(storage: LocalStorage, points: list[str], day: int) -> None:
-    """A nightly window: one commit replacing the site's UTC day."""
+    """A nightly window: one commit replacing the site's UTC day, then the run's `complete` row."""
     start = FIRST_DAY + timedelta(days=day)
-    rows = readings(samples(SITE, points, start, 1440, collected_at=start + timedelta(days=1, minutes=5)))
-    lake.replace_range(
-        storage, TIMESERIES, SITE, start, start + timedelta(days=1), rows, attempt=f"day-{day}"
-    )
+    end = start + timedelta(days=1)
+    rows = readings(samples(SITE, points, start, 1440, collected_at=end + timedelta(minutes=5)))
+    lake.replace_range(storage, TIMESERIES, SITE, start, end, rows, attempt=f"day-{day}")
+    land_run_row(storage, f"day-{day}", start, end, "complete", rows.height)
 
 
 def land_live(storage: LocalStorage, points: list[str], day: int) -> None:
-    """A live run: the open day's newest five minutes, merged in (only samples the table lacks)."""
+    """A live run: the open day's newest five minutes, merged in (only samples the table lacks), and its
+    `live` row (the day stays incomplete)."""
     start = FIRST_DAY + timedelta(days=day)
     rows = readings(samples(SITE, points, start, 5, collected_at=start + timedelta(minutes=6)))
     lake.insert_new(storage, TIMESERIES, SITE, rows, ["point_name", "timestamp"])
+    land_run_row(storage, f"live-{day}", start, start + timedelta(days=1), "live", rows.height)
 
 
 def timed(label: str, action: Callable[[], object]) -> float:

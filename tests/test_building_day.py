@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -294,6 +295,23 @@ def test_a_site_the_api_has_no_record_of_keeps_utc_days(tmp_path: Path) -> None:
     ) == [(date(2026, 3, 7), "UTC", 288, pytest.approx(240.0), True)]
 
 
+def commit_window(data: Path, run_id: str, start: datetime) -> None:
+    """A run's `complete` row for the UTC day from `start` that lands no sample."""
+    at = start + timedelta(days=2)
+    write_runs(
+        data,
+        pl.DataFrame(
+            {
+                "run_id": run_id, "site_name": "site", "window_start": start, "window_end": start + timedelta(days=1),
+                "status": "complete", "api_requests": 1, "retries": 0, "pages": 1, "bytes": 1, "records_fetched": 0,
+                "records_kept": 0, "records_filtered": 0, "records_rejected": 0, "duration_s": 0.1, "error": None,
+                "started_at": at, "finished_at": at,
+            }
+        ),
+        run_id,
+    )  # fmt: skip
+
+
 def test_a_day_becomes_complete_when_a_run_commits_its_window_without_new_samples(tmp_path: Path) -> None:
     data = tmp_path / "data"
     day = datetime(2026, 3, 7, tzinfo=UTC)
@@ -304,23 +322,34 @@ def test_a_day_becomes_complete_when_a_run_commits_its_window_without_new_sample
         [(False,)]
     ] * 2
     # A run commits the day's window and lands nothing new (the samples were there): no partition changes.
-    at = day + timedelta(days=2)
-    write_runs(
-        data,
-        pl.DataFrame(
-            {
-                "run_id": "r1", "site_name": "site", "window_start": day, "window_end": day + timedelta(days=1),
-                "status": "complete", "api_requests": 1, "retries": 0, "pages": 1, "bytes": 1, "records_fetched": 0,
-                "records_kept": 0, "records_filtered": 0, "records_rejected": 0, "duration_s": 0.1, "error": None,
-                "started_at": at, "finished_at": at,
-            }
-        ),
-        "r1",
-    )  # fmt: skip
+    commit_window(data, "r1", day)
     build_warehouse(data)
     assert rows(data, "select count(*) from internal.lake_changes") == [(0,)]
     assert [rows(data, flags.format(t)) for t in ("timeseries_hourly", "timeseries_daily")] == [[(True,)]] * 2
     assert rows(data, "select bool_and(complete) from timeseries_hourly") == [(True,)]
+
+
+def test_promotion_looks_only_at_windows_committed_since_the_last_build(tmp_path: Path) -> None:
+    """What keeps a build's cost from growing with history: rows of windows committed before the last build
+    are not checked again. A row marked incomplete by hand inside such a window shows it: it stays so."""
+    data = tmp_path / "data"
+    day = datetime(2026, 3, 7, tzinfo=UTC)
+    write_timeseries(
+        data, samples("site", ["p1"], day, 2 * 24 * 60, collected_at=day + timedelta(days=2)), "d"
+    )
+    commit_window(data, "r1", day)
+    build_warehouse(data)
+    hour = day + timedelta(hours=5)
+    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+        con.execute("update timeseries_hourly set complete = false where hour = $hour", {"hour": hour})
+    assert rows(data, "select count(*) from timeseries_hourly where not complete") == [(25,)]
+    # The next day's window commits without new samples: only its hours are looked at, and become complete.
+    commit_window(data, "r2", day + timedelta(days=1))
+    build_warehouse(data)
+    incomplete = "select hour from timeseries_hourly where not complete order by hour"
+    assert rows(data, incomplete) == [(hour,)]
+    build_warehouse(data)  # nothing new
+    assert rows(data, incomplete) == [(hour,)]
 
 
 NOTE = "weather history comes only from the hourly weather deployment"
@@ -343,3 +372,24 @@ def test_a_run_over_a_past_range_says_once_where_weather_history_comes_from(
     if shape == "real":
         (line,) = [line for line in result.stderr.splitlines() if NOTE in line]
         assert "2 site(s) got one reading of now" in line
+
+
+def test_a_backfill_s_hours_are_stored_by_time_so_a_day_s_build_skips_the_other_days(tmp_path: Path) -> None:
+    """Statements scoped to the changed days bound the hour by constants, which DuckDB checks against each
+    row group's min and max: that skips the other days only if a row group holds consecutive hours, not a
+    few points' whole history."""
+    data = tmp_path / "data"
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    points = [f"p{i:03d}" for i in range(180)]
+    every = timedelta(hours=1)
+    # 180 points x 30 days of hours: 129,600 hourly rows, over DuckDB's row group of 122,880
+    write_timeseries(
+        data, samples("site", points, day, 30 * 24, collected_at=day + timedelta(days=31), every=every), "d"
+    )
+    build_warehouse(data)
+    groups = rows(
+        data,
+        "select min(hour), max(hour) from timeseries_hourly group by rowid // 122880 order by min(hour)",
+    )
+    assert len(groups) == 2
+    assert groups[0][1] <= groups[1][0], groups

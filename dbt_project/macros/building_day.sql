@@ -31,9 +31,41 @@ exists (
 {% macro promote_complete(period_start, period_end) -%}
 {#- Post-hook: rows not complete when computed become complete once a later run commits the windows they
     lie in (a window that completes without changing a partition's files changes no row otherwise). Only
-    the few incomplete rows (range edges, live days) are looked at; committed windows never reopen. -#}
+    windows committed since the last complete build can complete a row the build did not recompute, so only
+    incomplete rows overlapping one of them are looked at, and none when there is none: checking every
+    incomplete row (the open day, range edges, and all rows of a landing no run committed) made each build
+    cost what the history costs. Committed windows never reopen. -#}
+{%- set windows = newly_committed_windows() -%}
+{%- if execute and run_query('select 1 from ' ~ windows ~ ' limit 1').rows | length > 0 -%}
 update {{ this }} as bucket set complete = true
-where not bucket.complete and {{ is_complete('bucket.site_name', period_start, period_end) }}
+where not bucket.complete
+  and exists (
+    select 1 from {{ windows }} as committed
+    where committed.site_name = bucket.site_name
+      and committed.window_start < {{ period_end }} and committed.window_end > {{ period_start }}
+  )
+  and {{ is_complete('bucket.site_name', period_start, period_end) }}
+{%- else -%}
+select 1
+{%- endif -%}
+{%- endmacro %}
+
+
+{% macro newly_committed_windows() -%}
+{#- As a subquery: the windows of runs that completed which lie outside the committed ranges the last
+    complete build recorded (`internal.complete_windows_built`, written with the Delta snapshot at its end);
+    every committed window before any record. -#}
+{%- set built = adapter.get_relation(database=target.database, schema='internal', identifier='complete_windows_built') -%}
+(select distinct site_name, window_start, window_end
+from {{ ref('etl_runs') }} as runs
+where status = 'complete' and window_end > window_start
+{%- if built is not none %}
+  and not exists (
+    select 1 from {{ built }} as built
+    where built.site_name = runs.site_name
+      and built.range_start <= runs.window_start and built.range_end >= runs.window_end
+  )
+{%- endif %})
 {%- endmacro %}
 
 
@@ -58,4 +90,21 @@ where not bucket.complete and {{ is_complete('bucket.site_name', period_start, p
 
 {% macro unit_spelling(units) -%}
 regexp_replace(lower({{ units }}), '[^a-z0-9/]', '', 'g')
+{%- endmacro %}
+
+
+{% macro local_days_span(column) -%}
+{#- Whether the timestamptz `column` lies within the span of the local days this build recomputes
+    (int_local_days), written as constants; false when there is none. -#}
+{%- set span = none -%}
+{%- if execute -%}
+{%- set span = run_query("select strftime(min(day_start), '%Y-%m-%d %H:%M:%S+00'), strftime(max(day_end), '%Y-%m-%d %H:%M:%S+00') from " ~ lake_relation('int_local_days')).rows[0] -%}
+{%- endif -%}
+{%- if span is none -%}
+true
+{%- elif span[0] is none -%}
+false
+{%- else -%}
+({{ column }} >= timestamptz '{{ span[0] }}' and {{ column }} < timestamptz '{{ span[1] }}')
+{%- endif -%}
 {%- endmacro %}

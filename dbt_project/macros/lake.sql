@@ -237,7 +237,8 @@ select 1
 {#- on-run-end: the Delta snapshot this build read becomes what the next build's `lake_changes` compares
     with, once every model recomputed by partition (every model reading `lake_changes`) ran and succeeded in
     this invocation, and so do the sites' time zones their local days were computed with
-    (`int_site_zone_changes` compares with them). After a failed or partial build (`dbt run --select
+    (`int_site_zone_changes` compares with them) and the committed ranges their rows were promoted with
+    (`promote_complete` looks only at windows committed since). After a failed or partial build (`dbt run --select
     timeseries_raw`) the records stay, and the next build recomputes those partitions (and sites) too. -#}
 {%- if execute -%}
 {%- set waiting = [] -%}
@@ -251,7 +252,9 @@ select 1
 create or replace table internal.lake_snapshot_built as
 select dataset, path, site_key, day, version from internal.lake_snapshot;
 create or replace table internal.site_zones_built as
-select site_name, time_zone from {{ api.Relation.create(database=target.database, schema=target.schema, identifier='sites') }}
+select site_name, time_zone from {{ api.Relation.create(database=target.database, schema=target.schema, identifier='sites') }};
+create or replace table internal.complete_windows_built as
+select site_name, range_start, range_end from {{ lake_relation('int_complete_windows') }}
 {%- else -%}
 select 1
 {%- endif -%}

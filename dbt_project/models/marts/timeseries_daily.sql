@@ -15,20 +15,27 @@
 -- depends_on: {{ ref('int_site_zone_changes') }}
 -- depends_on: {{ ref('int_local_days') }}
 
+{%- set zones -%}
+(select site_name, coalesce(time_zone, 'UTC') as time_zone from {{ ref('sites') }})
+{%- endset %}
+
 with hours as (
     select hourly.*, zones.time_zone, {{ local_day('hourly.hour', 'zones.time_zone') }} as day
     from {{ ref('timeseries_hourly') }} as hourly
-    join (
-        select site_name, coalesce(time_zone, 'UTC') as time_zone from {{ ref('sites') }}
-    ) as zones using (site_name)
+    join {{ zones }} as zones using (site_name)
 {%- if is_incremental() %}
     where hourly.site_name in (select site_name from {{ ref('int_site_zone_changes') }})
-       -- the range lets DuckDB skip the row groups of other days; the local days pick the changed ones
-       or (hourly.hour >= (select min(day_start) from {{ ref('int_local_days') }})
-           and hourly.hour < (select max(day_end) from {{ ref('int_local_days') }})
-           and (hourly.site_name, {{ local_day('hourly.hour', 'zones.time_zone') }}) in (
-               select site_name, day from {{ ref('int_local_days') }}
-           ))
+    -- int_local_days leaves those sites out: the two parts never hold the same hour
+    union all
+    select hourly.*, zones.time_zone, {{ local_day('hourly.hour', 'zones.time_zone') }} as day
+    from {{ ref('timeseries_hourly') }} as hourly
+    join {{ zones }} as zones using (site_name)
+    -- the changed local days' span as constants on the column lets DuckDB skip the row groups of other days
+    -- (a bound from a subquery is not checked against row groups: every build read all history's hours)
+    where {{ local_days_span('hourly.hour') }}
+      and (hourly.site_name, {{ local_day('hourly.hour', 'zones.time_zone') }}) in (
+          select site_name, day from {{ ref('int_local_days') }}
+      )
 {%- endif %}
 ),
 

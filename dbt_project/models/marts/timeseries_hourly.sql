@@ -138,4 +138,6 @@ select
     {{ is_complete('hours.site_name', 'hours.hour', "hours.hour + interval 1 hour") }} as complete,
     {{ build_started_at() }} as created_at
 from hours
-order by site_name, point_name, hour
+-- time before point: a backfill's row groups then hold consecutive hours, so the statements scoped to the
+-- changed days (the pre-hook's delete, daily's read, the tests) skip the row groups of the other days
+order by site_name, hour, point_name
