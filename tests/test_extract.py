@@ -75,12 +75,15 @@ def extract(client: AceClient, storage: Storage, cfg: SimulatorConfig = BASE, **
     return run_extract(client, storage, job(cfg, **settings))
 
 
-def expected(cfg: SimulatorConfig, site: str = SITE) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The rows and rejects a correct extract lands: configured points only, bad values by kind."""
+def expected(
+    cfg: SimulatorConfig, site: str = SITE, span: Window | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows and rejects a correct extract of `span` lands: configured points only, bad values by kind."""
     configured = [
         p.name for p in site_points(site, cfg.points, cfg.interval, cfg.configured_fraction) if p.configured
     ]
-    served = served_samples(cfg, site, START, END).filter(pl.col("name").is_in(configured))
+    span = span or Window(START, END)
+    served = served_samples(cfg, site, span.start, span.end).filter(pl.col("name").is_in(configured))
     bad = pl.col("bad_kind").is_in(list(REASONS))
     rows = (
         served.filter(~bad.fill_null(False))
@@ -726,6 +729,59 @@ def test_a_window_replaces_what_another_writer_committed_to_its_range_while_its_
     assert lake.version(storage, TIMESERIES) == 1  # the other writer's commit, then the window's
     rows = expected(BASE)[0].filter(pl.col("timestamp") < window.end)
     assert landed_rows(storage).equals(rows)
+
+
+DAY = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+
+
+def test_a_window_of_whole_days_commits_its_staged_pages_as_the_table_files(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    uri = storage.uri(TIMESERIES)
+    rows = expected(BASE, span=DAY)[0]
+    with serving(BASE) as (_, client):
+        selector = resolve_selector(None, client.configured_points(SITE))
+        first = extract_window(client, storage, job(page_size=PAGE_SIZE), SITE, DAY, selector)
+        files = lake.snapshot_files(uri)
+        assert first.status == "complete" and first.pages > 2
+        # The pages themselves, not rows written again: a file per page that kept rows, named after it.
+        assert 2 < files.height <= first.pages
+        assert all(re.search(r"_p\d{6}\.parquet$", p) for p in files["path"])
+        assert files["rows"].sum() == rows.height and set(files["site_name"]) == {SITE}
+        assert landed_rows(storage).equals(rows)
+        # Their statistics are exact: a reader pruning files by them finds every row of a range.
+        end = rows["timestamp"].max()
+        for low, high in ((DAY.start, DAY.end), (datetime(2024, 3, 1, 9, 5, tzinfo=UTC), end)):
+            pruned = pl.scan_delta(uri).filter(pl.col("timestamp").is_between(low, high, closed="both"))
+            within = rows.filter(pl.col("timestamp").is_between(low, high, closed="both"))
+            assert pruned.select("point_name", "timestamp", "value").sort(ROW_KEY).collect().equals(within)
+        forced = extract_window(client, storage, job(page_size=PAGE_SIZE, force=True), SITE, DAY, selector)
+    assert forced.status == "complete" and lake.version(storage, TIMESERIES) == 1
+    assert landed_rows(storage).equals(rows)  # the forced attempt's files replaced the first's
+    assert set(lake.snapshot_files(uri)["path"]).isdisjoint(files["path"])
+
+
+@pytest.mark.parametrize("dies", ["before", "after"])
+def test_a_whole_day_commit_interrupted_before_or_after_its_delta_commit_lands_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dies: str
+) -> None:
+    storage = LocalStorage(tmp_path / "data")
+    commit = lake.replace_days
+
+    def interrupted(*args: Any, **kwargs: Any) -> int:
+        if dies == "after":
+            commit(*args, **kwargs)
+        raise OSError(f"killed {dies} the Delta commit, the pages already in the table's folder")
+
+    monkeypatch.setattr(lake, "replace_days", interrupted)
+    with serving(BASE) as (_, client):
+        selector = resolve_selector(None, client.configured_points(SITE))
+        with pytest.raises(WindowFailed):
+            extract_window(client, storage, job(page_size=PAGE_SIZE), SITE, DAY, selector)
+        monkeypatch.setattr(lake, "replace_days", commit)
+        finished = extract_window(client, storage, job(page_size=PAGE_SIZE), SITE, DAY, selector)
+    assert finished.status == "skipped"  # finished the interrupted commit, then found the window complete
+    assert lake.version(storage, TIMESERIES) == 0  # one commit, whoever made it
+    assert landed_rows(storage).equals(expected(BASE, span=DAY)[0])
 
 
 class _LeaseStoreFails(LocalStorage):

@@ -130,6 +130,25 @@ def timeseries_path(site: str, day: date, window: Window, attempt: str, page: in
     return f"{site_dir(TIMESERIES, site)}/date={day.isoformat()}/{page_file(window, attempt, page)}"
 
 
+def placed_path(site_key: str, staged_page: str) -> str:
+    """Where the commit of a window of whole days puts a staged timeseries page (`timeseries_path`): in the
+    Delta table's folder, in its partition, as delta-rs names partitions (`site_key=<key>/day=<date>`, the
+    key needing no escaping: `extract.lake.tables.site_key`). A Delta commit then adds it as it is."""
+    folder, name = staged_page.rsplit("/", 1)
+    day = folder.rsplit("/date=", 1)[1]
+    return f"{TIMESERIES}/site_key={site_key}/day={day}/{name}"
+
+
+def table_path(table: str, path: str) -> str:
+    """`path` (in the data dir) relative to `table`'s folder, as the Delta log names its files."""
+    return path.removeprefix(table + "/")
+
+
+def partition_of(in_table: str) -> dict[str, str]:
+    """The partition values of a table's file from its path in the table (`site_key=<key>/day=<date>/<name>`)."""
+    return dict(part.split("=", 1) for part in in_table.split("/")[:-1] if "=" in part)
+
+
 def rejects_path(site: str, window: Window, attempt: str, page: int) -> str:
     return (
         f"{site_dir(REJECTS, site)}/date={window.start.date().isoformat()}/{page_file(window, attempt, page)}"

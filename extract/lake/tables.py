@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ import pyarrow as pa
 
 from extract.errors import ConfigError, LakeError
 from extract.lake import schemas
-from extract.lake.landing import dataset_name
+from extract.lake.landing import dataset_name, partition_of, table_path
 from extract.lake.storage import Storage, is_object_store
 
 # Partition columns: in the log and the paths only.
@@ -232,6 +233,118 @@ def replace_range(
         return int(_open(uri).version())
 
     return int(_retrying(uri, f"replacing {start.isoformat()}..{end.isoformat()} of site {site!r}", write))
+
+
+def replace_days(
+    storage: Storage,
+    table: str,
+    site: str,
+    start: datetime,
+    end: datetime,
+    files: Sequence[str],
+    *,
+    attempt: str,
+) -> int:
+    """Make the site's whole UTC days of `[start, end)` hold exactly the rows of `files`, in one commit;
+    returns its version. `files` (paths in the data dir) are Parquet files of the table's columns, one
+    site's rows of one day each, already in their partition's folder (`extract.lake.landing.placed_path`):
+    the commit adds them as they are, with their statistics from their footers, and removes every other
+    file of those partitions. What `replace_range` does for such a range, without writing the rows again."""
+    from deltalake import CommitProperties, Schema
+    from deltalake.exceptions import DeltaError
+    from deltalake.transaction import create_table_with_add_actions
+
+    if not whole_days(start, end):
+        raise ValueError(f"not whole days: {start.isoformat()}..{end.isoformat()}")
+    uri = table_uri(storage, table)
+    key = site_key(site)
+    days = [d.isoformat() for d in pl.date_range(start.date(), end.date(), closed="left", eager=True)]
+    actions = [_add_action(storage, table, path, key, site) for path in files]
+    schema = _with_partitions(pl.DataFrame(schema=schemas.LANDING[dataset_name(table)]), table).to_arrow()
+    commit = CommitProperties(custom_metadata={ATTEMPT_KEY: attempt})
+
+    def write() -> int:
+        dt = _open(uri)
+        if dt is None:
+            try:
+                create_table_with_add_actions(
+                    uri, Schema.from_arrow(schema.schema), actions,
+                    mode="error", partition_by=PARTITIONS, storage_options=storage_options(uri),
+                    commit_properties=commit,
+                )  # fmt: skip
+                return 0
+            except DeltaError:
+                dt = _open(uri)
+                if dt is None:
+                    raise
+        dt.create_write_transaction(
+            actions, mode="overwrite", schema=dt.schema(), partition_by=PARTITIONS,
+            partition_filters=[("site_key", "=", key), ("day", "in", days)], commit_properties=commit,
+        )  # fmt: skip
+        return int(_open(uri).version())
+
+    return int(_retrying(uri, f"replacing {start.isoformat()}..{end.isoformat()} of site {site!r}", write))
+
+
+def whole_days(start: datetime, end: datetime) -> bool:
+    """Whether `[start, end)` is whole UTC days (the partitions `replace_days` replaces)."""
+    return start < end and all(_midnight(moment) == moment for moment in (start, end))
+
+
+def _midnight(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# Statistics a commit of placed files records beyond row and null counts: those readers prune by (time and
+# value ranges) and the site (`snapshot_files` reads it). Strings' bounds from a footer may be truncated, so
+# the other text columns have none: a reader then reads the file rather than skip it wrongly.
+_BOUNDED = ("timestamp", "collected_at", "value")
+
+
+def _add_action(storage: Storage, table: str, path: str, key: str, site: str) -> Any:
+    """The add action of a placed file, its statistics from its Parquet footer (delta-rs's own, written by
+    Polars)."""
+    import pyarrow.parquet as pq
+    from deltalake.transaction import AddAction
+
+    data = storage.read_bytes(path)
+    footer = pq.read_metadata(pa.BufferReader(data))
+    groups = [footer.row_group(i) for i in range(footer.num_row_groups)]
+    columns = {
+        groups[0].column(c).path_in_schema: [g.column(c).statistics for g in groups]
+        for c in range(groups[0].num_columns if groups else 0)
+    }
+    nulls: dict[str, int] = {}
+    lows: dict[str, Any] = {}
+    highs: dict[str, Any] = {}
+    for name, stats in columns.items():
+        if all(s is not None and s.has_null_count for s in stats):
+            nulls[name] = sum(s.null_count for s in stats)
+        if name in _BOUNDED and all(s is not None and s.has_min_max for s in stats):
+            lows[name] = _stat(min(s.min for s in stats))
+            highs[name] = _stat(max(s.max for s in stats))
+    if footer.num_rows:
+        lows["site_name"] = highs["site_name"] = site
+    summary = {"numRecords": footer.num_rows, "minValues": lows, "maxValues": highs, "nullCount": nulls}
+    in_table = table_path(table, path)
+    partition = partition_of(in_table)
+    if partition.get("site_key") != key:
+        raise LakeError(f"{path} is not in a partition of site {site!r}: place it with extract.lake.landing")
+    return AddAction(
+        path=in_table,
+        size=len(data),
+        partition_values=partition,
+        modification_time=int(datetime.now(UTC).timestamp() * 1000),
+        data_change=True,
+        stats=json.dumps(summary),
+    )
+
+
+def _stat(value: Any) -> Any:
+    # Exact, to the microsecond: a bound rounded the wrong way would let a reader skip a file it needs.
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
 
 
 def _stream(

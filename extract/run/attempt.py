@@ -43,6 +43,7 @@ from extract.lake.landing import (
     StagedKeys,
     checkpoint_path,
     in_dataset,
+    placed_path,
     selection_path,
     site_folders,
     staged,
@@ -166,11 +167,15 @@ def commit(storage: Storage, lease: SiteLease, progress: Checkpoint, configured:
         _stage_selection(storage, progress, selection, configured)
         progress = replace(progress, files=files)
         save_checkpoint(storage, progress)
+    placing = lake.whole_days(progress.window.start, progress.window.end)
     for path in progress.files:
         timeseries = in_dataset(path, TIMESERIES)
         if timeseries and TIMESERIES in progress.commits:
             continue
-        if not storage.exists(staged(site, attempt, path)) and (timeseries or not storage.exists(path)):
+        # Where an interrupted commit put the file: rejects and selections in the landing, timeseries pages
+        # of whole days in the table's folder (the others are read from staging).
+        there = path if not timeseries else _placed(progress, path) if placing else None
+        if not storage.exists(staged(site, attempt, path)) and not (there and storage.exists(there)):
             quarantine_checkpoint(storage, progress, f"staged file {path} is missing")
             raise DamagedStateError(
                 f"window {progress.window.key} of site {site!r} lost a staged file; it is fetched again on the next run"
@@ -205,6 +210,16 @@ def _commit_timeseries(storage: Storage, lease: SiteLease, progress: Checkpoint)
     if lake.committed(storage, TIMESERIES, attempt):
         return lake.version(storage, TIMESERIES) or 0
     files = [p for p in progress.files if in_dataset(p, TIMESERIES)]
+    window = progress.window
+    if lake.whole_days(window.start, window.end):
+        # The staged pages become the table's files as they are: the commit writes no row again.
+        placed = []
+        for path in files:
+            placed.append(_placed(progress, path))
+            if storage.exists(staged(site, attempt, path)):
+                storage.rename(staged(site, attempt, path), placed[-1])
+        lease.check()
+        return lake.replace_days(storage, TIMESERIES, site, window.start, window.end, placed, attempt=attempt)
 
     def pages() -> Iterator[pl.DataFrame]:
         yield pl.DataFrame(schema=schemas.TIMESERIES)  # the stream's schema, even for a window without rows
@@ -212,8 +227,11 @@ def _commit_timeseries(storage: Storage, lease: SiteLease, progress: Checkpoint)
             yield storage.read_parquet(staged(site, attempt, path))
 
     lease.check()
-    window = progress.window
     return lake.replace_range(storage, TIMESERIES, site, window.start, window.end, pages, attempt=attempt)
+
+
+def _placed(progress: Checkpoint, staged_page: str) -> str:
+    return placed_path(lake.site_key(progress.site), staged_page)
 
 
 def quarantine_checkpoint(storage: Storage, progress: Checkpoint, reason: str) -> None:
