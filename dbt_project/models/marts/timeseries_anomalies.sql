@@ -37,6 +37,7 @@ hourly as (
     join extended using (site_name)
     where hourly.hour >= extended.read_start - interval {{ 7 * (weeks + 1) }} day
       and hourly.hour < extended.read_end
+      and {{ anomaly_read_span('hourly.hour') }}
 {%- endif %}
 ),
 
