@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 WAREHOUSE_FILE = "warehouse.duckdb"
 PARSE_FILE = "partial_parse.msgpack"
+PARSE_KEY_FILE = "partial_parse.key"  # which vars the target folder's parse was made with
 
 log = logging.getLogger(__name__)
 
@@ -406,28 +407,40 @@ def shared_parse(target: Path, args: Sequence[str]) -> Iterator[None]:
     other `--vars`: the first build of every data dir, and the build after a `--full-check` or a new sites
     file. A parse is the same for every data dir (the data dir reaches the project through environment
     variables, whose changes dbt tracks itself and re-parses the files that read them), so one is kept per
-    (dbt version, project, vars) in `parse_cache_dir()`, copied in before the build and back after it. dbt
+    (dbt version, project, vars) in `parse_cache_dir()`: copied in when the target folder has none made with
+    these vars (its own, made for this data dir, needs no re-parse at all), and back after the build. dbt
     still checks the file against the project and discards it when anything changed. The cache only saves
     time: any failure to use it leaves dbt to parse as it would without one."""
     from dbt.version import __version__ as dbt_version
 
     compat.dbt_parse_for_any_database_folder()
     key = json.dumps([dbt_version, str(DBT_PROJECT_DIR), _vars_of(args)])
-    cached = parse_cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.msgpack"
-    local = target / PARSE_FILE
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    cached = parse_cache_dir() / f"{digest}.msgpack"
+    local, made_for = target / PARSE_FILE, target / PARSE_KEY_FILE
     try:
-        if cached.exists() and not _same_file(cached, local):
+        if cached.exists() and not (local.exists() and _text(made_for) == digest):
             target.mkdir(parents=True, exist_ok=True)
             _copy_replacing(cached, local)
+            made_for.write_text(digest)
     except OSError as exc:
         log.debug("dbt's parse cache %s not used: %s", cached, exc)
     yield
     try:
-        if local.exists() and not _same_file(local, cached):
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            _copy_replacing(local, cached)
+        if local.exists():
+            made_for.write_text(digest)
+            if not _same_file(local, cached):
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                _copy_replacing(local, cached)
     except OSError as exc:
         log.debug("dbt's parse cache %s not kept: %s", cached, exc)
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def _vars_of(args: Sequence[str]) -> str:

@@ -112,6 +112,9 @@ def test_dbt_reuses_a_parse_across_data_dirs_and_vars(
             f"dbt-core {dbt_version} rejects a parse made for another build database folder "
             f"(checked {compat.DBT_CORE_CHECKED}): see ace_etl.compat.dbt_parse_for_any_database_folder"
         )
+    # A data dir keeps its own parse though another data dir's replaced the shared one meanwhile.
+    _build_log(first)
+    assert "Nothing changed, skipping partial parsing" in _build_log(second)
     # The reused parse reads this data dir's landing, not the one it was made for.
     with duckdb.connect(str(second / "warehouse.duckdb"), read_only=True) as connection:
         assert connection.execute("select count(*) from timeseries_raw").fetchall() == [(50,)]
