@@ -237,7 +237,6 @@ def _copy_published(work: Path, published: Path) -> Path:
     """The file the next build writes: `<work>/next/warehouse.duckdb`, a copy of the published warehouse (a
     new file for a first build). Always this path: dbt-duckdb names the catalog after the file (compiled SQL
     carries it) and dbt re-parses the whole project whenever the profile's path changes."""
-    _remove_generations(work)
     database = work / "next" / WAREHOUSE_FILE
     _discard(database)  # what a killed build left
     database.parent.mkdir(parents=True, exist_ok=True)
@@ -289,15 +288,6 @@ def _discard(database: Path) -> None:
 
 def _wal(database: Path) -> Path:
     return database.with_name(database.name + ".wal")
-
-
-def _remove_generations(work: Path) -> None:
-    # Before builds beside the published file, the build folder kept two generations of a database that
-    # held every raw sample: gigabytes nothing reads any more.
-    for folder in work.glob("generation-*"):
-        shutil.rmtree(folder, ignore_errors=True)
-    for name in ("building", "generations.json", "last-build-seconds"):
-        (work / name).unlink(missing_ok=True)
 
 
 @contextmanager

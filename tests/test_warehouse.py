@@ -381,17 +381,6 @@ def test_a_failed_build_publishes_nothing_and_leaves_nothing(tmp_path: Path) -> 
     assert not list(build_dir(tmp_path).rglob("*.duckdb*"))
 
 
-def test_the_generations_of_earlier_versions_are_removed(tmp_path: Path) -> None:
-    old = build_dir(tmp_path) / "generation-1" / "warehouse.duckdb"
-    old.parent.mkdir(parents=True)
-    with duckdb.connect(str(old)) as db:
-        db.execute("create table t as select 1 as v")
-    (build_dir(tmp_path) / "building").symlink_to("generation-1")
-    fake_build(tmp_path, 2)
-    assert published_value(tmp_path) == 2
-    assert not old.parent.exists() and not (build_dir(tmp_path) / "building").is_symlink()
-
-
 def test_a_warehouse_mostly_free_space_is_rewritten_small(tmp_path: Path) -> None:
     # What an earlier version's warehouse is after its raw copies are dropped: a file of free blocks.
     with building(tmp_path) as database, duckdb.connect(str(database)) as db:
