@@ -17,10 +17,6 @@ def request() -> None:
     _CANCELLED.set()
 
 
-def reset() -> None:
-    _CANCELLED.clear()
-
-
 def requested() -> bool:
     return _CANCELLED.is_set()
 

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 
 from ace_etl.transform import TransformResult, build_warehouse
+from extract import cancel
 from extract.api.retry import RetryPolicy
 from extract.errors import CancelledError
 
@@ -57,10 +58,15 @@ def build(data_dir: Path, name: str, **options: Any) -> Stage:
     return Stage(result, copy, probe.stderr.strip())
 
 
+def withdraw_stop_request() -> None:
+    """Undo `cancel.request()`, so that the tests after one that stopped its workers run as usual. The request
+    is process-wide and nothing in the product withdraws it (the process exits), hence the reach inside."""
+    cancel._CANCELLED.clear()
+
+
 def assert_waits_until_cancelled(acquire: Callable[[], object], *, look: float) -> None:
     """`acquire` (a budget's, paused far longer than any test) is still waiting after `look` seconds, and
     ends with CancelledError once the run is cancelled: a wait, not a hang and not a pass."""
-    from extract import cancel
 
     outcome: list[BaseException | None] = []
 
@@ -79,7 +85,7 @@ def assert_waits_until_cancelled(acquire: Callable[[], object], *, look: float) 
     try:
         waiter.join(60)
     finally:
-        cancel.reset()
+        withdraw_stop_request()
     assert [type(e) for e in outcome] == [CancelledError]
 
 

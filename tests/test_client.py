@@ -43,7 +43,7 @@ from extract.errors import (
     SiteNotFoundError,
     UnexpectedResponseError,
 )
-from tests.support import FAST
+from tests.support import FAST, withdraw_stop_request
 
 KEY = "s3cret-key-do-not-log"
 
@@ -437,7 +437,7 @@ def test_a_long_budget_pause_is_said_once(tmp_path: Path) -> None:
             budget.acquire()
     finally:
         logger.removeHandler(handler)
-        cancel.reset()
+        withdraw_stop_request()
     assert len(said) == 1
     assert said[0].startswith("waiting 600 s before the next API request: the API answered 429")
 
