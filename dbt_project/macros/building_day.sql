@@ -96,9 +96,17 @@ regexp_replace(lower({{ units }}), '[^a-z0-9/]', '', 'g')
 {% macro local_days_span(column) -%}
 {#- Whether the timestamptz `column` lies within the span of the local days this build recomputes
     (int_local_days), written as constants; false when there is none. -#}
+{{ constant_span(column, "select min(day_start), max(day_end) from " ~ lake_relation('int_local_days')) }}
+{%- endmacro %}
+
+
+{% macro constant_span(column, query) -%}
+{#- Whether the timestamptz `column` lies in [start, end) of the one row `query` returns, written as
+    constants: DuckDB skips row groups by constant bounds, never by bounds from a join or a subquery. False
+    when the query finds no span (null start); true while dbt only parses. -#}
 {%- set span = none -%}
 {%- if execute -%}
-{%- set span = run_query("select strftime(min(day_start), '%Y-%m-%d %H:%M:%S+00'), strftime(max(day_end), '%Y-%m-%d %H:%M:%S+00') from " ~ lake_relation('int_local_days')).rows[0] -%}
+{%- set span = run_query("select strftime(s, '%Y-%m-%d %H:%M:%S+00'), strftime(e, '%Y-%m-%d %H:%M:%S+00') from (" ~ query ~ ") as span(s, e)").rows[0] -%}
 {%- endif -%}
 {%- if span is none -%}
 true

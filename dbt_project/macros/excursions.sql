@@ -103,26 +103,13 @@ extended as (
 {% macro anomaly_read_span(column) -%}
 {#- Whether the timestamptz `column` lies within the hours an incremental build of timeseries_anomalies
     reads (every site's `extended` range and the weeks of baseline before it), written as constants so that
-    DuckDB skips timeseries_hourly's row groups of other days (a bound from a join skips none); false when
-    nothing changed. The per-site join keeps the exact bounds. -#}
-{%- set span = none -%}
-{%- if execute -%}
+    DuckDB skips timeseries_hourly's row groups of other days; false when nothing changed. The per-site join
+    keeps the exact bounds. -#}
 {%- set query -%}
 with {{ anomaly_scope() }}
-select
-    strftime(min(read_start) - interval {{ 7 * (var('anomaly_weeks') + 1) }} day, '%Y-%m-%d %H:%M:%S+00'),
-    strftime(max(read_end), '%Y-%m-%d %H:%M:%S+00')
-from extended
+select min(read_start) - interval {{ 7 * (var('anomaly_weeks') + 1) }} day, max(read_end) from extended
 {%- endset -%}
-{%- set span = run_query(query).rows[0] -%}
-{%- endif -%}
-{%- if span is none -%}
-true
-{%- elif span[0] is none -%}
-false
-{%- else -%}
-({{ column }} >= timestamptz '{{ span[0] }}' and {{ column }} < timestamptz '{{ span[1] }}')
-{%- endif -%}
+{{ constant_span(column, query) }}
 {%- endmacro %}
 
 
