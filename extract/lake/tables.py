@@ -260,15 +260,16 @@ def replace_days(
     key = site_key(site)
     days = [d.isoformat() for d in pl.date_range(start.date(), end.date(), closed="left", eager=True)]
     actions = [_add_action(storage, table, path, key, site) for path in files]
-    schema = _with_partitions(pl.DataFrame(schema=schemas.LANDING[dataset_name(table)]), table).to_arrow()
     commit = CommitProperties(custom_metadata={ATTEMPT_KEY: attempt})
 
     def write() -> int:
         dt = _open(uri)
         if dt is None:
+            # The schema write_deltalake would give the table: the contract's columns and the partitions.
+            empty = _with_partitions(pl.DataFrame(schema=schemas.LANDING[dataset_name(table)]), table)
             try:
                 create_table_with_add_actions(
-                    uri, Schema.from_arrow(schema.schema), actions,
+                    uri, Schema.from_arrow(empty.to_arrow().schema), actions,
                     mode="error", partition_by=PARTITIONS, storage_options=storage_options(uri),
                     commit_properties=commit,
                 )  # fmt: skip
