@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import glob
+import json
 import multiprocessing
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
+from deltalake import DeltaTable
 
 from extract.errors import LakeError
 from extract.lake import schemas
@@ -240,6 +244,45 @@ def test_a_reader_in_another_process_sees_a_whole_commit_never_half(storage: Loc
     assert all(height == 2880 and len(values) == 1 for height, values in snapshots), [
         s for s in snapshots if s[0] != 2880 or len(s[1]) != 1
     ][:3]
+
+
+# Run in a fresh process: the test session has imported pandas long since.
+_COMMIT_PLACED_FILE = """
+import json, sys
+from datetime import UTC, datetime, timedelta
+import polars as pl
+from extract.lake import tables as lake
+from extract.lake.landing import TIMESERIES
+from extract.lake.storage import LocalStorage
+storage, day = LocalStorage(sys.argv[1]), datetime(2024, 3, 1, tzinfo=UTC)
+path = f"{TIMESERIES}/site_key={lake.site_key('s')}/day=2024-03-01/page_p000000.parquet"
+storage.write_parquet_atomic(path, pl.read_parquet(sys.argv[2]))
+lake.replace_days(storage, TIMESERIES, "s", day, day + timedelta(days=1), [path], attempt="a")
+print(json.dumps({"pandas": "pandas" in sys.modules}))
+"""
+
+
+def test_a_commit_of_placed_files_records_exact_bounds_and_never_imports_pandas(tmp_path: Path) -> None:
+    # pyarrow's `min` of a zoned timestamp statistic imports pandas: half a second of every run's first commit.
+    start = datetime(2024, 3, 1, 0, 0, 0, 123457, tzinfo=UTC)
+    page = rows("s", start, 1439, points=("a", "b")).with_columns(
+        collected_at=pl.lit(datetime(2024, 3, 2, 0, 0, 0, 999999, tzinfo=UTC)), value=pl.int_range(2878) - 7.5
+    )
+    page.write_parquet(tmp_path / "page.parquet")
+    root = tmp_path / "data"
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMIT_PLACED_FILE, str(root), str(tmp_path / "page.parquet")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout) == {"pandas": False}
+    log = DeltaTable(str(root / TIMESERIES)).get_add_actions(flatten=True)
+    actions = pl.DataFrame(log).to_dict(as_series=False)
+    assert actions["num_records"] == [2878]
+    for column in ("timestamp", "collected_at", "value"):
+        assert (actions[f"min.{column}"], actions[f"max.{column}"]) == (
+            [page[column].min()],
+            [page[column].max()],
+        ), column
 
 
 def test_rows_missing_a_contract_column_are_refused_before_anything_is_written(storage: LocalStorage) -> None:

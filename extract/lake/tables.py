@@ -22,7 +22,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -322,8 +322,8 @@ def _add_action(storage: Storage, table: str, path: str, key: str, site: str) ->
         if all(s is not None and s.has_null_count for s in stats):
             nulls[name] = sum(s.null_count for s in stats)
         if name in _BOUNDED and all(s is not None and s.has_min_max for s in stats):
-            lows[name] = _stat(min(s.min for s in stats))
-            highs[name] = _stat(max(s.max for s in stats))
+            lows[name] = _stat(min(s.min_raw for s in stats), stats[0].logical_type, high=False)
+            highs[name] = _stat(max(s.max_raw for s in stats), stats[0].logical_type, high=True)
     if footer.num_rows:
         lows["site_name"] = highs["site_name"] = site
     summary = {"numRecords": footer.num_rows, "minValues": lows, "maxValues": highs, "nullCount": nulls}
@@ -341,11 +341,19 @@ def _add_action(storage: Storage, table: str, path: str, key: str, site: str) ->
     )
 
 
-def _stat(value: Any) -> Any:
+def _stat(raw: Any, logical: Any, *, high: bool) -> Any:
+    """A footer's raw bound as the Delta log writes it. Timestamps are converted here, not by pyarrow:
+    its `min` of a zoned timestamp imports pandas (half a second of every process's first commit)."""
+    if logical.type != "TIMESTAMP":
+        return raw
+    unit = json.loads(logical.to_json())["timeUnit"]
     # Exact, to the microsecond: a bound rounded the wrong way would let a reader skip a file it needs.
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value
+    if unit == "nanoseconds":
+        micros = -(-raw // 1000) if high else raw // 1000
+    else:
+        micros = raw * 1000 if unit == "milliseconds" else raw
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _stream(
