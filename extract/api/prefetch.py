@@ -15,10 +15,10 @@ _DONE = object()
 class Prefetched(Iterator[T]):
     """Iterate `items` on a background thread, one item ahead, so fetching page n+1 overlaps landing page n.
 
-    The producer hands over an item and then waits until it is taken before fetching the next, and no frame
-    here keeps a reference to an item once it is handed out: with the consumer dropping its own, at most two
-    pages are alive per window, whatever the window's length. Use as a context manager, which stops the
-    producer when the consumer leaves early.
+    The producer hands over an item and then waits until it is taken before fetching the next: with the
+    consumer dropping its own, each Prefetched adds one page alive per window (two in a chain, fetching and
+    decoding), whatever the window's length. Use as a context manager, which stops the producer when the
+    consumer leaves early.
     """
 
     def __init__(self, items: Iterator[T]) -> None:

@@ -23,13 +23,12 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import partial
 
 import polars as pl
 
 from extract.api.client import AceClient, RequestStats
 from extract.api.pagination import Page, iter_pages
-from extract.api.parse import normalize_samples
+from extract.api.parse import PageRows, normalize_samples
 from extract.api.points import PointSelector
 from extract.api.prefetch import Prefetched
 from extract.errors import CursorError, DamagedStateError
@@ -323,10 +322,20 @@ def _land_pages(
     )
     selector = progress.selector
     keys = StagedKeys(storage, site, progress.attempt, progress.files)
-    with Prefetched(pages) as ahead:
-        for page in ahead:
-            progress = _land_page(storage, lease, selector, progress, page, keys, on_page)
-            del page  # not alive while the next one is awaited
+
+    def normalized(page: Page) -> tuple[Page, PageRows]:
+        rows = normalize_samples(
+            page.samples, site=site, collected_at=_now(), window=window, selector=selector
+        )
+        return page, rows
+
+    # Three stages, each on a thread of its own: page n+2 is fetched while page n+1 is decoded and normalized
+    # (Polars, mostly off the GIL) and page n staged. Each stage holds one page, so a window still never
+    # holds more than a few pages, whatever its length.
+    with Prefetched(pages) as fetched, Prefetched(map(normalized, fetched)) as ahead:
+        for page, rows in ahead:
+            progress = _land_page(storage, lease, selector, progress, page, rows, keys, on_page)
+            del page, rows  # not alive while the next one is awaited
     return progress
 
 
@@ -336,19 +345,18 @@ def _land_page(
     selector: PointSelector,
     progress: Checkpoint,
     page: Page,
+    rows: PageRows,
     keys: StagedKeys,
     on_page: OnPage | None,
 ) -> Checkpoint:
     """Stage the page's files, then the checkpoint that says they are there. A sample an earlier page
     already staged is a reject: the window's commit holds each key once."""
     site, window = progress.site, progress.window
-    normalize = partial(
-        normalize_samples, page.samples, site=site, collected_at=_now(), window=window, selector=selector
-    )
-    rows = normalize()
     held = keys.held(rows.kept)
     if held.height:  # rare: normalized again, now knowing what the earlier pages hold
-        rows = normalize(held=held)
+        rows = normalize_samples(
+            page.samples, site=site, collected_at=_now(), window=window, selector=selector, held=held
+        )
     lease.check()
     files = write_page(storage, site, window, progress.attempt, page.number, rows)
     keys.add(files, rows.kept)
