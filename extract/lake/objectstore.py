@@ -16,7 +16,6 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from extract.errors import ObjectStoreError
 from extract.lake.storage import PARQUET_COMPRESSION
@@ -149,6 +148,8 @@ class S3Storage:
         )
 
     def parquet_rows(self, rel_path: str) -> int:
+        import pyarrow.parquet as pq  # not on every command's import path (see extract.lake.tables._stream)
+
         with self.fs.open(self._key(rel_path), "rb") as file:
             return int(pq.read_metadata(file).num_rows)
 

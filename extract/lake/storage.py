@@ -22,7 +22,6 @@ from pathlib import Path, PurePosixPath
 from typing import Final, Protocol
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from extract import cancel
 from extract.errors import ConfigError, LandingBusyError
@@ -207,6 +206,8 @@ class LocalStorage:
         return pl.read_parquet(self._path(rel_path), columns=columns, hive_partitioning=False, glob=False)
 
     def parquet_rows(self, rel_path: str) -> int:
+        import pyarrow.parquet as pq  # not on every command's import path (see extract.lake.tables._stream)
+
         return int(pq.read_metadata(self._path(rel_path)).num_rows)
 
     def list_since(self, prefix: str, pattern: str, since: float) -> builtins.list[str]:

@@ -23,15 +23,17 @@ import os
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow as pa
 
 from extract.errors import ConfigError, LakeError
 from extract.lake import schemas
 from extract.lake.landing import dataset_name, partition_of, table_path
 from extract.lake.storage import Storage, is_object_store
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Partition columns: in the log and the paths only.
 PARTITIONS = ["site_key", "day"]
@@ -305,6 +307,7 @@ _BOUNDED = ("timestamp", "collected_at", "value")
 def _add_action(storage: Storage, table: str, path: str, key: str, site: str) -> Any:
     """The add action of a placed file, its statistics from its Parquet footer (delta-rs's own, written by
     Polars)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from deltalake.transaction import AddAction
 
@@ -361,6 +364,10 @@ def _stream(
 ) -> pa.RecordBatchReader:
     """The frames with their partition columns, as one Arrow stream that reads the next frame only when
     delta-rs asks for it; what a frame raised is kept in `failure`."""
+    # pyarrow (and numpy under it) is imported where it is used, not with this module: a run's first
+    # request does not wait for it.
+    import pyarrow as pa
+
     pages = iter(frames())
     first = _with_partitions(next(pages), table).to_arrow()
 
@@ -521,7 +528,7 @@ def snapshot_files(uri: str) -> pl.DataFrame:
     dt = _open(uri)
     if dt is None:
         return pl.DataFrame(schema=schema)
-    actions = pl.DataFrame(pa.table(dt.get_add_actions(flatten=True)))
+    actions = pl.DataFrame(dt.get_add_actions(flatten=True))
     if actions.is_empty():
         return pl.DataFrame(schema=schema)
     base = uri.rstrip("/")
@@ -569,7 +576,7 @@ def partitions(storage: Storage, table: str) -> pl.DataFrame:
     dt = _open(table_uri(storage, table))
     if dt is None:
         return pl.DataFrame(schema=schema)
-    actions = pl.DataFrame(pa.table(dt.get_add_actions(flatten=True)))
+    actions = pl.DataFrame(dt.get_add_actions(flatten=True))
     if actions.is_empty():
         return pl.DataFrame(schema=schema)
     return (
