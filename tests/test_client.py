@@ -12,6 +12,7 @@ import math
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import zlib
@@ -257,21 +258,43 @@ def test_from_settings_needs_a_key() -> None:
         assert KEY not in repr(client)
 
 
-def test_configured_points_reads_every_page() -> None:
-    def page(number: int, names: list[str]) -> httpx.Response:
-        return ok(
-            {"items": [{"name": n} for n in names], "page": number, "pages": 3, "per_page": 2, "total": 5}
-        )
+def points_pages(*pages: list[str], answer: Callable[[int], None] = lambda page: None) -> Handler:
+    """A configured_points list answering each page by its number (they may be asked for at once)."""
 
-    handler, seen = scripted(page(1, ["a", "b"]), page(2, ["c", "d"]), page(3, ["e"]))
-    with mock_client(handler) as client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params["page"])
+        answer(number)
+        names = pages[number - 1] if number <= len(pages) else []
+        return ok({"items": [{"name": n} for n in names], "page": number, "pages": len(pages), "total": 0})
+
+    return handler
+
+
+def test_configured_points_reads_every_page_in_order_asking_for_the_rest_at_once() -> None:
+    pages = [["a", "b"], ["c", "d"], ["e", "f"], ["g"]]
+    # Page 2 is answered only once pages 3 and 4 were asked for: one after another, this would never end.
+    asked = {n: threading.Event() for n in (3, 4)}
+
+    def answer(page: int) -> None:
+        if page in asked:
+            asked[page].set()
+        elif page == 2:
+            assert all(e.wait(timeout=60) for e in asked.values()), (
+                "pages 3 and 4 not asked for beside page 2"
+            )
+
+    with mock_client(points_pages(*pages, answer=answer)) as client:
         points = client.configured_points("s", per_page=2)
-    assert [p["name"] for p in points] == ["a", "b", "c", "d", "e"]
-    assert [(r.url.params["page"], r.url.params["per_page"]) for r in seen] == [
-        ("1", "2"),
-        ("2", "2"),
-        ("3", "2"),
-    ]
+    assert [p["name"] for p in points] == list("abcdefg")
+
+
+def test_a_list_stops_at_an_empty_page_whatever_its_page_count_says() -> None:
+    seen: list[int] = []
+    handler = points_pages(["a"], ["b"], ["c"], [], ["lost"], *[["x"]] * 95, answer=seen.append)
+    with mock_client(handler) as client:
+        points = client.configured_points("s", per_page=1)
+    assert [p["name"] for p in points] == ["a", "b", "c"]
+    assert {1, 2, 3, 4} <= set(seen) <= {1, 2, 3, 4, 5}  # the first page, then at most one batch
 
 
 def test_weather_passes_the_range_only_when_given() -> None:

@@ -16,6 +16,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,8 @@ _ACCEPT_ENCODING = "gzip, deflate"
 _INFLATE_STEP = 2**20
 # A list answer (configured_points, sites) claiming more pages than this is not a page count.
 _MAX_POINTS_PAGES = 1_000_000
+# The pages of a list asked for at once after its first.
+LIST_PAGES_AT_ONCE = 4
 
 # One lock for every RequestStats keeps the dataclass plain (asdict, replace and == keep working);
 # the critical sections are a few integer additions per request.
@@ -262,16 +265,27 @@ class AceClient:
     def _items(
         self, path: str, params: Mapping[str, str], per_page: int, stats: RequestStats | None
     ) -> list[dict[str, Any]]:
-        """The items of every page of a paginated list (`{"items", "page", "pages", ...}`)."""
+        """The items of every page of a paginated list (`{"items", "page", "pages", ...}`), in page order. The
+        first page tells how many there are; the others are asked for LIST_PAGES_AT_ONCE at a time, up to the
+        last or the first empty one."""
         decode = functools.partial(_decode_items_page, path.rsplit("/", 1)[-1])
-        found: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            items, pages = self.get(path, {**params, "page": page, "per_page": per_page}, decode, stats=stats)
-            found.extend(items)
-            if not items or page >= pages:
-                return found
-            page += 1
+
+        def items(page: int) -> list[dict[str, Any]]:
+            found, _ = self.get(path, {**params, "page": page, "per_page": per_page}, decode, stats=stats)
+            return found
+
+        found, pages = self.get(path, {**params, "page": 1, "per_page": per_page}, decode, stats=stats)
+        if not found or pages <= 1:
+            return found
+        # A site's points list comes before its first window can start: in round trips one after another,
+        # a large site's list would cost a round trip per 500 points.
+        with ThreadPoolExecutor(LIST_PAGES_AT_ONCE, thread_name_prefix="list-pages") as pool:
+            for first in range(2, pages + 1, LIST_PAGES_AT_ONCE):
+                for page in pool.map(items, range(first, min(first + LIST_PAGES_AT_ONCE, pages + 1))):
+                    if not page:  # past the list's end, whatever its page count said
+                        return found
+                    found += page
+        return found
 
     def weather(
         self,
