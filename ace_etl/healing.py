@@ -10,7 +10,7 @@ from extract.lake.storage import Storage
 from extract.run.heal import Gap, HealResult, heal_site
 from extract.run.job import Job
 from extract.run.lease import SiteLease
-from extract.run.pipeline import land_points, resolve_selector
+from extract.run.pipeline import land_points, land_site_record, resolve_selector
 from extract.windows import Window
 
 
@@ -38,7 +38,8 @@ def heal_sites(client: AceClient, storage: Storage, job: Job) -> list[HealResult
         if not gaps:
             results.append(HealResult(site, 0, 0, 0, 0, 0, 0, 0, 0))
             continue
-        points = land_points(client, storage, site, job.time_zones)
+        points = land_points(client, storage, site)
+        land_site_record(client, storage, site, job.time_zones)
         selector = resolve_selector(job.points, points, site=site)
         with SiteLease(storage, site, job.run_id) as lease:
             results.append(

@@ -45,7 +45,14 @@ from extract.run.datadir import open_storage
 from extract.run.heal import HealResult
 from extract.run.job import MAX_WORKERS, Job, Mode
 from extract.run.metrics import WindowResult
-from extract.run.pipeline import WeatherResult, extract_weather, extract_window, land_points, recent_points
+from extract.run.pipeline import (
+    WeatherResult,
+    extract_weather,
+    extract_window,
+    land_points,
+    land_site_record,
+    recent_points,
+)
 from extract.windows import Window
 from flows.alerts import emit_data_quality, emit_excursions
 from flows.budget import PrefectBudget, limit_name
@@ -116,12 +123,18 @@ class _Api:
 
 @_task
 def land_points_task(api: _Api, site: str, job: Job) -> list[dict[str, Any]]:
-    """Fetch and land the site's configured points (live runs reuse a list fetched within the hour), and its
-    record with its time zone (the job's time zones override)."""
+    """Fetch and land the site's configured points (live runs reuse a list fetched within the hour)."""
     with api.connected() as (client, storage):
-        items = (recent_points if job.live else land_points)(client, storage, site, job.time_zones)
+        items = (recent_points if job.live else land_points)(client, storage, site)
     get_run_logger().info("site %s: %d configured points", site, len(items))
     return items
+
+
+@task(cache_policy=NO_CACHE, retries=0, task_run_name="site {site}")
+def land_site_task(api: _Api, site: str, job: Job) -> None:
+    """Land the site's record with its time zone (the job's time zones override)."""
+    with api.connected() as (client, storage):
+        land_site_record(client, storage, site, job.time_zones)
 
 
 @task(cache_policy=NO_CACHE, retries=0, task_run_name="extract {site} {window.key}")
@@ -416,6 +429,9 @@ class _PrefectRunner:
 
     def points(self, site: str) -> PrefectFuture[Any]:
         return self._submit(land_points_task, api=self.api, site=site, job=self.job)
+
+    def site(self, site: str) -> PrefectFuture[Any]:
+        return self._submit(land_site_task, api=self.api, site=site, job=self.job)
 
     def weather(self, site: str, span: Window) -> PrefectFuture[Any]:
         return self._submit(weather_task, api=self.api, site=site, window=span)

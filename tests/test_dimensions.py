@@ -20,7 +20,7 @@ from extract.api.client import AceClient
 from extract.api.sites import SITE_FRESH_FOR, coordinates_time_zone, land_site
 from extract.errors import TransformError
 from extract.lake.storage import LocalStorage
-from extract.run.pipeline import land_points
+from extract.run.pipeline import land_points, land_site_record
 from flows.params import EtlParams, TransformParams
 from tests.clihelp import ace_etl, error_line
 from tests.landing_factory import samples, write_sites, write_timeseries
@@ -223,7 +223,8 @@ def test_the_flow_parameters_override_the_sites_file(tmp_path: Path, monkeypatch
     data = tmp_path / "data"
     with Simulator(CFG) as sim, AceClient(sim.url, CFG.api_key) as client:
         for site in CFG.sites:
-            land_points(client, LocalStorage(data), site, params.site_time_zones())
+            land_points(client, LocalStorage(data), site)
+            land_site_record(client, LocalStorage(data), site, params.site_time_zones())
     build_warehouse(data, time_zones=TransformParams(time_zones={"annex": "Europe/Berlin"}).site_time_zones())
     assert sites_table(data) == {"hq": ("America/Denver", "override"), "annex": ("Europe/Berlin", "override")}
 

@@ -30,7 +30,16 @@ from extract.api.retry import RetryPolicy
 from extract.errors import AuthError, InvalidBodyError, LeaseLostError, WindowFailed
 from extract.lake import schemas
 from extract.lake import tables as lake
-from extract.lake.landing import REJECTS, RUNS, TIMESERIES, WEATHER, checkpoint_path, lease_path, points_path
+from extract.lake.landing import (
+    REJECTS,
+    RUNS,
+    TIMESERIES,
+    WEATHER,
+    checkpoint_path,
+    lease_path,
+    points_path,
+    sites_path,
+)
 from extract.lake.storage import LocalStorage, Storage
 from extract.run.attempt import run_window
 from extract.run.checkpoint import load_checkpoints
@@ -832,3 +841,25 @@ def test_a_window_whose_lease_cannot_be_renewed_stops_before_its_commit(tmp_path
         checkpoint.state == "landing" and checkpoint.next_page == 1
     )  # the second page was fetched, never staged
     assert lake.version(storage, TIMESERIES) is None  # nothing committed, so nothing reads as complete
+
+
+def test_a_sites_windows_start_without_waiting_for_its_record(tmp_path: Path) -> None:
+    # The site's record (its time zone) is landed beside the points and the windows, not before them: here
+    # the server answers it only once a timeseries page was asked for, which a run landing it first never does.
+    storage = LocalStorage(tmp_path / "data")
+    paged, waited = threading.Event(), []
+    with serving(BASE) as (sim, client):
+        handle = sim._api.handle
+
+        def answer(method: str, path: str, params: dict[str, str], now: float) -> Any:
+            if "/timeseries/" in path:
+                paged.set()
+            elif path.rstrip("/").endswith(f"/sites/{SITE}"):
+                waited.append(paged.wait(timeout=60))
+            return handle(method, path, params, now)
+
+        sim._api.handle = answer  # type: ignore[method-assign]
+        result = extract(client, storage)
+    result.raise_if_failed()
+    assert waited == [True]
+    assert storage.exists(sites_path(SITE)) and storage.exists(points_path(SITE))

@@ -1,6 +1,6 @@
 """Extract orchestration: sites x windows -> pages -> landed Parquet, checkpointed, with one metrics row each.
 
-The units of work are `land_points` (or `recent_points`), `extract_window` and `extract_weather`; they
+The units of work are `land_points` (or `recent_points`), `land_site_record`, `extract_window` and `extract_weather`; they
 raise the typed errors of `extract.errors` (a window's as `WindowFailed`, carrying its row). `extract_job` runs
 a job's extraction on a runner, for the one pipeline (`ace_etl.pipeline`: threads for the CLI, Prefect tasks
 for the flows) and for `run_extract` (threads of this process) alike; `extract.run.scheduler.schedule` decides
@@ -51,13 +51,10 @@ __all__ = ["Failure", "RunResult", "WeatherResult"]  # re-exported: the results 
 log = logging.getLogger(__name__)
 
 
-def land_points(
-    client: AceClient, storage: Storage, site: str, time_zones: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """Fetch the site's configured points and land them, replacing the previous list when it changed, and
-    land the site's record beside them (`extract.api.sites.land_site`, with the `time_zones` overrides; it never
-    fails the points); returns the items. An unchanged list keeps its file (and `collected_at`), so a re-run
-    that finds nothing new leaves the warehouse exactly as it was. A damaged list is set aside and replaced."""
+def land_points(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
+    """Fetch the site's configured points and land them, replacing the previous list when it changed;
+    returns the items. An unchanged list keeps its file (and `collected_at`), so a re-run that finds nothing
+    new leaves the warehouse exactly as it was. A damaged list is set aside and replaced."""
     items = client.configured_points(site)
     now = _now()
     frame = configured_points_frame(items, site=site, collected_at=now)
@@ -71,25 +68,30 @@ def land_points(
             quarantine(storage, path, f"unreadable points file: {one_line(exc)}")
     if not unchanged:
         storage.write_parquet_atomic(path, frame)
-    land_site(client, storage, site, time_zones or {}, now)
     return items
+
+
+def land_site_record(
+    client: AceClient, storage: Storage, site: str, time_zones: Mapping[str, str] | None = None
+) -> None:
+    """Land the site's record with the `time_zones` overrides (`extract.api.sites.land_site`, which never
+    fails for the API's sake)."""
+    land_site(client, storage, site, time_zones or {}, _now())
 
 
 POINTS_FRESH_FOR = 3600.0
 
 
-def recent_points(
-    client: AceClient, storage: Storage, site: str, time_zones: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
+def recent_points(client: AceClient, storage: Storage, site: str) -> list[dict[str, Any]]:
     """The landed points list when fetched within the last hour, else a fresh one (`land_points`)."""
     path = points_path(site)
     try:
         landed = pl.read_parquet(io.BytesIO(storage.read_bytes(path)))
     except Exception:  # absent or damaged: fetch it
-        return land_points(client, storage, site, time_zones)
+        return land_points(client, storage, site)
     newest = landed.get_column("collected_at").max()
     if not isinstance(newest, datetime) or (_now() - newest).total_seconds() > POINTS_FRESH_FOR:
-        return land_points(client, storage, site, time_zones)
+        return land_points(client, storage, site)
     return [
         {
             "name": r["point_name"],
@@ -278,7 +280,10 @@ class ThreadRunner:
     def points(self, site: str) -> Future[list[dict[str, Any]]]:
         # Live runs every few minutes reuse a recent points list rather than ask for it each time.
         fetch = recent_points if self.job.live else land_points
-        return self.pool.submit(fetch, self.client, self.storage, site, self.job.time_zones)
+        return self.pool.submit(fetch, self.client, self.storage, site)
+
+    def site(self, site: str) -> Future[None]:
+        return self.pool.submit(land_site_record, self.client, self.storage, site, self.job.time_zones)
 
     def weather(self, site: str, span: Window) -> Future[WeatherResult]:
         return self.pool.submit(extract_weather, self.client, self.storage, site, span.start, span.end)

@@ -28,6 +28,7 @@ class Task(Enum):
     """The kinds of unit the scheduler submits."""
 
     POINTS = "points"
+    SITE = "site"
     WEATHER = "weather"
     TIMESERIES = "timeseries"
 
@@ -90,6 +91,10 @@ class Runner(Protocol):
 
     def points(self, site: str) -> Handle[list[dict[str, Any]]]: ...
 
+    def site(self, site: str) -> Handle[Any]:
+        """Land the site's record (`extract.api.sites.land_site`)."""
+        ...
+
     def weather(self, site: str, span: Window) -> Handle[WeatherResult]: ...
 
     def window(
@@ -146,6 +151,8 @@ def schedule(
     pending: set[Handle[Any]] = set()
     for site in dict.fromkeys(plan.sites):  # a repeated site is one site, not two runs racing
         submit(runner.points(site), site, Task.POINTS)
+        # Beside the points, not after them: the site's record is not needed before its windows start.
+        submit(runner.site(site), site, Task.SITE)
         if plan.weather_due(site):
             submit(runner.weather(site, span), site, Task.WEATHER)
     while pending:
@@ -185,7 +192,7 @@ def schedule(
                     continue
                 queued[site] = deque(plan.windows)
                 next_window(site)
-            else:
+            elif what is Task.WEATHER:
                 result.weather.append(value)
     result.windows.sort(key=lambda r: (r.site_name, r.window_start))
     return result
