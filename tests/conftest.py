@@ -39,7 +39,7 @@ def harness() -> Iterator[None]:
 
 
 # The modules that run flows (use `harness`), sent to one test worker (pytest_xdist_make_scheduler): one Prefect
-# server a run rather than one a worker, each costing 20-30 s of CPU to start and more to keep running.
+# server a run rather than one a worker (each costs 15-30 s of CPU to start).
 FLOW_MODULES = ("tests/test_flows.py", "tests/test_flows_alerting.py")
 
 
@@ -50,6 +50,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{module} runs flows: add it to FLOW_MODULES in tests/conftest.py")
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under `-p no:xdist`
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """`--dist loadfile` (each module on one worker), with the flow modules as one module."""
     if config.getvalue("dist") != "loadfile":
