@@ -36,3 +36,30 @@ def harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# The modules that run flows (use `harness`), sent to one test worker (pytest_xdist_make_scheduler): one Prefect
+# server a run rather than one a worker (each costs 15-30 s of CPU to start).
+FLOW_MODULES = ("tests/test_flows.py", "tests/test_flows_alerting.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        if "harness" in getattr(item, "fixturenames", ()) and module not in FLOW_MODULES:
+            raise pytest.UsageError(f"{module} runs flows: add it to FLOW_MODULES in tests/conftest.py")
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under `-p no:xdist`
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`--dist loadfile` (each module on one worker), with the flow modules as one module."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class OnePrefectServer(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return "flows" if module in FLOW_MODULES else module
+
+    return OnePrefectServer(config, log)  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
 """Prefect flows' alerts end to end (data quality, live runs, excursions): the same harness and simulator as
-tests/test_flows.py, in a file of their own so that the two halves run on both test workers."""
+tests/test_flows.py, whose test worker runs this file too (tests/conftest.py: one Prefect server a run)."""
 
 from __future__ import annotations
 
