@@ -14,12 +14,16 @@ import io
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from extract.errors import ObjectStoreError
 from extract.lake.storage import PARQUET_COMPRESSION
 from extract.redact import one_line
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 
 class S3Storage:
@@ -147,11 +151,12 @@ class S3Storage:
             io.BytesIO(self.read_bytes(rel_path)), columns=columns, hive_partitioning=False
         )
 
-    def parquet_rows(self, rel_path: str) -> int:
+    def parquet_footer(self, rel_path: str) -> tuple[pq.FileMetaData, int]:
         import pyarrow.parquet as pq  # not on every command's import path (see extract.lake.tables._stream)
 
+        # Ranged reads of the file's tail: not the whole file.
         with self.fs.open(self._key(rel_path), "rb") as file:
-            return int(pq.read_metadata(file).num_rows)
+            return pq.read_metadata(file), int(file.size)
 
 
 def _glob(path: str, pattern: str) -> bool:

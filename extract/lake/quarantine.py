@@ -29,7 +29,7 @@ def set_aside_unreadable(storage: Storage, paths: Iterable[str]) -> list[str]:
     aside = []
     for path in paths:
         try:
-            storage.parquet_rows(path)
+            storage.parquet_footer(path)
         except Exception as exc:  # pyarrow raises several types for damaged files
             quarantine(storage, path, f"unreadable Parquet: {one_line(str(exc), limit=200)}")
             aside.append(path)

@@ -19,12 +19,15 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import polars as pl
 
 from extract import cancel
 from extract.errors import ConfigError, LandingBusyError
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 PARQUET_COMPRESSION: Final = "zstd"
 # Readers of the landing (builds) and commits removing replaced files meet here; see `reading_landing`.
@@ -97,8 +100,9 @@ class Storage(Protocol):
         """A Parquet file (or some of its columns) as a frame."""
         ...
 
-    def parquet_rows(self, rel_path: str) -> int:
-        """The row count from the Parquet footer; raises for a file that is not readable Parquet."""
+    def parquet_footer(self, rel_path: str) -> tuple[pq.FileMetaData, int]:
+        """(the Parquet footer as pyarrow's FileMetaData, the file's size in bytes), reading the footer
+        only; raises for a file that is not readable Parquet."""
         ...
 
     def list_since(self, prefix: str, pattern: str, since: float) -> builtins.list[str]:
@@ -205,10 +209,11 @@ class LocalStorage:
         # glob=False: a `[` or `*` in the data dir is part of the name, not a pattern.
         return pl.read_parquet(self._path(rel_path), columns=columns, hive_partitioning=False, glob=False)
 
-    def parquet_rows(self, rel_path: str) -> int:
+    def parquet_footer(self, rel_path: str) -> tuple[pq.FileMetaData, int]:
         import pyarrow.parquet as pq  # not on every command's import path (see extract.lake.tables._stream)
 
-        return int(pq.read_metadata(self._path(rel_path)).num_rows)
+        path = self._path(rel_path)
+        return pq.read_metadata(path), path.stat().st_size
 
     def list_since(self, prefix: str, pattern: str, since: float) -> builtins.list[str]:
         # ctime, not mtime: a committed file was renamed into place after it was written.

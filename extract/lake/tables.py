@@ -307,12 +307,9 @@ _BOUNDED = ("timestamp", "collected_at", "value")
 def _add_action(storage: Storage, table: str, path: str, key: str, site: str) -> Any:
     """The add action of a placed file, its statistics from its Parquet footer (delta-rs's own, written by
     Polars)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from deltalake.transaction import AddAction
 
-    data = storage.read_bytes(path)
-    footer = pq.read_metadata(pa.BufferReader(data))
+    footer, size = storage.parquet_footer(path)
     groups = [footer.row_group(i) for i in range(footer.num_row_groups)]
     columns = {
         groups[0].column(c).path_in_schema: [g.column(c).statistics for g in groups]
@@ -336,7 +333,7 @@ def _add_action(storage: Storage, table: str, path: str, key: str, site: str) ->
         raise LakeError(f"{path} is not in a partition of site {site!r}: place it with extract.lake.landing")
     return AddAction(
         path=in_table,
-        size=len(data),
+        size=size,
         partition_values=partition,
         modification_time=int(datetime.now(UTC).timestamp() * 1000),
         data_change=True,
