@@ -46,7 +46,15 @@ from extract.run.checkpoint import load_checkpoints
 from extract.run.heal import Gap, heal_site
 from extract.run.job import Job, Mode
 from extract.run.lease import SiteLease
-from extract.run.pipeline import RunResult, extract_window, resolve_selector, run_extract
+from extract.run.pipeline import (
+    RunResult,
+    ThreadRunner,
+    extract_job,
+    extract_window,
+    resolve_selector,
+    run_extract,
+    threads,
+)
 from extract.windows import Window, split_windows
 from tests.support import build
 
@@ -863,3 +871,35 @@ def test_a_sites_windows_start_without_waiting_for_its_record(tmp_path: Path) ->
     result.raise_if_failed()
     assert waited == [True]
     assert storage.exists(sites_path(SITE)) and storage.exists(points_path(SITE))
+
+
+def test_a_site_whose_points_fail_lands_no_record(tmp_path: Path) -> None:
+    # An unknown site (a typo) would otherwise join the sites table for good, with a UTC default.
+    storage = LocalStorage(tmp_path / "data")
+    with serving(BASE) as (sim, client):
+        result = run_extract(client, storage, replace(job(), sites=("atlantis",)))
+    assert {f.site_name for f in result.failures} == {"atlantis"}
+    assert not storage.exists(sites_path("atlantis"))
+    assert not any(r["path"].endswith("/sites/atlantis") for r in sim.requests)
+
+
+def test_live_runs_land_the_sites_record_only_when_it_is_due(tmp_path: Path) -> None:
+    # Every few minutes a live run would otherwise ask for the record (a Prefect task in the flows).
+    storage = LocalStorage(tmp_path / "data")
+    submitted: list[str] = []
+
+    @contextmanager
+    def counting(client: AceClient, live: Job) -> Iterator[ThreadRunner]:
+        with threads(client, storage, live) as runner:
+            land = runner.site
+            runner.site = lambda site: (submitted.append(site), land(site))[1]  # type: ignore[method-assign]
+            yield runner
+
+    as_of = datetime(2024, 3, 1, 23, tzinfo=UTC)
+    with serving(BASE) as (_, client):
+        for _ in range(2):
+            live = job(live=True, as_of=as_of, window_hours=6)
+            with counting(client, live) as runner:
+                extract_job(storage, live, runner).raise_if_failed()
+    assert submitted == [SITE]  # the first run found no record; the second, a fresh one
+    assert storage.exists(sites_path(SITE))

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -336,3 +338,21 @@ def test_a_read_can_keep_to_points_and_to_one_snapshot(storage: LocalStorage) ->
     assert lake.read(storage, TIMESERIES, "s", points=["a", "c"]).get_column("value").unique().to_list() == [
         2.0
     ]
+
+
+@pytest.mark.parametrize("unit", ["ms", "us", "ns"])
+def test_a_footers_time_bounds_widen_to_whole_microseconds(tmp_path: Path, unit: str) -> None:
+    # A bound rounded inwards would let a reader skip a file holding a row of the range.
+    first, last = 1_709_251_200_123_456_789, 1_709_251_260_987_654_321  # ns since the epoch
+    per = {"ms": 1_000_000, "us": 1_000, "ns": 1}[unit]
+    stamps = pa.array([first // per, last // per], pa.timestamp(unit, tz="UTC"))
+    pq.write_table(pa.table({"t": stamps}), tmp_path / "t.parquet")
+    stats = pq.read_metadata(tmp_path / "t.parquet").row_group(0).column(0).statistics
+    low = lake._stat(stats.min_raw, stats.logical_type, high=False)
+    high = lake._stat(stats.max_raw, stats.logical_type, high=True)
+    expected = {
+        "ms": ("2024-03-01T00:00:00.123000Z", "2024-03-01T00:01:00.987000Z"),
+        "us": ("2024-03-01T00:00:00.123456Z", "2024-03-01T00:01:00.987654Z"),
+        "ns": ("2024-03-01T00:00:00.123456Z", "2024-03-01T00:01:00.987655Z"),
+    }
+    assert (low, high) == expected[unit]

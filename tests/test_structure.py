@@ -148,8 +148,8 @@ def test_only_the_layout_object_spells_a_landing_path() -> None:
     assert spelled == [], "format or parse landing paths through extract.lake.landing"
 
 
-def test_the_run_command_sends_its_first_request_before_importing_pyarrow_or_pandas() -> None:
-    # What `ace-etl run` imports before its first request delays every run; pyarrow (with numpy) is imported
+def test_the_run_commands_modules_import_neither_pyarrow_nor_pandas() -> None:
+    # What `ace-etl run` imports before its first request delays every run: pyarrow (with numpy) is imported
     # where it is used, and nothing in the extraction needs pandas.
     code = "import sys, ace_etl.cli, ace_etl.runner, extract.run.pipeline; print(sorted({'pyarrow', 'numpy', 'pandas'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

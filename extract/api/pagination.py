@@ -3,8 +3,8 @@
 A generator, so the caller lands and checkpoints each page before the next is fetched and no window is
 ever held in memory whole. Retries happen inside `AceClient.get`, never here. A page's pagination fields are
 read on receipt (inside the client's retry loop, so a truncated body is asked for again); in the real API's
-compact spelling its samples are decoded only when the caller asks for them (`Page.samples`), on the
-caller's thread while the next page is fetched. Samples that do not decode under a whole tail are a fault
+compact spelling its samples are decoded only when the caller asks for them (`Page.samples`), on a
+thread of the caller's while the next page is fetched. Samples that do not decode under a whole tail are a fault
 of the server's page, not of the transport: InvalidBodyError, not retried; the window's next run resumes at
 that page.
 """

@@ -1,4 +1,4 @@
-"""Fetch the next page while the current one is landed."""
+"""Work on the next page (fetch it, or decode it) while the current one is landed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ _DONE = object()
 
 
 class Prefetched(Iterator[T]):
-    """Iterate `items` on a background thread, one item ahead, so fetching page n+1 overlaps landing page n.
+    """Iterate `items` on a background thread, one item ahead, so that producing page n+1 overlaps landing
+    page n. Chained, each stage gets a thread (`extract.run.attempt._land_pages`: fetch, decode, stage).
 
     The producer hands over an item and then waits until it is taken before fetching the next: with the
     consumer dropping its own, each Prefetched adds one page alive per window (two in a chain, fetching and
@@ -37,7 +38,15 @@ class Prefetched(Iterator[T]):
         self._producer.join()
 
     def __next__(self) -> T:
-        item, error = self._handoff.get()
+        while True:
+            try:
+                item, error = self._handoff.get(timeout=0.1)
+                break
+            except queue.Empty:
+                # Stopped (the consumer of a chain left, say on Ctrl-C): nothing more is handed over, and a
+                # stage reading this one must not wait for it forever.
+                if self._stop.is_set():
+                    raise StopIteration from None
         self._taken.release()
         if error is not None:
             raise error

@@ -186,6 +186,14 @@ def land_site(
     return frame
 
 
+def record_due(storage: Storage, site: str, now: datetime) -> bool:
+    """Whether `land_site` would ask for the site's record again: none landed, or older than SITE_FRESH_FOR."""
+    landed = _landed(storage, sites_path(site))
+    if landed is None or not landed.height:
+        return True
+    return bool(now - landed.item(0, "collected_at") >= SITE_FRESH_FOR)
+
+
 def _fetched(client: AceClient, site: str) -> dict[str, Any] | None:
     try:
         record = fetch_site(client, site)

@@ -29,7 +29,7 @@ import polars as pl
 
 from extract.api.client import AceClient, RequestStats
 from extract.api.points import PointSelector, configured_points_frame, enabled_point_names, read_points_file
-from extract.api.sites import land_site
+from extract.api.sites import land_site, record_due
 from extract.api.weather import is_series, parse_weather
 from extract.errors import ConfigError, NoPointsError, WindowFailed
 from extract.lake import tables as lake
@@ -253,6 +253,8 @@ def extract_job(
         run_id=job.run_id,
         selector=lambda configured, site: resolve_selector(job.points, configured, site=site),
         weather_due=lambda site: not job.live and weather_due(storage, site, windows, force=job.force),
+        # Live runs every few minutes ask for it only when `land_site` would.
+        site_due=lambda site: not job.live or record_due(storage, site, _now()),
         failed_row=lambda site, window, exc: _failed_row(storage, job.run_id, site, window, exc),
     )
     return schedule(plan, runner, on_window=on_window)

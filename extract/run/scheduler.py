@@ -2,7 +2,7 @@
 `extract.run.pipeline.run_extract`) or Prefect tasks on threads or Dask workers (the flows, `flows.etl`).
 
 Per site: the configured points first (by default they decide the selection), weather beside them, then
-the site's windows one after another, so memory stays one window per site in flight however long the
+the site's windows one after another, its record (time zone) beside them, so memory stays one window per site in flight however long the
 range. A failure is recorded and the others go on; a site whose points fail gets a `failed` row for each of
 its windows; a rejected key stops what has not started. How a unit of work runs is the `Runner`'s business.
 """
@@ -120,6 +120,8 @@ class Plan:
     selector: Callable[[list[dict[str, Any]], str], PointSelector]
     """The site's selection from its configured points (raises when nothing can be kept)."""
     weather_due: Callable[[str], bool]
+    site_due: Callable[[str], bool]
+    """Whether the site's record is landed (`Runner.site`) once its points are."""
     failed_row: Callable[[str, Window, Exception], WindowResult]
     """Record the `failed` row of a window that could not start."""
 
@@ -151,8 +153,6 @@ def schedule(
     pending: set[Handle[Any]] = set()
     for site in dict.fromkeys(plan.sites):  # a repeated site is one site, not two runs racing
         submit(runner.points(site), site, Task.POINTS)
-        # Beside the points, not after them: the site's record is not needed before its windows start.
-        submit(runner.site(site), site, Task.SITE)
         if plan.weather_due(site):
             submit(runner.weather(site, span), site, Task.WEATHER)
     while pending:
@@ -189,9 +189,13 @@ def schedule(
                     selectors[site] = plan.selector(value, site)
                 except Exception as exc:
                     site_failed(site, exc)
-                    continue
-                queued[site] = deque(plan.windows)
-                next_window(site)
+                else:
+                    queued[site] = deque(plan.windows)
+                    next_window(site)
+                # After the points, which tell that the site exists and the key works, and beside the
+                # windows, which do not need the record.
+                if plan.site_due(site):
+                    submit(runner.site(site), site, Task.SITE)
             elif what is Task.WEATHER:
                 result.weather.append(value)
     result.windows.sort(key=lambda r: (r.site_name, r.window_start))
