@@ -587,7 +587,7 @@ def test_data_tests_look_at_the_changed_partitions_and_a_full_check_at_every_row
     write_timeseries(
         data_dir, samples(SITE, ["p1"], DAY + timedelta(days=5), 1, collected_at=RERUN), "dup", merge=False
     )
-    with pytest.raises(TransformError, match="unique_timeseries_raw_id") as failed:
+    with pytest.raises(TransformError, match="timeseries_samples_unique") as failed:
         build_warehouse(data_dir)
     assert "timeseries_hourly" not in str(failed.value)
 
