@@ -590,6 +590,9 @@ def test_data_tests_look_at_the_changed_partitions_and_a_full_check_at_every_row
     with pytest.raises(TransformError, match="timeseries_samples_unique") as failed:
         build_warehouse(data_dir)
     assert "timeseries_hourly" not in str(failed.value)
+    # A full check groups every key of the raw view as well.
+    with pytest.raises(TransformError, match="unique_timeseries_raw_id"):
+        build_warehouse(data_dir, full_check=True)
 
 
 def test_a_key_column_left_null_fails_the_primary_key_test(built: Callable[[int], Path]) -> None:
