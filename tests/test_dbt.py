@@ -587,9 +587,12 @@ def test_data_tests_look_at_the_changed_partitions_and_a_full_check_at_every_row
     write_timeseries(
         data_dir, samples(SITE, ["p1"], DAY + timedelta(days=5), 1, collected_at=RERUN), "dup", merge=False
     )
-    with pytest.raises(TransformError, match="unique_timeseries_raw_id") as failed:
+    with pytest.raises(TransformError, match="timeseries_samples_unique") as failed:
         build_warehouse(data_dir)
     assert "timeseries_hourly" not in str(failed.value)
+    # A full check groups every key of the raw view as well.
+    with pytest.raises(TransformError, match="unique_timeseries_raw_id"):
+        build_warehouse(data_dir, full_check=True)
 
 
 def test_a_key_column_left_null_fails_the_primary_key_test(built: Callable[[int], Path]) -> None:
@@ -655,3 +658,38 @@ def test_the_published_warehouse_records_the_delta_version_it_reads(built: Calla
         data_dir,
         "select dataset, count(*), min(version), max(version) from internal.lake_snapshot group by 1",
     ) == [("timeseries", 2, version, version)]
+
+
+def test_data_tests_scoped_to_what_changed_run_after_the_build_lists_it(tmp_path: Path) -> None:
+    # A test reading `internal.lake_changes` or the rows a build computed must wait for that build's own
+    # list: run before it (the two threads), it checked the last build's partitions and let a backfill's
+    # duplicates through.
+    from dbt.cli.main import dbtRunner
+
+    parsed = dbtRunner().invoke(
+        ["parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"), "--quiet"]
+    )  # fmt: skip
+    nodes = parsed.result.nodes
+
+    def ancestors(unique_id: str) -> set[str]:
+        found: set[str] = set()
+        waiting = [unique_id]
+        while waiting:
+            node = nodes.get(waiting.pop())  # sources and macros are no nodes here
+            for parent in node.depends_on.nodes if node is not None else []:
+                if parent not in found:
+                    found.add(parent)
+                    waiting.append(parent)
+        return found
+
+    scoped = {
+        node.name: node.unique_id
+        for node in nodes.values()
+        if node.resource_type == "test" and (node.config.meta or {}).get("partitions") in ("changed", "built")
+    }
+    assert {"primary_key_weather_raw_site_name__timestamp", "timeseries_samples_unique"} <= scoped.keys()
+    late = [
+        name for name, unique_id in scoped.items() if "model.ace_etl.lake_changes" not in ancestors(unique_id)
+    ]
+    assert late == []

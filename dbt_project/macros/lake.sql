@@ -41,7 +41,7 @@
     of them, those of the partitions that `changed` since the last build and still have files
     (`lake_changes`), those overlapping the site-local days a build recomputes (`local_days`,
     `int_local_days`), those of each site's `newest` day, or those of the `partitions` a query selects
-    (`site_key`, `day`). Read when the model or test runs. -#}
+    (`site_key`, `day`), or `none`. Read when the model or test runs. -#}
 {%- set snapshot, changes = lake_relation('lake_snapshot'), lake_relation('lake_changes') -%}
 {%- if not execute -%}
 {%- do return([]) -%}
@@ -65,6 +65,8 @@ where dataset = '{{ dataset }}'
 qualify day = max(day) over (partition by site_key)
 {%- elif scope == 'partitions' %}
   and (site_key, day) in ({{ partitions }})
+{%- elif scope == 'none' %}
+  and false
 {%- endif %}
 order by path
 {%- endset -%}
@@ -215,14 +217,20 @@ select 1
 {#- Data tests follow the data that changed. A test configured with `meta: {partitions: changed, dataset: ..,
     day: <the UTC day of a row>}` looks only at the partitions this build changed: its key includes site and
     time, so that keeps it true over the whole table. `--vars '{full_check: true}'` (`ace-etl transform
-    --full-check`) tests everything. `partitions: newest` looks at each site's newest day (freshness). On the
-    raw views a scope means reading only those partitions' files. Other tests keep dbt's `where`. -#}
+    --full-check`) tests everything. `partitions: newest` looks at each site's newest day (freshness);
+    `partitions: built` at the rows this build computed (a model recomputing more than the changed partitions,
+    by site-local day); `partitions: none` at no row, for a check that another test makes on what changed
+    and only a full check makes over the whole table. On the raw views a scope means reading only those
+    partitions' files. Other tests keep dbt's `where`. -#}
 {%- set meta = config.get('meta') or {} -%}
 {%- set scope = meta.get('partitions') -%}
 {%- set where = config.get('where') -%}
 {%- if scope and not var('full_check', false) -%}
 {%- if relation.identifier in ('timeseries_raw', 'weather_raw') -%}
 {%- do return('(' ~ raw_rows(meta['dataset'], scope) ~ ') as dbt_subquery') -%}
+{%- endif -%}
+{%- if scope == 'built' -%}
+{%- do return('(select * from ' ~ relation ~ ' where created_at = ' ~ build_started_at() ~ ') as dbt_subquery') -%}
 {%- endif -%}
 {%- do return('(select * from ' ~ relation ~ ' where ' ~ changed_partitions(meta['dataset'], meta.get('day'), meta.get('time')) ~ ') as dbt_subquery') -%}
 {%- elif where -%}

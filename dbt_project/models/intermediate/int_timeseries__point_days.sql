@@ -183,6 +183,10 @@ intervals as (
     select
         * exclude (collect_interval, half_open),
         len(sample_times) as received_samples,
+        -- a key landed twice sits next to itself in the ordered list: this is the raw table's uniqueness
+        -- check, at no cost beyond the list every build makes anyway (grouping every key of a backfill by
+        -- its hash cost more than copying the samples)
+        len(list_filter(steps, lambda step: step = 0)) as repeated_samples,
         sample_times[1] as first_sample_at,
         sample_times[-1] as last_sample_at,
         coalesce(collect_interval, list_median(steps))::double as expected_interval_s,
@@ -248,7 +252,8 @@ select
     zones.time_zone,
     {{ local_midnight('day', 'zones.time_zone') }} as day_start,
     {{ local_midnight('day + 1', 'zones.time_zone') }} as day_end,
-    {{ is_complete('gapped.site_name', local_midnight('day', 'zones.time_zone'), local_midnight('day + 1', 'zones.time_zone')) }} as complete
+    {{ is_complete('gapped.site_name', local_midnight('day', 'zones.time_zone'), local_midnight('day + 1', 'zones.time_zone')) }} as complete,
+    repeated_samples
 from gapped
 join zones using (site_name)
 order by gapped.site_name, point_name, day

@@ -42,7 +42,7 @@ plain_hours as (
     select
         site_name,
         point_name,
-        date_trunc('hour', "timestamp") as hour,
+        {{ utc_hour('"timestamp"') }} as hour,
         count(*) as sample_count,
         min(value) as value_min,
         max(value) as value_max,
@@ -99,7 +99,7 @@ weighted_hours as (
     select
         site_name,
         point_name,
-        date_trunc('hour', "timestamp") as hour,
+        {{ utc_hour('"timestamp"') }} as hour,
         coalesce(sum(held_s), 0)::double as covered_s,
         sum(value * kw_per_unit * held_s) / 3600 as energy_kwh,
         coalesce(sum(held_s) filter (where value <> 0), 0)::double as held_on_s
