@@ -186,7 +186,7 @@ intervals as (
         -- a key landed twice sits next to itself in the ordered list: this is the raw table's uniqueness
         -- check, at no cost beyond the list every build makes anyway (grouping every key of a backfill by
         -- its hash cost more than copying the samples)
-        len(list_filter(steps, lambda step: step = 0)) as repeated_samples,
+        coalesce(len(list_filter(steps, lambda step: step = 0)), 0) as repeated_samples,
         sample_times[1] as first_sample_at,
         sample_times[-1] as last_sample_at,
         coalesce(collect_interval, list_median(steps))::double as expected_interval_s,
