@@ -166,7 +166,7 @@ def land_site(
     landed = _landed(storage, path)
     previous = landed.row(0, named=True) if landed is not None and landed.height else None
     known = fields.mapping(previous["api_item"]) if previous is not None else None
-    if previous is not None and now - previous["collected_at"] < SITE_FRESH_FOR:
+    if previous is not None and _fresh(previous["collected_at"], now):
         record, collected_at = known, previous["collected_at"]
     else:
         fetched = _fetched(client, site)
@@ -189,9 +189,11 @@ def land_site(
 def record_due(storage: Storage, site: str, now: datetime) -> bool:
     """Whether `land_site` would ask for the site's record again: none landed, or older than SITE_FRESH_FOR."""
     landed = _landed(storage, sites_path(site))
-    if landed is None or not landed.height:
-        return True
-    return bool(now - landed.item(0, "collected_at") >= SITE_FRESH_FOR)
+    return landed is None or not landed.height or not _fresh(landed.item(0, "collected_at"), now)
+
+
+def _fresh(collected_at: datetime, now: datetime) -> bool:
+    return now - collected_at < SITE_FRESH_FOR
 
 
 def _fetched(client: AceClient, site: str) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 import polars as pl
 
@@ -320,21 +321,18 @@ def _land_pages(
         first_page_number=progress.next_page,
         stats=stats,
     )
-    selector = progress.selector
     keys = StagedKeys(storage, site, progress.attempt, progress.files)
+    normalize = partial(normalize_samples, site=site, window=window, selector=progress.selector)
 
     def normalized(page: Page) -> tuple[Page, PageRows]:
-        rows = normalize_samples(
-            page.samples, site=site, collected_at=_now(), window=window, selector=selector
-        )
-        return page, rows
+        return page, normalize(page.samples, collected_at=_now())
 
     # Three stages, each on a thread of its own: page n+2 is fetched while page n+1 is decoded and normalized
     # (Polars, mostly off the GIL) and page n staged. Each stage holds one page, so a window still never
     # holds more than a few pages, whatever its length.
     with Prefetched(pages) as fetched, Prefetched(map(normalized, fetched)) as ahead:
         for page, rows in ahead:
-            progress = _land_page(storage, lease, selector, progress, page, rows, keys, on_page)
+            progress = _land_page(storage, lease, normalize, progress, page, rows, keys, on_page)
             del page, rows  # not alive while the next one is awaited
     return progress
 
@@ -342,7 +340,7 @@ def _land_pages(
 def _land_page(
     storage: Storage,
     lease: SiteLease,
-    selector: PointSelector,
+    normalize: Callable[..., PageRows],
     progress: Checkpoint,
     page: Page,
     rows: PageRows,
@@ -350,13 +348,11 @@ def _land_page(
     on_page: OnPage | None,
 ) -> Checkpoint:
     """Stage the page's files, then the checkpoint that says they are there. A sample an earlier page
-    already staged is a reject: the window's commit holds each key once."""
+    already staged is a reject: the window's commit holds each key once. `normalize` made `rows`."""
     site, window = progress.site, progress.window
     held = keys.held(rows.kept)
     if held.height:  # rare: normalized again, now knowing what the earlier pages hold
-        rows = normalize_samples(
-            page.samples, site=site, collected_at=_now(), window=window, selector=selector, held=held
-        )
+        rows = normalize(page.samples, collected_at=_now(), held=held)
     lease.check()
     files = write_page(storage, site, window, progress.attempt, page.number, rows)
     keys.add(files, rows.kept)

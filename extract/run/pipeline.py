@@ -1,10 +1,10 @@
 """Extract orchestration: sites x windows -> pages -> landed Parquet, checkpointed, with one metrics row each.
 
-The units of work are `land_points` (or `recent_points`), `land_site_record`, `extract_window` and `extract_weather`; they
-raise the typed errors of `extract.errors` (a window's as `WindowFailed`, carrying its row). `extract_job` runs
-a job's extraction on a runner, for the one pipeline (`ace_etl.pipeline`: threads for the CLI, Prefect tasks
-for the flows) and for `run_extract` (threads of this process) alike; `extract.run.scheduler.schedule` decides
-what runs when and collects failures per site and window, so one bad site does not stop the others, and
+The units of work are `land_points` (or `recent_points`), `land_site_record`, `extract_window` and
+`extract_weather`; they raise the typed errors of `extract.errors` (a window's as `WindowFailed`, carrying
+its row). `extract_job` runs a job's extraction on a runner, for the one pipeline (`ace_etl.pipeline`:
+threads for the CLI, Prefect tasks for the flows) and for `run_extract` (threads of this process) alike;
+`extract.run.scheduler.schedule` decides what runs when and collects failures per site and window, so one bad site does not stop the others, and
 `RunResult.raise_if_failed` re-raises the first.
 
 Per window (`extract.run.attempt`): take the site's lease, plan against the checkpoints, stage pages with a
