@@ -24,8 +24,12 @@ _NO_TABLE = re.compile(r"Table with name (\S+) does not exist")
 # dbt-duckdb keeps its DuckDB instance in `DuckDBConnectionManager._ENV` and has no call that closes it.
 DBT_DUCKDB_CHECKED = "1.11.1"
 # dbt-core keeps a parse only for the same profile values (`ManifestLoader.build_manifest_state_check`
-# hashes `credentials.connection_info()`, values included), and dbt-duckdb's include the database's path.
+# hashes `credentials.connection_info()`, values included), and dbt-duckdb's include the database's path;
+# and only for the same `--vars` (`RuntimeConfig.cli_vars`, hashed by the same method).
 DBT_CORE_CHECKED = "1.11.16"
+# Vars that only models' SQL reads, which dbt renders anew at every run with the values given: a parse made
+# with other values is the same parse. (`time_zones` differs for every sites file.)
+RUN_TIME_VARS = frozenset({"time_zones"})
 
 
 def duckdb_lock_holder(message: str) -> str | None:
@@ -60,11 +64,12 @@ def close_dbt_duckdb() -> None:
         environment.close()
 
 
-def dbt_parse_for_any_database_folder() -> None:
-    """Let dbt reuse a saved parse made for a build database of the same file name in another folder.
+def share_dbt_parse() -> None:
+    """Let dbt reuse a saved parse made for a build database of the same file name in another folder, or
+    with other values of the RUN_TIME_VARS.
 
     Every data dir builds its own `<data>/.build/next/warehouse.duckdb`, so dbt-core would parse the project
-    afresh for each. Nothing parsed depends on the folder: the file name alone names the catalog
+    afresh (seconds) for each. Nothing parsed depends on the folder: the file name alone names the catalog
     (`warehouse`), and it stays in the hash. Idempotent; affects only dbt runs in this process."""
     from dbt.contracts.files import FileHash
     from dbt.parser.manifest import ManifestLoader
@@ -74,7 +79,13 @@ def dbt_parse_for_any_database_folder() -> None:
         return
 
     def state_check(self: ManifestLoader) -> object:
-        check = original(self)
+        config = self.root_project
+        given = config.cli_vars
+        config.cli_vars = {name: value for name, value in given.items() if name not in RUN_TIME_VARS}
+        try:
+            check = original(self)
+        finally:
+            config.cli_vars = given
         values = sorted(
             (key, PurePath(value).name if key == "path" and isinstance(value, str) else value)
             for key, value in self.root_project.credentials.connection_info()

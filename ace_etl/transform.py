@@ -123,6 +123,9 @@ def dbt_environment(data_dir: Path | str, database: Path, limits: Path | None = 
         "ACE_ETL_DATA_DIR": location if is_object_store(location) else str(Path(location).resolve()),
         "ACE_ETL_BUILD_DATABASE": str(database),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        # dbt's file log at debug level (every statement, about 8,000 lines a build) cost a sixth of a small
+        # build's time; at info it still names each node and every error. DBT_LOG_LEVEL_FILE=debug restores it.
+        "DBT_LOG_LEVEL_FILE": os.environ.get("DBT_LOG_LEVEL_FILE") or "info",
     } | ({LIMITS_ENV: str(limits)} if limits is not None else {})
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
@@ -394,16 +397,16 @@ def shared_parse(target: Path, args: Sequence[str]) -> Iterator[None]:
     """Share dbt's partial-parse file between data dirs and between builds with other `--vars`.
 
     dbt parses the project afresh (about 3 s) whenever its target folder has no parse file, or one made with
-    other `--vars`: the first build of every data dir, and the build after a `--full-check` or a new sites
-    file. A parse is the same for every data dir (the data dir reaches the project through environment
-    variables, whose changes dbt tracks itself and re-parses the files that read them), so one is kept per
-    (dbt version, project, vars) in `parse_cache_dir()`: copied in when the target folder has none made with
+    other `--vars`: the first build of every data dir, and the build after a `--full-check`. A parse is the
+    same for every data dir (the data dir reaches the models only when they run, through an environment
+    variable) and for every value of the vars only models' SQL reads (compat.RUN_TIME_VARS, e.g. a sites
+    file's time zones), so one is kept per (dbt version, project, other vars) in `parse_cache_dir()`: copied in when the target folder has none made with
     these vars (its own, made for this data dir, needs no re-parse at all), and back after the build. dbt
     still checks the file against the project and discards it when anything changed. The cache only saves
     time: any failure to use it leaves dbt to parse as it would without one."""
     from dbt.version import __version__ as dbt_version
 
-    compat.dbt_parse_for_any_database_folder()
+    compat.share_dbt_parse()
     key = json.dumps([dbt_version, str(DBT_PROJECT_DIR), _vars_of(args)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     cached = parse_cache_dir() / f"{digest}.msgpack"
@@ -434,7 +437,10 @@ def _text(path: Path) -> str | None:
 
 
 def _vars_of(args: Sequence[str]) -> str:
-    return next((value for flag, value in itertools.pairwise(args) if flag == "--vars"), "")
+    """The `--vars` a parse depends on (compat.RUN_TIME_VARS left out), as canonical JSON."""
+    given = next((value for flag, value in itertools.pairwise(args) if flag == "--vars"), "{}")
+    parsed = {name: value for name, value in json.loads(given).items() if name not in compat.RUN_TIME_VARS}
+    return json.dumps(parsed, sort_keys=True)
 
 
 def _same_file(a: Path, b: Path) -> bool:

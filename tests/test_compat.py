@@ -98,18 +98,26 @@ def test_dbt_reuses_a_parse_across_data_dirs_and_vars(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")  # dbt says how it parsed at debug level only
     first, second = tmp_path / "first", tmp_path / "second"
     day = datetime(2025, 1, 1, tzinfo=UTC)
     for data_dir, count in ((first, 30), (second, 50)):
         write_timeseries(data_dir, samples("s", ["p"], day, count, collected_at=day + timedelta(days=1)), "d")
     assert "Starting full parse" in _build_log(first)
     reused = "Partial parsing enabled"
-    # Another data dir reuses the parse made for the first one.
+    # Another data dir reuses the parse made for the first one, without re-parsing a file: nothing parsed
+    # depends on the data dir.
     log = _build_log(second)
     assert reused in log and "Unable to do partial parsing" not in log, (
         f"dbt-core {dbt_version} rejects a parse made for another build database folder "
-        f"(checked {compat.DBT_CORE_CHECKED}): see ace_etl.compat.dbt_parse_for_any_database_folder"
+        f"(checked {compat.DBT_CORE_CHECKED}): see ace_etl.compat.share_dbt_parse"
     )
+    assert "Partial parsing: updated file" not in log, log[-3000:]
+    # Other time zones (a sites file): the same parse, and the zone is the one given.
+    log = _build_log(second, time_zones={"s": "America/New_York"})
+    assert reused in log and "Unable to do partial parsing" not in log, log[-3000:]
+    with duckdb.connect(str(second / "warehouse.duckdb"), read_only=True) as connection:
+        assert connection.execute("select time_zone from sites").fetchall() == [("America/New_York",)]
     _build_log(second, full_check=True)  # other vars: the first build with them parses
     # A data dir keeps its own parse though another data dir's replaced the shared one meanwhile.
     assert "Nothing changed, skipping partial parsing" in _build_log(first)

@@ -15,9 +15,26 @@ from (
         null::varchar as filename
     where false
     union all by name
-    select * from {{ source_relation }}
+    select * from {{ landing_location(source_relation) }}
 )
 where {{ is_landed_file('filename') }}
+{%- endmacro %}
+
+
+{% macro landing_location(source_relation) -%}
+{#- A landing source with the data dir (ACE_ETL_DATA_DIR) in place of its placeholder, when the model runs:
+    read while dbt parses (the sources' meta), a new data dir made dbt re-parse the sources and the models
+    reading them, about a second per data dir. The data dir goes into SQL string literals that DuckDB reads
+    as globs: as data, not as SQL or as a pattern, so its own `[`, `*` and `?` are one-character classes
+    (`[[]` matches `[`) and its quotes are doubled. (DuckDB reads `\` in a path as `/`: ace_etl.transform
+    refuses such a data dir.) -#}
+{%- if execute -%}
+{%- set data_dir = env_var('ACE_ETL_DATA_DIR', '../data') | replace('[', '[[]') | replace('*', '[*]')
+    | replace('?', '[?]') | replace("'", "''") -%}
+{{ source_relation | string | replace('@ACE_ETL_DATA_DIR@', data_dir) }}
+{%- else -%}
+{{ source_relation }}
+{%- endif -%}
 {%- endmacro %}
 
 
@@ -60,7 +77,7 @@ create table if not exists {{ loads }} (
 delete from {{ loads }} where pending;
 insert into {{ loads }}
 select filename, size, last_modified, true
-from {{ source('landing', 'files') }} as files
+from {{ landing_location(source('landing', 'files')) }} as files
 where {{ is_landed_file('filename') }}
   and files.dataset = '{{ dataset }}'
 {%- if is_incremental() %}
