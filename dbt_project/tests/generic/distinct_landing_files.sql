@@ -5,7 +5,7 @@
     so identical bytes mean a copy. Only files of equal size are hashed: the rest are never opened. -#}
 with listed as (
     select filename, size
-    from {{ model }}
+    from {{ landing_location(model) }}
     where {{ is_landed_file('filename') }}
       and dataset in ('{{ datasets | join("', '") }}')
 ),
@@ -16,7 +16,7 @@ same_size as (
 
 hashed as (
     select filename, md5(content) as digest
-    from {{ model }}
+    from {{ landing_location(model) }}
     where filename in (select filename from same_size)
 )
 
