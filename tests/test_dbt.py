@@ -340,6 +340,8 @@ def test_builds_after_the_first_parse_only_what_changed(
     # profile's path to change, dbt would re-parse the whole project every time (4 s).
     log = (data_dir / ".build" / "logs" / "dbt.log").read_text()
     assert log.count("Running with dbt=") >= 3 and "profile has changed" not in log
+    # At info level (DBT_LOG_LEVEL_FILE unset), the log names each node but not every statement.
+    assert "OK created sql incremental model main.timeseries_hourly" in log and "[debug]" not in log
 
 
 def test_another_process_opens_the_warehouse_built_in_this_one(
