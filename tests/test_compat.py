@@ -124,6 +124,10 @@ def test_dbt_reuses_a_parse_across_data_dirs_and_vars(
     # A nightly build after the full check: the shared parse again (the first data dir's), no full parse.
     log = _build_log(second)
     assert reused in log and "Unable to do partial parsing" not in log, log[-3000:]
+    # An incremental model keeps its comments (persist_docs) between builds: none is written again. A table
+    # model is created anew, and commented anew.
+    assert 'comment on column "warehouse"."main"."timeseries_hourly"' not in log, log[-3000:]
+    assert 'comment on column "warehouse"."main"."sites"' in log, log[-3000:]
     # The reused parse reads this data dir's landing, not the one it was made for.
     with duckdb.connect(str(second / "warehouse.duckdb"), read_only=True) as connection:
         assert connection.execute("select count(*) from timeseries_raw").fetchall() == [(50,)]
