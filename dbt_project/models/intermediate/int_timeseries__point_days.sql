@@ -30,6 +30,22 @@
 -- list: much cheaper than a window over every sample.
 
 {%- set k = var('gap_tolerance') %}
+-- The zones' offsets over the instants this build reads: every sample's local day by integer arithmetic.
+{%- set read_span -%}
+select min(span_start), max(span_end) from (
+{%- if is_incremental() %}
+    select day_start, day_end from {{ ref('int_local_days') }}
+    union all
+{%- endif %}
+    select timezone('UTC', min(day)::timestamp), timezone('UTC', max(day)::timestamp) + interval 1 day
+    from {{ ref('lake_snapshot') }}
+    where dataset = 'timeseries'
+{%- if is_incremental() %}
+      and exists (select 1 from {{ ref('int_site_zone_changes') }})
+{%- endif %}
+) as spans(span_start, span_end)
+{%- endset %}
+{%- set offsets = zone_offsets(read_span) %}
 
 with zones as (
     select site_name, coalesce(time_zone, 'UTC') as time_zone from {{ ref('sites') }}
@@ -94,26 +110,26 @@ point_samples as (
     -- each sample's local day, then semi joins on (site, day): no range join over every sample
     from (
         -- an incremental build reads only the files of the partitions the changed local days overlap
-        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }} as day
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }} as day
         from {{ lake_read('timeseries', 'local_days') if is_incremental() else ref('timeseries_raw') }} as raw
         join zones using (site_name)
-        where (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone') }}) in (
+        where (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }}) in (
             select site_name, day from file_days
         )
         union all
         -- rare (a first build, a site whose zone changed): every sample of the site
-        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }}
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }}
         from {{ ref('timeseries_raw') }} as raw
         join zones using (site_name)
         where raw.site_name in (select site_name from whole_sites)
         union all
         -- rare (window_days only): the range lets DuckDB skip files, the semi join keeps those days
-        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }}
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }}
         from {{ ref('timeseries_raw') }} as raw
         join zones using (site_name)
         where raw."timestamp" >= (select min(day_start) from window_days)
           and raw."timestamp" < (select max(day_end) from window_days)
-          and (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone') }}) in (
+          and (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }}) in (
               select site_name, day from window_days
           )
     ) as raw
@@ -168,7 +184,7 @@ point_days as (
         -- steps[i] is the time from sample i to sample i + 1, in seconds
         list_transform(
             list_slice(sample_times, 2, len(sample_times)),
-            lambda later, i: epoch(later - sample_times[i])
+            lambda later, i: (epoch_us(later) - epoch_us(sample_times[i])) / 1000000
         ) as steps,
         case when points.collect_interval > 0 then points.collect_interval end as collect_interval
     from (select site_name, point_name, day from point_samples union select site_name, point_name, day from asked)
