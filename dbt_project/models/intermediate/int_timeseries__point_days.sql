@@ -105,7 +105,7 @@ window_days as (
       and (site_name, day) not in (select site_name, day from file_days)
 ),
 
-point_samples as (
+point_lists as (
     select site_name, point_name, day, list("timestamp" order by "timestamp") as sample_times
     -- each sample's local day, then semi joins on (site, day): no range join over every sample
     from (
@@ -134,6 +134,50 @@ point_samples as (
           )
     ) as raw
     group by site_name, point_name, day
+),
+
+-- What a point-day's ordered samples say, whatever range was asked: the lists end here, so what is kept
+-- (and read twice below) is one small row per point-day, not a backfill's every sample.
+point_samples as (
+    select
+        site_name,
+        point_name,
+        day,
+        len(sample_times) as received_samples,
+        -- a key landed twice sits next to itself in the ordered list: this is the raw table's uniqueness
+        -- check, at no cost beyond the list every build makes anyway (grouping every key of a backfill by
+        -- its hash cost more than copying the samples)
+        len(list_filter(steps, lambda step: step = 0)) as repeated_samples,
+        sample_times[1] as first_sample_at,
+        sample_times[-1] as last_sample_at,
+        list_median(steps) as median_step_s,
+        -- the steps longer than gap_tolerance x the interval
+        list_transform(
+            list_filter(range(1, len(sample_times)), lambda i: steps[i] > {{ k }} * interval_s),
+            lambda i: {
+                'gap_start': sample_times[i],
+                'gap_end': sample_times[i + 1],
+                'missing_samples': (round(steps[i] / interval_s) - 1)::bigint
+            }
+        ) as inner_gaps
+    from (
+        select
+            *,
+            coalesce(
+                case when points.collect_interval > 0 then points.collect_interval end, list_median(steps)
+            )::double as interval_s
+        from (
+            select
+                *,
+                -- steps[i] is the time from sample i to sample i + 1, in seconds
+                list_transform(
+                    list_slice(sample_times, 2, len(sample_times)),
+                    lambda later, i: (epoch_us(later) - epoch_us(sample_times[i])) / 1000000
+                ) as steps
+            from point_lists
+        ) as lists
+        left join {{ ref('points') }} as points using (site_name, point_name)
+    ) as stepped
 ),
 
 changed_days as (
@@ -166,7 +210,7 @@ site_days as (
         from asked group by site_name, day
     ) as site_asked using (site_name, day)
     left join (
-        select site_name, day, min(sample_times[1]) as first_at, max(sample_times[-1]) as last_at
+        select site_name, day, min(first_sample_at) as first_at, max(last_sample_at) as last_at
         from point_samples group by site_name, day
     ) as site_samples using (site_name, day)
 ),
@@ -180,13 +224,14 @@ point_days as (
         coalesce(asked.asked_start, site_days.asked_start, site_days.first_at) as range_start,
         coalesce(asked.asked_end, site_days.asked_end, site_days.last_at) as range_end,
         coalesce(asked.asked_end, site_days.asked_end) is not null as half_open,
-        coalesce(point_samples.sample_times, []) as sample_times,
-        -- steps[i] is the time from sample i to sample i + 1, in seconds
-        list_transform(
-            list_slice(sample_times, 2, len(sample_times)),
-            lambda later, i: (epoch_us(later) - epoch_us(sample_times[i])) / 1000000
-        ) as steps,
-        case when points.collect_interval > 0 then points.collect_interval end as collect_interval
+        coalesce(point_samples.received_samples, 0) as received_samples,
+        coalesce(point_samples.repeated_samples, 0) as repeated_samples,
+        point_samples.first_sample_at,
+        point_samples.last_sample_at,
+        coalesce(
+            case when points.collect_interval > 0 then points.collect_interval end, point_samples.median_step_s
+        )::double as expected_interval_s,
+        coalesce(point_samples.inner_gaps, []) as inner_gaps
     from (select site_name, point_name, day from point_samples union select site_name, point_name, day from asked)
     join site_days using (site_name, day)
     left join asked using (site_name, point_name, day)
@@ -197,15 +242,7 @@ point_days as (
 
 intervals as (
     select
-        * exclude (collect_interval, half_open),
-        len(sample_times) as received_samples,
-        -- a key landed twice sits next to itself in the ordered list: this is the raw table's uniqueness
-        -- check, at no cost beyond the list every build makes anyway (grouping every key of a backfill by
-        -- its hash cost more than copying the samples)
-        coalesce(len(list_filter(steps, lambda step: step = 0)), 0) as repeated_samples,
-        sample_times[1] as first_sample_at,
-        sample_times[-1] as last_sample_at,
-        coalesce(collect_interval, list_median(steps))::double as expected_interval_s,
+        * exclude (half_open),
         -- the samples of one point's grid that fit in the range: [start, end) when asked, else inclusive
         case
             when half_open then ceil(epoch(range_end - range_start) / expected_interval_s)
@@ -231,14 +268,7 @@ gapped as (
                 }],
                 lambda gap: epoch(gap.gap_end - gap.gap_start) > {{ k }} * expected_interval_s
             ),
-            list_transform(
-                list_filter(range(1, received_samples), lambda i: steps[i] > {{ k }} * expected_interval_s),
-                lambda i: {
-                    'gap_start': sample_times[i],
-                    'gap_end': sample_times[i + 1],
-                    'missing_samples': (round(steps[i] / expected_interval_s) - 1)::bigint
-                }
-            ),
+            inner_gaps,
             list_filter(
                 [{'gap_start': last_sample_at, 'gap_end': range_end, 'missing_samples': missing_at_end}],
                 lambda gap: epoch(gap.gap_end - gap.gap_start) > {{ k }} * expected_interval_s
