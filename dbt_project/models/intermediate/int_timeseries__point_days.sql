@@ -8,6 +8,9 @@
 -- depends_on: {{ ref('lake_changes') }}
 -- depends_on: {{ ref('int_site_zone_changes') }}
 -- depends_on: {{ ref('int_local_days') }}
+-- After timeseries_hourly, never beside it: each holds a backfill's samples in an aggregate larger than the
+-- memory limit, and the two sharing it spilled each other out (a year's backfill took twice as long).
+-- depends_on: {{ ref('timeseries_hourly') }}
 
 -- What coverage and gaps need, per site, point and site-local day (sites.time_zone: a day of 23 or 25
 -- hours when the clocks change), with that day's gaps as a list. An incremental build recomputes exactly
