@@ -37,14 +37,14 @@
 {%- set read_span -%}
 select min(span_start), max(span_end) from (
 {%- if is_incremental() %}
-    select day_start, day_end from {{ ref('int_local_days') }}
+    select day_start, day_end from {{ lake_relation('int_local_days') }}
     union all
 {%- endif %}
     select timezone('UTC', min(day)::timestamp), timezone('UTC', max(day)::timestamp) + interval 1 day
-    from {{ ref('lake_snapshot') }}
+    from {{ lake_relation('lake_snapshot') }}
     where dataset = 'timeseries'
 {%- if is_incremental() %}
-      and exists (select 1 from {{ ref('int_site_zone_changes') }})
+      and exists (select 1 from {{ lake_relation('int_site_zone_changes') }})
 {%- endif %}
 ) as spans(span_start, span_end)
 {%- endset %}
