@@ -9,7 +9,7 @@
 -- depends_on: {{ ref('int_site_zone_changes') }}
 -- depends_on: {{ ref('int_local_days') }}
 -- After timeseries_hourly, never beside it: each holds a backfill's samples in an aggregate larger than the
--- memory limit, and the two sharing it spilled each other out (a year's backfill took twice as long).
+-- memory limit, and the two sharing it spilled each other out (a year's backfill: 410 CPU-s, 303 after).
 -- depends_on: {{ ref('timeseries_hourly') }}
 
 -- What coverage and gaps need, per site, point and site-local day (sites.time_zone: a day of 23 or 25
@@ -33,7 +33,8 @@
 -- list: much cheaper than a window over every sample.
 
 {%- set k = var('gap_tolerance') %}
--- The zones' offsets over the instants this build reads: every sample's local day by integer arithmetic.
+-- The zones' offsets over the instants this build reads (the changed local days, and every partition when
+-- a site is recomputed whole): each sample's local day by integer arithmetic (local_day).
 {%- set read_span -%}
 select min(span_start), max(span_end) from (
 {%- if is_incremental() %}
