@@ -393,3 +393,73 @@ def test_a_backfill_s_hours_are_stored_by_time_so_a_day_s_build_skips_the_other_
     )
     assert len(groups) == 2
     assert groups[0][1] <= groups[1][0], groups
+
+
+# A DST zone, zones half and three quarters of an hour off UTC, one whose clocks change by half an hour,
+# one whose clocks change at midnight, and a site without a zone.
+SAMPLE_ZONES = {
+    "new-york": "America/New_York",
+    "kolkata": "Asia/Kolkata",
+    "kathmandu": "Asia/Kathmandu",
+    "lord-howe": "Australia/Lord_Howe",
+    "santiago": "America/Santiago",
+    "nowhere": "UTC",
+}
+
+
+def instants_around(zone: ZoneInfo, first: date, days: int) -> list[datetime]:
+    """A microsecond either side of every local midnight of `days` days from `first` and of every change of
+    the zone's UTC offset in them, and each instant itself."""
+    marks = [
+        datetime.combine(first + timedelta(days=d), datetime.min.time(), zone).astimezone(UTC)
+        for d in range(days + 1)
+    ]
+    hour = marks[0]
+    while hour < marks[-1]:
+        if hour.astimezone(zone).utcoffset() != (hour + timedelta(hours=1)).astimezone(zone).utcoffset():
+            change = hour
+            while change.astimezone(zone).utcoffset() == hour.astimezone(zone).utcoffset():
+                change += timedelta(minutes=1)
+            marks.append(change)
+        hour += timedelta(hours=1)
+    step = timedelta(microseconds=1)
+    return sorted({at + d for at in marks for d in (-step, timedelta(0), step)})
+
+
+def test_each_sample_counts_in_its_site_s_local_day_at_midnights_and_clock_changes(tmp_path: Path) -> None:
+    """The samples' local days are computed by integer arithmetic on each zone's UTC offsets over the span a
+    build reads (ICU only around offset changes): checked here against Python's zoneinfo, on a first build
+    and on an incremental one."""
+    data = tmp_path / "data"
+    # New York's clocks go forward on 03-08; Santiago's go back at its midnight on 04-05 (so the instant
+    # after the change is in the day before) and Lord Howe's by half an hour; Santiago's go forward on 09-06.
+    batches = ((date(2026, 3, 6), "march"), (date(2026, 4, 2), "april"), (date(2026, 9, 4), "september"))
+
+    def land(first: date, name: str) -> None:
+        frames = [
+            pl.DataFrame(
+                {
+                    "site_name": site,
+                    "point_name": f"{site}/p",
+                    "timestamp": instants_around(ZoneInfo(zone), first, 5),
+                    "value": 1.0,
+                    "collected_at": datetime(2027, 1, 1, tzinfo=UTC),
+                },
+                schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
+            )
+            for site, zone in SAMPLE_ZONES.items()
+        ]
+        write_timeseries(data, pl.concat(frames), name)
+
+    expected: dict[tuple[str, date], list[datetime]] = {}
+    for first, name in batches:
+        land(first, name)
+        build_warehouse(data, time_zones=SAMPLE_ZONES)
+        for site, zone in SAMPLE_ZONES.items():
+            for at in instants_around(ZoneInfo(zone), first, 5):
+                expected.setdefault((site, at.astimezone(ZoneInfo(zone)).date()), []).append(at)
+        assert rows(
+            data,
+            "select site_name, day, received_samples, first_sample_at, last_sample_at "
+            "from internal.int_timeseries__point_days order by site_name, day",
+        ) == [(site, day, len(ats), min(ats), max(ats)) for (site, day), ats in sorted(expected.items())]

@@ -7,7 +7,9 @@ md5_number(json_array({{ expressions | join(', ') }})::varchar)
 
 
 {% macro utc_day(timestamp) -%}
-cast(timezone('UTC', {{ timestamp }}) as date)
+{#- The UTC day of a timestamptz from its microseconds, as a plain timestamp's date (floored, also before
+    1970): a cast of a timestamptz goes through ICU, dear per sample. -#}
+make_timestamp(epoch_us({{ timestamp }}))::date
 {%- endmacro %}
 
 

@@ -8,6 +8,9 @@
 -- depends_on: {{ ref('lake_changes') }}
 -- depends_on: {{ ref('int_site_zone_changes') }}
 -- depends_on: {{ ref('int_local_days') }}
+-- After timeseries_hourly, never beside it: each holds a backfill's samples in an aggregate larger than the
+-- memory limit, and the two sharing it spilled each other out (a year's backfill: 410 CPU-s, 303 after).
+-- depends_on: {{ ref('timeseries_hourly') }}
 
 -- What coverage and gaps need, per site, point and site-local day (sites.time_zone: a day of 23 or 25
 -- hours when the clocks change), with that day's gaps as a list. An incremental build recomputes exactly
@@ -30,6 +33,23 @@
 -- list: much cheaper than a window over every sample.
 
 {%- set k = var('gap_tolerance') %}
+-- The zones' offsets over the instants this build reads (the changed local days, and every partition when
+-- a site is recomputed whole): each sample's local day by integer arithmetic (local_day).
+{%- set read_span -%}
+select min(span_start), max(span_end) from (
+{%- if is_incremental() %}
+    select day_start, day_end from {{ lake_relation('int_local_days') }}
+    union all
+{%- endif %}
+    select timezone('UTC', min(day)::timestamp), timezone('UTC', max(day)::timestamp) + interval 1 day
+    from {{ lake_relation('lake_snapshot') }}
+    where dataset = 'timeseries'
+{%- if is_incremental() %}
+      and exists (select 1 from {{ lake_relation('int_site_zone_changes') }})
+{%- endif %}
+) as spans(span_start, span_end)
+{%- endset %}
+{%- set offsets = zone_offsets(read_span) %}
 
 with zones as (
     select site_name, coalesce(time_zone, 'UTC') as time_zone from {{ ref('sites') }}
@@ -89,35 +109,79 @@ window_days as (
       and (site_name, day) not in (select site_name, day from file_days)
 ),
 
-point_samples as (
+point_lists as (
     select site_name, point_name, day, list("timestamp" order by "timestamp") as sample_times
     -- each sample's local day, then semi joins on (site, day): no range join over every sample
     from (
         -- an incremental build reads only the files of the partitions the changed local days overlap
-        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }} as day
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }} as day
         from {{ lake_read('timeseries', 'local_days') if is_incremental() else ref('timeseries_raw') }} as raw
         join zones using (site_name)
-        where (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone') }}) in (
+        where (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }}) in (
             select site_name, day from file_days
         )
         union all
         -- rare (a first build, a site whose zone changed): every sample of the site
-        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }}
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }}
         from {{ ref('timeseries_raw') }} as raw
         join zones using (site_name)
         where raw.site_name in (select site_name from whole_sites)
         union all
         -- rare (window_days only): the range lets DuckDB skip files, the semi join keeps those days
-        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone') }}
+        select raw.site_name, raw.point_name, raw."timestamp", {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }}
         from {{ ref('timeseries_raw') }} as raw
         join zones using (site_name)
         where raw."timestamp" >= (select min(day_start) from window_days)
           and raw."timestamp" < (select max(day_end) from window_days)
-          and (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone') }}) in (
+          and (raw.site_name, {{ local_day('raw."timestamp"', 'zones.time_zone', offsets) }}) in (
               select site_name, day from window_days
           )
     ) as raw
     group by site_name, point_name, day
+),
+
+-- What a point-day's ordered samples say, whatever range was asked: the lists end here, so what is kept
+-- (and read twice below) is one small row per point-day, not a backfill's every sample.
+point_samples as (
+    select
+        site_name,
+        point_name,
+        day,
+        len(sample_times) as received_samples,
+        -- a key landed twice sits next to itself in the ordered list: this is the raw table's uniqueness
+        -- check, at no cost beyond the list every build makes anyway (grouping every key of a backfill by
+        -- its hash cost more than copying the samples)
+        len(list_filter(steps, lambda step: step = 0)) as repeated_samples,
+        sample_times[1] as first_sample_at,
+        sample_times[-1] as last_sample_at,
+        list_median(steps) as median_step_s,
+        -- the steps longer than gap_tolerance x the interval
+        list_transform(
+            list_filter(range(1, len(sample_times)), lambda i: steps[i] > {{ k }} * interval_s),
+            lambda i: {
+                'gap_start': sample_times[i],
+                'gap_end': sample_times[i + 1],
+                'missing_samples': (round(steps[i] / interval_s) - 1)::bigint
+            }
+        ) as inner_gaps
+    from (
+        select
+            *,
+            coalesce(
+                case when points.collect_interval > 0 then points.collect_interval end, list_median(steps)
+            )::double as interval_s
+        from (
+            select
+                *,
+                -- steps[i] is the time from sample i to sample i + 1, in seconds
+                list_transform(
+                    list_slice(sample_times, 2, len(sample_times)),
+                    lambda later, i: (epoch_us(later) - epoch_us(sample_times[i])) / 1000000
+                ) as steps
+            from point_lists
+        ) as lists
+        left join {{ ref('points') }} as points using (site_name, point_name)
+    ) as stepped
 ),
 
 changed_days as (
@@ -150,7 +214,7 @@ site_days as (
         from asked group by site_name, day
     ) as site_asked using (site_name, day)
     left join (
-        select site_name, day, min(sample_times[1]) as first_at, max(sample_times[-1]) as last_at
+        select site_name, day, min(first_sample_at) as first_at, max(last_sample_at) as last_at
         from point_samples group by site_name, day
     ) as site_samples using (site_name, day)
 ),
@@ -164,13 +228,14 @@ point_days as (
         coalesce(asked.asked_start, site_days.asked_start, site_days.first_at) as range_start,
         coalesce(asked.asked_end, site_days.asked_end, site_days.last_at) as range_end,
         coalesce(asked.asked_end, site_days.asked_end) is not null as half_open,
-        coalesce(point_samples.sample_times, []) as sample_times,
-        -- steps[i] is the time from sample i to sample i + 1, in seconds
-        list_transform(
-            list_slice(sample_times, 2, len(sample_times)),
-            lambda later, i: epoch(later - sample_times[i])
-        ) as steps,
-        case when points.collect_interval > 0 then points.collect_interval end as collect_interval
+        coalesce(point_samples.received_samples, 0) as received_samples,
+        coalesce(point_samples.repeated_samples, 0) as repeated_samples,
+        point_samples.first_sample_at,
+        point_samples.last_sample_at,
+        coalesce(
+            case when points.collect_interval > 0 then points.collect_interval end, point_samples.median_step_s
+        )::double as expected_interval_s,
+        coalesce(point_samples.inner_gaps, []) as inner_gaps
     from (select site_name, point_name, day from point_samples union select site_name, point_name, day from asked)
     join site_days using (site_name, day)
     left join asked using (site_name, point_name, day)
@@ -181,15 +246,7 @@ point_days as (
 
 intervals as (
     select
-        * exclude (collect_interval, half_open),
-        len(sample_times) as received_samples,
-        -- a key landed twice sits next to itself in the ordered list: this is the raw table's uniqueness
-        -- check, at no cost beyond the list every build makes anyway (grouping every key of a backfill by
-        -- its hash cost more than copying the samples)
-        coalesce(len(list_filter(steps, lambda step: step = 0)), 0) as repeated_samples,
-        sample_times[1] as first_sample_at,
-        sample_times[-1] as last_sample_at,
-        coalesce(collect_interval, list_median(steps))::double as expected_interval_s,
+        * exclude (half_open),
         -- the samples of one point's grid that fit in the range: [start, end) when asked, else inclusive
         case
             when half_open then ceil(epoch(range_end - range_start) / expected_interval_s)
@@ -215,14 +272,7 @@ gapped as (
                 }],
                 lambda gap: epoch(gap.gap_end - gap.gap_start) > {{ k }} * expected_interval_s
             ),
-            list_transform(
-                list_filter(range(1, received_samples), lambda i: steps[i] > {{ k }} * expected_interval_s),
-                lambda i: {
-                    'gap_start': sample_times[i],
-                    'gap_end': sample_times[i + 1],
-                    'missing_samples': (round(steps[i] / expected_interval_s) - 1)::bigint
-                }
-            ),
+            inner_gaps,
             list_filter(
                 [{'gap_start': last_sample_at, 'gap_end': range_end, 'missing_samples': missing_at_end}],
                 lambda gap: epoch(gap.gap_end - gap.gap_start) > {{ k }} * expected_interval_s

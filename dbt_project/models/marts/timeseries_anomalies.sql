@@ -41,20 +41,31 @@ hourly as (
 {%- endif %}
 ),
 
+-- The same hour of the previous weeks: the point's earlier hours of the same hour of the week, at most
+-- `weeks` of them, are its last `weeks` rows in that order; those within `weeks` weeks are kept. (A self
+-- join on hour - n weeks grouped back by hour held a year's backfill's hours four times over.)
 past as (
     select
-        hourly.site_name,
-        hourly.point_name,
-        hourly.hour,
-        any_value(hourly.value) as value,
-        list(earlier.value) filter (where earlier.value is not null) as past_values
+        site_name,
+        point_name,
+        hour,
+        value,
+        list_filter(
+            [
+                {%- for back in range(1, weeks + 1) %}
+                case
+                    when epoch_us(hour) - epoch_us(lag(hour, {{ back }}) over same_hour) <= {{ weeks * 7 * 86400 * 1000000 }}
+                        then lag(value, {{ back }}) over same_hour
+                end{{ ',' if not loop.last }}
+                {%- endfor %}
+            ],
+            lambda earlier: earlier is not null
+        ) as past_values
     from hourly
-    cross join range(1, {{ weeks + 1 }}) as weeks_back(week)
-    left join hourly as earlier
-        on earlier.site_name = hourly.site_name
-        and earlier.point_name = hourly.point_name
-        and earlier.hour = hourly.hour - week * interval 7 day
-    group by hourly.site_name, hourly.point_name, hourly.hour
+    -- hours are whole UTC hours: one of the week's 168, also before 1970
+    window same_hour as (
+        partition by site_name, point_name, (epoch_us(hour) // 3600000000 % 168 + 168) % 168 order by hour
+    )
 ),
 
 baselined as (

@@ -70,7 +70,7 @@ stepped as (
         -- steps[i] is the time from sample i to sample i + 1, in seconds
         list_transform(
             list_slice(sample_times, 2, len(sample_times)),
-            lambda later, i: epoch(later - sample_times[i])
+            lambda later, i: (epoch_us(later) - epoch_us(sample_times[i])) / 1000000
         ) as steps,
         coalesce(
             case when weighted_points.collect_interval > 0 then weighted_points.collect_interval end,
