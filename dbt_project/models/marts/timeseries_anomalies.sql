@@ -70,10 +70,16 @@ past as (
 
 baselined as (
     select
-        *,
+        past.*,
         list_aggregate(past_values, 'median') as baseline,
         list_aggregate(list_transform(past_values, lambda x: abs(x - baseline)), 'median') as mad
     from past
+{%- if is_incremental() %}
+    -- the hours scored (from read_start) and the week before them, which their scale's median of MADs
+    -- reads: the weeks before are read only as past values, and baselining them too cost a day's build at a
+    -- year of history more than the rest of the model
+    join extended on extended.site_name = past.site_name and past.hour >= extended.read_start - interval 7 day
+{%- endif %}
     where len(past_values) >= {{ var('anomaly_min_weeks') }}
 ),
 
