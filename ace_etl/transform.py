@@ -400,10 +400,11 @@ def shared_parse(target: Path, args: Sequence[str]) -> Iterator[None]:
     other `--vars`: the first build of every data dir, and the build after a `--full-check`. A parse is the
     same for every data dir (the data dir reaches the models only when they run, through an environment
     variable) and for every value of the vars only models' SQL reads (compat.RUN_TIME_VARS, e.g. a sites
-    file's time zones), so one is kept per (dbt version, project, other vars) in `parse_cache_dir()`: copied in when the target folder has none made with
-    these vars (its own, made for this data dir, needs no re-parse at all), and back after the build. dbt
-    still checks the file against the project and discards it when anything changed. The cache only saves
-    time: any failure to use it leaves dbt to parse as it would without one."""
+    file's time zones), so one is kept per (dbt version, project, other vars) in `parse_cache_dir()`:
+    copied in when the target folder has none made with these vars (its own, made for this data dir, needs
+    no re-parse at all), and back after the build. dbt still checks the file against the project and
+    discards it when anything changed. The cache only saves time: any failure to use it leaves dbt to
+    parse as it would without one."""
     from dbt.version import __version__ as dbt_version
 
     compat.share_dbt_parse()

@@ -4,8 +4,8 @@ The units of work are `land_points` (or `recent_points`), `land_site_record`, `e
 `extract_weather`; they raise the typed errors of `extract.errors` (a window's as `WindowFailed`, carrying
 its row). `extract_job` runs a job's extraction on a runner, for the one pipeline (`ace_etl.pipeline`:
 threads for the CLI, Prefect tasks for the flows) and for `run_extract` (threads of this process) alike;
-`extract.run.scheduler.schedule` decides what runs when and collects failures per site and window, so one bad site does not stop the others, and
-`RunResult.raise_if_failed` re-raises the first.
+`extract.run.scheduler.schedule` decides what runs when and collects failures per site and window, so one
+bad site does not stop the others, and `RunResult.raise_if_failed` re-raises the first.
 
 Per window (`extract.run.attempt`): take the site's lease, plan against the checkpoints, stage pages with a
 checkpoint after each, commit. Any sequence of crashes, resumes, concurrent and forced runs lands exactly
@@ -106,9 +106,9 @@ def resolve_selector(
     points: PointsSource, configured: Sequence[Mapping[str, Any]] = (), *, site: str = ""
 ) -> PointSelector:
     """The selection for a site: from `points` (names/patterns, `a,b,c` text, or a file), or, when None, the
-    site's configured points with `collect_enabled`, as exact names (never patterns). A selection that cannot keep anything is an error:
-    ConfigError when given points select nothing (or none of the site's configured points), NoPointsError
-    when the site has no enabled point."""
+    site's configured points with `collect_enabled`, as exact names (never patterns). A selection that
+    cannot keep anything is an error: ConfigError when given points select nothing (or none of the site's
+    configured points), NoPointsError when the site has no enabled point."""
     if points is None:
         names = enabled_point_names(configured)
         if not names:

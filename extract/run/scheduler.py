@@ -3,8 +3,9 @@
 
 Per site: the configured points first (by default they decide the selection), weather beside them, then
 the site's windows one after another with its record (time zone) beside them, so memory stays one window
-per site in flight however long the range. A failure is recorded and the others go on; a site whose points fail gets a `failed` row for each of
-its windows; a rejected key stops what has not started. How a unit of work runs is the `Runner`'s business.
+per site in flight however long the range. A failure is recorded and the others go on; a site whose
+points fail gets a `failed` row for each of its windows; a rejected key stops what has not started. How
+a unit of work runs is the `Runner`'s business.
 """
 
 from __future__ import annotations
