@@ -8,11 +8,12 @@
 -- depends_on: {{ ref('lake_changes') }}
 -- depends_on: {{ ref('int_site_zone_changes') }}
 -- depends_on: {{ ref('int_local_days') }}
--- After timeseries_hourly and timeseries_anomalies, never beside them: a backfill's point-day lists need
--- most of the memory limit, which one DuckDB process shares between the queries it runs, and beside either
--- model the two spilled each other out (a year's backfill: beside hourly 410 CPU-s, after it 303; beside
--- anomalies point-days took 106 s of a 122 s build, after it 37 s of 66 s).
+-- After the models that aggregate timeseries_hourly, never beside them: a backfill's point-day lists need
+-- most of the memory limit, which one DuckDB process shares between the queries it runs, and beside any of
+-- them the lists spill (a year's backfill: point-days beside hourly took 410 CPU-s, after it 303; beside
+-- anomalies 106 s of a 122 s build, beside daily and hourly's tests 86 s of 114 s, after all 35 s of 64 s).
 -- depends_on: {{ ref('timeseries_hourly') }}
+-- depends_on: {{ ref('timeseries_daily') }}
 -- depends_on: {{ ref('timeseries_anomalies') }}
 
 -- What coverage and gaps need, per site, point and site-local day (sites.time_zone: a day of 23 or 25
