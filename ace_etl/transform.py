@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -215,6 +216,7 @@ def building(data_dir: Path | str, limits_file: str | Path | None = None) -> Ite
         check_landing(data_dir)
         published = warehouse_file(data_dir)
         database = _copy_published(build_dir(data_dir), published)
+        flushing = _flush_in_background(database)
         try:
             with dbt_environment(data_dir, database, limits), _log_errors_ignored():
                 try:
@@ -223,6 +225,7 @@ def building(data_dir: Path | str, limits_file: str | Path | None = None) -> Ite
                     release_dbt_database()
             _checkpoint(database)
             _compact(database)
+            flushing.join()
             _publish(database, published)
         finally:
             _discard(database)
@@ -247,6 +250,20 @@ def _copy_published(work: Path, published: Path) -> Path:
         with suppress(FileNotFoundError):
             shutil.copyfile(source, target)
     return database
+
+
+def _flush_in_background(database: Path) -> threading.Thread:
+    """Write the copy to disk while dbt builds on it, so that the fsync before publishing writes only what
+    the build changed: the copy grows with history (a year of 500 points: 190 MB, whose fsync was 0.12 s of
+    every build). The fsync in `_publish` still makes the file whole on disk whatever this one did."""
+
+    def flush() -> None:
+        with suppress(OSError):  # no published file yet, or the build already discarded the copy
+            fsync_path(database)
+
+    thread = threading.Thread(target=flush, name="ace-etl-flush", daemon=True)
+    thread.start()
+    return thread
 
 
 def _compact(database: Path) -> None:
