@@ -8,13 +8,13 @@
 -- depends_on: {{ ref('lake_changes') }}
 -- depends_on: {{ ref('int_site_zone_changes') }}
 -- depends_on: {{ ref('int_local_days') }}
--- After the models that aggregate timeseries_hourly, never beside them: a backfill's point-day lists need
--- most of the memory limit, which one DuckDB process shares between the queries it runs, and beside any of
--- them the lists spill (a year's backfill: point-days beside hourly took 410 CPU-s, after it 303; beside
--- anomalies 106 s of a 122 s build, beside daily and hourly's tests 86 s of 114 s, after all 35 s of 64 s).
+-- After timeseries_hourly and timeseries_daily, with timeseries_anomalies after it: a backfill's point-day
+-- lists need most of the memory limit, which one DuckDB process shares between the queries it runs, and
+-- beside a model that aggregates hourly the lists spill (a year's backfill: point-days beside hourly took
+-- 410 CPU-s, after it 303; beside anomalies 106 s of a 122 s build, beside daily and hourly's tests 86 s of
+-- 114 s, alone 38 s of 67 s).
 -- depends_on: {{ ref('timeseries_hourly') }}
 -- depends_on: {{ ref('timeseries_daily') }}
--- depends_on: {{ ref('timeseries_anomalies') }}
 
 -- What coverage and gaps need, per site, point and site-local day (sites.time_zone: a day of 23 or 25
 -- hours when the clocks change), with that day's gaps as a list. An incremental build recomputes exactly

@@ -4,6 +4,8 @@
     post_hook="{{ forget_stale_anomalies() }}",
 ) }}
 -- depends_on: {{ ref('lake_changes') }}
+-- after point-days, never beside it (int_timeseries__point_days.sql says why)
+-- depends_on: {{ ref('int_timeseries__point_days') }}
 
 -- Sustained departures of a point from its own usual values, without limits. Baseline of an hour: the
 -- median of the point's hourly means (timeseries_hourly) at the same hour of the week over the previous
