@@ -7,6 +7,7 @@ full refresh. Each stage keeps a copy of the published warehouse for the asserti
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -342,6 +343,31 @@ def test_builds_after_the_first_parse_only_what_changed(
     assert log.count("Running with dbt=") >= 3 and "profile has changed" not in log
     # At info level (DBT_LOG_LEVEL_FILE unset), the log names each node but not every statement.
     assert "OK created sql incremental model main.timeseries_hourly" in log and "[debug]" not in log
+
+
+def test_point_days_never_runs_beside_a_model_that_aggregates_hourly(
+    rerun: tuple[Stage, AnalystView], data_dir: Path
+) -> None:
+    # A backfill's point-day lists need most of DuckDB's memory limit, and beside hourly, daily or anomalies
+    # they spilled (int_timeseries__point_days.sql): each of those ends before point-days starts, or starts
+    # after it ends. The log's lines are in the order things happened.
+    log = (data_dir / ".build" / "logs" / "dbt.log").read_text().split("Running with dbt=")[-1]
+    order = {
+        (event, model): place
+        for place, (event, model) in enumerate(
+            re.findall(r"(START|OK created) sql \w+ model \w+\.(\w+) ", log)
+        )
+    }
+    point_days = (
+        order[("START", "int_timeseries__point_days")],
+        order[("OK created", "int_timeseries__point_days")],
+    )
+    for model in ("timeseries_hourly", "timeseries_daily", "timeseries_anomalies"):
+        start, end = order[("START", model)], order[("OK created", model)]
+        assert end < point_days[0] or start > point_days[1], (
+            model,
+            sorted(order.items(), key=lambda kv: kv[1]),
+        )
 
 
 def test_another_process_opens_the_warehouse_built_in_this_one(
