@@ -43,10 +43,29 @@ hourly as (
 {%- endif %}
 ),
 
--- The same hour of the previous weeks: the point's earlier hours of the same hour of the week, at most
--- `weeks` of them, are its last `weeks` rows in that order; those within `weeks` weeks are kept. (A self
--- join on hour - n weeks grouped back by hour held a year's backfill's hours four times over.)
+-- The same hour of the previous weeks, at most `weeks` of them. A full build reads them from a window: the
+-- point's earlier hours of the same hour of the week are its last `weeks` rows in that order, and those
+-- within `weeks` weeks are kept (a self join on hour - n weeks grouped back by hour held a year's backfill's
+-- hours four times over). An incremental build needs them only for the hours it baselines (from a week
+-- before read_start), and looks those up by a join: the window sorted every hour read, the weeks of past
+-- values too (at a year of history, a sixth of the model's time in a day's build).
 past as (
+{%- if is_incremental() %}
+    select
+        targets.site_name,
+        targets.point_name,
+        targets.hour,
+        any_value(targets.value) as value,
+        coalesce(list(earlier.value) filter (where earlier.value is not null), []) as past_values
+    from hourly as targets
+    join extended
+        on extended.site_name = targets.site_name and targets.hour >= extended.read_start - interval 7 day
+    cross join range(1, {{ weeks + 1 }}) as back(weeks)
+    left join hourly as earlier
+        on earlier.site_name = targets.site_name and earlier.point_name = targets.point_name
+        and epoch_us(earlier.hour) = epoch_us(targets.hour) - back.weeks * {{ 7 * 86400 * 1000000 }}
+    group by targets.site_name, targets.point_name, targets.hour
+{%- else %}
     select
         site_name,
         point_name,
@@ -68,6 +87,7 @@ past as (
     window same_hour as (
         partition by site_name, point_name, (epoch_us(hour) // 3600000000 % 168 + 168) % 168 order by hour
     )
+{%- endif %}
 ),
 
 baselined as (
