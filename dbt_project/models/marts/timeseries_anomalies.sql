@@ -46,9 +46,10 @@ hourly as (
 -- The same hour of the previous weeks, at most `weeks` of them. A full build reads them from a window: the
 -- point's earlier hours of the same hour of the week are its last `weeks` rows in that order, and those
 -- within `weeks` weeks are kept (a self join on hour - n weeks grouped back by hour held a year's backfill's
--- hours four times over). An incremental build needs them only for the hours it baselines (from a week
--- before read_start), and looks those up by a join: the window sorted every hour read, the weeks of past
--- values too (at a year of history, a sixth of the model's time in a day's build).
+-- hours four times over). An incremental build baselines only the hours it scores (from read_start) and the
+-- week before them, which their scale's median of MADs reads, and looks up their past values by a join:
+-- the window sorted every hour read, the weeks of past values too (a day's build at a year of history:
+-- 0.36 s more than at day 1 with the window, 0.1 s with the join).
 past as (
 {%- if is_incremental() %}
     select
@@ -92,16 +93,10 @@ past as (
 
 baselined as (
     select
-        past.*,
+        *,
         list_aggregate(past_values, 'median') as baseline,
         list_aggregate(list_transform(past_values, lambda x: abs(x - baseline)), 'median') as mad
     from past
-{%- if is_incremental() %}
-    -- the hours scored (from read_start) and the week before them, which their scale's median of MADs
-    -- reads: the weeks before are read only as past values, and baselining them too cost a day's build at a
-    -- year of history more than the rest of the model
-    join extended on extended.site_name = past.site_name and past.hour >= extended.read_start - interval 7 day
-{%- endif %}
     where len(past_values) >= {{ var('anomaly_min_weeks') }}
 ),
 
