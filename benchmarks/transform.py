@@ -143,7 +143,7 @@ def main() -> None:
         build_warehouse(data_dir)
 
     def day_builds(first: int) -> float:
-        """Land and build days `first` to `first + 2`, one at a time: the median build."""
+        """Land and build REPEATS days from `first`, one at a time: the median build."""
         elapsed = []
         for day in range(first, first + REPEATS):
             timed(f"land day {day + 1}", partial(land_day, storage, points, day))
