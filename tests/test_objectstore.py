@@ -154,6 +154,7 @@ def test_an_unknown_scheme_or_an_unreachable_store_is_one_line(
         "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", "gs://bucket/x", env=env
     )
     assert unknown.returncode == 2 and "use a local folder or s3://bucket/prefix" in unknown.stderr
+    assert not Path("gs:").exists()  # refused before its request budget made a local folder of the name
     unreachable = ace_etl(
         "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", f"s3://{BUCKET}/x",
         env={**env, **s3_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"},

@@ -12,6 +12,7 @@ import fcntl
 import io
 import logging
 import os
+import re
 import shutil
 import socket
 import time
@@ -34,6 +35,7 @@ PARQUET_COMPRESSION: Final = "zstd"
 LANDING_LOCK: Final = "state/.landing.lock"
 # How long either side waits for the other: a build rarely takes longer, a removal takes milliseconds.
 LANDING_WAIT_S: Final = 3600.0
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 
 log = logging.getLogger(__name__)
 
@@ -367,10 +369,14 @@ def fsync_path(path: Path) -> None:
 
 
 def normalize_location(location: Path | str) -> str:
-    """A data dir as text: a local path, or `s3://bucket/prefix` (also when a Path squeezed it to `s3:/...`)."""
+    """A data dir as text: a local path, or `s3://bucket/prefix` (also when a Path squeezed it to `s3:/...`).
+    Any other scheme is a ConfigError, before anything (the request budget, a build) makes a local folder
+    of its name."""
     text = str(location)
     if text.startswith("s3:/") and not text.startswith("s3://"):
         text = "s3://" + text[len("s3:/") :]
+    if _SCHEME.match(text) and not text.startswith("s3://"):
+        raise ConfigError(f"data dir {text!r}: use a local folder or s3://bucket/prefix")
     return text.rstrip("/") if text.startswith("s3://") else text
 
 

@@ -6,7 +6,6 @@ Above the `Storage` implementations (`extract.lake.storage`, `extract.lake.objec
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from extract.errors import ConfigError
@@ -16,7 +15,6 @@ from extract.run.upgrade import upgrade_once
 
 # delta-rs 1.6 parses a local path as a URL and resolves symbolic links: these fail or name another folder.
 _DELTA_UNSAFE = frozenset("[]%")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
 def open_storage(location: Path | str, *, upgrade: bool = True) -> Storage:
@@ -36,8 +34,6 @@ def _storage(location: Path | str) -> Storage:
     text = normalize_location(location)
     if text.startswith("s3://"):
         return S3Storage(text)
-    if _SCHEME.match(text):
-        raise ConfigError(f"data dir {text!r}: use a local folder or s3://bucket/prefix")
     if _DELTA_UNSAFE & set(str(Path(text).absolute())):
         raise ConfigError(
             f"data dir {text!r}: its path holds '[', ']' or '%', which delta-rs (the landing's Delta tables) "
