@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -21,9 +22,10 @@ import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig, site_points
 from extract.lake import tables as lake
-from extract.lake.landing import TIMESERIES
+from extract.lake.landing import TIMESERIES, window_files
 from extract.lake.storage import LocalStorage, host_name
 from extract.redact import redact, register
+from extract.windows import Window
 from tests.clihelp import (
     BIN,
     ace_etl,
@@ -494,16 +496,42 @@ def test_chaos_ends_exactly_like_one_clean_run(slow: Simulator, sim: Simulator, 
 
 
 # Transform beside forced runs: a commit removes the files it replaced.
+def test_a_forced_run_removes_no_landing_file_while_a_build_reads_the_landing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # A build lists the landing's plain Parquet files (a window's selection and rejects, one set per attempt)
+    # when it starts and reads them later; a forced run's commit replaces them. This process holds the read
+    # lock as a build does: the forced run must wait for it, saying so, before removing a file.
+    data = tmp_path / "data"
+    assert run(sim, data, end=DAY2).returncode == 0
+    storage, day = LocalStorage(data), Window(datetime.fromisoformat(DAY1), datetime.fromisoformat(DAY2))
+    first_attempt = set(window_files(storage, SITE, day))
+    assert first_attempt
+    with storage.reading_landing():
+        forced = spawn("run", "--site", SITE, "--start", DAY1, "--end", DAY2, "--data-dir", str(data),
+                       "--no-transform", "--force", env=env_of(sim))  # fmt: skip
+        assert forced.stderr is not None
+        said = ""
+        while "waiting for the warehouse build reading the landing" not in said:
+            line = forced.stderr.readline()
+            assert line, f"the forced run did not wait for the build reading the landing:\n{said}"
+            said += line
+        assert first_attempt <= set(window_files(storage, SITE, day))  # nothing removed under the build
+    _, rest = forced.communicate(timeout=120)
+    assert forced.returncode == 0, said + rest
+    assert not first_attempt & set(window_files(storage, SITE, day))  # then the replaced files are gone
+    assert_landed_once(data, expected_rows(CFG, SITE, DAY1, DAY2))
+
+
 def test_transform_beside_forced_runs_never_fails(tmp_path: Path) -> None:
-    # Four sites in hour windows, unthrottled: every forced run commits 192 windows, each removing the files
-    # of the attempt it replaces, while the build lists and reads the landing. Runs and the build interleave
-    # freely (without the landing's read lock, the build here fails on a removed file: checked with 8 points
-    # and one build, as with 30 points and two); whatever the interleaving, no build may fail and no run may
-    # lose a window.
-    cfg = replace(CFG, sites=("s0", "s1", "s2", "s3"), points=8)
+    # Two sites in hour windows, unthrottled: every forced run commits 48 windows, each replacing the rows
+    # and files of the attempt before, while the build lists and reads the landing's snapshot. Runs and the
+    # build interleave freely (the test above pins the one order in which a removed file would break the
+    # build); whatever the interleaving, no build may fail and no run may lose a window.
+    cfg = replace(CFG, sites=("s0", "s1"), points=8)
     data, stop = tmp_path / "data", tmp_path / "stop"
     sites = [arg for site in cfg.sites for arg in ("--site", site)]
-    hourly = [*sites, "--start", DAY1, "--end", DAY3, "--data-dir", str(data), "--window-hours", "1",
+    hourly = [*sites, "--start", DAY1, "--end", DAY2, "--data-dir", str(data), "--window-hours", "1",
               "--max-requests-per-minute", "100000", "--no-transform"]  # fmt: skip
     with Simulator(cfg) as server:
         assert ace_etl("run", *hourly, env=env_of(server)).returncode == 0
@@ -528,4 +556,4 @@ def test_transform_beside_forced_runs_never_fails(tmp_path: Path) -> None:
     assert loop.returncode == 0, looped
     for site in cfg.sites:  # each sample of each site landed exactly once
         landed = lake.read(LocalStorage(data), TIMESERIES, site).select("point_name", "timestamp", "value")
-        assert landed.sort(KEY).equals(expected_rows(cfg, site, DAY1, DAY3))
+        assert landed.sort(KEY).equals(expected_rows(cfg, site, DAY1, DAY2))
