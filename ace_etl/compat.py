@@ -11,6 +11,7 @@ import pprint
 import re
 import sys
 from pathlib import PurePath
+from typing import Any
 
 # DuckDB raises a plain IOException or CatalogException for these, with no code or errno: only the message
 # tells a lock held by another process from a file that is not a database, or names the missing table.
@@ -25,7 +26,9 @@ _NO_TABLE = re.compile(r"Table with name (\S+) does not exist")
 DBT_DUCKDB_CHECKED = "1.11.1"
 # dbt-core keeps a parse only for the same profile values (`ManifestLoader.build_manifest_state_check`
 # hashes `credentials.connection_info()`, values included), and dbt-duckdb's include the database's path;
-# and only for the same `--vars` (`RuntimeConfig.cli_vars`, hashed by the same method).
+# and only for the same `--vars` (`RuntimeConfig.cli_vars`, hashed by the same method). Its event manager
+# (`dbt_common.events.event_manager.EventManager.fire_event`) converts every event to its message and hands it
+# to each logger (`.level`) and callback; the only callback of a plain run is `dbt.tracking`'s.
 DBT_CORE_CHECKED = "1.11.16"
 # Vars that only models' SQL reads, which dbt renders anew at every run with the values given: a parse made
 # with other values is the same parse. (`time_zones` differs for every sites file.)
@@ -95,3 +98,40 @@ def share_dbt_parse() -> None:
 
     state_check.folder_free = True  # type: ignore[attr-defined]
     ManifestLoader.build_manifest_state_check = state_check  # type: ignore[method-assign]
+
+
+def skip_unused_dbt_events() -> None:
+    """Let dbt drop a debug event that no logger keeps and no callback reads, before converting it.
+
+    A build at the file log's `info` (ace_etl.transform.dbt_environment) with `--quiet` fires about 1,800
+    debug events (three for every statement) and about 140 others; dbt converted each debug one to a message
+    and formatted its line for Python's logging to drop: about a tenth of a small build's CPU. Only when every
+    logger's level is above debug and the only callback is dbt's own tracking (which reads behaviour-change
+    warnings); prefect-dbt's callbacks, or DBT_LOG_LEVEL_FILE=debug, get every event as before. Idempotent;
+    affects only dbt runs in this process."""
+    from dbt.tracking import track_behavior_change_warn
+    from dbt_common.events.base_types import EventLevel
+    from dbt_common.events.event_manager import EventManager
+
+    original = EventManager.fire_event
+    if getattr(original, "skips_unused", False):
+        return
+    unlogged = {EventLevel.DEBUG, EventLevel.TEST}
+
+    def fire_event(
+        self: EventManager,
+        e: Any,
+        level: Any = None,
+        node: Any = None,
+        force_warn_or_error_handling: bool = False,
+    ) -> None:
+        if (
+            (level or e.level_tag()) in unlogged
+            and all(logger.level not in unlogged for logger in self.loggers)
+            and all(callback is track_behavior_change_warn for callback in self.callbacks)
+        ):
+            return
+        original(self, e, level, node, force_warn_or_error_handling)
+
+    fire_event.skips_unused = True  # type: ignore[attr-defined]
+    EventManager.fire_event = fire_event  # type: ignore[method-assign]

@@ -128,6 +128,7 @@ def dbt_environment(data_dir: Path | str, database: Path, limits: Path | None = 
         # build's time; at info it still names each node and every error. DBT_LOG_LEVEL_FILE=debug restores it.
         "DBT_LOG_LEVEL_FILE": os.environ.get("DBT_LOG_LEVEL_FILE") or "info",
     } | ({LIMITS_ENV: str(limits)} if limits is not None else {})
+    compat.skip_unused_dbt_events()
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

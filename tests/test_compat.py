@@ -131,3 +131,28 @@ def test_dbt_reuses_a_parse_across_data_dirs_and_vars(
     # The reused parse reads this data dir's landing, not the one it was made for.
     with duckdb.connect(str(second / "warehouse.duckdb"), read_only=True) as connection:
         assert connection.execute("select count(*) from timeseries_raw").fetchall() == [(50,)]
+
+
+def test_dbt_drops_the_debug_events_no_log_keeps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dbt_common.events.event_manager as events
+
+    converted: list[str] = []
+    convert = events.msg_from_base_event
+
+    def counted(event: object, level: object = None) -> object:
+        message = convert(event, level=level)  # type: ignore[arg-type]
+        converted.append(message.info.level)
+        return message
+
+    monkeypatch.setattr(events, "msg_from_base_event", counted)
+    day = datetime(2025, 1, 1, tzinfo=UTC)
+    write_timeseries(tmp_path, samples("s", ["p"], day, 30, collected_at=day + timedelta(days=1)), "d")
+    log = _build_log(tmp_path)
+    assert "[debug]" not in log and log.count("[info ]") >= 60  # the file log at info, as before
+    assert converted.count("info") >= 60 and "debug" not in converted, (
+        f"dbt-core {dbt_version} converts the debug events no log keeps again (checked {compat.DBT_CORE_CHECKED}): "
+        "see ace_etl.compat.skip_unused_dbt_events"
+    )
+    # At debug the file log gets every event again.
+    monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
+    assert "[debug]" in _build_log(tmp_path)
