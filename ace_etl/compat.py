@@ -1,4 +1,4 @@
-"""What we rely on in DuckDB and dbt-duckdb that they do not offer as a public API, in one place.
+"""What we rely on in DuckDB, dbt-core and dbt-duckdb that they do not offer as a public API, in one place.
 
 Each shim names the version it was checked against; tests/test_compat.py exercises each against the
 installed library and fails when it changes. Prefect's are in `flows.compat` (a run outside Prefect never

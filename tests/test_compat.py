@@ -1,4 +1,4 @@
-"""The shims over DuckDB's and dbt-duckdb's non-public behaviour, checked against the installed versions:
+"""The shims over DuckDB's, dbt-core's and dbt-duckdb's non-public behaviour, checked against the installed versions:
 each test fails when the library changes what its shim relies on."""
 
 from __future__ import annotations
