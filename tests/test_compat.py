@@ -156,3 +156,31 @@ def test_dbt_drops_the_debug_events_no_log_keeps(tmp_path: Path, monkeypatch: py
     # At debug the file log gets every event again.
     monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
     assert "[debug]" in _build_log(tmp_path)
+
+
+def test_dbt_still_hands_debug_events_to_a_callback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prefect-dbt's node tasks read debug events (a node's start and end) through a callback: with one
+    registered, the shim drops nothing; with only dbt's tracking callback, it drops the debug event unread."""
+    import dbt_common.events.event_manager as events
+    from dbt.tracking import track_behavior_change_warn
+    from dbt_common.events.base_types import EventLevel
+    from dbt_common.events.types import Note
+
+    compat.skip_unused_dbt_events()
+    converted: list[str] = []
+    convert = events.msg_from_base_event
+
+    def counted(event: object, level: object = None) -> object:
+        message = convert(event, level=level)  # type: ignore[arg-type]
+        converted.append(message.info.msg)
+        return message
+
+    monkeypatch.setattr(events, "msg_from_base_event", counted)
+    received: list[str] = []
+    manager = events.EventManager()
+    manager.callbacks = [track_behavior_change_warn, lambda message: received.append(message.info.msg)]
+    manager.fire_event(Note(msg="read by a callback"), level=EventLevel.DEBUG)
+    assert received == ["read by a callback"]
+    manager.callbacks = [track_behavior_change_warn]
+    manager.fire_event(Note(msg="read by nobody"), level=EventLevel.DEBUG)
+    assert converted == ["read by a callback"]
