@@ -133,23 +133,30 @@ def test_dbt_reuses_a_parse_across_data_dirs_and_vars(
         assert connection.execute("select count(*) from timeseries_raw").fetchall() == [(50,)]
 
 
-def test_dbt_drops_the_debug_events_no_log_keeps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _converted_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(level, message) of every event dbt converts from now on, in order."""
     import dbt_common.events.event_manager as events
 
-    converted: list[str] = []
+    converted: list[tuple[str, str]] = []
     convert = events.msg_from_base_event
 
     def counted(event: object, level: object = None) -> object:
         message = convert(event, level=level)  # type: ignore[arg-type]
-        converted.append(message.info.level)
+        converted.append((message.info.level, message.info.msg))
         return message
 
     monkeypatch.setattr(events, "msg_from_base_event", counted)
+    return converted
+
+
+def test_dbt_drops_the_debug_events_no_log_keeps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    converted = _converted_events(monkeypatch)
     day = datetime(2025, 1, 1, tzinfo=UTC)
     write_timeseries(tmp_path, samples("s", ["p"], day, 30, collected_at=day + timedelta(days=1)), "d")
     log = _build_log(tmp_path)
     assert "[debug]" not in log and log.count("[info ]") >= 60  # the file log at info, as before
-    assert converted.count("info") >= 60 and "debug" not in converted, (
+    levels = [level for level, _ in converted]
+    assert levels.count("info") >= 60 and "debug" not in levels, (
         f"dbt-core {dbt_version} converts the debug events no log keeps again (checked {compat.DBT_CORE_CHECKED}): "
         "see ace_etl.compat.skip_unused_dbt_events"
     )
@@ -167,15 +174,7 @@ def test_dbt_still_hands_debug_events_to_a_callback(monkeypatch: pytest.MonkeyPa
     from dbt_common.events.types import Note
 
     compat.skip_unused_dbt_events()
-    converted: list[str] = []
-    convert = events.msg_from_base_event
-
-    def counted(event: object, level: object = None) -> object:
-        message = convert(event, level=level)  # type: ignore[arg-type]
-        converted.append(message.info.msg)
-        return message
-
-    monkeypatch.setattr(events, "msg_from_base_event", counted)
+    converted = _converted_events(monkeypatch)
     received: list[str] = []
     manager = events.EventManager()
     manager.callbacks = [track_behavior_change_warn, lambda message: received.append(message.info.msg)]
@@ -183,4 +182,4 @@ def test_dbt_still_hands_debug_events_to_a_callback(monkeypatch: pytest.MonkeyPa
     assert received == ["read by a callback"]
     manager.callbacks = [track_behavior_change_warn]
     manager.fire_event(Note(msg="read by nobody"), level=EventLevel.DEBUG)
-    assert converted == ["read by a callback"]
+    assert [message for _, message in converted] == ["read by a callback"]
