@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -541,7 +542,7 @@ def _checkpoint(database: Path) -> None:
 
 def failure_message(exception: BaseException | None, results: Sequence[RunResult], log: Path) -> str:
     failed = [
-        f"{result.node.name}: {_first_line(result.message)}"
+        f"{result.node.name}: {_node_cause(result.message)}"
         for result in results
         if result.status in ("error", "fail")
     ]
@@ -553,6 +554,18 @@ def failure_message(exception: BaseException | None, results: Sequence[RunResult
     else:
         hint = f"see {log}"
     return f"dbt build failed: {cause} ({hint})"
+
+
+# dbt heads a node's error with a line that only names the node ("Runtime Error in model etl_runs
+# (models/core/etl_runs.sql)"); the database's own line (a broken constraint, a full disk) comes after it.
+_NODE_HEADING = re.compile(r"\w+ Error in \w+ \S+ \(.*\)$")
+
+
+def _node_cause(message: str | None) -> str:
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+    if len(lines) > 1 and _NODE_HEADING.match(lines[0]):
+        return lines[1]
+    return lines[0] if lines else "no message"
 
 
 def _first_line(text: str | None) -> str:

@@ -634,6 +634,42 @@ def test_a_key_column_left_null_fails_the_primary_key_test(built: Callable[[int]
         build_warehouse(data_dir)
 
 
+def test_a_value_a_rule_forbids_fails_its_tables_one_test_and_the_failing_row_names_the_rule(
+    built: Callable[[int], Path],
+) -> None:
+    # Each table has one test of its rows (the key and its value rules): fewer nodes for every build to pay.
+    data_dir = built(2)
+    with duckdb.connect(str(data_dir / "warehouse.duckdb")) as by_hand:
+        by_hand.execute(
+            "update timeseries_hourly set on_ratio = 1.5 where rowid = (select min(rowid) from timeseries_hourly)"
+        )
+    with pytest.raises(TransformError, match="primary_key_timeseries_hourly"):
+        build_warehouse(data_dir, full_check=True)
+    # The test's own query, as dbt compiled it, on the warehouse still published: the row and its rule.
+    (compiled,) = (data_dir / ".build" / "target" / "compiled").rglob("primary_key_timeseries_hourly_*.sql")
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as analyst:
+        failing = analyst.execute(f"select failed, occurrences from ({compiled.read_text()})").fetchall()
+    assert failing == [("on_ratio", 1)]
+
+
+def test_a_landed_value_a_core_tables_contract_forbids_stops_the_build_naming_the_table(
+    built: Callable[[int], Path],
+) -> None:
+    # The core tables' value rules are CHECK constraints: DuckDB refuses the row as it is inserted.
+    data_dir = built(2)
+    run = {
+        "run_id": "r9", "site_name": SITE, "window_start": DAY, "window_end": DAY + timedelta(days=1),
+        "status": "paused", "api_requests": 1, "retries": 0, "pages": 1, "bytes": 10, "records_fetched": 0,
+        "records_kept": 0, "records_filtered": 0, "records_rejected": 0, "duration_s": 0.1, "error": None,
+        "started_at": RERUN, "finished_at": RERUN,
+    }  # fmt: skip
+    write_runs(data_dir, pl.DataFrame([run]), "runs-r9")
+    before = published(data_dir, "select count(*) from etl_runs")
+    with pytest.raises(TransformError, match=r"etl_runs.*CHECK.*status"):
+        build_warehouse(data_dir)
+    assert published(data_dir, "select count(*) from etl_runs") == before  # nothing published
+
+
 AGGREGATES = {
     "timeseries_hourly": "select * exclude (created_at) from timeseries_hourly order by all",
     "timeseries_daily": "select * exclude (created_at) from timeseries_daily order by all",

@@ -41,7 +41,7 @@
     of them, those of the partitions that `changed` since the last build and still have files
     (`lake_changes`), those overlapping the site-local days a build recomputes (`local_days`,
     `int_local_days`), those of each site's `newest` day, or those of the `partitions` a query selects
-    (`site_key`, `day`), or `none`. Read when the model or test runs. -#}
+    (`site_key`, `day`). Read when the model or test runs. -#}
 {%- set snapshot, changes = lake_relation('lake_snapshot'), lake_relation('lake_changes') -%}
 {%- if not execute -%}
 {%- do return([]) -%}
@@ -65,8 +65,6 @@ where dataset = '{{ dataset }}'
 qualify day = max(day) over (partition by site_key)
 {%- elif scope == 'partitions' %}
   and (site_key, day) in ({{ partitions }})
-{%- elif scope == 'none' %}
-  and false
 {%- endif %}
 order by path
 {%- endset -%}
@@ -219,9 +217,8 @@ select 1
     time, so that keeps it true over the whole table. `--vars '{full_check: true}'` (`ace-etl transform
     --full-check`) tests everything. `partitions: newest` looks at each site's newest day (freshness);
     `partitions: built` at the rows this build computed (a model recomputing more than the changed partitions,
-    by site-local day); `partitions: none` at no row, for a check that another test makes on what changed
-    and only a full check makes over the whole table. On the raw views a scope means reading only those
-    partitions' files. Other tests keep dbt's `where`. -#}
+    by site-local day). On the raw views a scope means reading only those partitions' files. Other tests
+    keep dbt's `where`. -#}
 {%- set meta = config.get('meta') or {} -%}
 {%- set scope = meta.get('partitions') -%}
 {%- set where = config.get('where') -%}
