@@ -29,3 +29,11 @@ def main() -> None:
         # Raised by a command's own handler outside the command (an instant between its last line and
         # restoring `quit_now`): the same one line.
         quit_now(signal.SIGINT, None)
+    finally:
+        import gc
+
+        # The command is over and the process ends next. The interpreter's last garbage collection would walk
+        # every object still alive (modules, a run's frames, dbt's manifest) only for the OS to free the lot:
+        # 0.14 s of every command, 4% of a day's run. Frozen objects are left out of it; exit handlers still
+        # run and files still close.
+        gc.freeze()
