@@ -42,6 +42,14 @@ def harness() -> Iterator[None]:
         yield
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """As the console script does (ace_etl/console.py): the test process ends next, so its last garbage
+    collection need not walk a heap the OS frees (dbt's, Prefect's)."""
+    import gc
+
+    gc.freeze()
+
+
 # The modules that run flows (use `harness`), sent to one test worker (pytest_xdist_make_scheduler): one Prefect
 # server a run rather than one a worker (each costs 15-30 s of CPU to start).
 FLOW_MODULES = ("tests/test_flows.py", "tests/test_flows_alerting.py")
