@@ -670,6 +670,19 @@ def test_a_landed_value_a_core_tables_contract_forbids_stops_the_build_naming_th
     assert published(data_dir, "select count(*) from etl_runs") == before  # nothing published
 
 
+def test_after_a_process_s_first_build_later_full_collections_skip_what_dbt_keeps(
+    built: Callable[[int], Path],
+) -> None:
+    import gc
+
+    data_dir = built(2)  # a build in this process, at the latest here
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    build_warehouse(data_dir)
+    # Once a process: later builds' objects are collected as before (frozen ones may still be freed).
+    assert gc.get_freeze_count() <= frozen
+
+
 AGGREGATES = {
     "timeseries_hourly": "select * exclude (created_at) from timeseries_hourly order by all",
     "timeseries_daily": "select * exclude (created_at) from timeseries_daily order by all",
