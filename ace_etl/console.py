@@ -21,6 +21,9 @@ signal.signal(signal.SIGINT, quit_now)
 
 
 def main() -> None:
+    from ace_etl import heap  # the garbage collector's settings: nothing else imported
+
+    heap.tune()  # before the imports, which allocate as much as a run
     try:
         from ace_etl.cli import main as cli_main  # typer and rich: what start-up spends its time on
 
@@ -30,10 +33,4 @@ def main() -> None:
         # restoring `quit_now`): the same one line.
         quit_now(signal.SIGINT, None)
     finally:
-        import gc
-
-        # The command is over and the process ends next. The interpreter's last garbage collection would walk
-        # every object still alive (modules, a run's frames, dbt's manifest) only for the OS to free the lot:
-        # 0.14 s of every command, 4% of a day's run. Frozen objects are left out of it; exit handlers still
-        # run and files still close.
-        gc.freeze()
+        heap.freeze_at_exit()  # 0.14 s of every command, 4% of a day's run

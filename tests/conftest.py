@@ -8,10 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from ace_etl import heap
+
 # Three test workers share two cores: a Polars thread pool per process (and per CLI child) only spun and
 # switched (the suite: 417-435 s -> 385 s, a tenth less CPU). Polars reads it at import, so it is set here,
 # before any test module imports Polars; results do not depend on the pool's size.
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
+# The garbage collector as the console script sets it (ace_etl/heap.py): the test processes build in process.
+heap.tune()
 # Set before any Prefect import so that every module sees a private, quiet Prefect home.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="ace-etl-prefect-")
 os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
@@ -43,11 +47,8 @@ def harness() -> Iterator[None]:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """As the console script does (ace_etl/console.py): the test process ends next, so its last garbage
-    collection need not walk a heap the OS frees (dbt's, Prefect's)."""
-    import gc
-
-    gc.freeze()
+    """As the console script does: the test process ends next (dbt's and Prefect's heaps)."""
+    heap.freeze_at_exit()
 
 
 # The modules that run flows (use `harness`), sent to one test worker (pytest_xdist_make_scheduler): one Prefect
