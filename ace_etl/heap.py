@@ -9,7 +9,8 @@ run allocates many more that live for a moment. Python's collector walks what su
   later builds' full collections skip it (0.21 -> 0.05 s of a build).
 - `freeze_at_exit`: when a process is about to end, its last collection would walk every object still alive
   for the OS to free the lot (0.14 s of every command).
-The console script and the test run tune their processes; builds freeze once, wherever they run.
+The console script, the flows' processes (`flows.etl` on import) and the test run tune their processes;
+builds freeze once, wherever they run.
 """
 
 import gc

@@ -25,6 +25,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import SecretStr
 
+from ace_etl import heap
 from ace_etl.coverage_view import coverage_grid
 from ace_etl.coverage_view import to_markdown as to_coverage_markdown
 from ace_etl.excursions import known_ids, new_excursions
@@ -83,8 +84,10 @@ class _OneLinePerFailure(logging.Filter):
 
 for _engine in ("prefect.task_runs", "prefect.flow_runs"):
     logging.getLogger(_engine).addFilter(_OneLinePerFailure())
-# Where the flows' processes start (a worker, a Dask worker unpickling a task): one retry line, ours.
+# Where the flows' processes start (a worker, a Dask worker unpickling a task): one retry line, ours, and
+# the garbage collector as the console script sets it (the flows build with dbt, extract with Polars).
 use_own_retry_log()
+heap.tune()
 
 
 def _runner() -> TaskRunner[Any]:

@@ -4,6 +4,8 @@ against the simulator over loopback, with a real `dbt build` through prefect-dbt
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,6 +25,7 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.logging.handlers import APILogWorker
 from prefect.states import Scheduled
 
+from ace_etl import heap
 from ace_etl.markdown import escape as markdown_escape
 from ace_etl.simulator import Simulator, SimulatorConfig, site_points
 from extract.api.client import AceClient
@@ -51,6 +54,13 @@ def sim() -> Iterator[Simulator]:
 def use_api(monkeypatch: pytest.MonkeyPatch, sim: Simulator) -> None:
     monkeypatch.setenv("ACEIOT_API_URL", sim.url)
     monkeypatch.setenv("ACEIOT_API_KEY", CFG.api_key)
+
+
+def test_a_process_that_runs_the_flows_sets_the_garbage_collector_as_the_console_script_does() -> None:
+    # A Prefect worker, or a Dask worker unpickling a task, imports the flows first: they build and extract.
+    code = "import gc, flows.etl; print(gc.get_threshold()[0])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(heap.YOUNG_COLLECTION_THRESHOLD)
 
 
 def test_prefect_yaml_loads_every_entrypoint_and_cron() -> None:
