@@ -9,8 +9,9 @@ run allocates many more that live for a moment. Python's collector walks what su
   later builds' full collections skip it (0.21 -> 0.05 s of a build).
 - `freeze_at_exit`: when a process is about to end, its last collection would walk every object still alive
   for the OS to free the lot (0.14 s of every command).
-The console script, the flows' processes (`flows.etl` on import) and the test run tune their processes;
-builds freeze once, wherever they run.
+The processes ace-etl owns tune themselves: the console script, the flows' processes (`flows.etl` on
+import) and the test run. Only a tuned process freezes: a notebook that calls `build_warehouse` keeps its
+collector as it was.
 """
 
 import gc
@@ -24,16 +25,22 @@ def tune() -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
+def tuned() -> bool:
+    """Whether this process is one ace-etl tuned (`tune`): the collector's own threshold says so."""
+    return gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
+
+
 def freeze_once() -> None:
-    """Freeze what is alive, once a process (the collector's own freeze count says whether it was done):
-    later full collections skip it. What it holds that becomes garbage later (a first build's parsed
-    project, a few MB) stays."""
-    if gc.get_freeze_count() == 0:
+    """In a tuned process, freeze what is alive, once (nothing frozen yet): later full collections skip
+    it. Frozen objects are still freed when nothing refers to them; only reference cycles among them are
+    never collected (a first build's parsed project, a few MB)."""
+    if tuned() and gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
 
 
 def freeze_at_exit() -> None:
     """The process ends next: leave what is alive out of the interpreter's last collection. Exit handlers
-    still run and files still close."""
+    still run, and objects freed by reference counting are still finalized; reference cycles are not, so
+    files and connections are closed explicitly (as ace-etl's are: every one in a `with`)."""
     gc.freeze()

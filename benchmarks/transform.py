@@ -14,7 +14,7 @@
    varies by a fifth between runs: the ratios compare the medians of three builds.
 
 Every build is what `ace-etl transform` does (`build_warehouse`: dbt build, tests of what changed, publish),
-in this process as the Prefect flow runs it, so the peak RSS includes DuckDB. Prints the times, the ratios
+in this process as the Prefect flow runs it (its garbage collector too), so the peak RSS includes DuckDB. Prints the times, the ratios
 (targets: after a year / at first <= 1.2 for a day's build and for nothing new; backfill / plain copy <= 2),
 the size of the DuckDB side of the data dir against the lake (target <= 0.25x) and peak RSS (target <= 2 GB).
 
@@ -38,6 +38,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from ace_etl import heap
 from ace_etl.transform import build_warehouse
 from extract.lake import tables as lake
 from extract.lake.landing import TIMESERIES
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=500)
     parser.add_argument("--days", type=int, default=365)
     options = parser.parse_args()
+    heap.tune()  # the garbage collector of a flow's process (flows.etl tunes it on import)
 
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="ace-etl-bench-")) / "data"
     storage = LocalStorage(data_dir)
