@@ -565,10 +565,8 @@ _NODE_HEADING = re.compile(r"\w+ Error in \w+ \S+ \(.*\)$")
 
 
 def _node_cause(message: str | None) -> str:
-    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
-    if len(lines) > 1 and _NODE_HEADING.match(lines[0]):
-        return lines[1]
-    return lines[0] if lines else "no message"
+    heading, _, rest = (message or "").strip().partition("\n")
+    return _first_line(rest if rest.strip() and _NODE_HEADING.match(heading.strip()) else heading)
 
 
 def _first_line(text: str | None) -> str:

@@ -14,9 +14,10 @@
    varies by a fifth between runs: the ratios compare the medians of three builds.
 
 Every build is what `ace-etl transform` does (`build_warehouse`: dbt build, tests of what changed, publish),
-in this process as the Prefect flow runs it (its garbage collector too), so the peak RSS includes DuckDB. Prints the times, the ratios
-(targets: after a year / at first <= 1.2 for a day's build and for nothing new; backfill / plain copy <= 2),
-the size of the DuckDB side of the data dir against the lake (target <= 0.25x) and peak RSS (target <= 2 GB).
+in this process as the Prefect flow runs it (its garbage collector set as a flow's is), so the peak RSS
+includes DuckDB. Prints the times, the ratios (targets: after a year / at first <= 1.2 for a day's build
+and for nothing new; backfill / plain copy <= 2), the size of the DuckDB side of the data dir against the
+lake (target <= 0.25x) and peak RSS (target <= 2 GB).
 
     .venv/bin/python -m benchmarks.transform [--data-dir DIR] [--points 500] [--days 365]
 """
