@@ -130,6 +130,7 @@ def dbt_environment(data_dir: Path | str, database: Path, limits: Path | None = 
         "DBT_LOG_LEVEL_FILE": os.environ.get("DBT_LOG_LEVEL_FILE") or "info",
     } | ({LIMITS_ENV: str(limits)} if limits is not None else {})
     compat.skip_unused_dbt_events()
+    compat.keep_what_dbt_rebuilds()
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

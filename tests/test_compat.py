@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -149,7 +151,35 @@ def _converted_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     return converted
 
 
-def test_dbt_drops_the_debug_events_no_log_keeps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _rebuilt(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How often, from now on, dbt builds a result's type tester, Jinja compiles a template and dbt scans
+    sys.path for plugins (what compat.keep_what_dbt_rebuilds keeps)."""
+    import pkgutil
+
+    import agate
+    import jinja2
+
+    made: Counter[str] = Counter()
+    for owner, name, what in (
+        (agate.TypeTester, "__init__", "type testers"),
+        (jinja2.Environment, "_compile", "templates compiled"),
+        (pkgutil, "iter_modules", "sys.path scans"),
+    ):
+        monkeypatch.setattr(owner, name, _counting(made, what, getattr(owner, name)))
+    return made
+
+
+def _counting(made: Counter[str], what: str, call: Callable[..., object]) -> Callable[..., object]:
+    def counted(*args: object, **kwargs: object) -> object:
+        made[what] += 1
+        return call(*args, **kwargs)
+
+    return counted
+
+
+def test_dbt_drops_the_debug_events_no_log_keeps_and_rebuilds_nothing_it_made_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     converted = _converted_events(monkeypatch)
     day = datetime(2025, 1, 1, tzinfo=UTC)
     write_timeseries(tmp_path, samples("s", ["p"], day, 30, collected_at=day + timedelta(days=1)), "d")
@@ -160,9 +190,51 @@ def test_dbt_drops_the_debug_events_no_log_keeps(tmp_path: Path, monkeypatch: py
         f"dbt-core {dbt_version} converts the debug events no log keeps again (checked {compat.DBT_CORE_CHECKED}): "
         "see ace_etl.compat.skip_unused_dbt_events"
     )
-    # At debug the file log gets every event again.
+    # At debug the file log gets every event again. The second build remakes little of what the first made:
+    # without the shim, 216 type testers, 130 templates compiled and a scan of sys.path; with it, only what
+    # the incremental path uses first (3 and about 30).
     monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
+    rebuilt = _rebuilt(monkeypatch)
     assert "[debug]" in _build_log(tmp_path)
+    assert (
+        rebuilt["type testers"] <= 20
+        and rebuilt["templates compiled"] <= 50
+        and not rebuilt["sys.path scans"]
+    ), (
+        f"{dict(rebuilt)} in a build: dbt-core {dbt_version} (checked {compat.DBT_CORE_CHECKED}, dbt-common "
+        f"{compat.DBT_COMMON_CHECKED}, Jinja {compat.JINJA_CHECKED}) makes them elsewhere: see "
+        "ace_etl.compat.keep_what_dbt_rebuilds"
+    )
+
+
+def test_dbt_keeps_what_it_rebuilds_as_it_would_make_it() -> None:
+    """Each kept thing is what dbt would make anew: the same result types, the same rendering, the same SQL."""
+    import dbt.compilation
+    from dbt.artifacts.resources import InjectedCTE
+    from dbt_common.clients import agate_helper, jinja
+
+    compat.keep_what_dbt_rebuilds()
+    rows = [{"n": 1, "when": "2025-01-01", "name": "null"}]
+    first, second = (agate_helper.table_from_data_flat(rows, ["n", "when", "name"]) for _ in range(2))
+    assert [type(t).__name__ for t in first.column_types] == ["Integer", "Text", "Text"]
+    assert first.rows[0].values() == second.rows[0].values() == (1, "2025-01-01", "null")
+    assert agate_helper.empty_table() is agate_helper.empty_table()
+    assert len(agate_helper.empty_table().rows) == 0
+    # Two nodes render one macro source with their own values.
+    source = "{% for x in items %}{{ x }}-{% endfor %}{{ name | upper }}"
+    contexts = ({"items": [1, 2], "name": "a"}, {"items": [3], "name": "b"})
+    rendered = [jinja.render_template(jinja.get_template(source, context), context) for context in contexts]
+    assert rendered == ["1-2-A", "3-B"]
+    # dbt looks the injector up at each model: the kept one.
+    assert "inject_ctes_into_sql" in dbt.compilation.Compiler._recursively_prepend_ctes.__code__.co_names, (
+        f"dbt-core {dbt_version} injects CTEs elsewhere (checked {compat.DBT_CORE_CHECKED}): see "
+        "ace_etl.compat.keep_what_dbt_rebuilds"
+    )
+    ctes = [InjectedCTE(id="model.x.e", sql=" __dbt__cte__e as (\nselect 1 as a\n)")]
+    for _ in range(2):
+        assert dbt.compilation.inject_ctes_into_sql("with b as (select 2) select * from e, b", ctes) == (
+            "with  __dbt__cte__e as (\nselect 1 as a\n), b as (select 2) select * from e, b"
+        )
 
 
 def test_dbt_still_hands_debug_events_to_a_callback(monkeypatch: pytest.MonkeyPatch) -> None:
