@@ -118,15 +118,17 @@ def skip_unused_dbt_events() -> None:
     debug events (three for every statement) and about 140 others; dbt converted each debug one to a message
     and formatted its line for Python's logging to drop: about a tenth of a small build's CPU. Only when every
     logger's level is above debug and the only callback is dbt's own tracking (which reads behaviour-change
-    warnings); prefect-dbt's callbacks, or DBT_LOG_LEVEL_FILE=debug, get every event as before. Idempotent;
-    affects only dbt runs in this process."""
+    warnings); prefect-dbt's callbacks, or DBT_LOG_LEVEL_FILE=debug, get every event as before. An event
+    also builds its protobuf fields when first read rather than when made (0.12 ms each, a tenth of a
+    build's CPU again), so a dropped one never does. Idempotent; affects only dbt runs in this process."""
     from dbt.tracking import track_behavior_change_warn
-    from dbt_common.events.base_types import EventLevel
+    from dbt_common.events.base_types import BaseEvent, EventLevel
     from dbt_common.events.event_manager import EventManager
 
     original = EventManager.fire_event
     if getattr(original, "skips_unused", False):
         return
+    _build_event_fields_when_read(BaseEvent)
     unlogged = {EventLevel.DEBUG, EventLevel.TEST}
 
     def fire_event(
@@ -146,6 +148,32 @@ def skip_unused_dbt_events() -> None:
 
     fire_event.skips_unused = True  # type: ignore[attr-defined]
     EventManager.fire_event = fire_event  # type: ignore[method-assign]
+
+
+def _build_event_fields_when_read(event: Any) -> None:
+    """dbt-common's BaseEvent keeps its fields in a protobuf message (`pb_msg`), built in `__init__` and read
+    through `__getattr__`/`__setattr__`: it is built at the first read instead, from the same arguments."""
+    build = event.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        object.__setattr__(self, "_fields", (args, kwargs))
+
+    def __getattr__(self: Any, key: str) -> Any:
+        if key == "pb_msg":
+            args, kwargs = object.__getattribute__(self, "_fields")
+            build(self, *args, **kwargs)
+            return object.__getattribute__(self, "pb_msg")
+        if key == "_fields":
+            raise AttributeError(key)
+        return getattr(self.pb_msg, key)
+
+    def __setattr__(self: Any, key: str, value: Any) -> None:
+        if key == "pb_msg":
+            object.__setattr__(self, key, value)
+        else:
+            setattr(self.pb_msg, key, value)
+
+    event.__init__, event.__getattr__, event.__setattr__ = __init__, __getattr__, __setattr__
 
 
 def keep_what_dbt_rebuilds() -> None:

@@ -255,3 +255,26 @@ def test_dbt_still_hands_debug_events_to_a_callback(monkeypatch: pytest.MonkeyPa
     manager.callbacks = [track_behavior_change_warn]
     manager.fire_event(Note(msg="read by nobody"), level=EventLevel.DEBUG)
     assert [message for _, message in converted] == ["read by a callback"]
+
+
+def test_dbt_builds_an_event_s_fields_when_they_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A debug event nobody reads (three for every statement) never builds its protobuf fields."""
+    import dbt_common.events.base_types as base_types
+    from dbt.adapters.events.types import SQLQuery
+
+    compat.skip_unused_dbt_events()
+    built: Counter[str] = Counter()
+    monkeypatch.setattr(base_types, "ParseDict", _counting(built, "fields", base_types.ParseDict))
+    event = SQLQuery(conn_name="model.x", sql="select 1", node_info={"node_name": "x"})
+    assert not built, (
+        f"dbt-common builds an event's fields when it is made again (checked {compat.DBT_COMMON_CHECKED}): see "
+        "ace_etl.compat.skip_unused_dbt_events"
+    )
+    assert (event.sql, event.node_info.node_name, event.message()) == (
+        "select 1",
+        "x",
+        "On model.x: select 1",
+    )
+    assert built == {"fields": 1}
+    event.sql = "select 2"
+    assert base_types.msg_from_base_event(event).data.sql == "select 2"
