@@ -278,3 +278,22 @@ def test_dbt_builds_an_event_s_fields_when_they_are_read(monkeypatch: pytest.Mon
     assert built == {"fields": 1}
     event.sql = "select 2"
     assert base_types.msg_from_base_event(event).data.sql == "select 2"
+
+
+def test_dbt_names_a_behaviour_flag_s_module_without_reading_the_whole_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import inspect
+
+    from dbt_common.behavior_flags import BehaviorFlagRendered
+
+    def whole_stack(*args: object) -> object:
+        raise AssertionError(
+            f"dbt-common reads the whole stack for a flag's source again (checked {compat.DBT_COMMON_CHECKED}): "
+            "see ace_etl.compat.keep_what_dbt_rebuilds"
+        )
+
+    compat.keep_what_dbt_rebuilds()
+    monkeypatch.setattr(inspect, "stack", whole_stack)
+    flag = BehaviorFlagRendered({"name": "some_flag", "default": False, "description": "d"}, {})
+    assert flag._behavior_change_event.flag_source == __name__  # the module that declared it, as before
