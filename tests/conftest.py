@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -54,6 +55,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # The modules that run flows (use `harness`), sent to one test worker (pytest_xdist_make_scheduler): one Prefect
 # server a run rather than one a worker (each costs 15-30 s of CPU to start).
 FLOW_MODULES = ("tests/test_flows.py", "tests/test_flows_alerting.py")
+# Units that take longest start first, so that a run never ends waiting on one of them: the flow modules
+# (about 3 minutes of a run's 4.5) and dbt run by hand (half a minute in four tests). xdist's own order, most
+# tests first, started them after a minute and last.
+LONGEST_FIRST = ("flows", "tests/test_dbt_by_hand.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,7 +70,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under `-p no:xdist`
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """`--dist loadfile` (each module on one worker), with the flow modules as one module."""
+    """`--dist loadfile` (each module on one worker), with the flow modules as one module, the longest first."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -74,5 +79,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
         def _split_scope(self, nodeid: str) -> str:
             module = super()._split_scope(nodeid)
             return "flows" if module in FLOW_MODULES else module
+
+        def _assign_work_unit(self, node: Any) -> None:
+            for unit in reversed(LONGEST_FIRST):
+                if unit in self.workqueue:
+                    self.workqueue.move_to_end(unit, last=False)
+            super()._assign_work_unit(node)
 
     return OnePrefectServer(config, log)  # type: ignore[arg-type]

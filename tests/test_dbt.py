@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from ace_etl.transform import DBT_PROJECT_DIR, build_warehouse
+from ace_etl.transform import DBT_PROJECT_DIR, build_warehouse, dbt_vars, shared_parse
 from extract.errors import TransformError
 from extract.lake import tables as lake
 from extract.lake.landing import TIMESERIES
@@ -743,10 +743,11 @@ def test_data_tests_scoped_to_what_changed_run_after_the_build_lists_it(tmp_path
     # duplicates through.
     from dbt.cli.main import dbtRunner
 
-    parsed = dbtRunner().invoke(
-        ["parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"), "--quiet"]
-    )  # fmt: skip
+    args = ["parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"), "--quiet",
+            *dbt_vars()]  # fmt: skip
+    with shared_parse(tmp_path / "target", args):  # the builds' parse, not one of its own
+        parsed = dbtRunner().invoke(args)
     nodes = parsed.result.nodes
 
     def ancestors(unique_id: str) -> set[str]:

@@ -4,6 +4,7 @@ to build an empty warehouse."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from ace_etl.simulator import Simulator, SimulatorConfig
-from ace_etl.transform import DBT_PROJECT_DIR, release_dbt_database
+from ace_etl.transform import DBT_PROJECT_DIR, PROJECT_DQ_SEVERITY, dbt_vars, release_dbt_database
 from extract.api.client import AceClient
 from extract.lake import landing
 from extract.lake.storage import LocalStorage
@@ -129,6 +130,14 @@ def test_a_hand_run_without_the_data_dir_refuses_to_build_an_empty_warehouse(
     run = dbt("build", cwd=tmp_path, monkeypatch=monkeypatch)
     assert not run.success
     assert any("set ACE_ETL_DATA_DIR" in line for line in run.lines), run.lines[-20:]
+
+
+def test_a_flow_s_default_severity_is_the_project_s_and_shares_the_cli_s_parse() -> None:
+    # dbt parses anew for other vars: a flow passes dq_severity=warn, the project's own default.
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    assert project["vars"]["dq_severity"] == PROJECT_DQ_SEVERITY
+    assert dbt_vars(dq_severity=PROJECT_DQ_SEVERITY) == dbt_vars()
+    assert json.loads(dbt_vars(dq_severity="error")[1])["dq_severity"] == "error"
 
 
 def test_a_hand_run_reads_the_landing_layout_that_ace_etl_passes() -> None:
