@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def s3_env() -> Iterator[dict[str, str]]:
+def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -51,6 +51,8 @@ def s3_env() -> Iterator[dict[str, str]]:
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_REGION": "us-east-1",
+        # An object-store data dir keeps its request budget in ./data, which is the repository here.
+        "ACE_ETL_BUDGET_PATH": str(tmp_path_factory.mktemp("s3-local") / "api-budget.sqlite"),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
