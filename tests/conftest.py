@@ -43,8 +43,14 @@ def harness() -> Iterator[None]:
     start."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    # The server would first register the block types of every installed Prefect collection, importing
+    # prefect-dbt and with it dbt (3.5 of its 13 CPU-s to start). No test needs them there: saving a block
+    # (prefect-setup's webhook) registers its own type.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
+        patch.setenv("PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION", "false")
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
