@@ -152,18 +152,20 @@ def _converted_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 def _rebuilt(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """How often, from now on, dbt builds a result's type tester, Jinja compiles a template and dbt scans
-    sys.path for plugins (what compat.keep_what_dbt_rebuilds keeps)."""
+    """How often, from now on, dbt builds a result's type tester, Jinja compiles a template, dbt scans
+    sys.path for plugins and parses a model with sqlparse (what compat.keep_what_dbt_rebuilds keeps)."""
     import pkgutil
 
     import agate
     import jinja2
+    import sqlparse
 
     made: Counter[str] = Counter()
     for owner, name, what in (
         (agate.TypeTester, "__init__", "type testers"),
         (jinja2.Environment, "_compile", "templates compiled"),
         (pkgutil, "iter_modules", "sys.path scans"),
+        (sqlparse, "parse", "models parsed by sqlparse"),
     ):
         monkeypatch.setattr(owner, name, _counting(made, what, getattr(owner, name)))
     return made
@@ -191,8 +193,9 @@ def test_dbt_drops_the_debug_events_no_log_keeps_and_rebuilds_nothing_it_made_be
         "see ace_etl.compat.skip_unused_dbt_events"
     )
     # At debug the file log gets every event again. The second build remakes little of what the first made:
-    # without the shim, 216 type testers, 130 templates compiled and a scan of sys.path; with it, only what
-    # the incremental path uses first (3 and about 30).
+    # without the shim, 216 type testers, 130 templates compiled, a scan of sys.path and 4 models parsed by
+    # sqlparse (each carries the build's start time); with it, only what the incremental path uses first (3
+    # and about 30, no parse).
     monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
     rebuilt = _rebuilt(monkeypatch)
     assert "[debug]" in _build_log(tmp_path)
@@ -200,6 +203,7 @@ def test_dbt_drops_the_debug_events_no_log_keeps_and_rebuilds_nothing_it_made_be
         rebuilt["type testers"] <= 20
         and rebuilt["templates compiled"] <= 50
         and not rebuilt["sys.path scans"]
+        and not rebuilt["models parsed by sqlparse"]
     ), (
         f"{dict(rebuilt)} in a build: dbt-core {dbt_version} (checked {compat.DBT_CORE_CHECKED}, dbt-common "
         f"{compat.DBT_COMMON_CHECKED}, Jinja {compat.JINJA_CHECKED}) makes them elsewhere: see "
@@ -235,6 +239,23 @@ def test_dbt_keeps_what_it_rebuilds_as_it_would_make_it() -> None:
         assert dbt.compilation.inject_ctes_into_sql("with b as (select 2) select * from e, b", ctes) == (
             "with  __dbt__cte__e as (\nselect 1 as a\n), b as (select 2) select * from e, b"
         )
+    # A model that opens with `with` skips sqlparse, with dbt's own result; any other shape is dbt's to read.
+    two = [*ctes, InjectedCTE(id="model.x.f", sql=" __dbt__cte__f as (\nselect 2 as b\n)")]
+    for sql in (
+        "\n-- depends_on: x; y\n/* a\n -- b */\r\n-- c\rWITH\n\tb as (select ';') select * from e, b",
+        'with "b" as (select 1) select * from b',
+        "with recursive r as (select 1) select * from r",
+        "with b as (select 1) select * from b; select 2",
+        "-- with a comment\nselect * from (with b as (select 1) select * from b)",
+        "# a comment\nwith b as (select 1) select * from b",
+        "without as (select 1) select * from without",
+        "with(select 1) as b select 1",
+        "insert into t with b as (select 1) select * from b",
+        "  select 'with b as' as s",
+    ):
+        for given in (ctes, two):
+            kept = dbt.compilation.inject_ctes_into_sql(sql, given)
+            assert kept == dbt.compilation.inject_ctes_into_sql.__wrapped__(sql, given), sql
 
 
 def test_dbt_still_hands_debug_events_to_a_callback(monkeypatch: pytest.MonkeyPatch) -> None:
