@@ -3,6 +3,7 @@ each test fails when the library changes what its shim relies on."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from collections import Counter
@@ -153,12 +154,14 @@ def _converted_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 def _rebuilt(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """How often, from now on, dbt builds a result's type tester, Jinja compiles a template, dbt scans
-    sys.path for plugins and parses a model with sqlparse (what compat.keep_what_dbt_rebuilds keeps)."""
+    sys.path for plugins, parses a model with sqlparse and makes an adapter macro's context (what
+    compat.keep_what_dbt_rebuilds keeps)."""
     import pkgutil
 
     import agate
     import jinja2
     import sqlparse
+    from dbt.context.providers import MacroContext
 
     made: Counter[str] = Counter()
     for owner, name, what in (
@@ -166,6 +169,7 @@ def _rebuilt(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         (jinja2.Environment, "_compile", "templates compiled"),
         (pkgutil, "iter_modules", "sys.path scans"),
         (sqlparse, "parse", "models parsed by sqlparse"),
+        (MacroContext, "__init__", "macro contexts"),
     ):
         monkeypatch.setattr(owner, name, _counting(made, what, getattr(owner, name)))
     return made
@@ -193,9 +197,10 @@ def test_dbt_drops_the_debug_events_no_log_keeps_and_rebuilds_nothing_it_made_be
         "see ace_etl.compat.skip_unused_dbt_events"
     )
     # At debug the file log gets every event again. The second build remakes little of what the first made:
-    # without the shim, 216 type testers, 130 templates compiled, a scan of sys.path and 4 models parsed by
-    # sqlparse (each carries the build's start time); with it, only what the incremental path uses first (3
-    # and about 30, no parse).
+    # without the shim, 216 type testers, 130 templates compiled, a scan of sys.path, 4 models parsed by
+    # sqlparse (each carries the build's start time) and 65 macro contexts (each with all 565 macros); with
+    # it, only what the incremental path uses first (3 and about 30, no parse) and a context for each adapter
+    # macro on each of dbt's threads (12).
     monkeypatch.setenv("DBT_LOG_LEVEL_FILE", "debug")
     rebuilt = _rebuilt(monkeypatch)
     assert "[debug]" in _build_log(tmp_path)
@@ -204,9 +209,11 @@ def test_dbt_drops_the_debug_events_no_log_keeps_and_rebuilds_nothing_it_made_be
         and rebuilt["templates compiled"] <= 50
         and not rebuilt["sys.path scans"]
         and not rebuilt["models parsed by sqlparse"]
+        and rebuilt["macro contexts"] <= 20
     ), (
         f"{dict(rebuilt)} in a build: dbt-core {dbt_version} (checked {compat.DBT_CORE_CHECKED}, dbt-common "
-        f"{compat.DBT_COMMON_CHECKED}, Jinja {compat.JINJA_CHECKED}) makes them elsewhere: see "
+        f"{compat.DBT_COMMON_CHECKED}, dbt-adapters {compat.DBT_ADAPTERS_CHECKED}, Jinja "
+        f"{compat.JINJA_CHECKED}) makes them elsewhere: see "
         "ace_etl.compat.keep_what_dbt_rebuilds"
     )
 
@@ -239,6 +246,15 @@ def test_dbt_keeps_what_it_rebuilds_as_it_would_make_it() -> None:
         assert dbt.compilation.inject_ctes_into_sql("with b as (select 2) select * from e, b", ctes) == (
             "with  __dbt__cte__e as (\nselect 1 as a\n), b as (select 2) select * from e, b"
         )
+    # An adapter macro's kept context wraps dbt-adapters' execute_macro, passing on each of its parameters.
+    from dbt.adapters.base.impl import BaseAdapter
+
+    assert list(inspect.signature(BaseAdapter.execute_macro.__wrapped__).parameters) == [
+        "self", "macro_name", "macro_resolver", "project", "context_override", "kwargs", "needs_conn"
+    ], (
+        f"dbt-adapters changed execute_macro (checked {compat.DBT_ADAPTERS_CHECKED}): see "
+        "ace_etl.compat.keep_what_dbt_rebuilds"
+    )  # fmt: skip
     # A model that opens with `with` skips sqlparse, with dbt's own result; any other shape is dbt's to read.
     two = [*ctes, InjectedCTE(id="model.x.f", sql=" __dbt__cte__f as (\nselect 2 as b\n)")]
     for sql in (
