@@ -246,8 +246,15 @@ def test_dbt_keeps_what_it_rebuilds_as_it_would_make_it() -> None:
         assert dbt.compilation.inject_ctes_into_sql("with b as (select 2) select * from e, b", ctes) == (
             "with  __dbt__cte__e as (\nselect 1 as a\n), b as (select 2) select * from e, b"
         )
-    # An adapter macro's kept context wraps dbt-adapters' execute_macro, passing on each of its parameters.
+    # An adapter macro's kept context wraps dbt-adapters' execute_macro, passing on each of its parameters,
+    # and clears the results its statements stored where `load_result` reads them.
     from dbt.adapters.base.impl import BaseAdapter
+    from dbt.context.providers import ProviderContext
+
+    assert "sql_results" in ProviderContext.load_result.__code__.co_names, (
+        f"dbt-core {dbt_version} keeps a macro's results elsewhere (checked {compat.DBT_CORE_CHECKED}): see "
+        "ace_etl.compat.keep_what_dbt_rebuilds"
+    )
 
     assert list(inspect.signature(BaseAdapter.execute_macro.__wrapped__).parameters) == [
         "self", "macro_name", "macro_resolver", "project", "context_override", "kwargs", "needs_conn"
@@ -267,6 +274,7 @@ def test_dbt_keeps_what_it_rebuilds_as_it_would_make_it() -> None:
         "without as (select 1) select * from without",
         "with(select 1) as b select 1",
         "insert into t with b as (select 1) select * from b",
+        "with b as (select 1 as x) select x as GO, 2 as y from b",  # sqlparse ends a statement at GO
         "  select 'with b as' as s",
     ):
         for given in (ctes, two):
