@@ -325,11 +325,80 @@ def test_dbt_builds_an_event_s_fields_when_they_are_read(monkeypatch: pytest.Mon
     assert base_types.msg_from_base_event(event).data.sql == "select 2"
 
 
+def test_an_adapter_macro_s_context_is_reused_only_where_a_call_leaves_nothing_in_it() -> None:
+    """Through dbt-adapters' own execute_macro: a second call of a macro reuses its context, emptied of the
+    results the first call's statements stored; an override, a call inside another call's macro, a context
+    that a call added to and another dbt invocation each get a new one."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from dbt.adapters.base.impl import BaseAdapter
+    from dbt_common.invocation import reset_invocation_id
+
+    compat.keep_what_dbt_rebuilds()
+    seen: list[tuple[int, list[str]]] = []  # (context made, results stored before this call stored its own)
+
+    class Made:  # where dbt's MacroContext keeps a call's statement results
+        def __init__(self, number: int) -> None:
+            self.number, self.sql_results = number, dict[str, object]()
+
+        def load_result(self, name: str) -> object:
+            return self.sql_results.get(name)
+
+    def generator(macro: object, config: object, resolver: object, package: object) -> dict[str, object]:
+        made = Made(len(contexts))
+
+        def probe(step: str) -> str:
+            seen.append((made.number, sorted(made.sql_results)))
+            made.sql_results[step] = "stored"
+            if step == "outer":
+                execute("inner")
+                after_inner.append(made.load_result("outer"))
+            elif step == "adds":
+                context["added"] = True
+            return ""
+
+        context = {"load_result": made.load_result, "probe": probe}
+        contexts.append(context)
+        return context
+
+    contexts: list[dict[str, object]] = []
+    after_inner: list[object] = []
+    macro = SimpleNamespace(
+        name="probe_macro", unique_id="macro.t.probe_macro", package_name="t",
+        macro_sql="{% macro probe_macro(step) %}{{ probe(step) }}{% endmacro %}",
+    )  # fmt: skip
+    adapter = SimpleNamespace(
+        config=SimpleNamespace(project_name="t"),
+        _macro_resolver=SimpleNamespace(find_macro_by_name=lambda *_: macro),
+        connections=SimpleNamespace(exception_handler=lambda _: nullcontext()),
+    )
+    BaseAdapter.set_macro_context_generator(adapter, generator)  # type: ignore[arg-type]
+
+    def execute(step: str, override: dict[str, object] | None = None) -> None:
+        BaseAdapter.execute_macro(adapter, "probe_macro", context_override=override, kwargs={"step": step})  # type: ignore[arg-type]
+
+    for step in ("first", "again", "overridden", "again", "outer", "adds", "again"):
+        execute(step, {"x": 1} if step == "overridden" else None)
+    reset_invocation_id()
+    execute("next run")
+    assert seen == [
+        (0, []),  # made
+        (0, []),  # reused, the first call's results gone
+        (1, []),  # an override: a context of its own
+        (0, []),  # and the kept one again
+        (0, []),  # the outer call...
+        (2, []),  # ...and a call inside its macro: a context of its own, the outer's results untouched
+        (0, []),  # this call adds to its context...
+        (3, []),  # ...so the next one gets a new one
+        (4, []),  # another invocation
+    ]
+    assert after_inner == ["stored"]  # the inner call cleared nothing of what the outer one stored
+
+
 def test_dbt_names_a_behaviour_flag_s_module_without_reading_the_whole_stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import inspect
-
     from dbt_common.behavior_flags import BehaviorFlagRendered
 
     def whole_stack(*args: object) -> object:
