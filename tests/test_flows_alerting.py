@@ -4,6 +4,9 @@ tests/test_flows.py, whose test worker runs this file too (tests/conftest.py: on
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +18,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import ArtifactSort
 
 from ace_etl.simulator import Simulator, site_points
+from flows.compat import PREFECT_DBT_CHECKED
 from flows.etl import daily_etl
 from tests.test_flows import (
     CFG,
@@ -45,6 +49,23 @@ def run_artifacts(run: FlowRun, key: str) -> list[tuple[str, str]]:
             return [(str(a.data), str(a.description)) for a in reversed(artifacts)]
 
     return asyncio.run(read())
+
+
+@contextmanager
+def settings_made(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """How many Prefect settings objects are made (each reads every environment variable and profile)."""
+    from prefect.settings import Settings
+
+    made: Counter[str] = Counter()
+    init = Settings.__init__
+
+    def counted(self: Settings, *args: object, **kwargs: object) -> None:
+        made[type(self).__name__] += 1
+        init(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Settings, "__init__", counted)
+        yield made
 
 
 def task_run_names(run: FlowRun) -> list[str]:
@@ -83,7 +104,19 @@ def test_data_quality_alerts_once_for_the_sites_a_run_built_and_heal_that_lands_
         params = {"start": START, "end": END, "page_size": 500, "data_dir": tmp_path}
         # heal (on by default) asks the API for the gap's range: nothing there, so nothing to rebuild
         # the daily deployment's dbt_node_tasks: each dbt node a task of the run
-        first = flow_run_of(daily_etl(sites=[gappy_site], **params, dbt_node_tasks=True, return_state=True))
+        with settings_made(monkeypatch) as made:
+            first = flow_run_of(
+                daily_etl(sites=[gappy_site], **params, dbt_node_tasks=True, return_state=True)
+            )
+        # the node tasks run in the flow's settings, not in new ones read again from every source: two a
+        # node without flows.compat.share_settings_with_dbt_node_tasks
+        tasks = len(task_run_names(first))
+        from prefect_dbt import __version__ as prefect_dbt_version
+
+        assert tasks > 40 and made["Settings"] <= 5, (
+            f"{made} in a run of {tasks} tasks: prefect-dbt {prefect_dbt_version} (checked "
+            f"{PREFECT_DBT_CHECKED}) hydrates a node task's settings elsewhere: see flows.compat"
+        )
         healthy = flow_run_of(daily_etl(sites=[healthy_site], **params, return_state=True))
         # every window complete, the gap checked a moment ago: this run changes nothing, so it does not alert
         unchanged = flow_run_of(daily_etl(sites=[gappy_site], **params, return_state=True))
