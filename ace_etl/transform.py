@@ -215,6 +215,9 @@ def building(data_dir: Path | str, limits_file: str | Path | None = None) -> Ite
     ACE_LIMITS_FILE) is checked first: a bad one is a ConfigError before anything is built."""
     check_build_paths(data_dir)
     limits = checked_limits_file(limits_file)
+    # dbt's modules, macros and adapter stay for the process's life: a later build's full collections skip
+    # them (a live deployment builds every five minutes).
+    heap.freeze_for_later_builds()
     # What the build lists of the plain Parquet datasets stays there until it has read it: commits wait to
     # remove the files they replaced (a removed file fails the read of every file listed with it).
     with build_lock(data_dir), open_storage(data_dir).reading_landing():
@@ -234,9 +237,6 @@ def building(data_dir: Path | str, limits_file: str | Path | None = None) -> Ite
             _publish(database, published)
         finally:
             _discard(database)
-    # dbt's modules, macros and adapter stay for the process's life: later builds' full collections skip
-    # them (a live deployment builds every five minutes).
-    heap.freeze_once()
 
 
 def checked_limits_file(given: str | Path | None) -> Path | None:
