@@ -231,6 +231,7 @@ def building(data_dir: Path | str, limits_file: str | Path | None = None) -> Ite
                     yield database
                 finally:
                     release_dbt_database()
+                    heap.dbt_ran()
             _checkpoint(database)
             _compact(database)
             flushing.join()
