@@ -8,11 +8,13 @@ imports it).
 from __future__ import annotations
 
 import functools
+import hashlib
 import pprint
 import re
 import sys
 import threading
-from pathlib import PurePath
+from collections.abc import Callable
+from pathlib import Path, PurePath
 from typing import Any
 
 # DuckDB raises a plain IOException or CatalogException for these, with no code or errno: only the message
@@ -181,9 +183,11 @@ def _build_event_fields_when_read(event: Any) -> None:
     event.__init__, event.__getattr__, event.__setattr__ = __init__, __getattr__, __setattr__
 
 
-def keep_what_dbt_rebuilds() -> None:
+def keep_what_dbt_rebuilds(code_cache: Path | None = None) -> None:
     """Let dbt reuse, within the process, what it rebuilds for every statement, node and run although nothing
-    changed: a no-op build of the demo took about a quarter less CPU (2.0-2.2 -> 1.5-1.6 CPU-s).
+    changed: a no-op build of the demo took about a quarter less CPU (2.0-2.2 -> 1.5-1.6 CPU-s). With
+    `code_cache`, a folder, the code Jinja compiles is kept there too, for the process's first build
+    (`_code_on_disk`).
 
     - the agate type tester of a statement's result (one per set of text columns) and the empty result of a
       statement that fetches nothing: each new one built parsedatetime's locale tables, twice, for each of a
@@ -210,7 +214,7 @@ def keep_what_dbt_rebuilds() -> None:
     if getattr(agate_helper.empty_table, "kept", False):
         return
     _keep_result_types(agate_helper)
-    _keep_jinja_code()
+    _keep_jinja_code(code_cache)
     _keep_plugin_modules()
     _keep_injected_ctes()
     _keep_macro_contexts()
@@ -238,11 +242,12 @@ def _keep_result_types(agate_helper: Any) -> None:
     agate_helper.empty_table = empty_table
 
 
-def _keep_jinja_code() -> None:
+def _keep_jinja_code(code_cache: Path | None) -> None:
     from dbt_common.clients import jinja
 
     original: Any = jinja.MacroFuzzEnvironment.compile
     compiled: dict[tuple[Any, ...], Any] = {}
+    stored = _code_on_disk(code_cache) if code_cache is not None else None
 
     def compile(
         self: Any,
@@ -259,10 +264,54 @@ def _keep_jinja_code() -> None:
         if code is None:
             if len(compiled) >= _MAX_TEMPLATES:
                 compiled.clear()
-            code = compiled[key] = original(self, source, name, filename)
+            if stored is None:
+                code = original(self, source, name, filename)
+            else:
+                code = stored(self, key, lambda: original(self, source, name, filename))
+            compiled[key] = code
         return code
 
     jinja.MacroFuzzEnvironment.compile = compile  # type: ignore[method-assign]
+
+
+def _code_on_disk(folder: Path) -> Callable[[Any, tuple[Any, ...], Callable[[], Any]], Any]:
+    """The code of a template (`key`: environment class, extensions, source, name) from `folder`, else
+    compiled and stored there: a new process (each `ace-etl` command, each test worker) compiled about 290
+    templates again, 0.6 s of its first build. Jinja's own bytecode-cache files (its format, a header with
+    Jinja's and Python's versions, written to a temporary name and renamed), named by a hash of the key and
+    of the library versions, since dbt renders templates from strings that have no name of their own. A
+    file that cannot be read is compiled again; one that cannot be written is only not kept."""
+    from importlib.metadata import version
+
+    import jinja2
+    from jinja2.bccache import Bucket, FileSystemBytecodeCache
+
+    files = FileSystemBytecodeCache(str(folder), "%s.jinja")
+    versions = (jinja2.__version__, version("dbt-common"))
+    # Sources are stable (dbt's macros and the project's), so this is a bound, not an eviction policy.
+    try:
+        if sum(1 for _ in folder.glob("*.jinja")) > 4 * _MAX_TEMPLATES:
+            files.clear()
+    except OSError:
+        pass
+
+    def code(environment: Any, key: tuple[Any, ...], compile: Callable[[], Any]) -> Any:
+        digest = hashlib.sha256(repr((versions, key)).encode()).hexdigest()
+        bucket = Bucket(environment, digest, digest)
+        try:
+            files.load_bytecode(bucket)
+        except Exception:  # a damaged file: unpickling and unmarshalling raise many kinds
+            bucket.reset()
+        if bucket.code is None:
+            bucket.code = compile()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                files.dump_bytecode(bucket)
+            except OSError:
+                pass
+        return bucket.code
+
+    return code
 
 
 def _keep_plugin_modules() -> None:

@@ -130,7 +130,7 @@ def dbt_environment(data_dir: Path | str, database: Path, limits: Path | None = 
         "DBT_LOG_LEVEL_FILE": os.environ.get("DBT_LOG_LEVEL_FILE") or "info",
     } | ({LIMITS_ENV: str(limits)} if limits is not None else {})
     compat.skip_unused_dbt_events()
-    compat.keep_what_dbt_rebuilds()
+    compat.keep_what_dbt_rebuilds(cache_dir() / "jinja-code")
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -411,11 +411,16 @@ def dbt_build(
     return ran
 
 
-def parse_cache_dir() -> Path:
-    """Where dbt's parsed projects are kept between data dirs: `$XDG_CACHE_HOME/ace-etl/dbt-parse`, else
-    `~/.cache/ace-etl/dbt-parse`."""
+def cache_dir() -> Path:
+    """What ace-etl keeps between processes to go faster, never needed: `$XDG_CACHE_HOME/ace-etl`, else
+    `~/.cache/ace-etl` (dbt's parsed projects, Jinja's compiled templates)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ace-etl" / "dbt-parse"
+    return Path(base) / "ace-etl"
+
+
+def parse_cache_dir() -> Path:
+    """Where dbt's parsed projects are kept between data dirs (`cache_dir()/dbt-parse`)."""
+    return cache_dir() / "dbt-parse"
 
 
 @contextmanager

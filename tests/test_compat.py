@@ -4,6 +4,7 @@ each test fails when the library changes what its shim relies on."""
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -280,6 +281,47 @@ def test_dbt_keeps_what_it_rebuilds_as_it_would_make_it() -> None:
         for given in (ctes, two):
             kept = dbt.compilation.inject_ctes_into_sql(sql, given)
             assert kept == dbt.compilation.inject_ctes_into_sql.__wrapped__(sql, given), sql
+
+
+# A process that builds: how many templates Jinja compiles to render one of dbt's macros and one of the
+# project's, and what they render.
+RENDER_IN_A_NEW_PROCESS = """
+import collections, sys, jinja2
+from dbt_common.clients import jinja
+from ace_etl.transform import dbt_environment
+compiled = collections.Counter()
+compile = jinja2.Environment._compile
+def counted(self, source, filename):
+    compiled[source] += 1
+    return compile(self, source, filename)
+jinja2.Environment._compile = counted
+with dbt_environment(sys.argv[1], sys.argv[2]):
+    for source in ("{% macro m(x) %}{{ x | upper }}-{{ y }}{% endmacro %}", sys.argv[3]):
+        template = jinja.get_template(source, {"y": 2})
+        print(getattr(template.module, jinja.get_dbt_macro_name("m"))("a"), end=" ")
+print(sum(compiled.values()))
+"""
+
+
+def test_a_new_process_takes_the_code_of_templates_compiled_before_from_the_cache(tmp_path: Path) -> None:
+    """A build's first templates compile once per machine, not once per process (`compat._code_on_disk`,
+    under `XDG_CACHE_HOME`): the second process compiles none, and renders the same; a damaged file and a
+    changed source are compiled again."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code = tmp_path / "cache" / "ace-etl" / "jinja-code"
+
+    def render(other: str = "{% macro m(x) %}{{ x }}{% endmacro %}") -> str:
+        args = [sys.executable, "-c", RENDER_IN_A_NEW_PROCESS, str(tmp_path), str(tmp_path / "w.duckdb"), other]
+        return subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    first = render()
+    assert first.startswith("A-2 a ") and int(first.split()[-1]) >= 2, first
+    assert len(list(code.glob("*.jinja"))) >= 2
+    assert render() == "A-2 a 0", "a new process compiled the templates again"
+    for kept in code.glob("*.jinja"):
+        kept.write_bytes(kept.read_bytes()[:40])
+    # the damaged one compiled again, and the changed source
+    assert render("{% macro m(x) %}{{ x }}!{% endmacro %}") == "A-2 a! 2"
 
 
 def test_dbt_still_hands_debug_events_to_a_callback(monkeypatch: pytest.MonkeyPatch) -> None:
