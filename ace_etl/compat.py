@@ -264,7 +264,9 @@ def _keep_jinja_code(code_cache: Path | None) -> None:
         if code is None:
             if len(compiled) >= _MAX_TEMPLATES:
                 compiled.clear()
-            if stored is None:
+            # A source without Jinja's delimiters is a plain value dbt renders (a profile's, which may be a
+            # password typed in): it compiles in no time and never goes to disk.
+            if stored is None or "{" not in source:
                 code = original(self, source, name, filename)
             else:
                 code = stored(self, key, lambda: original(self, source, name, filename))
@@ -275,9 +277,9 @@ def _keep_jinja_code(code_cache: Path | None) -> None:
 
 
 def _code_on_disk(folder: Path) -> Callable[[Any, tuple[Any, ...], Callable[[], Any]], Any]:
-    """The code of a template (`key`: environment class, extensions, source, name) from `folder`, else
-    compiled and stored there: a new process (each `ace-etl` command, each test worker) compiled about 290
-    templates again, 0.6 s of its first build. Jinja's own bytecode-cache files (its format, a header with
+    """The code of a template (`key`: environment class, extensions, source, name, filename) from `folder`,
+    else compiled and stored there: a new process (each `ace-etl` command, each test worker) compiled about
+    290 templates again, 0.6 s of its first build. Jinja's own bytecode-cache files (its format, a header with
     Jinja's and Python's versions, written to a temporary name and renamed), named by a hash of the key and
     of the library versions, since dbt renders templates from strings that have no name of their own. A
     file that cannot be read is compiled again; one that cannot be written is only not kept."""
@@ -287,7 +289,7 @@ def _code_on_disk(folder: Path) -> Callable[[Any, tuple[Any, ...], Callable[[], 
     from jinja2.bccache import Bucket, FileSystemBytecodeCache
 
     files = FileSystemBytecodeCache(str(folder), "%s.jinja")
-    versions = (jinja2.__version__, version("dbt-common"))
+    versions = (jinja2.__version__, version("dbt-common"), sys.version_info[:2])
     # Sources are stable (dbt's macros and the project's), so this is a bound, not an eviction policy.
     try:
         if sum(1 for _ in folder.glob("*.jinja")) > 4 * _MAX_TEMPLATES:
@@ -305,7 +307,7 @@ def _code_on_disk(folder: Path) -> Callable[[Any, tuple[Any, ...], Callable[[], 
         if bucket.code is None:
             bucket.code = compile()
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # as Jinja's own default folder
                 files.dump_bytecode(bucket)
             except OSError:
                 pass
