@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ace_etl import heap
+from tests.s3server import s3_env, s3_server  # noqa: F401 (fixtures: one S3 server a test process)
 
 # Three test workers share two cores: a Polars thread pool per process (and per CLI child) only spun and
 # switched (the suite: 417-435 s -> 385 s, a tenth less CPU). Polars reads it at import, so it is set here,
@@ -61,10 +62,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # The modules that run flows (use `harness`), sent to one test worker (pytest_xdist_make_scheduler): one Prefect
 # server a run rather than one a worker (each costs 15-30 s of CPU to start).
 FLOW_MODULES = ("tests/test_flows.py", "tests/test_flows_alerting.py")
+# The modules that use the local S3 server (`s3_env`), sent to one test worker too: one server a run.
+S3_MODULES = ("tests/test_objectstore.py", "tests/test_lake.py", "tests/test_upkeep.py")
 # Units that take longest start first, so that a run never ends waiting on one of them: the flow modules
 # (about 3 minutes of a run's 4.5) and dbt run by hand (half a minute in four tests). xdist's own order, most
 # tests first, started them after a minute and last.
-LONGEST_FIRST = ("flows", "tests/test_dbt_by_hand.py")
+LONGEST_FIRST = ("flows", "s3", "tests/test_dbt_by_hand.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -72,11 +75,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.nodeid.split("::", 1)[0]
         if "harness" in getattr(item, "fixturenames", ()) and module not in FLOW_MODULES:
             raise pytest.UsageError(f"{module} runs flows: add it to FLOW_MODULES in tests/conftest.py")
+        if "s3_env" in getattr(item, "fixturenames", ()) and module not in S3_MODULES:
+            raise pytest.UsageError(f"{module} uses the S3 server: add it to S3_MODULES in tests/conftest.py")
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under `-p no:xdist`
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """`--dist loadfile` (each module on one worker), with the flow modules as one module, the longest first."""
+    """`--dist loadfile` (each module on one worker), with the flow modules as one module and the S3 ones as
+    another, the longest first."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -84,7 +90,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     class OnePrefectServer(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = super()._split_scope(nodeid)
-            return "flows" if module in FLOW_MODULES else module
+            return "flows" if module in FLOW_MODULES else "s3" if module in S3_MODULES else module
 
         def _assign_work_unit(self, node: Any) -> None:
             for unit in reversed(LONGEST_FIRST):

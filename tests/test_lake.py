@@ -25,7 +25,7 @@ from extract.lake import tables as lake
 from extract.lake.landing import TIMESERIES, WEATHER
 from extract.lake.objectstore import S3Storage
 from extract.lake.storage import LocalStorage, Storage
-from tests.test_objectstore import BUCKET, s3_env  # noqa: F401 (the local S3 server fixture)
+from tests.s3server import BUCKET
 
 T0 = datetime(2024, 3, 1, 22, 0, tzinfo=UTC)
 KEY = ("point_name", "timestamp")
@@ -162,7 +162,7 @@ def _commit_day(prefix: str, day: int, barrier: multiprocessing.synchronize.Barr
 
 
 def test_two_processes_committing_to_one_table_on_s3_land_each_sample_once(
-    s3_env: dict[str, str],  # noqa: F811
+    s3_env: dict[str, str],
 ) -> None:
     storage = S3Storage(f"s3://{BUCKET}/lake")
     lake.replace_range(

@@ -4,19 +4,13 @@ real CLI, real Parquet objects, dbt reading them through fsspec. No mocked boto 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import polars as pl
-import pytest
 
 from ace_etl.simulator import Faults, Simulator, SimulatorConfig
 from extract.lake import tables as lake
@@ -24,59 +18,12 @@ from extract.lake.landing import TIMESERIES, WEATHER
 from extract.lake.objectstore import S3Storage
 from extract.run import upgrade
 from tests.clihelp import ace_etl, error_line, expected_rows, spawn
+from tests.s3server import BUCKET
 from tests.test_upgrade import KEY, old_landing, old_weather
 
 SITE = "hq"
 CFG = SimulatorConfig(sites=(SITE,), points=12, interval=300, api_key="s3-test-key-0123456789")
 DAY, NEXT = "2024-06-10T00:00:00Z", "2024-06-11T00:00:00Z"
-BUCKET = "ace-etl-test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": "us-east-1",
-        # An object-store data dir keeps its request budget in ./data, which is the repository here.
-        "ACE_ETL_BUDGET_PATH": str(tmp_path_factory.mktemp("s3-local") / "api-budget.sqlite"),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.1)
-        import s3fs
-
-        s3fs.S3FileSystem(skip_instance_cache=True).mkdir(BUCKET)
-        yield env
-    finally:
-        server.terminate()
-        server.wait()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def s3_rows(prefix: str) -> pl.DataFrame:

@@ -23,8 +23,8 @@ from extract.lake.landing import TIMESERIES, WEATHER
 from extract.lake.objectstore import S3Storage
 from extract.lake.storage import LocalStorage, Storage
 from tests.clihelp import ace_etl, expected_rows, landed_rows
+from tests.s3server import BUCKET
 from tests.test_lake import KEY, rows
-from tests.test_objectstore import BUCKET, s3_env  # noqa: F401 (the local S3 server fixture)
 
 TODAY = datetime.now(UTC).date()
 
@@ -175,7 +175,7 @@ def _race(
 
 
 def test_a_compaction_racing_a_window_commit_of_another_day_on_s3_both_succeed(
-    s3_env: dict[str, str],  # noqa: F811
+    s3_env: dict[str, str],
 ) -> None:
     storage = S3Storage(f"s3://{BUCKET}/upkeep")
     closed, other = TODAY - timedelta(days=2), TODAY - timedelta(days=1)
