@@ -65,7 +65,8 @@ FLOW_MODULES = ("tests/test_flows.py", "tests/test_flows_alerting.py")
 # The modules that use the local S3 server (`s3_env`), sent to one test worker too: one server a run.
 S3_MODULES = ("tests/test_objectstore.py", "tests/test_lake.py", "tests/test_upkeep.py")
 # Units that take longest start first, so that a run never ends waiting on one of them: the flow modules
-# (about 3 minutes of a run's 4.5) and dbt run by hand (half a minute in four tests). xdist's own order, most
+# (about 3 minutes of a run's 4.5), the S3 modules (one minute) and dbt run by hand (half a minute in four
+# tests). xdist's own order, most
 # tests first, started them after a minute and last.
 LONGEST_FIRST = ("flows", "s3", "tests/test_dbt_by_hand.py")
 
@@ -75,7 +76,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.nodeid.split("::", 1)[0]
         if "harness" in getattr(item, "fixturenames", ()) and module not in FLOW_MODULES:
             raise pytest.UsageError(f"{module} runs flows: add it to FLOW_MODULES in tests/conftest.py")
-        if "s3_env" in getattr(item, "fixturenames", ()) and module not in S3_MODULES:
+        if "s3_server" in getattr(item, "fixturenames", ()) and module not in S3_MODULES:
             raise pytest.UsageError(f"{module} uses the S3 server: add it to S3_MODULES in tests/conftest.py")
 
 
@@ -87,7 +88,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    class OnePrefectServer(LoadFileScheduling):
+    class OneServerEach(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = super()._split_scope(nodeid)
             return "flows" if module in FLOW_MODULES else "s3" if module in S3_MODULES else module
@@ -98,4 +99,4 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
                     self.workqueue.move_to_end(unit, last=False)
             super()._assign_work_unit(node)
 
-    return OnePrefectServer(config, log)  # type: ignore[arg-type]
+    return OneServerEach(config, log)  # type: ignore[arg-type]
