@@ -4,7 +4,6 @@ are registered in tests/conftest.py, so that the process shares one server."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -65,13 +64,7 @@ def s3_env(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         # An object-store data dir keeps its request budget in ./data, which is the repository here.
         "ACE_ETL_BUDGET_PATH": str(tmp_path_factory.mktemp("s3-local") / "api-budget.sqlite"),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
         yield env
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
