@@ -22,10 +22,9 @@ def share_settings_with_dbt_node_tasks() -> None:
     serialized and validates anew at least twice (in prefect-dbt's thread, then in the task engine; and for
     each log line without a node): each a `Settings()` that reads every environment variable, profile and
     TOML source again, about 70 ms. Half of a node-task build went there: the demo's 46 nodes took 12 s
-    (15 CPU-s), 6 s (8 CPU-s) with this shim, and 2 s in one step. The threads are in this process, so they are given the flow's own settings objects
-    (Prefect makes new ones to change a setting), which pydantic takes as they are; each hydration still
-    makes its own `SettingsContext`.
-    Idempotent."""
+    (15 CPU-s), 6 s (8 CPU-s) with this shim, and 2 s in one step. The threads are in this process, so they
+    are given the flow's own settings objects (Prefect makes new ones to change a setting), which pydantic
+    takes as they are; each hydration still makes its own `SettingsContext`. Idempotent."""
     import prefect_dbt.core.runner as runner
     from prefect.context import SettingsContext
 
