@@ -7,6 +7,7 @@ import json
 import signal
 import time
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -23,7 +24,7 @@ from tests.test_upgrade import KEY, old_landing, old_weather
 
 SITE = "hq"
 CFG = SimulatorConfig(sites=(SITE,), points=12, interval=300, api_key="s3-test-key-0123456789")
-DAY, NEXT = "2024-06-10T00:00:00Z", "2024-06-11T00:00:00Z"
+DAY, NEXT, AFTER = "2024-06-10T00:00:00Z", "2024-06-11T00:00:00Z", "2024-06-12T00:00:00Z"
 
 
 def s3_rows(prefix: str) -> pl.DataFrame:
@@ -86,10 +87,18 @@ def test_a_run_on_object_storage_resumes_after_a_kill_and_builds_every_sample_on
             env=env,
         )
         assert resumed.returncode == 0, resumed.stderr
-    expected = expected_rows(CFG, SITE, DAY, NEXT)
-    assert s3_rows("run1").equals(expected)
-    # The warehouse built from the object store holds every sample once, as one built from local disk.
-    assert raw(warehouse) == expected.rows()
+        expected = expected_rows(CFG, SITE, DAY, NEXT)
+        assert s3_rows("run1").equals(expected)
+        # The warehouse built from the object store holds every sample once, as one built from local disk.
+        assert raw(warehouse) == expected.rows()
+        # The next day, landed after that build, is in this process's next build: dbt-duckdb's filesystem
+        # keeps its listings for one build only.
+        later = ace_etl("run", "--site", SITE, "--start", NEXT, "--end", AFTER, "--data-dir", remote, env=env)
+        assert later.returncode == 0, later.stderr
+    assert raw(warehouse) == expected_rows(CFG, SITE, DAY, AFTER).rows()
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        starts = con.execute("select distinct window_start from etl_runs order by 1").fetchall()
+    assert [start for (start,) in starts] == [datetime.fromisoformat(DAY), datetime.fromisoformat(NEXT)]
     status = ace_etl("status", "--data-dir", remote, env={**s3_env, "ACE_ETL_DUCKDB_PATH": str(warehouse)})
     assert status.returncode == 0 and "windows complete" in status.stdout, status.stderr
     assert not list(tmp_path.glob("s3:*")) and not Path("s3:").exists()  # never a local folder named s3:
