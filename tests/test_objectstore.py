@@ -18,7 +18,7 @@ from extract.lake import tables as lake
 from extract.lake.landing import TIMESERIES, WEATHER
 from extract.lake.objectstore import S3Storage
 from extract.run import upgrade
-from tests.clihelp import ace_etl, error_line, expected_rows, spawn
+from tests.clihelp import ace_etl, ace_etl_script, error_line, expected_rows, spawn
 from tests.s3server import BUCKET
 from tests.test_upgrade import KEY, old_landing, old_weather
 
@@ -92,7 +92,7 @@ def test_a_run_on_object_storage_resumes_after_a_kill_and_builds_every_sample_on
         # The warehouse built from the object store holds every sample once, as one built from local disk.
         assert raw(warehouse) == expected.rows()
         # The next day, landed after that build, is in this process's next build: dbt-duckdb's filesystem
-        # keeps its listings for one build only.
+        # (one a process) keeps no listing.
         later = ace_etl("run", "--site", SITE, "--start", NEXT, "--end", AFTER, "--data-dir", remote, env=env)
         assert later.returncode == 0, later.stderr
     assert raw(warehouse) == expected_rows(CFG, SITE, DAY, AFTER).rows()
@@ -119,6 +119,14 @@ def test_an_unknown_scheme_or_an_unreachable_store_is_one_line(
     )  # fmt: skip
     assert unreachable.returncode == 1, unreachable.stderr
     assert "cannot reach the object store" in error_line(unreachable.stderr)
+    # A new process: botocore reads the profile as the process's first store starts.
+    profile = ace_etl_script(
+        "run", "--site", SITE, "--start", DAY, "--end", NEXT, "--data-dir", f"s3://{BUCKET}/x",
+        env={**env, **s3_env, "AWS_PROFILE": "no-such-profile"},
+    )  # fmt: skip
+    assert profile.returncode == 1, profile.stderr
+    line = error_line(profile.stderr)
+    assert "cannot reach the object store" in line and "no-such-profile" in line, profile.stderr
 
 
 def test_an_old_parquet_landing_on_the_object_store_is_converted_once(s3_env: dict[str, str]) -> None:

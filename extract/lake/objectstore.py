@@ -46,12 +46,13 @@ class S3Storage:
 
         self.url = url
         self.root = url.removeprefix("s3://").strip("/")
-        session = AioSession()
-        session.register_component("data_loader", _botocore_data())
-        # No listing cache: other processes write here too.
-        self.fs = s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True, session=session)
         bucket = self.root.split("/", 1)[0]
         try:
+            # A missing AWS_PROFILE or a broken ~/.aws/config shows here, in the loader's settings.
+            session = AioSession()
+            session.register_component("data_loader", _botocore_data())
+            # No listing cache: other processes write here too.
+            self.fs = s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True, session=session)
             self.fs.ls(bucket)
         except FileNotFoundError:
             raise ObjectStoreError(
