@@ -32,6 +32,7 @@ from extract.api.budget import budget_file
 from extract.api.client import AceClient
 from extract.config import Settings
 from extract.errors import AceEtlError
+from extract.lake.storage import normalize_location
 from extract.run.datadir import open_storage
 from extract.run.heal import HealResult
 from extract.run.job import Job, Mode
@@ -123,7 +124,7 @@ class Cli:
         with self._client(job) as client:
             stderr.print(
                 f"Extracting {len(job.sites)} site(s), {span.start:%Y-%m-%d %H:%M} to {span.end:%Y-%m-%d %H:%M} UTC "
-                f"({len(windows)} window(s) each) into {job.data_dir}",
+                f"({len(windows)} window(s) each) into {normalize_location(job.data_dir)}",  # not `s3:/...`
                 markup=False,  # a data dir's `[x]` is part of its name
             )
             self.progress = RunProgress(len(windows) * len(job.sites))

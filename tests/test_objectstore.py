@@ -87,6 +87,7 @@ def test_a_run_on_object_storage_resumes_after_a_kill_and_builds_every_sample_on
             env=env,
         )
         assert resumed.returncode == 0, resumed.stderr
+        assert f"into {remote}\n" in resumed.stderr  # the data dir as given, not as a Path prints it
         expected = expected_rows(CFG, SITE, DAY, NEXT)
         assert s3_rows("run1").equals(expected)
         # The warehouse built from the object store holds every sample once, as one built from local disk.
